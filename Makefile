@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` and `make test` (both create .venv if missing).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first: 2.13.0 is the CPU wheel on these machines; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/coordbench run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check coordbench tests bench
+	$(BIN)/ruff format --check coordbench tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/scoring_speed.py
+
+clean:
+	rm -rf $(VENV) output .pytest_cache

@@ -1,0 +1,237 @@
+"""Run-directory files: append-with-fsync writers, tolerant readers, run.json, locking, resume.
+
+Layout (DESIGN §9): run.json is written first; gt_vs_pred.jsonl and pred_token_trace.jsonl are
+appended per batch (trace first, then records, each flushed and fsynced), so a killed run loses at
+most the batch in flight. Everything else is derived from those two files at the end and written
+atomically (temp file + rename), so a resumed run ends byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coordbench.errors import ArtifactError, ResumeError
+
+SCHEMA_VERSION = 1
+RUN_JSON = "run.json"
+GT_VS_PRED = "gt_vs_pred.jsonl"
+TRACE = "pred_token_trace.jsonl"
+CONFIDENCE = "pred_confidence.jsonl"
+SCORED = "gt_vs_pred_scored.jsonl"
+SUMMARY = "summary.json"
+LOCK = ".lock"
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(obj: Any) -> Any:
+    """orjson writes NaN/inf as null; keep -inf logprobs explicit as strings readers understand."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def dumps_line(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default) + b"\n"
+
+
+def dumps_json(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ArtifactError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    if isinstance(obj, dict) and "schema_version" not in obj:
+        obj = {"schema_version": SCHEMA_VERSION, **obj}
+    write_bytes_atomic(path, dumps_json(obj))
+
+
+def write_jsonl(path: Path, rows: Iterable[Any]) -> None:
+    write_bytes_atomic(path, b"".join(dumps_line(r) for r in rows))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ArtifactError(f"missing {path}") from None
+    except orjson.JSONDecodeError as e:
+        raise ArtifactError(f"{path} is not valid JSON ({e})") from None
+
+
+def read_jsonl(path: Path, *, tolerant_tail: bool = True) -> tuple[list[dict], int]:
+    """Rows of a JSONL file and the byte length of its valid prefix.
+
+    A torn last line (no trailing newline or invalid JSON) is dropped when `tolerant_tail`; any
+    other invalid line is an error naming the file and line.
+    """
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    rows: list[dict] = []
+    good = 0
+    lines = data.split(b"\n")
+    for n, line in enumerate(lines, 1):
+        is_last = n == len(lines)
+        if is_last and not line:
+            break
+        try:
+            if is_last:
+                raise ValueError("no trailing newline")
+            rows.append(orjson.loads(line))
+            good += len(line) + 1
+        except (orjson.JSONDecodeError, ValueError) as e:
+            if tolerant_tail and (is_last or (n == len(lines) - 1 and not lines[-1])):
+                break
+            raise ArtifactError(f"{path}:{n}: invalid JSON line ({e})") from None
+    return rows, good
+
+
+class Appender:
+    """Append JSONL lines with flush + fsync per call (one call per batch)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._f = open(path, "ab")
+        except OSError as e:
+            raise ArtifactError(f"cannot open {path} for writing: {e.strerror or e}") from None
+
+    def append(self, rows: Iterable[Any]) -> None:
+        data = b"".join(dumps_line(r) for r in rows)
+        try:
+            self._f.write(data)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as e:
+            msg = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            raise ArtifactError(f"cannot append to {self.path}: {msg}") from None
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """One writer per run dir: a lock file holding the pid; a stale lock (dead pid) is taken over."""
+    lock = run_dir / LOCK
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(f"cannot create run dir {run_dir}: {e.strerror or e}") from None
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise ResumeError(
+                    f"run dir {run_dir} is in use by process {pid} (lock {lock}); "
+                    "wait for it or use another --name"
+                ) from None
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+            continue
+        except OSError as e:
+            raise ArtifactError(f"cannot write in {run_dir}: {e.strerror or e}") from None
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two identity dicts."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
+    """True when run_dir holds a run with this identity (resume); refuse when it differs."""
+    path = run_dir / RUN_JSON
+    if not path.exists():
+        return False
+    try:
+        old = read_json(path)
+    except ArtifactError:
+        return False  # a run.json torn before anything was generated: start afresh
+    if old.get("identity_hash") == identity_hash:
+        return True
+    diff = identity_diff(old.get("identity", {}), identity)
+    raise ResumeError(
+        f"{run_dir} holds a run with a different identity ({'; '.join(diff[:6]) or 'hash differs'}); "
+        "pass --overwrite to replace it or --name to start a new run"
+    )
+
+
+def consistent_prefix(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Records and traces of samples complete in both files; rewrites both to that prefix."""
+    recs, rec_len = read_jsonl(run_dir / GT_VS_PRED)
+    traces, tr_len = read_jsonl(run_dir / TRACE)
+    done = {t["sample_id"] for t in traces}
+    keep = []
+    for r in recs:
+        if r["sample_id"] not in done:
+            break
+        keep.append(r)
+    ids = {r["sample_id"] for r in keep}
+    keep_traces = [t for t in traces if t["sample_id"] in ids]
+    if len(keep) != len(recs) or (run_dir / GT_VS_PRED).stat().st_size != rec_len:
+        write_jsonl(run_dir / GT_VS_PRED, keep)
+    if len(keep_traces) != len(traces) or (run_dir / TRACE).stat().st_size != tr_len:
+        write_jsonl(run_dir / TRACE, keep_traces)
+    return keep, keep_traces

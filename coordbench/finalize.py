@@ -1,0 +1,110 @@
+"""Derive every run artifact from gt_vs_pred.jsonl + pred_token_trace.jsonl, score, summarise.
+
+Pure functions of those two files and the run's options: re-running finalize (after a resume,
+a merge, or `coordbench eval`) writes byte-identical artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from coordbench import artifacts as A
+from coordbench.config import RunConfig
+from coordbench.errors import ArtifactError
+
+
+def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
+    """Merge shard dirs of one identity into run_dir, checking coverage; returns run.json."""
+    heads = []
+    for d in shard_dirs:
+        if not (d / A.RUN_JSON).exists():
+            raise ArtifactError(f"shard {d} has no {A.RUN_JSON} (not started?)")
+        heads.append(A.read_json(d / A.RUN_JSON))
+    hashes = {h["identity_hash"] for h in heads}
+    if len(hashes) != 1:
+        diff = A.identity_diff(heads[0]["identity"], next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"])
+        raise ArtifactError(f"cannot merge runs with different identities: {'; '.join(diff[:6])}")
+    expected = heads[0]["identity"]["dataset"]["num_samples"]
+    recs, traces = [], {}
+    for d in shard_dirs:
+        r, _ = A.read_jsonl(d / A.GT_VS_PRED)
+        t, _ = A.read_jsonl(d / A.TRACE)
+        recs += r
+        for row in t:
+            traces[row["sample_id"]] = row
+    seen: dict[int, str] = {}
+    for r in recs:
+        if r["index"] in seen:
+            raise ArtifactError(f"sample {r['sample_id']} appears in more than one shard")
+        seen[r["index"]] = r["sample_id"]
+    missing = expected - len(seen)
+    if missing:
+        gaps = sorted(set(range(expected)) - set(seen))[:10]
+        raise ArtifactError(f"{missing} of {expected} samples missing from the shards (indices {gaps}...)")
+    recs.sort(key=lambda r: r["index"])
+    out_traces = []
+    for i, r in enumerate(recs):
+        t = traces.get(r["sample_id"])
+        if t is None:
+            raise ArtifactError(f"sample {r['sample_id']} has no token trace in any shard")
+        out_traces.append({**t, "line_idx": i})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    A.write_jsonl(run_dir / A.TRACE, out_traces)
+    A.write_jsonl(run_dir / A.GT_VS_PRED, recs)
+    head = dict(heads[0])
+    head["provenance"] = {**head.get("provenance", {}), "merged_from": [str(d) for d in shard_dirs],
+                          "shards": [h.get("provenance", {}) for h in heads]}  # fmt: skip
+    A.write_json(run_dir / A.RUN_JSON, head)
+    return head
+
+
+def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
+    recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
+    traces, _ = A.read_jsonl(run_dir / A.TRACE)
+    return recs, {t["sample_id"]: t for t in traces}
+
+
+def score_records(recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path) -> dict[str, Any]:
+    """Confidence -> scored records -> COCO/F1/calibration; writes the eval dir; returns metrics."""
+    from coordbench.confidence import confidence_for_record, postop_summary, scored_record
+    from coordbench.metrics.evaluate import evaluate_records, write_eval_dir
+    from coordbench.runner import confidence_options, eval_options
+
+    copts = confidence_options(cfg)
+    key = "token_logprobs_raw" if copts.logprob_source == "raw" else "token_logprobs"
+    conf_lines, scored = [], []
+    for i, rec in enumerate(recs):
+        t = traces.get(rec.get("sample_id"))
+        lps = None if t is None else [(-float("inf") if v is None else v) for v in (t.get(key) or t.get("token_logprobs") or [])]
+        cl = confidence_for_record(rec, i, None if t is None else t["generated_token_text"], lps, copts)
+        conf_lines.append(cl)
+        scored.append(scored_record(rec, cl))
+    run_dir = eval_dir.parent
+    A.write_jsonl(run_dir / A.CONFIDENCE, conf_lines)
+    A.write_jsonl(run_dir / A.SCORED, scored)
+    A.write_json(run_dir / "confidence_postop_summary.json", postop_summary(conf_lines))
+    result = evaluate_records(scored, eval_options(cfg))
+    write_eval_dir(result, eval_dir)
+    return result
+
+
+def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
+    from coordbench.metrics.diagnostics import diagnostics
+    from coordbench.summary import build_summary
+
+    recs, traces = _load_run(run_dir)
+    t0 = time.perf_counter()
+    result = score_records(recs, traces, cfg, run_dir / "eval")
+    head = A.read_json(run_dir / A.RUN_JSON)
+    summary = build_summary(head, recs, result, diagnostics(recs))
+    A.write_json(run_dir / A.SUMMARY, summary)
+    prov = head.setdefault("provenance", {})
+    prov["score_seconds"] = round(time.perf_counter() - t0, 3)
+    if wall_start is not None:
+        prov["wall_seconds"] = round(time.time() - wall_start, 3)
+        prov["samples_per_s"] = round(len(recs) / max(1e-9, prov["wall_seconds"]), 3)
+    prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    A.write_json(run_dir / A.RUN_JSON, head)
+    return summary
