@@ -8,6 +8,7 @@ position encoding otherwise makes absolute localisation slow to learn).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -38,13 +39,13 @@ def _background(rng: np.random.Generator) -> Image.Image:
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / (SIZE - 1)
     base = rng.uniform(90, 150)
     img = np.empty((SIZE, SIZE, 3), np.float32)
-    img[..., 0] = base + 40 * (xx - 0.5)  # lighting gradient: red rises left to right
-    img[..., 1] = base + 40 * (yy - 0.5)  # green rises top to bottom
+    img[..., 0] = base + 120 * (xx - 0.5)  # lighting gradient: red rises left to right
+    img[..., 1] = base + 120 * (yy - 0.5)  # green rises top to bottom
     img[..., 2] = base
-    # low-frequency blotches plus grain: the "texture"
-    coarse = rng.normal(0, 12, (8, 8, 3)).astype(np.float32)
+    # low-frequency blotches plus grain: the "texture" (weak against the gradient on purpose)
+    coarse = rng.normal(0, 5, (8, 8, 3)).astype(np.float32)
     img += np.kron(coarse, np.ones((SIZE // 8, SIZE // 8, 1), np.float32))
-    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    img += rng.normal(0, 5, img.shape).astype(np.float32)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
@@ -122,15 +123,13 @@ def objects_norm1000(objects: list[ShapeObject]) -> list[dict]:
 
 def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed: int = 0) -> Path:
     """Write `images/<split>/*.png` and the three JSONL files of the data contract (DESIGN §4)."""
-    import orjson
-
     out = Path(out_dir)
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     files = {k: [] for k in ("pixel", "norm", "coord")}
     for i in range(n):
         img, objects = make_image(split_seed(split, i, base_seed))
-        rel = f"images/{split}/{i:05d}.png"
-        img.save(out / rel)
+        rel = f"images/{split}/{i:05d}.jpg"
+        img.save(out / rel, quality=92)  # JPEG as upstream presets; ~20 KB each
         head = {"images": [rel], "width": SIZE, "height": SIZE}
         tail = {"image_id": i, "file_name": rel, "metadata": {"source": "shapes", "split": split}}
         pixel = [{"bbox_2d": list(o.bbox_px), "desc": o.desc} for o in objects]
@@ -142,7 +141,26 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
             files[key].append({**head, "objects": objs, **tail})
     names = {"pixel": f"{split}.jsonl", "norm": f"{split}.norm.jsonl", "coord": f"{split}.coord.jsonl"}
     for key, rows in files.items():
-        (out / names[key]).write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+        # upstream layout: Python default separators, ensure_ascii=False (upstream_spec §1.2)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        (out / names[key]).write_text(text, encoding="utf-8")
     return out
 
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Regenerate the committed embedded split: `python -m coordbench.data.shapes`."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "public_data" / "shapes"))
+    ap.add_argument("--split", default="val")
+    ap.add_argument("-n", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    print(write_split(args.out, args.split, args.n, args.seed))
+
+
+if __name__ == "__main__":
+    main()
