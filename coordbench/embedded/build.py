@@ -62,22 +62,26 @@ def image_processor():
 
 
 def init_coord_embeddings(model, tok, scale: float = 1.0) -> None:
-    """Give the 1000 coord embeddings (tied with the LM head) a smooth sinusoidal structure.
+    """Give the 1000 coord embeddings (tied with the LM head) a quadratic structure.
 
-    Neighbouring bins then start with similar vectors, so what the model learns about bin k
-    transfers to k±1: localisation error degrades gracefully instead of being a 1000-way guess.
+    With z = bin position in [-1, 1], embedding_k = scale * (z * u - z**2 * v) + noise for two
+    fixed orthogonal directions u, v. A hidden state h then scores bin k with
+    scale * (z_k * h.u - z_k**2 * h.v): a parabola peaking at z* = h.u / (2 h.v). Reading a
+    position out becomes *linear* in h, so what is learned for bin k transfers to every bin
+    (a random or one-hot-like init makes it a 1000-way lookup).
     """
     import torch
 
     emb = model.get_input_embeddings().weight
     d = emb.shape[1]
+    g = torch.Generator().manual_seed(1234)
+    basis, _ = torch.linalg.qr(torch.randn(d, 2, generator=g))
+    u, v = basis[:, 0], basis[:, 1]
     ids = torch.tensor(tok.convert_tokens_to_ids(list(COORD_TOKENS)))
-    k = torch.arange(1000, dtype=torch.float32)[:, None]
-    freqs = torch.exp(torch.linspace(math.log(1 / 400), math.log(1 / 4), d // 2))[None, :]
-    table = torch.cat([torch.sin(k * freqs * 2 * math.pi), torch.cos(k * freqs * 2 * math.pi)], 1)
-    table = table / table.norm(dim=1, keepdim=True) * emb.detach()[: ids.min()].norm(dim=1).mean()
+    z = torch.linspace(-1.0, 1.0, 1000)[:, None]
+    typical = emb.detach()[: int(ids.min())].norm(dim=1).mean()
     with torch.no_grad():
-        emb[ids] = scale * table + 0.1 * emb[ids]
+        emb[ids] = typical * scale * (z * u - z**2 * v) + 0.3 * emb[ids]
 
 
 def build_tiny_model(seed: int = 0, n_ranks: int = 4096, text: dict | None = None,
