@@ -1,0 +1,281 @@
+"""Gallery of the worst images: GT and predicted boxes drawn with PIL, coloured TP/FP/FN at IoU 0.5.
+
+Colours follow eval/matches.jsonl (the f1ish matching behind the F1 numbers): a prediction matched
+with the right class is TP (green); unmatched or matched with the wrong class is FP (red); a GT
+box left unmatched or matched with the wrong class is FN (orange, dashed), as upstream counts
+`fp_full` / `fn_full` (spec §7.3); out-of-scope predictions are grey. Without a usable matches
+row, a class-aware score-ranked matching (`curves.match_image`) decides. A missing or unreadable
+image becomes a grey canvas with the boxes on it and a note naming the path: never a crash.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordbench.report.curves import box_of, match_image, score_of
+from coordbench.report.page import esc, fmt, img_tag
+
+MAX_SIDE = 384  # brief: gallery images at most 384 px on the long side keep the page small
+MIN_SIDE = 256  # tiny synthetic images (64-px preset) are enlarged so boxes and labels stay legible
+RAW_TEXT_LIMIT = 2000  # brief: raw model text per item truncated to 2 000 characters
+MAX_BOX_ROWS = 200  # a runaway answer can hold thousands of boxes; the page must stay small
+COLOURS = {
+    "tp": (26, 160, 46),
+    "fp": (214, 39, 40),
+    "fn": (240, 130, 0),
+    "ignored": (140, 140, 140),
+    "hit": (70, 150, 255),
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Status per pred ('tp'|'fp'|'ignored'|None) and per GT ('fn'|'hit'|None) of one image."""
+
+    pred: list[str | None]
+    gt: list[str | None]
+
+    def counts(self) -> dict[str, int]:
+        return {"tp": self.pred.count("tp"), "fp": self.pred.count("fp"), "fn": self.gt.count("fn")}
+
+
+def dataset_root(data: str | None, run_dir: Path) -> Path | None:
+    """Folder of the dataset JSONL (record images are relative to it), tried as given then under run_dir."""
+    if not isinstance(data, str) or not data:
+        return None
+    p = Path(data)
+    candidates = [p] if p.is_absolute() else [p, run_dir / p]
+    for c in candidates:
+        if c.exists():
+            return c.parent
+    return next((c.parent for c in candidates if c.parent.is_dir()), None)
+
+
+def outcome_from_matches(rec: dict, row: dict | None) -> Outcome | None:
+    """Statuses from a matches.jsonl row, or None when the row does not fit the record."""
+    gt, pred = rec.get("gt") or [], rec.get("pred") or []
+    if (
+        not isinstance(row, dict)
+        or row.get("gt_count") != len(gt)
+        or row.get("pred_count") != len(pred)
+    ):
+        return None
+    ps: list[str | None] = [None] * len(pred)
+    gs: list[str | None] = [None] * len(gt)
+    try:
+        for i in row.get("unmatched_pred_indices") or []:
+            ps[i] = "fp"
+        for i in row.get("ignored_pred_indices") or []:
+            ps[i] = "ignored"
+        for j in row.get("unmatched_gt_indices") or []:
+            gs[j] = "fn"
+        for m in row.get("matches") or []:
+            ok = bool(m.get("sem_ok"))
+            ps[m["pred_idx"]] = "tp" if ok else "fp"
+            gs[m["gt_idx"]] = "hit" if ok else "fn"
+    except (IndexError, KeyError, TypeError):
+        return None
+    return Outcome(ps, gs)
+
+
+def outcome(rec: dict, row: dict | None, iou_threshold: float = 0.5) -> Outcome:
+    got = outcome_from_matches(rec, row)
+    if got is not None:
+        return got
+    gt, pred = rec.get("gt") or [], rec.get("pred") or []
+    m = match_image(gt, pred, iou_threshold)
+    ps = [None if t is None else ("tp" if t else "fp") for t in m.pred_tp]
+    gs = [
+        None if box_of(g) is None else ("hit" if h else "fn")
+        for g, h in zip(gt, m.gt_hit, strict=True)
+    ]
+    return Outcome(ps, gs)
+
+
+def worst_first(outcomes: list[Outcome]) -> list[int]:
+    """Record positions by descending FP + FN (then dataset order)."""
+    return sorted(
+        range(len(outcomes)),
+        key=lambda i: (-(outcomes[i].counts()["fp"] + outcomes[i].counts()["fn"]), i),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _font() -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        return ImageFont.load_default()
+
+
+def _display_size(w: int, h: int) -> tuple[int, int, float]:
+    long = max(w, h, 1)
+    scale = min(MAX_SIDE / long, max(1.0, MIN_SIDE / long))
+    return max(1, round(w * scale)), max(1, round(h * scale)), scale
+
+
+def _load(path: Path | None, size: tuple[int, int]) -> Any:
+    """The image resized to `size`, or None when missing or unreadable (any decoder error)."""
+    if path is None or not path.is_file():
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", size)  # JPEG: decode at a reduced scale, much faster for big photos
+            return im.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    except Exception:  # noqa: BLE001 - a bad image must degrade to a placeholder, never stop the report
+        return None
+
+
+def _dashed_rect(
+    draw: Any, xy: tuple[float, float, float, float], colour: tuple, width: int, dash: int = 5
+) -> None:
+    x0, y0, x1, y1 = xy
+    for a, b, horizontal, fixed in (
+        (x0, x1, True, y0),
+        (x0, x1, True, y1),
+        (y0, y1, False, x0),
+        (y0, y1, False, x1),
+    ):
+        t = a
+        while t < b:
+            e = min(t + dash, b)
+            draw.line(
+                [(t, fixed), (e, fixed)] if horizontal else [(fixed, t), (fixed, e)],
+                fill=colour,
+                width=width,
+            )
+            t += 2 * dash
+
+
+def _label(draw: Any, x: float, y: float, text: str, colour: tuple) -> None:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)[:32]
+    font = _font()
+    left, t, r, b = draw.textbbox((0, 0), text, font=font)
+    w, h = r - left + 4, b - t + 2
+    x = max(0.0, min(x, draw.im.size[0] - w))  # keep the label inside the image
+    y = y - h if y - h >= 0 else y
+    draw.rectangle([x, y, x + w, y + h], fill=colour)
+    draw.text((x + 2, y + 1 - t), text, fill=(255, 255, 255), font=font)
+
+
+def _draw(img: Any, rec: dict, oc: Outcome, scale: float) -> None:
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(img)
+    lim = 4 * MAX_SIDE  # model boxes can be absurd; keep drawing coordinates in a sane range
+
+    def sxy(b: tuple) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = (max(-lim, min(lim, v * scale)) for v in b)
+        return x0, y0, x1, y1
+
+    for g, st in zip(rec.get("gt") or [], oc.gt, strict=False):
+        b = box_of(g)
+        if b is not None and st is not None:
+            x0, y0, x1, y1 = sxy(b)
+            _dashed_rect(draw, (x0, y0, x1, y1), COLOURS[st], 2 if st == "fn" else 1)
+            if st == "fn":  # below the box's bottom edge, so it does not hide a pred label
+                _label(draw, x0, y1 + 14, f"GT {g.get('desc', '')}", COLOURS["fn"])
+    for p, st in zip(rec.get("pred") or [], oc.pred, strict=False):
+        b = box_of(p)
+        if b is None or st is None:
+            continue
+        x0, y0, x1, y1 = sxy(b)
+        draw.rectangle((x0, y0, x1, y1), outline=COLOURS[st], width=2)
+        _label(draw, x0, y0, f"{p.get('desc', '')} {score_of(p):.2f}", COLOURS[st])
+
+
+def render_image(
+    rec: dict, root: Path | None, oc: Outcome
+) -> tuple[bytes, tuple[int, int], Path | None, bool]:
+    """JPEG bytes of the record's image with boxes, its size, the path tried, and whether it was found."""
+    from PIL import Image, ImageDraw
+
+    rel = rec.get("image")
+    path = None
+    if isinstance(rel, str) and rel:
+        path = Path(rel) if Path(rel).is_absolute() or root is None else root / rel
+    w, h = rec.get("width"), rec.get("height")
+    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        w, h = MIN_SIDE, MIN_SIDE
+    dw, dh, scale = _display_size(w, h)
+    img = _load(path, (dw, dh))
+    found = img is not None
+    if img is None:
+        img = Image.new("RGB", (dw, dh), (217, 217, 217))
+        ImageDraw.Draw(img).text((6, 6), "image not found", fill=(90, 90, 90), font=_font())
+    _draw(img, rec, oc, scale)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=80)
+    return buf.getvalue(), (dw, dh), path, found
+
+
+def _boxes_table(rec: dict, oc: Outcome) -> str:
+    rows = []
+    for kind, objs, sts in (
+        ("pred", rec.get("pred") or [], oc.pred),
+        ("gt", rec.get("gt") or [], oc.gt),
+    ):
+        for obj, st in zip(objs, sts, strict=False):
+            if isinstance(obj, dict):
+                score = fmt(score_of(obj), 3) if kind == "pred" else ""
+                cls = {"tp": "tp", "fp": "fp", "fn": "fn", "ignored": "ign"}.get(st or "", "")
+                rows.append(f'<tr><td class="{cls}">{esc(kind)} {esc(st or "-")}</td><td>{esc(obj.get("desc"))}</td>'
+                            f'<td class="num">{esc(score)}</td><td>{esc(obj.get("points"))}</td></tr>')  # fmt: skip
+    more = (
+        f'<p class="muted">{len(rows) - MAX_BOX_ROWS} more boxes not listed</p>'
+        if len(rows) > MAX_BOX_ROWS
+        else ""
+    )
+    head = "<tr><th>box</th><th>desc</th><th>score</th><th>points</th></tr>"
+    return f"<table>{head}{''.join(rows[:MAX_BOX_ROWS])}</table>{more}"
+
+
+def gallery_item(pos: int, rec: dict, root: Path | None, oc: Outcome) -> str:
+    """One figure: the drawn image (or placeholder note), caption, box list and raw model text."""
+    data, size, path, found = render_image(rec, root, oc)
+    c = oc.counts()
+    missing = (
+        ""
+        if found
+        else f'<div class="missing">image not found: {esc(path if path else rec.get("image"))}</div>'
+    )
+    raw = rec.get("raw_text")
+    if raw is None:
+        raw_html = '<p class="muted">no raw text recorded</p>'
+    else:
+        raw = str(raw)
+        cut = (
+            f"\n… ({len(raw) - RAW_TEXT_LIMIT} more characters)"
+            if len(raw) > RAW_TEXT_LIMIT
+            else ""
+        )
+        raw_html = f"<pre>{esc(raw[:RAW_TEXT_LIMIT] + cut)}</pre>"
+    return (
+        f"<figure>{img_tag(data, 'image/jpeg', str(rec.get('image', '')), size=size)}{missing}"
+        f"<figcaption><strong>#{esc(rec.get('index', pos))}</strong> {esc(rec.get('sample_id', ''))} · {esc(rec.get('image', ''))}<br>"
+        f'<span class="tp">TP {c["tp"]}</span> · <span class="fp">FP {c["fp"]}</span> · <span class="fn">FN {c["fn"]}</span>'
+        f" · parse {esc(rec.get('parse_status', '-'))} · finish {esc(rec.get('finish_reason', '-'))}</figcaption>"
+        f"<details><summary>boxes</summary>{_boxes_table(rec, oc)}</details>"
+        f"<details open><summary>raw model text</summary>{raw_html}</details></figure>"
+    )
+
+
+def gallery_html(
+    records: list[dict], matches: dict[int, dict], root: Path | None, max_items: int
+) -> str:
+    """The gallery section body: the `max_items` worst images, worst first."""
+    outcomes = [outcome(r, matches.get(i)) for i, r in enumerate(records)]
+    chosen = worst_first(outcomes)[: max(0, max_items)]
+    items = "".join(gallery_item(i, records[i], root, outcomes[i]) for i in chosen)
+    legend = ('<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> <span class="fn">▭ FN (dashed GT)</span> '
+              '<span class="ign">■ out of scope</span> · thin blue dashed: matched GT · labels: desc score · '
+              f"{len(chosen)} of {len(records)} images, most FP+FN first (IoU 0.5)</p>")  # fmt: skip
+    return legend + f'<div class="grid">{items}</div>'

@@ -1,0 +1,286 @@
+"""Self-contained HTML reports: `write_run_report` for a run dir, `write_compare_report` for compare.
+
+The run report reads only the run dir's files (schema: DESIGN §9) and the dataset images; every
+file is optional, so a partial or damaged run still gets a page that says what is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coordbench import artifacts as A
+from coordbench.errors import ArtifactError
+from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
+from coordbench.summary import HEADLINE, PARSE_STATUSES
+
+REPORT = "report.html"
+PLOT_IOU = 0.5  # brief: PR and calibration at IoU 0.5 (COCO AP50 / F1@0.5 threshold)
+
+
+def _json(path: Path) -> dict:
+    """A JSON object file, or {} when missing, unreadable or not an object."""
+    try:
+        obj = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _jsonl(path: Path) -> tuple[list[dict], int]:
+    """Rows of a JSONL file and the number of unreadable lines skipped (a report never refuses)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [], 0
+    rows, bad = [], 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def _per_class(path: Path) -> list[tuple[str, float]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            ap = float(row.get("AP") or "nan")
+        except ValueError:
+            ap = float("nan")
+        out.append((row.get("category") or "", ap))
+    return out
+
+
+def _load_records(run_dir: Path) -> tuple[list[dict], str, int]:
+    """Scored records (raw text joined from gt_vs_pred when missing), their source file, bad lines."""
+    scored, bad = _jsonl(run_dir / A.SCORED)
+    if not scored:
+        recs, bad2 = _jsonl(run_dir / A.GT_VS_PRED)
+        return recs, A.GT_VS_PRED if recs else "", bad + bad2
+    if any("raw_text" not in r for r in scored):
+        raw, _ = _jsonl(run_dir / A.GT_VS_PRED)
+        by_id = {r.get("sample_id"): r.get("raw_text") for r in raw if "raw_text" in r}
+        scored = [
+            r
+            if "raw_text" in r or r.get("sample_id") not in by_id
+            else {**r, "raw_text": by_id[r.get("sample_id")]}
+            for r in scored
+        ]
+    return scored, A.SCORED, bad
+
+
+def _d(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _seconds(sessions: list[dict]) -> float:
+    total = 0.0
+    for s in sessions:
+        try:
+            total += float(s.get("generate_seconds") or 0)
+        except (TypeError, ValueError):
+            pass
+    return total
+
+
+def _header(run_dir: Path, head: dict, summary: dict) -> str:
+    ident, cfg, prov = _d(head.get("identity")), _d(head.get("config")), _d(head.get("provenance"))
+    ck, ds, pr = _d(ident.get("checkpoint")), _d(ident.get("dataset")), _d(ident.get("prompt"))
+    decode = _d(ident.get("decode")) or _d(summary.get("generation"))
+    sessions = [_d(_d(s).get("generation")) for s in prov.get("sessions") or []]
+    gen_s = _seconds(sessions)
+    # rundir.md: a run without finished_at or without summary.json is partial / in progress
+    finished = bool(prov.get("finished_at")) and bool(summary)
+    status = (
+        '<span class="badge">finished</span>'
+        if finished
+        else '<span class="badge partial">partial / in progress</span>'
+    )
+    pairs = [
+        ("identity hash", head.get("identity_hash") or summary.get("identity_hash")),
+        ("checkpoint", f"{cfg.get('ckpt', '-')}" + (f" + adapter {cfg['adapter']}" if cfg.get("adapter") else "")),
+        ("checkpoint sha256", ck.get("sha256")),
+        ("dataset", cfg.get("data") or _d(summary.get("infer")).get("gt_jsonl")),
+        ("samples", f"{ds.get('num_samples', '-')} (limit {ds.get('limit')})"),
+        ("preset", ident.get("preset")),
+        ("prompt", f"{pr.get('name', '-')} · layout {pr.get('layout', '-')} · surface {pr.get('surface', '-')} · hash {pr.get('template_hash', '-')}"),
+        ("decode", ", ".join(f"{k}={v}" for k, v in decode.items() if k != "seed")),
+        ("seed", ident.get("seed", decode.get("seed"))),
+        ("backend", f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · dtype {cfg.get('dtype', '-')} · batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · world {prov.get('world_size', 1)}"),
+        ("wall time", f"{fmt(prov.get('wall_seconds'), 1)} s (generate {gen_s:.1f} s, score {fmt(prov.get('score_seconds'), 1)} s)"),
+        ("samples/s", fmt(prov.get("samples_per_s"), 3)),
+        ("decode tokens/s", fmt(sessions[-1].get("decode_tokens_per_s"), 1) if sessions else "-"),
+        ("versions", " · ".join(f"{k} {v}" for k, v in _d(prov.get("versions")).items()) or "-"),
+        ("git / started / finished", f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · {prov.get('finished_at', '-')}"),
+    ]  # fmt: skip
+    name = cfg.get("name") or run_dir.name
+    return f'<h1>coordbench run: {esc(name)} {status}</h1><p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
+
+
+def _metric(value: Any) -> Any:
+    # pycocotools reports -1 for an area range with no GT (spec §7.2); say so instead of "-1.0000"
+    return "n/a (-1: no GT in range)" if value == -1 else value
+
+
+def _summary_section(summary: dict, metrics: dict) -> str:
+    m = _d(summary.get("metrics")) or metrics
+    out = [
+        "<h2>Summary</h2>",
+        table(
+            ["metric", "key", "value"],
+            [(label, key, _metric(m.get(key))) for label, key in HEADLINE],
+        ),
+    ]
+    counts = _d(_d(summary.get("parse")).get("counts"))
+    if counts:
+        n = {s: v if isinstance(v := counts.get(s, 0), int) else 0 for s in PARSE_STATUSES}
+        total = max(1, sum(n.values()))
+        rows = [(s, n[s], n[s] / total) for s in PARSE_STATUSES]
+        out.append("<h3>Parse status</h3>" + table(["status", "count", "rate"], rows))
+    calib = summary.get("calibration")
+    if isinstance(calib, dict) and calib:
+        out.append(
+            "<h3>Calibration (summary.json)</h3>"
+            + kv_table((k, v) for k, v in calib.items() if not isinstance(v, dict | list))
+        )
+    diag = _d(summary.get("diagnostics"))
+    warnings = diag.get("warnings") if isinstance(diag.get("warnings"), list) else []
+    out.append("<h3>Diagnostics</h3>")
+    out.append(
+        "<ul>" + "".join(f'<li class="warn">{esc(w)}</li>' for w in warnings) + "</ul>"
+        if warnings
+        else '<p class="muted">no warnings</p>'
+    )
+    scalars = [
+        (k, v) for k, v in diag.items() if k != "warnings" and not isinstance(v, dict | list)
+    ]
+    if scalars:
+        out.append(kv_table(scalars))
+    return "".join(out)
+
+
+def _per_class_section(rows: list[tuple[str, float]], n_gt: dict[str, int]) -> str:
+    if not rows:
+        return '<h2>Per-class AP</h2><p class="muted">eval/per_class.csv not available</p>'
+    from coordbench.report.curves import norm_desc
+
+    body = [(cat, ap, n_gt.get(norm_desc(cat), 0)) for cat, ap in rows]
+    return "<h2>Per-class AP</h2>" + table(["category", "AP (COCO, IoU .50:.95)", "GT boxes"], body)
+
+
+def _plots_section(records: list[dict], det: Any) -> str:
+    if not records:
+        return ""
+    try:
+        from coordbench.report.plots import calibration_figure, pr_figure
+
+        pr_png, cal_png = pr_figure(det, PLOT_IOU), calibration_figure(det, 10, PLOT_IOU)
+    except ImportError as e:
+        return f'<h2>Plots</h2><p class="muted">plots unavailable: {esc(e)}</p>'
+    note = ("Class-aware matching by descending score at IoU 0.5 (classes = exact normalised desc; "
+            "the COCO eval's semantic desc mapping is not applied here). ECE over 10 equal-width bins.")  # fmt: skip
+    return (f'<h2>Precision-recall and calibration</h2><p class="muted">{esc(note)}</p>'
+            f'{img_tag(pr_png, "image/png", "precision-recall curves", "plot")}'
+            f'{img_tag(cal_png, "image/png", "reliability diagram", "plot")}')  # fmt: skip
+
+
+def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
+    """Write `run_dir/report.html` from the run's files and return its path."""
+    from coordbench.report.curves import collect_detections
+    from coordbench.report.gallery import dataset_root, gallery_html
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ArtifactError(f"run dir not found: {run_dir}")
+    head, summary = _json(run_dir / A.RUN_JSON), _json(run_dir / A.SUMMARY)
+    metrics = _d(_json(run_dir / "eval" / "metrics.json").get("metrics"))
+    records, source, bad = _load_records(run_dir)
+    rows, _ = _jsonl(run_dir / "eval" / "matches.jsonl")
+    matches = {
+        r["image_id"]: r
+        for r in rows
+        if isinstance(r.get("image_id"), int) and r.get("iou_thr") == PLOT_IOU
+    }
+    det = collect_detections(records, PLOT_IOU)
+    parts = [_header(run_dir, head, summary)]
+    if bad:
+        parts.append(f'<p class="warn">{bad} unreadable JSONL lines skipped</p>')
+    parts.append(_summary_section(summary, metrics))
+    parts.append(_per_class_section(_per_class(run_dir / "eval" / "per_class.csv"), dict(det.n_gt)))
+    parts.append(_plots_section(records, det))
+    if max_gallery > 0 and records:
+        data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
+        parts.append(
+            f"<h2>Gallery ({esc(source)})</h2>"
+            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery)
+        )
+    elif not records:
+        parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
+    out = run_dir / REPORT
+    A.write_bytes_atomic(
+        out, page(f"coordbench · {run_dir.name}", "\n".join(parts)).encode("utf-8")
+    )
+    return out
+
+
+def _rows_table(title: str, rows: Any, columns: list | None = None) -> str:
+    """A titled table from a list of dicts (columns = union of keys) or a list of lists."""
+    rows = list(rows or [])
+    if rows and all(isinstance(r, dict) for r in rows):
+        columns = columns or list(dict.fromkeys(k for r in rows for k in r))
+        body = [[r.get(c) for c in columns] for r in rows]
+    else:
+        body = [list(r) if isinstance(r, list | tuple) else [r] for r in rows]
+        if columns is None and body:
+            columns, body = body[0], body[1:]
+    heading = f"<h2>{esc(title)}</h2>" if title else ""
+    return heading + table(columns or [], body)
+
+
+def write_compare_report(compare_data: dict, out_path: Path) -> Path:
+    """Render a compare result to one self-contained HTML page and return its path.
+
+    `compare_data`: optional `title` (str), `caveats` / `notes` (lists of str), and `tables`, either
+    a list of `{"title", "columns"?, "rows"}` or a dict title -> rows; rows are dicts, or lists whose
+    first row is the header when no `columns` is given. Other list-valued keys render as tables too.
+    """
+    title = str(compare_data.get("title") or "coordbench compare")
+    parts = [f"<h1>{esc(title)}</h1>"]
+    for key in ("caveats", "notes"):
+        items = compare_data.get(key) or []
+        if items:
+            cls = ' class="warn"' if key == "caveats" else ""
+            parts.append(
+                f"<h2>{esc(key)}</h2><ul>"
+                + "".join(f"<li{cls}>{esc(i)}</li>" for i in items)
+                + "</ul>"
+            )
+    tables = compare_data.get("tables") or []
+    if isinstance(tables, dict):
+        tables = [{"title": k, "rows": v} for k, v in tables.items()]
+    for t in tables:
+        if isinstance(t, dict):
+            parts.append(_rows_table(str(t.get("title", "")), t.get("rows"), t.get("columns")))
+    for key, value in compare_data.items():
+        if key not in ("title", "caveats", "notes", "tables") and isinstance(value, list):
+            parts.append(_rows_table(key, value))
+    out_path = Path(out_path)
+    A.write_bytes_atomic(out_path, page(title, "\n".join(parts)).encode("utf-8"))
+    return out_path
