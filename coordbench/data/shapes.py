@@ -8,7 +8,6 @@ background that tells every patch where it is (see `_background`).
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,18 +96,6 @@ def make_image(seed: int) -> tuple[Image.Image, list[ShapeObject]]:
     return img, objects
 
 
-def _px_to_norm1000(box: tuple[int, int, int, int], width: int, height: int) -> list[int]:
-    """Upstream §1.5: /(W-1)*999, floor for x1/y1, ceil for x2/y2 (boxes here are never degenerate)."""
-    dx, dy = max(1, width - 1), max(1, height - 1)
-    x0, y0, x1, y1 = box
-    return [
-        min(999, math.floor(x0 / dx * 999)),
-        min(999, math.floor(y0 / dy * 999)),
-        min(999, math.ceil(x1 / dx * 999)),
-        min(999, math.ceil(y1 / dy * 999)),
-    ]
-
-
 def split_seed(split: str, index: int, base_seed: int = 0) -> int:
     """Disjoint seed streams per split, so train never contains a val image."""
     offset = {"train": 1_000_000, "val": 0, "test": 2_000_000}[split]
@@ -117,10 +104,9 @@ def split_seed(split: str, index: int, base_seed: int = 0) -> int:
 
 def objects_norm1000(objects: list[ShapeObject]) -> list[dict]:
     """Objects in the `.norm.jsonl` frame, sorted by (y1, x1) as upstream (§1.5)."""
-    out = [
-        {"desc": o.desc, "bbox_2d": _px_to_norm1000(o.bbox_px, SIZE, SIZE)}
-        for o in objects
-    ]
+    from coordbench.data.coords import box_px_to_norm1000
+
+    out = [{"desc": o.desc, "bbox_2d": box_px_to_norm1000(o.bbox_px, SIZE, SIZE)} for o in objects]
     return sorted(out, key=lambda o: (o["bbox_2d"][1], o["bbox_2d"][0]))
 
 
@@ -142,7 +128,11 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
         ]
         for key, objs in (("pixel", pixel), ("norm", norm), ("coord", coord)):
             files[key].append({**head, "objects": objs, **tail})
-    names = {"pixel": f"{split}.jsonl", "norm": f"{split}.norm.jsonl", "coord": f"{split}.coord.jsonl"}
+    names = {
+        "pixel": f"{split}.jsonl",
+        "norm": f"{split}.norm.jsonl",
+        "coord": f"{split}.coord.jsonl",
+    }
     for key, rows in files.items():
         # upstream layout: Python default separators, ensure_ascii=False (upstream_spec §1.2)
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
@@ -150,14 +140,14 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
     return out
 
 
-
-
 def main(argv: list[str] | None = None) -> None:
     """Regenerate the committed embedded split: `python -m coordbench.data.shapes`."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "public_data" / "shapes"))
+    ap.add_argument(
+        "--out", default=str(Path(__file__).resolve().parents[2] / "public_data" / "shapes")
+    )
     ap.add_argument("--split", default="val")
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)

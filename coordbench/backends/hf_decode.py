@@ -1,0 +1,196 @@
+"""Seeded per-sample decoding over a KV-cached forward, with a full token trace.
+
+Why not `model.generate`: its sampler draws from one global RNG stream shared by the batch, so a
+sample's tokens depend on batch size, composition, order and resume (upstream pitfalls 5-6). Here
+each row owns a `torch.Generator` seeded from its request's seed and draws exactly one uniform per
+generated token (inverse-CDF sampling); finished rows leave the batch and draw nothing. Logits are
+processed in HF's order and with HF's formulas: repetition penalty, then temperature, top-k, top-p.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+
+import torch  # noqa: TID253 - imported only via backends/hf.py, which the runner imports lazily
+
+from coordbench.backends.base import GenerationStats
+from coordbench.errors import BackendError
+from coordbench.records import GenerationParams
+
+
+@dataclass
+class RowTrace:
+    """The generated ids of one row with raw and processed log-probabilities."""
+
+    ids: list[int] = field(default_factory=list)
+    logprobs_raw: list[float] = field(default_factory=list)
+    logprobs_processed: list[float] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HF `RepetitionPenaltyLogitsProcessor`: seen tokens' logits x penalty if < 0, else / penalty."""
+    penalised = torch.where(scores < 0, scores * penalty, scores / penalty)
+    return torch.where(seen, penalised, scores)
+
+
+def top_k_filter(scores: torch.Tensor, top_k: int) -> torch.Tensor:
+    """HF `TopKLogitsWarper`: keep logits >= the k-th largest (ties kept)."""
+    k = min(top_k, scores.shape[-1])
+    kth = torch.topk(scores, k, dim=-1).values[..., -1, None]
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
+    """HF `TopPLogitsWarper`: drop the low tail whose cumulative probability is <= 1 - top_p."""
+    sorted_logits, sorted_idx = torch.sort(scores, descending=False, dim=-1)
+    cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cum <= (1 - top_p)
+    remove_sorted[..., -1:] = False  # min_tokens_to_keep = 1
+    remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
+    return scores.masked_fill(remove, float("-inf"))
+
+
+def process_logits(logits: torch.Tensor, seen: torch.Tensor | None,
+                   params: GenerationParams) -> torch.Tensor:  # fmt: skip
+    """Processed scores in HF order; greedy applies only the repetition penalty (as HF does)."""
+    scores = logits
+    if params.repetition_penalty != 1.0 and seen is not None:
+        scores = repetition_penalty(scores, seen, params.repetition_penalty)
+    if params.greedy:
+        return scores
+    scores = scores / params.temperature
+    if params.top_k > 0:
+        scores = top_k_filter(scores, params.top_k)
+    if params.top_p < 1.0:
+        scores = top_p_filter(scores, params.top_p)
+    return scores
+
+
+def sample_rows(scores: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row by inverse CDF, with one uniform from each row's own CPU generator.
+
+    CPU generators make a seed's stream identical on every device. u is in (0, 1], so the chosen
+    token always has a positive probability (a masked token adds nothing to the CDF).
+    """
+    probs = torch.softmax(scores.double(), dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    u = [1.0 - torch.rand((), generator=g, dtype=torch.float64).item() for g in generators]
+    target = torch.tensor(u, dtype=torch.float64, device=scores.device)[:, None] * cdf[:, -1:]
+    return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=scores.shape[-1] - 1)
+
+
+def select_tokens(logits: torch.Tensor, seen: torch.Tensor | None, params: GenerationParams,
+                  generators: list[torch.Generator] | None):  # fmt: skip
+    """(chosen ids, raw logprobs, processed logprobs) for a (rows, vocab) float32 logits block."""
+    scores = process_logits(logits, seen, params)
+    chosen = scores.argmax(dim=-1) if params.greedy else sample_rows(scores, generators or [])
+    idx = chosen[:, None]
+    raw = torch.log_softmax(logits, dim=-1).gather(1, idx).squeeze(1)
+    proc = raw if scores is logits else torch.log_softmax(scores, dim=-1).gather(1, idx).squeeze(1)
+    return chosen, raw, proc
+
+
+def _cache_kwarg(model) -> str:
+    """transformers >= 5.2x names the KV cache `cache`; earlier 5.x used `past_key_values`."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Decoder:
+    """Runs prefill + one-token steps for a left-padded batch; one `RowTrace` per row."""
+
+    def __init__(self, model, stop_ids: set[int], stats: GenerationStats):
+        self.model = model
+        self.stop_ids = stop_ids
+        self.stats = stats
+        self.cache_kwarg = _cache_kwarg(model)
+        self.keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def _forward(self, **kwargs):
+        if self.keep_logits:  # last position only: no (batch x prompt x vocab) logits block
+            kwargs["logits_to_keep"] = 1
+        out = self.model(use_cache=True, return_dict=True, **kwargs)
+        logits = out.logits[:, -1, :].float()
+        if torch.isnan(logits).any():
+            raise BackendError("the model produced NaN logits (broken weights or dtype overflow)")
+        return out, logits
+
+    def _prefill(self, inputs: dict):
+        core = getattr(self.model, "model", self.model)
+        if hasattr(core, "rope_deltas"):
+            core.rope_deltas = None  # never reuse the previous batch's multimodal RoPE offsets
+        t0 = time.perf_counter()
+        out, logits = self._forward(**inputs)
+        _sync(logits.device)
+        self.stats.prefill_seconds += time.perf_counter() - t0
+        self.stats.prefill_tokens += int(inputs["attention_mask"].sum())
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        deltas = getattr(core, "rope_deltas", None)
+        return logits, cache, deltas
+
+    def run(self, inputs: dict, seeds: list[int], params: GenerationParams) -> list[RowTrace]:
+        n_rows = len(seeds)
+        rows = [RowTrace() for _ in range(n_rows)]
+        gens = None if params.greedy else [torch.Generator().manual_seed(s) for s in seeds]
+        attn = inputs["attention_mask"]
+        if "image_grid_thw" not in inputs:  # text only: per-row positions that skip the left pads
+            inputs = {**inputs, "position_ids": (attn.cumsum(-1) - 1).clamp(min=0)}
+        logits, cache, deltas = self._prefill(inputs)
+        seen = None
+        if params.repetition_penalty != 1.0:  # HF penalises the prompt too; pads are not the prompt
+            seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            for b in range(n_rows):
+                seen[b, inputs["input_ids"][b][attn[b].bool()]] = True
+        t0 = time.perf_counter()
+        active = torch.arange(n_rows, device=attn.device)
+        for step in range(params.max_new_tokens):
+            chosen, raw, proc = select_tokens(
+                logits, None if seen is None else seen[active], params,
+                None if gens is None else [gens[i] for i in active.tolist()],
+            )  # fmt: skip
+            keep = self._record(rows, active.tolist(), chosen.tolist(), raw.tolist(), proc.tolist())
+            if seen is not None:
+                seen[active, chosen] = True
+            if step == params.max_new_tokens - 1 or not any(keep):
+                break
+            logits, attn, deltas, active = self._step(cache, chosen, attn, deltas, active, keep)
+        _sync(attn.device)
+        self.stats.decode_seconds += time.perf_counter() - t0
+        self.stats.decode_tokens += sum(len(r.ids) for r in rows)
+        return rows
+
+    def _record(self, rows, active, chosen, raw, proc) -> list[bool]:
+        keep = []
+        for row, tok, lr, lp in zip(active, chosen, raw, proc, strict=True):
+            r = rows[row]
+            r.ids.append(tok)
+            r.logprobs_raw.append(lr)
+            r.logprobs_processed.append(lp)
+            if tok in self.stop_ids:
+                r.finish_reason = "stop"
+            keep.append(tok not in self.stop_ids)
+        return keep
+
+    def _step(self, cache, chosen, attn, deltas, active, keep):
+        if not all(keep):  # finished rows leave the batch (and the KV cache)
+            idx = torch.tensor([i for i, k in enumerate(keep) if k], device=attn.device)
+            cache.batch_select_indices(idx)
+            chosen, attn, active = chosen[idx], attn[idx], active[idx]
+            deltas = None if deltas is None else deltas[idx.to(deltas.device)]
+        attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
+        pos = attn[:, :-1].sum(dim=1, keepdim=True)  # real tokens before the new one
+        if deltas is not None:  # multimodal RoPE: text positions continue after the image offset
+            pos = (pos + deltas.to(pos.device)).view(1, -1, 1).expand(3, -1, -1)
+        _, logits = self._forward(
+            input_ids=chosen[:, None], attention_mask=attn, position_ids=pos,
+            **{self.cache_kwarg: cache},
+        )  # fmt: skip
+        return logits, attn, deltas, active

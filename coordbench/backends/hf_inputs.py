@@ -1,0 +1,123 @@
+"""Requests -> left-padded model inputs, with the processor-resize guard (pitfall 21) and the
+validation of generation parameters (shared with the vLLM backend; no torch import here).
+
+Preset images are already resized for the checkpoint (multiples of patch x merge, within its
+pixel budget); if the processor resized one again, the boxes the model prints would be in another
+frame than the ground truth. Upstream never checked; we fail loudly instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from coordbench.errors import BackendError
+from coordbench.records import GenerationParams, GenerationRequest
+
+
+def split_messages(
+    messages: list[dict[str, Any]], image: Any = None
+) -> tuple[list[dict], list[Any]]:
+    """(messages for the chat template with images as placeholders, images in prompt order).
+
+    An image item without an "image" value takes the request's `image`.
+    """
+    rendered, images = [], []
+    for msg in messages:
+        content = msg.get("content")
+        if not isinstance(content, list):
+            rendered.append(dict(msg))
+            continue
+        items = []
+        for item in content:
+            if isinstance(item, dict) and item.get("type") == "image":
+                img = item.get("image", image)
+                if img is None:
+                    raise BackendError("an image item in the messages has no image")
+                images.append(img)
+                items.append({"type": "image"})
+            else:
+                items.append(item)
+        rendered.append({**msg, "content": items})
+    return rendered, images
+
+
+def check_grid(sizes_wh: Sequence[tuple[int, int]], grid_thw: Sequence[Sequence[int]], patch: int,
+               merge: int, where: Sequence[str] | None = None) -> None:  # fmt: skip
+    """Raise if a vision grid (in patches) does not reproduce its image's width x height."""
+    if len(sizes_wh) != len(grid_thw):
+        raise BackendError(f"processor returned {len(grid_thw)} vision grids for {len(sizes_wh)} images")  # fmt: skip
+    for i, ((w, h), (_, gh, gw)) in enumerate(zip(sizes_wh, grid_thw, strict=True)):
+        if (int(gw) * patch, int(gh) * patch) != (w, h):
+            prefix = f"sample {where[i]}: " if where else ""
+            raise BackendError(
+                f"{prefix}processor resized image {w}x{h} to {int(gw) * patch}x{int(gh) * patch} "
+                f"(patch {patch}, merge {merge}): images must be multiples of {patch * merge} for "
+                "this checkpoint (within its min/max pixels), or use a preset built for it"
+            )
+
+
+def patch_merge(image_processor) -> tuple[int, int]:
+    patch = image_processor.patch_size
+    patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+    return int(patch), int(getattr(image_processor, "merge_size", 1) or 1)
+
+
+def expected_grid(image_processor, width: int, height: int) -> tuple[int, int, int]:
+    """The (t, h, w) patch grid the processor gives a width x height image (runs it on a blank one)."""
+    from PIL import Image
+
+    out = image_processor(images=[Image.new("RGB", (width, height))], return_tensors="np")
+    t, h, w = (int(x) for x in out["image_grid_thw"][0])
+    return t, h, w
+
+
+def render_prompts(tokenizer, template: str | None, requests: Sequence[GenerationRequest]):
+    """(prompt strings, images per request) via the checkpoint's chat template."""
+    prompts, images = [], []
+    for req in requests:
+        msgs, imgs = split_messages(req.messages, req.image)
+        try:
+            text = tokenizer.apply_chat_template(
+                msgs, chat_template=template, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja errors come in many types; name the sample
+            raise BackendError(f"sample {req.sample_id}: chat template failed: {exc}") from exc
+        prompts.append(text)
+        images.append(imgs)
+    return prompts, images
+
+
+def build_inputs(processor, template: str | None, requests: Sequence[GenerationRequest],
+                 device: str, dtype, check_resize: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Left-padded processor outputs on `device`, after the resize guard."""
+    prompts, images = render_prompts(processor.tokenizer, template, requests)
+    flat = [img for imgs in images for img in imgs]
+    kwargs: dict[str, Any] = {"text": prompts, "return_tensors": "pt", "padding": True}
+    if flat:
+        kwargs["images"] = flat
+    inputs = processor(**kwargs)
+    if flat and check_resize:
+        patch, merge = patch_merge(processor.image_processor)
+        where = [r.sample_id for r, imgs in zip(requests, images, strict=True) for _ in imgs]
+        check_grid(
+            [img.size for img in flat], inputs["image_grid_thw"].tolist(), patch, merge, where
+        )
+    out = {k: v.to(device) for k, v in inputs.items() if hasattr(v, "to")}
+    if "pixel_values" in out:
+        out["pixel_values"] = out["pixel_values"].to(dtype)
+    return out
+
+
+def validate_params(params: GenerationParams) -> None:
+    """Reject parameters the decoder cannot honour, naming the field."""
+    if params.temperature < 0:
+        raise BackendError(f"expected `temperature` >= 0 but got {params.temperature}")
+    if not 0.0 < params.top_p <= 1.0:
+        raise BackendError(f"expected `top_p` in (0, 1] but got {params.top_p}")
+    if params.top_k < 0:
+        raise BackendError(f"expected `top_k` >= 0 (0 = off) but got {params.top_k}")
+    if params.repetition_penalty <= 0:
+        raise BackendError(f"expected `repetition_penalty` > 0 but got {params.repetition_penalty}")
+    if params.max_new_tokens < 1:
+        raise BackendError(f"expected `max_new_tokens` >= 1 but got {params.max_new_tokens}")
