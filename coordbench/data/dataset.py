@@ -1,0 +1,293 @@
+"""Load a preset JSONL (DESIGN §4, upstream_spec §1.2) into `Sample`s with pixel-space GT boxes.
+
+The coordinate frame is a property of the file, never guessed from values (upstream pitfall 22):
+coord tokens -> norm1000; a `*.norm.jsonl` name -> norm1000; anything else -> pixel. Norm1000
+GT goes through the evaluator's round trip (`k/999*(W-1)`, round, clamp), so a run's GT is
+exactly what upstream scores against (pitfall 17). Images are checked for existence here and
+decoded only by `open_image`, one at a time, when a batch needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import orjson
+
+from coordbench.data.coords import (
+    COORD_MAX,
+    box_norm1000_to_px,
+    box_px_round_clamp,
+    is_coord_token,
+    parse_coord_token,
+)
+from coordbench.errors import DataError
+from coordbench.records import Box, Sample
+
+log = logging.getLogger("coordbench")
+
+# Upstream validator: legacy/unsupported geometry keys are errors, not ignored (§1.2).
+REJECTED_GEOMETRY_KEYS = ("bbox", "polygon", "line", "line_points", "poly", "points")
+KNOWN_RECORD_KEYS = frozenset(
+    {"images", "width", "height", "objects", "image_id", "file_name", "metadata",
+     "orig_width", "orig_height", "summary"}
+)  # fmt: skip
+KNOWN_OBJECT_KEYS = frozenset({"bbox_2d", "desc", "category_id", "category_name", "coco_ann_id"})
+EXTRA_KEYS = ("file_name", "metadata", "orig_width", "orig_height")
+FRAMES = ("pixel", "norm1000", "coord_tokens")
+
+
+# --------------------------------------------------------------------------- reading lines
+
+
+def read_records(
+    path: str | Path, *, limit: int | None = None, errors: list[str] | None = None
+) -> list[tuple[int, bytes, dict]]:
+    """(line number, raw line, record) for the first `limit` non-blank lines.
+
+    Invalid JSON is a DataError naming the line (or, when `errors` is given, a message appended
+    to it), except a torn *last* line of a file that does not end with a newline (an
+    interrupted writer), which is dropped with a warning.
+    """
+    path = Path(path)
+    if limit is not None and limit < 0:
+        raise DataError(f"--limit must be >= 0, got {limit}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e}") from None
+    lines = data.split(b"\n")
+    torn_tail_possible = not data.endswith(b"\n")
+    out: list[tuple[int, bytes, dict]] = []
+    for i, raw in enumerate(lines):
+        if limit is not None and len(out) >= limit:
+            break
+        if not raw.strip():
+            continue
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            if torn_tail_possible and i == len(lines) - 1:
+                log.warning(
+                    "%s: dropping torn last line %d (no trailing newline): %s", path, i + 1, e
+                )
+                break
+            rec = DataError(f"invalid JSON in {path} line {i + 1}: {e}")
+        if not isinstance(rec, dict | DataError):
+            rec = DataError(
+                f"{path} line {i + 1}: a record must be a JSON object, got {type(rec).__name__}"
+            )
+        if isinstance(rec, DataError):
+            if errors is None:
+                raise rec
+            errors.append(str(rec))
+            continue
+        out.append((i + 1, raw, rec))
+    return out
+
+
+def _first_geometry_value(records: list[dict]) -> Any:
+    for rec in records:
+        objects = rec.get("objects")
+        for obj in objects if isinstance(objects, list) else ():
+            vals = obj.get("bbox_2d") if isinstance(obj, dict) else None
+            if isinstance(vals, list) and vals:
+                return vals[0]
+    return None
+
+
+def detect_frame(path: str | Path, records: list[dict]) -> str:
+    """The file's coordinate frame: tokens or `*.coord.jsonl` -> coord_tokens, `*.norm.jsonl` ->
+    norm1000, else pixel. Values then have to agree with it (checked per value)."""
+    name = Path(path).name
+    if is_coord_token(_first_geometry_value(records)) or name.endswith(".coord.jsonl"):
+        return "coord_tokens"
+    return "norm1000" if name.endswith(".norm.jsonl") else "pixel"
+
+
+# --------------------------------------------------------------------------- one record
+
+
+class _Where:
+    """Names the culprit in every message: file, line, and sample when known."""
+
+    def __init__(self, path: Path, line: int):
+        self.path, self.line, self.sample = path, line, None
+
+    def error(self, msg: str) -> DataError:
+        who = f", sample {self.sample}" if self.sample is not None else ""
+        return DataError(f"{msg} ({self.path} line {self.line}{who})")
+
+
+def _positive_int(rec: dict, key: str, where: _Where) -> int:
+    v = rec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise where.error(f"`{key}` must be a positive integer, got {v!r}")
+    return v
+
+
+def _image_rel(rec: dict, where: _Where) -> str:
+    images = rec.get("images")
+    if (
+        not isinstance(images, list)
+        or len(images) != 1
+        or not isinstance(images[0], str)
+        or not images[0].strip()
+    ):
+        raise where.error(f"`images` must be a list of exactly one path string, got {images!r}")
+    rel = images[0]
+    if (
+        PurePosixPath(rel).is_absolute()
+        or PureWindowsPath(rel).is_absolute()
+        or rel.startswith("\\")
+    ):
+        raise where.error(f"image path must be relative to the JSONL's folder, got {rel!r}")
+    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+        raise where.error(f"image path must not leave the JSONL's folder with '..', got {rel!r}")
+    return rel
+
+
+def _number(v: Any, frame: str, where: _Where, i: int) -> float:
+    if frame == "coord_tokens":
+        k = parse_coord_token(v)
+        if k is None:
+            raise where.error(
+                f"object {i}: expected coord tokens <|coord_0|>..<|coord_999|> but got {v!r}"
+            )
+        return float(k)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        hint = " (coord tokens belong in a .coord.jsonl file)" if is_coord_token(v) else ""
+        raise where.error(f"object {i}: expected a number in the {frame} frame but got {v!r}{hint}")
+    if frame == "norm1000" and not 0 <= v <= COORD_MAX:
+        raise where.error(f"object {i}: norm1000 value {v!r} outside [0, {COORD_MAX}]")
+    return float(v)
+
+
+def _box(obj: Any, i: int, frame: str, wh: tuple[int, int], where: _Where) -> Box:
+    if not isinstance(obj, dict):
+        raise where.error(f"object {i} must be a JSON object, got {type(obj).__name__}")
+    bad = [k for k in REJECTED_GEOMETRY_KEYS if k in obj]
+    if bad:
+        raise where.error(
+            f"object {i}: unsupported geometry key {bad[0]!r} (only bbox_2d boxes are evaluated)"
+        )
+    vals, desc = obj.get("bbox_2d"), obj.get("desc")
+    if not isinstance(vals, list) or len(vals) != 4:
+        raise where.error(f"object {i}: `bbox_2d` must be a list of 4 values, got {vals!r}")
+    if not isinstance(desc, str):
+        raise where.error(f"object {i}: `desc` must be a string, got {desc!r}")
+    nums = [_number(v, frame, where, i) for v in vals]
+    w, h = wh
+    px = box_px_round_clamp(nums, w, h) if frame == "pixel" else box_norm1000_to_px(nums, w, h)
+    if not (px[2] > px[0] and px[3] > px[1]):
+        raise where.error(
+            f"object {i}: bbox_2d {vals} is empty or reversed ({px} in the {w}x{h} image)"
+        )
+    return Box(*px, label=desc.strip())
+
+
+def parse_record(rec: dict, *, path: Path, line: int, index: int, frame: str) -> Sample:
+    """One JSONL record -> Sample (raises DataError naming file, line and sample)."""
+    where = _Where(path, line)
+    image_id = rec.get("image_id")
+    if image_id is not None and (isinstance(image_id, bool) or not isinstance(image_id, int | str)):
+        raise where.error(f"`image_id` must be an int or a string, got {image_id!r}")
+    where.sample = str(image_id) if image_id is not None else None
+    rel = _image_rel(rec, where)
+    where.sample = where.sample or rel
+    w, h = _positive_int(rec, "width", where), _positive_int(rec, "height", where)
+    objects = rec.get("objects")
+    if not isinstance(objects, list):
+        raise where.error(f"`objects` must be a list (may be empty), got {objects!r}")
+    boxes = tuple(_box(o, i, frame, (w, h), where) for i, o in enumerate(objects))
+    image_path = path.parent / rel
+    if not image_path.is_file():
+        raise where.error(f"image not found: {image_path}")
+    extra = {k: rec[k] for k in EXTRA_KEYS if k in rec}
+    if any("category_id" in o or "coco_ann_id" in o for o in objects):
+        extra["coco_ids"] = [
+            {"category_id": o.get("category_id"), "coco_ann_id": o.get("coco_ann_id")}
+            for o in objects
+        ]
+    return Sample(
+        sample_id=where.sample, index=index, image_path=str(image_path), image=rel, width=w, height=h,
+        boxes=boxes, image_id=image_id if isinstance(image_id, int) else None, extra=extra,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sample]:
+    """The first `limit` records of a preset JSONL as Samples, validated (not decoded)."""
+    path = Path(jsonl_path)
+    rows = read_records(path, limit=limit)
+    if not rows:
+        if limit == 0 and read_records(path, limit=1):
+            return []
+        raise DataError(f"no records in {path}: the dataset is empty")
+    frame = detect_frame(path, [r for _, _, r in rows])
+    samples: list[Sample] = []
+    seen: dict[str, int] = {}
+    for index, (line, _, rec) in enumerate(rows):
+        s = parse_record(rec, path=path, line=line, index=index, frame=frame)
+        if s.sample_id in seen:
+            raise DataError(
+                f"duplicate sample id {s.sample_id!r} in {path} lines {seen[s.sample_id]} and {line} "
+                "(ids are image_id when present, else images[0])"
+            )
+        seen[s.sample_id] = line
+        samples.append(s)
+    return samples
+
+
+def gt_objects(sample: Sample) -> list[dict[str, Any]]:
+    """The upstream `gt` list (§5.1): `{"type": "bbox_2d", "points": [ints], "desc"}`, pixel space."""
+    return [
+        {"type": "bbox_2d", "points": [int(b.x0), int(b.y0), int(b.x1), int(b.y1)], "desc": b.label}
+        for b in sample.boxes
+    ]
+
+
+def dataset_fingerprint(jsonl_path: str | Path, samples: list[Sample]) -> str:
+    """sha256 of the records used (their JSONL bytes) and of the image files' names and sizes.
+
+    Only the first `len(samples)` records count, so `--limit 200` runs of a file that later grew
+    keep their identity; image bytes are not read (a size change still changes the hash).
+    """
+    h = hashlib.sha256(b"coordbench-dataset-v1\n")
+    for _, raw, _ in read_records(jsonl_path, limit=len(samples)):
+        h.update(raw.strip() + b"\n")
+    for s in samples:
+        try:
+            size = os.stat(s.image_path).st_size
+        except OSError:
+            raise DataError(f"image not found: {s.image_path} (sample {s.sample_id})") from None
+        h.update(f"{s.image}\t{size}\n".encode())
+    return h.hexdigest()
+
+
+def open_image(sample: Sample):
+    """Decode a sample's image as RGB, checking it has the record's width x height."""
+    from PIL import Image
+
+    path = sample.image_path
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path} (sample {sample.sample_id})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot read image {path} (sample {sample.sample_id}): {e}") from None
+    if rgb.size != (sample.width, sample.height):
+        raise DataError(
+            f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its record says "
+            f"{sample.width}x{sample.height} (sample {sample.sample_id})"
+        )
+    return rgb
