@@ -230,8 +230,8 @@ def consistent_prefix(run_dir: Path) -> tuple[list[dict], list[dict]]:
         keep.append(r)
     ids = {r["sample_id"] for r in keep}
     keep_traces = [t for t in traces if t["sample_id"] in ids]
-    if len(keep) != len(recs) or (run_dir / GT_VS_PRED).stat().st_size != rec_len:
-        write_jsonl(run_dir / GT_VS_PRED, keep)
-    if len(keep_traces) != len(traces) or (run_dir / TRACE).stat().st_size != tr_len:
-        write_jsonl(run_dir / TRACE, keep_traces)
+    for name, rows, full, good in ((GT_VS_PRED, keep, recs, rec_len), (TRACE, keep_traces, traces, tr_len)):
+        path = run_dir / name
+        if path.exists() and (len(rows) != len(full) or path.stat().st_size != good):
+            write_jsonl(path, rows)
     return keep, keep_traces

@@ -18,7 +18,10 @@ DERIVED = [f for f in RUN_FILES if f != "run.json"]
 
 
 def _cfg(shapes_dir, tmp_path, **kw):
-    return RunConfig(data=str(shapes_dir / "val.coord.jsonl"), preset="64", prompt="default_desc_first",
+    ckpt = tmp_path / "fake-ckpt"  # the oracle backend loads nothing; identity hashes these files
+    ckpt.mkdir(exist_ok=True)
+    (ckpt / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    return RunConfig(ckpt=str(ckpt), data=str(shapes_dir / "val.coord.jsonl"), preset="64", prompt="default_desc_first",
                      out=str(tmp_path), name=kw.pop("name", "r"), batch_size=kw.pop("batch_size", 4),
                      progress=False, **kw)  # fmt: skip
 

@@ -1,0 +1,92 @@
+"""Does the confidence score rank and size correctness? Spearman, ECE, AUROC, Brier.
+
+Correctness is COCOeval's own at IoU 0.5 (class-aware, area "all"): within each (image, category)
+detections in descending score order take the free GT with the highest IoU >= 0.5 (`coco_match`,
+identical to pycocotools' `evaluateImg`), so the statistics cover the detections COCO evaluates
+(at most 100 per image and class). Every statistic is None when it is undefined (no
+predictions, all TP, constant scores), never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+IOU_THRESHOLD = 0.5  # brief: TP = matched at IoU 0.5 (COCO AP50 / F1@0.5)
+
+
+def tp_flags(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
+    from coordbench.metrics.coco_match import CocoTables
+
+    ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
+    return ev.score, ev.tp[0]
+
+
+def spearman(scores: np.ndarray, correct: np.ndarray) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(scores) < 2 or np.all(scores == scores[0]) or np.all(correct == correct[0]):
+        return None
+    rho = float(spearmanr(scores, correct.astype(float)).statistic)
+    return rho if math.isfinite(rho) else None
+
+
+def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
+    """P(score of a random TP > score of a random FP), ties counted 1/2 (midranks)."""
+    from scipy.stats import rankdata
+
+    n_pos = int(correct.sum())
+    n_neg = len(correct) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = rankdata(scores, method="average")
+    return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def reliability_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
+    """Equal-width bins [k/n, (k+1)/n), the last one closed at 1.0."""
+    idx = np.minimum((scores * n_bins).astype(int), n_bins - 1)
+    rows = []
+    for k in range(n_bins):
+        m = idx == k
+        n = int(m.sum())
+        rows.append({"lo": k / n_bins, "hi": (k + 1) / n_bins, "count": n,
+                     "mean_score": float(scores[m].mean()) if n else None,
+                     "tp_rate": float(correct[m].mean()) if n else None})  # fmt: skip
+    return rows
+
+
+def ece(bins: list[dict[str, Any]], total: int) -> float | None:
+    """Expected calibration error: sum over bins of count/total * |tp_rate - mean_score|."""
+    if total == 0:
+        return None
+    return float(
+        sum(b["count"] / total * abs(b["tp_rate"] - b["mean_score"]) for b in bins if b["count"])
+    )
+
+
+def calibration(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], n_bins: int = 10
+) -> dict[str, Any]:
+    """Calibration summary over the COCO-evaluated predictions (plain dict, None when undefined)."""
+    scores, correct = tp_flags(coco_gt, coco_preds)
+    bins = reliability_bins(scores, correct, n_bins)
+    n = len(scores)
+    return {
+        "iou_threshold": IOU_THRESHOLD,
+        "n_preds": n,
+        "n_tp": int(correct.sum()),
+        "tp_rate": float(correct.mean()) if n else None,
+        "mean_score": float(scores.mean()) if n else None,
+        "spearman": spearman(scores, correct),
+        "auroc": auroc(scores, correct),
+        "ece": ece(bins, n),
+        "brier": float(np.mean((scores - correct) ** 2)) if n else None,
+        "n_bins": n_bins,
+        "bins": bins,
+    }

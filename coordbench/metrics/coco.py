@@ -1,0 +1,190 @@
+"""COCO bbox metrics over validated images (upstream spec §7.2) with faster-coco-eval.
+
+pycocotools stays selectable as the reference (`scorer="pycocotools"`); both see the same
+dicts and a parity test holds all 12 stats to 1e-12. Categories are the stripped GT descs in
+first-appearance order; a prediction whose desc is not a category is mapped by semantic
+similarity (>= threshold) or dropped and counted. Detections keep record order then pred order,
+because COCOeval breaks score ties by input order (stable sort, pitfall 8).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coordbench.errors import ConfigError
+from coordbench.metrics.ingest import EvalImage, parse_score
+from coordbench.metrics.semantic import Semantic, normalize_desc
+
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
+SCORERS = ("faster", "pycocotools")
+SEMANTIC_REPORT_ROWS = 200  # upstream semantic_desc_report.json keeps at most 200 rows
+
+
+@dataclass
+class CocoOutput:
+    metrics: dict[str, float]  # bbox_AP ... bbox_ARl
+    per_class: list[tuple[str, float]]  # (category, AP) in category-id order; NaN when no data
+    categories: dict[str, int]
+    coco_gt: dict[str, Any]
+    coco_preds: list[dict[str, Any]]
+    semantic_report: dict[str, Any] | None
+
+
+def build_categories(images: list[EvalImage]) -> dict[str, int]:
+    cats: dict[str, int] = {}
+    for img in images:
+        for g in img.gts:
+            cats.setdefault(str(g.get("desc") or "").strip(), len(cats) + 1)
+    return cats
+
+
+def to_coco_gt(images: list[EvalImage], categories: dict[str, int]) -> dict[str, Any]:
+    """The GT dict fed to COCOeval: every image (empty ones too), xywh boxes, bbox area."""
+    anns = []
+    for img in images:
+        for g in img.gts:
+            x1, y1, x2, y2 = g["bbox"]
+            w, h = x2 - x1, y2 - y1
+            anns.append({"id": len(anns) + 1, "image_id": img.index,
+                         "category_id": categories[str(g.get("desc") or "").strip()],
+                         "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+    return {
+        "info": {}, "licenses": [],
+        "images": [{"id": i.index, "file_name": i.file_name, "width": i.width, "height": i.height} for i in images],
+        "annotations": anns,
+        "categories": [{"id": cid, "name": name} for name, cid in categories.items()],
+    }  # fmt: skip
+
+
+def map_descs(images: list[EvalImage], categories: dict[str, int], semantic: Semantic,
+              threshold: float) -> tuple[dict[str, int | None], dict[str, Any] | None]:  # fmt: skip
+    """Category id (or None = drop) for every non-category pred desc, plus upstream's report."""
+    counts: dict[str, int] = {}
+    for img in images:
+        for p in img.preds:
+            if p["desc"] and p["desc"] not in categories:
+                counts[p["desc"]] = counts.get(p["desc"], 0) + 1
+    names = [n for n in categories if n]
+    if not counts or not names:
+        return dict.fromkeys(counts), None
+    cand = [normalize_desc(n) for n in names]
+    semantic.embed([normalize_desc(d) for d in counts] + cand)
+    mapping: dict[str, int | None] = {}
+    rows = []
+    for desc, n in counts.items():
+        j, score = semantic.best(normalize_desc(desc), cand) or (0, -1.0)
+        ok = score >= threshold
+        mapping[desc] = categories[names[j]] if ok else None
+        rows.append(
+            {"pred_desc": desc, "count": n, "best_gt_desc": names[j], "score": score, "mapped": ok}
+        )
+    rows.sort(key=lambda r: (-r["count"], -r["score"]))
+    report = {"semantic_model": semantic.model, "semantic_threshold": float(threshold),
+              "semantic_behavior": "map-or-drop", "unique_unknown_desc": len(counts),
+              "unknown_total_preds": sum(counts.values()), "rows": rows[:SEMANTIC_REPORT_ROWS]}  # fmt: skip
+    return mapping, report
+
+
+def to_coco_preds(images: list[EvalImage], categories: dict[str, int], mapping: dict[str, int | None],
+                  counters: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
+    """COCO results in record order then pred order; unmapped descs dropped and counted."""
+    out = []
+    for img in images:
+        for j, p in enumerate(img.preds):
+            cid = categories.get(p["desc"])
+            if cid is None:
+                cid = mapping.get(p["desc"])
+                if cid is None:
+                    counters["semantic_unmapped"] += 1
+                    counters["unknown_dropped"] += 1
+                    continue
+                counters["semantic_mapped"] += 1
+            x1, y1, x2, y2 = p["bbox"]
+            out.append({"image_id": img.index, "category_id": cid, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": parse_score(p.get("score"), img.index, j)})  # fmt: skip
+    return out
+
+
+def coco_copy(coco_gt: dict[str, Any]) -> dict[str, Any]:
+    """A copy the COCO loaders may annotate in place (they add keys, never edit lists in place)."""
+    lists = {
+        k: [dict(x) for x in coco_gt.get(k, [])] for k in ("images", "annotations", "categories")
+    }
+    return {**coco_gt, **lists}
+
+
+def run_cocoeval(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str,
+                 steps: tuple[str, ...] = ("evaluate", "accumulate", "summarize")) -> Any:  # fmt: skip
+    """A COCOeval of the chosen backend after running `steps`, quietly."""
+    preds = [dict(p) for p in coco_preds]  # loadRes adds keys to each result
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        if scorer == "faster":
+            from faster_coco_eval import COCO, COCOeval_faster
+
+            gt = COCO(coco_copy(coco_gt))
+            ev = COCOeval_faster(gt, gt.loadRes(preds), "bbox", print_function=lambda *a, **k: None)
+        elif scorer == "pycocotools":
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+
+            gt = COCO()
+            gt.dataset = coco_copy(coco_gt)
+            gt.createIndex()
+            ev = COCOeval(gt, gt.loadRes(preds), "bbox")
+        else:
+            raise ConfigError(f"expected `scorer` to be one of {SCORERS} but got {scorer!r}")
+        for step in steps:
+            getattr(ev, step)()
+    return ev
+
+
+def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
+    """Mean of precision[:, :, k, area all, maxDets 100] over entries > -1 (upstream)."""
+    out = []
+    for k, name in enumerate(names):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        out.append((name, float(np.mean(p)) if p.size else float("nan")))
+    return out
+
+
+def coco_stats(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str
+) -> tuple[list[float], list[tuple[str, float]]]:
+    """The 12 stats and per-class AP; all 0.0 when there is no detection (upstream rule)."""
+    names = [c["name"] for c in coco_gt["categories"]]
+    if not coco_preds:
+        return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names]
+    ev = run_cocoeval(coco_gt, coco_preds, scorer)
+    return [float(s) for s in ev.stats[: len(STAT_NAMES)]], per_class_ap(
+        ev.eval["precision"], names
+    )
+
+
+def evaluate_coco(images: list[EvalImage], semantic: Semantic, threshold: float, scorer: str,
+                  counters: dict[str, int]) -> CocoOutput:  # fmt: skip
+    categories = build_categories(images)
+    coco_gt = to_coco_gt(images, categories)
+    mapping, report = map_descs(images, categories, semantic, threshold)
+    coco_preds = to_coco_preds(images, categories, mapping, counters)
+    stats, per_class = coco_stats(coco_gt, coco_preds, scorer)
+    metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
+    return CocoOutput(metrics, per_class, categories, coco_gt, coco_preds, report)

@@ -1,0 +1,133 @@
+"""pycocotools' `evaluateImg` for bbox, vectorised over all (image, category) pairs with numpy.
+
+Same rules, same order: per (image, category) detections sorted by score (stable, input order on
+ties) and cut at maxDets[-1] = 100; GT sorted with ignored ones last (stable); each detection in
+turn takes the free GT with the highest IoU >= threshold (the last one on exact ties), a
+non-ignored GT before an ignored one; unmatched detections outside the area range are ignored.
+Detections of one rank are matched together across all pairs and thresholds, ranks in order.
+IoU is pycocotools' `bbIou` (xywh, no +1). Crowd GT is not supported (coordbench never has it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from coordbench.metrics.coco_images import AreaEval
+
+AREA_RANGES = {
+    "all": (0.0, 1e5**2),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e5**2),
+}  # fmt: skip  (pycocotools Params.areaRng)
+MAX_DETS = 100  # pycocotools Params.maxDets[-1]
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    owner = np.repeat(np.arange(len(counts)), counts)
+    starts = np.cumsum(counts) - counts
+    return owner, np.arange(len(owner)) - starts[owner]
+
+
+class CocoTables:
+    """GT and detections as arrays keyed by (category position, image position)."""
+
+    def __init__(self, coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]):
+        if any(a.get("iscrowd", 0) for a in coco_gt["annotations"]):
+            raise ValueError(
+                "crowd annotations are not supported by the numpy matcher; use pycocotools"
+            )
+        img_pos = {im: i for i, im in enumerate(sorted({im["id"] for im in coco_gt["images"]}))}
+        cat_pos = {c: k for k, c in enumerate(sorted({c["id"] for c in coco_gt["categories"]}))}
+        self.n_img, self.n_cats = len(img_pos), len(cat_pos)
+        anns = coco_gt["annotations"]
+        self.g_key = np.array(
+            [cat_pos[a["category_id"]] * self.n_img + img_pos[a["image_id"]] for a in anns],
+            np.int64,
+        )
+        self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        self.g_area = np.array([a["area"] for a in anns], np.float64)
+        d_key = np.array(
+            [cat_pos[p["category_id"]] * self.n_img + img_pos[p["image_id"]] for p in coco_preds],
+            np.int64,
+        )
+        d_box = np.array([p["bbox"] for p in coco_preds], np.float64).reshape(-1, 4)
+        d_score = np.array([p["score"] for p in coco_preds], np.float64)
+        order = np.lexsort((np.arange(len(d_key)), -d_score, d_key))  # per pair by score, stable
+        key = d_key[order]
+        first = np.ones(len(key), bool)
+        first[1:] = key[1:] != key[:-1]
+        rank = np.arange(len(key)) - np.maximum.accumulate(np.where(first, np.arange(len(key)), 0))
+        keep = order[rank < MAX_DETS]
+        self.d_key, self.d_box, self.d_score = d_key[keep], d_box[keep], d_score[keep]
+        self.d_rank = rank[rank < MAX_DETS]
+        self.d_area = self.d_box[:, 2] * self.d_box[:, 3]  # loadRes: area = w * h
+
+    def area_eval(self, area: str, iou_thrs: np.ndarray) -> AreaEval:
+        lo, hi = AREA_RANGES[area]
+        g_ign = (self.g_area < lo) | (self.g_area > hi)
+        g_order = np.lexsort((np.arange(len(self.g_key)), g_ign, self.g_key))  # ignored GT last
+        g_key, g_box, g_ign = self.g_key[g_order], self.g_box[g_order], g_ign[g_order]
+        g_start = np.searchsorted(g_key, self.d_key, "left")
+        n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
+        det, off = _ragged(n_pair)
+        gt = g_start[det] + off
+        ious = _bb_iou(self.d_box[det], g_box[gt])
+        thr = np.minimum(iou_thrs, 1 - 1e-10)[:, None]  # pycocotools caps the threshold
+        match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, thr, len(g_key))
+        out_of_range = (self.d_area < lo) | (self.d_area > hi)
+        det_ign |= (match < 0) & out_of_range[None, :]
+        npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
+        has = np.flatnonzero(npig)
+        return AreaEval(self.d_key // self.n_img, self.d_key % self.n_img, self.d_rank, self.d_score,
+                        (match >= 0) & ~det_ign, det_ign, has % self.n_img, has // self.n_img, npig[has])  # fmt: skip
+
+
+def _bb_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """pycocotools `bbIou` for paired rows of xywh boxes (non-crowd)."""
+    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
+    inter = w * h
+    ok = (w > 0) & (h > 0)
+    union = d[:, 2] * d[:, 3] + g[:, 2] * g[:, 3] - inter
+    return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
+
+
+def _pick(score: np.ndarray, pair_idx: np.ndarray, starts: np.ndarray, n_det: int) -> np.ndarray:
+    """(T, n_det) pair index of the best candidate per detection (last on ties), or -1."""
+    if not len(starts):
+        return np.full((score.shape[0], n_det), -1)
+    best = np.maximum.reduceat(score, starts, axis=1)
+    seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, score.shape[1])))
+    at_best = (score == best[:, seg]) & (score >= 0)
+    return np.maximum.reduceat(np.where(at_best, pair_idx, -1), starts, axis=1)
+
+
+def _greedy(rank: np.ndarray, det: np.ndarray, gt: np.ndarray, ious: np.ndarray, g_ign: np.ndarray,
+            thr: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(T, D) matched GT row (-1 none) and ignore flag per detection, ranks matched in order."""
+    n_thr, n_det = thr.shape[0], len(rank)
+    match = np.full((n_thr, n_det), -1)
+    det_ign = np.zeros((n_thr, n_det), bool)
+    taken = np.zeros((n_thr, n_gt), bool)
+    pair_rank = rank[det]
+    for r in range(int(rank.max(initial=-1)) + 1):
+        p = np.flatnonzero(pair_rank == r)  # pairs of rank-r detections, grouped by detection
+        if not len(p):
+            continue
+        d = det[p]
+        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+        ok = (ious[p][None, :] >= thr) & ~taken[:, gt[p]]
+        ign = g_ign[gt[p]][None, :]
+        pidx = np.broadcast_to(np.arange(len(p)), ok.shape)
+        pick_n = _pick(np.where(ok & ~ign, ious[p], -1.0), pidx, starts, len(starts))
+        pick_i = _pick(np.where(ok & ign, ious[p], -1.0), pidx, starts, len(starts))
+        pick = np.where(pick_n >= 0, pick_n, pick_i)
+        t_idx, s_idx = np.nonzero(pick >= 0)
+        chosen = p[pick[t_idx, s_idx]]
+        match[t_idx, det[chosen]] = gt[chosen]
+        det_ign[t_idx, det[chosen]] = g_ign[gt[chosen]]
+        taken[t_idx, gt[chosen]] = True
+    return match, det_ign

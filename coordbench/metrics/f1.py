@@ -1,0 +1,233 @@
+"""F1-ish set matching at IoU thresholds (upstream spec §7.3); scores are not used.
+
+Per image and threshold: class-agnostic greedy matching over (pred, gt) pairs with IoU >= thr,
+sorted by IoU desc, then pred index, then gt index. A match whose descs disagree (not equal
+after normalisation and cosine < threshold) counts once as FP and once as FN in the "full"
+counts. With `pred_scope="annotated"` a prediction whose desc is not close to any GT desc of
+its image is ignored rather than counted as FP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coordbench.errors import ConfigError
+from coordbench.metrics.ingest import EvalImage
+from coordbench.metrics.semantic import Semantic, normalize_desc
+
+SCOPES = ("annotated", "all")
+COUNT_KEYS = ("tp_loc", "fp_loc", "fn_loc", "pred_count_eval", "pred_count_ignored",
+              "matched_sem_ok", "matched_sem_bad", "tp_full", "fp_full", "fn_full")  # fmt: skip
+
+
+def thr_key(thr: float) -> str:
+    return f"{float(thr):.2f}"
+
+
+def primary_threshold(thrs: tuple[float, ...] | list[float]) -> float:
+    """0.5 when listed, else the largest (upstream `_select_primary_f1ish_iou_thr`)."""
+    if not thrs:
+        return 0.5
+    return 0.5 if any(abs(t - 0.5) < 1e-9 for t in thrs) else max(thrs)
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """P = 1 with no predictions, R = 1 with no GT, F1 = 0 when P + R = 0 (upstream)."""
+    p = tp / (tp + fp) if tp + fp > 0 else 1.0
+    r = tp / (tp + fn) if tp + fn > 0 else 1.0
+    return p, r, (2.0 * p * r / (p + r) if p + r > 0 else 0.0)
+
+
+def _mask_iou(a: dict, b: dict, w: int, h: int) -> float:
+    from pycocotools import mask as mask_utils
+
+    def rle(o: dict) -> Any:
+        x1, y1, x2, y2 = o["bbox"]
+        seg = [o["points"]] if o["type"] == "poly" else [[x1, y1, x2, y1, x2, y2, x1, y2]]
+        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+
+    try:
+        return float(mask_utils.iou([rle(a)], [rle(b)], [0])[0][0])
+    except (IndexError, TypeError, ValueError):
+        return 0.0
+
+
+def iou_matrix(preds: list[dict], gts: list[dict], w: int, h: int) -> np.ndarray:
+    """(P, G) IoU; boxes with continuous areas, mask IoU when either side is a polygon."""
+    if not preds or not gts:
+        return np.zeros((len(preds), len(gts)))
+    p = np.array([o["bbox"] for o in preds], dtype=np.float64)[:, None, :]
+    g = np.array([o["bbox"] for o in gts], dtype=np.float64)[None, :, :]
+    iw = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0.0, None)
+    ih = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0.0, None)
+    inter = iw * ih
+    union = (
+        (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
+        + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
+        - inter
+    )
+    ious = np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)
+    for i, po in enumerate(preds):
+        for j, go in enumerate(gts):
+            if po["type"] == "poly" or go["type"] == "poly":
+                ious[i, j] = _mask_iou(po, go, w, h)
+    return ious
+
+
+def greedy_match(ious: np.ndarray, thr: float) -> list[tuple[int, int, float]]:
+    """1:1 matches (pred, gt, iou): pairs by IoU desc, then pred idx, then gt idx."""
+    pi, gi = np.nonzero(ious >= thr)
+    order = np.lexsort((gi, pi, -ious[pi, gi]))
+    used_p, used_g, out = set(), set(), []
+    for k in order:
+        p, g = int(pi[k]), int(gi[k])
+        if p not in used_p and g not in used_g:
+            used_p.add(p)
+            used_g.add(g)
+            out.append((p, g, float(ious[p, g])))
+    return out
+
+
+def split_scope(
+    img: EvalImage, scope: str, semantic: Semantic, threshold: float
+) -> tuple[list[int], list[int]]:
+    """(evaluated, ignored) pred indices: annotated scope keeps preds close to an image GT desc."""
+    if scope == "all":
+        return list(range(len(img.preds))), []
+    gt_descs = sorted({d for d in (normalize_desc(g.get("desc", "")) for g in img.gts) if d})
+    keep, drop = [], []
+    for i, p in enumerate(img.preds):
+        best = semantic.best(normalize_desc(p["desc"]), gt_descs)
+        (keep if best is not None and best[1] >= threshold else drop).append(i)
+    return keep, drop
+
+
+@dataclass
+class ImageMatches:
+    """One image's scope split and, per threshold key, its greedy matches (eval-space indices)."""
+
+    img: EvalImage
+    eval_idx: list[int]
+    ignored_idx: list[int]
+    ious: np.ndarray
+    matches: dict[str, list[tuple[int, int, float]]]
+
+
+def match_images(images: list[EvalImage], thrs: list[float], scope: str, semantic: Semantic,
+                 threshold: float) -> list[ImageMatches]:  # fmt: skip
+    if scope not in SCOPES:
+        raise ConfigError(f"expected `pred_scope` to be one of {SCOPES} but got {scope!r}")
+    if scope == "annotated":  # one encoder batch for every desc the scope test may compare
+        texts = set()
+        for img in images:
+            gset = {normalize_desc(g.get("desc", "")) for g in img.gts}
+            outside = {normalize_desc(p["desc"]) for p in img.preds} - gset - {""}
+            if outside and gset - {""}:
+                texts |= outside | gset
+        semantic.embed(texts)
+    out = []
+    for img in images:
+        keep, drop = split_scope(img, scope, semantic, threshold)
+        ious = iou_matrix([img.preds[i] for i in keep], img.gts, img.width, img.height)
+        out.append(
+            ImageMatches(img, keep, drop, ious, {thr_key(t): greedy_match(ious, t) for t in thrs})
+        )
+    return out
+
+
+def _match_rows(
+    im: ImageMatches, key: str, semantic: Semantic, threshold: float
+) -> tuple[list[dict], int, int]:
+    """matches.jsonl `matches` entries (original pred indices) and the sem ok / bad counts."""
+    rows, ok_n = [], 0
+    for pe, g, iou in im.matches[key]:
+        pred, gt = im.img.preds[im.eval_idx[pe]], im.img.gts[g]
+        pd, gd = normalize_desc(pred["desc"]), normalize_desc(gt.get("desc", ""))
+        sim = semantic.sim(pd, gd)
+        ok = bool(pd and pd == gd) or (sim is not None and sim >= threshold)
+        ok_n += ok
+        rows.append({"pred_idx": im.eval_idx[pe], "gt_idx": g, "iou": iou, "pred_desc": pred["desc"],
+                     "gt_desc": gt.get("desc", ""), "sem_sim": sim, "sem_ok": ok, "pred_bbox": pred["bbox"],
+                     "gt_bbox": gt["bbox"], "pred_type": pred["type"], "gt_type": gt["type"]})  # fmt: skip
+    return rows, ok_n, len(rows) - ok_n
+
+
+def image_outcome(im: ImageMatches, key: str, thr: float, scope: str, semantic: Semantic,
+                  threshold: float) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """(per_image f1ish counts, matches.jsonl row) for one image at one threshold."""
+    img, matches = im.img, im.matches[key]
+    rows, ok, bad = _match_rows(im, key, semantic, threshold)
+    tp, fp, fn = len(matches), len(im.eval_idx) - len(matches), len(img.gts) - len(matches)
+    counts = {"tp_loc": tp, "fp_loc": fp, "fn_loc": fn, "pred_count_eval": len(im.eval_idx),
+              "pred_count_ignored": len(im.ignored_idx), "matched_sem_ok": ok, "matched_sem_bad": bad,
+              "sem_acc_on_matched": ok / tp if tp else 1.0, "tp_full": ok, "fp_full": fp + bad, "fn_full": fn + bad}  # fmt: skip
+    used_p, used_g = {m[0] for m in matches}, {m[1] for m in matches}
+    row = {"image_id": img.index, "file_name": img.file_name, "width": img.width, "height": img.height,
+           "iou_thr": float(thr), "gt_count": len(img.gts), "pred_count": len(img.preds),
+           "pred_count_eval": len(im.eval_idx), "pred_count_ignored": len(im.ignored_idx), "pred_scope": scope,
+           "tp_loc": tp, "fp_loc": fp, "fn_loc": fn, "matches": rows,
+           "unmatched_pred_indices": [im.eval_idx[i] for i in range(len(im.eval_idx)) if i not in used_p],
+           "ignored_pred_indices": list(im.ignored_idx),
+           "unmatched_gt_indices": [j for j in range(len(img.gts)) if j not in used_g]}  # fmt: skip
+    return counts, row
+
+
+def aggregate(key: str, counts: list[dict[str, Any]], pred_total: int) -> dict[str, float]:
+    """The 24 `f1ish@{key}_*` metrics from per-image counts (micro sums, macro image means)."""
+    s = {k: sum(c[k] for c in counts) for k in COUNT_KEYS}
+    out: dict[str, float] = {"tp_loc": s["tp_loc"], "fp_loc": s["fp_loc"], "fn_loc": s["fn_loc"],
+                             "pred_total": pred_total, "pred_eval": s["pred_count_eval"],
+                             "pred_ignored": s["pred_count_ignored"]}  # fmt: skip
+    for kind in ("loc", "full"):
+        if kind == "full":
+            out.update(matched_sem_ok=s["matched_sem_ok"], matched_sem_bad=s["matched_sem_bad"],
+                       sem_acc_on_matched=s["matched_sem_ok"] / s["tp_loc"] if s["tp_loc"] else 1.0,
+                       tp_full=s["tp_full"], fp_full=s["fp_full"], fn_full=s["fn_full"])  # fmt: skip
+        micro = prf(s[f"tp_{kind}"], s[f"fp_{kind}"], s[f"fn_{kind}"])
+        per = [prf(c[f"tp_{kind}"], c[f"fp_{kind}"], c[f"fn_{kind}"]) for c in counts]
+        macro = [float(np.mean([v[i] for v in per])) if per else 0.0 for i in range(3)]
+        for i, name in enumerate(("precision", "recall", "f1")):
+            out[f"{name}_{kind}_micro"] = micro[i]
+        for i, name in enumerate(("precision", "recall", "f1")):
+            out[f"{name}_{kind}_macro"] = macro[i]
+    return {f"f1ish@{key}_{k}": float(v) for k, v in out.items()}
+
+
+@dataclass
+class F1Output:
+    metrics: dict[str, float]
+    per_image: list[dict[str, dict[str, Any]]]  # per image: {thr key: counts}
+    matches: dict[str, list[dict[str, Any]]]  # thr key -> matches.jsonl rows
+    primary_key: str
+
+
+def evaluate_f1(images: list[EvalImage], thrs: tuple[float, ...], scope: str, semantic: Semantic,
+                threshold: float) -> F1Output:  # fmt: skip
+    thr_list = sorted({float(t) for t in thrs})
+    matched = match_images(images, thr_list, scope, semantic, threshold)
+    texts: set[str] = set()
+    for im in matched:  # one encoder batch for every matched pair whose descs differ
+        for ms in im.matches.values():
+            for pe, g, _ in ms:
+                pair = {
+                    normalize_desc(im.img.preds[im.eval_idx[pe]]["desc"]),
+                    normalize_desc(im.img.gts[g].get("desc", "")),
+                }
+                if len(pair) == 2 and "" not in pair:
+                    texts |= pair
+    semantic.embed(texts)
+    pred_total = sum(len(i.preds) for i in images)
+    metrics: dict[str, float] = {}
+    per_image: list[dict[str, dict[str, Any]]] = [{} for _ in images]
+    matches: dict[str, list[dict[str, Any]]] = {}
+    for t in thr_list:
+        key = thr_key(t)
+        outcomes = [image_outcome(im, key, t, scope, semantic, threshold) for im in matched]
+        for i, (c, _) in enumerate(outcomes):
+            per_image[i][key] = c
+        matches[key] = [r for _, r in outcomes]
+        metrics.update(aggregate(key, [c for c, _ in outcomes], pred_total))
+    return F1Output(metrics, per_image, matches, thr_key(primary_threshold(thr_list)))

@@ -1,0 +1,229 @@
+"""Scored gt_vs_pred records -> validated per-image GT and predictions (upstream spec §7.1).
+
+Geometry follows upstream: points are pixel ints unless they are coord tokens (then norm1000,
+`k/999*(W-1)`), clamped to [0, W-1] x [0, H-1] and rounded half-to-even; a GT box is the extent
+of its points, a predicted `bbox_2d` must have x2 > x1 and y2 > y1 *as given* (pitfall 26).
+Every record with a size becomes an image, including records with no GT (deviation from
+upstream pitfall 12: an empty-GT record never shifts another record's predictions).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordbench.data.coords import COORD_MAX, is_coord_token, parse_coord_token
+from coordbench.errors import DataError
+
+COUNTER_KEYS = (
+    "invalid_json",
+    "invalid_geometry",
+    "invalid_coord",
+    "missing_size",
+    "size_mismatch",
+    "multi_image_ignored",
+    "degenerate",
+    "empty_pred",
+    "unknown_desc",
+    "unknown_dropped",
+    "semantic_mapped",
+    "semantic_unmapped",
+    "semantic_report_failed",
+    "lvis_matched_verified_positive",
+    "lvis_verified_negative_unmatched",
+    "lvis_ignored_not_exhaustive",
+    "lvis_ignored_unevaluable",
+)  # fmt: skip  (upstream EvalCounters, §5.8, in its order)
+GEOM_TYPES = ("bbox_2d", "poly")
+
+
+@dataclass
+class EvalImage:
+    """One evaluated record: validated GT and predictions in pixel ints, xyxy `bbox`."""
+
+    index: int  # position of the record in the evaluated list (COCO image id, per_image image_id)
+    file_name: str
+    width: int
+    height: int
+    gts: list[dict[str, Any]] = field(default_factory=list)
+    preds: list[dict[str, Any]] = field(default_factory=list)
+    invalid_gt: list[dict[str, Any]] = field(default_factory=list)
+    invalid_pred: list[dict[str, Any]] = field(default_factory=list)
+
+
+def new_counters() -> dict[str, int]:
+    return dict.fromkeys(COUNTER_KEYS, 0)
+
+
+def _geometry(obj: Any) -> tuple[str, list[Any]] | str:
+    """(type, flat points) of an object, or an upstream invalid reason."""
+    if not isinstance(obj, dict):
+        return "geometry_keys"
+    keys = [k for k in GEOM_TYPES if obj.get(k) is not None]
+    if len(keys) > 1:
+        return "geometry_keys"
+    if keys:
+        kind, raw = keys[0], obj[keys[0]]
+    else:
+        kind, raw = obj.get("type"), obj.get("points")
+        if kind is not None and kind not in GEOM_TYPES:
+            return "geometry_kind"
+        if kind is None or raw is None:
+            return "geometry_keys"
+    if not isinstance(raw, list | tuple) or any(isinstance(v, list | tuple) for v in raw):
+        return "geometry_points"
+    if (kind == "bbox_2d" and len(raw) != 4) or (kind == "poly" and (len(raw) < 6 or len(raw) % 2)):
+        return "geometry_points"
+    return kind, list(raw)
+
+
+def _to_pixels(raw: list[Any], width: int, height: int, norm1000: bool) -> list[int] | None:
+    """Numbers (or coord tokens) -> clamped pixel ints; None when a value is not a number."""
+    lim = (width - 1, height - 1)
+    if not norm1000 and all(type(v) is int for v in raw):  # fast path: pixel ints (our runner)
+        return [max(0, min(lim[i % 2], v)) for i, v in enumerate(raw)]
+    tokens = any(is_coord_token(v) for v in raw)
+    vals: list[float] = []
+    for v in raw:
+        k = parse_coord_token(v)
+        if k is None:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                return None
+            k = v
+        vals.append(float(k))
+    if tokens or norm1000:  # §4.4: norm1000 -> pixel is round(k/999*(W-1))
+        sx, sy = max(1.0, width - 1.0), max(1.0, height - 1.0)
+        vals = [
+            float(round(v)) / COORD_MAX * (sx if i % 2 == 0 else sy) for i, v in enumerate(vals)
+        ]
+    return [max(0, min(lim[i % 2], int(round(v)))) for i, v in enumerate(vals)]
+
+
+def _extent(pts: list[int]) -> list[int]:
+    return [min(pts[0::2]), min(pts[1::2]), max(pts[0::2]), max(pts[1::2])]
+
+
+def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str, Any] | str:
+    geom = _geometry(obj)
+    if isinstance(geom, str):
+        counters["invalid_geometry"] += 1
+        return geom
+    kind, raw = geom
+    pts = _to_pixels(raw, w, h, norm1000=False)  # upstream GT ignores the record's coord_mode hint
+    if pts is None:
+        counters["invalid_coord"] += 1
+        return "coord_parse"
+    box = _extent(pts)
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        counters["degenerate"] += 1
+        return "degenerate"
+    return {"type": kind, "points": pts, "desc": obj.get("desc", ""), "bbox": box}
+
+
+def _prepare_pred(
+    obj: Any, w: int, h: int, norm1000: bool, counters: dict[str, int]
+) -> dict[str, Any] | str:
+    geom = _geometry(obj)
+    if isinstance(geom, str):
+        counters["invalid_geometry"] += 1
+        return geom
+    kind, raw = geom
+    pts = _to_pixels(raw, w, h, norm1000)
+    if pts is None:
+        counters["invalid_coord"] += 1
+        return "coord_parse"
+    box = _extent(pts) if kind == "poly" else pts  # a bbox is used as given: reversed -> degenerate
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        counters["degenerate"] += 1
+        return "degenerate"
+    pred = {"type": kind, "points": pts, "bbox": box, "desc": str(obj.get("desc", "")).strip()}
+    if "score" in obj:
+        pred["score"] = obj["score"]
+    return pred
+
+
+def _size(rec: dict[str, Any]) -> tuple[int, int] | None:
+    try:
+        w, h = int(rec.get("width") or 0), int(rec.get("height") or 0)
+    except (TypeError, ValueError):
+        raise DataError(f"record {rec.get('image')!r}: width/height must be integers") from None
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def _file_name(rec: dict[str, Any], idx: int) -> str:
+    if isinstance(rec.get("image"), str):
+        return rec["image"]
+    images = rec.get("images")
+    if isinstance(images, list) and images:
+        return str(images[0])
+    return f"image_{idx}.jpg"
+
+
+def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> EvalImage | None:
+    """Validate one record; None (counted `missing_size`) when it has no usable size."""
+    if not isinstance(rec, dict):
+        raise DataError(f"record {idx} is a {type(rec).__name__}, expected a JSON object")
+    size = _size(rec)
+    if size is None:
+        counters["missing_size"] += 1
+        return None
+    w, h = size
+    img = EvalImage(idx, _file_name(rec, idx), w, h)
+    for obj in rec.get("gt") or rec.get("objects") or []:
+        got = _prepare_gt(obj, w, h, counters)
+        (
+            img.gts.append(got)
+            if isinstance(got, dict)
+            else img.invalid_gt.append({"reason": got, "raw": obj})
+        )
+    preds = rec.get("pred") if isinstance(rec.get("pred"), list) else rec.get("predictions")
+    if not preds:
+        counters["empty_pred"] += 1
+        return img
+    norm1000 = rec.get("coord_mode") == "norm1000"
+    for obj in preds:
+        got = _prepare_pred(obj, w, h, norm1000, counters)
+        (
+            img.preds.append(got)
+            if isinstance(got, dict)
+            else img.invalid_pred.append({"reason": got, "raw": obj})
+        )
+    return img
+
+
+def check_score_provenance(records: list[dict[str, Any]]) -> None:
+    """COCO needs scored records (upstream pitfall 11): provenance on every record."""
+    for i, rec in enumerate(records):
+        src = rec.get("pred_score_source") if isinstance(rec, dict) else None
+        if not isinstance(src, str) or not src.strip():
+            raise DataError(f"record {i} ({_file_name(rec, i) if isinstance(rec, dict) else '?'}) has no "
+                            "`pred_score_source`: COCO scoring needs scored records (gt_vs_pred_scored.jsonl)")  # fmt: skip
+        ver = rec.get("pred_score_version")
+        if isinstance(ver, bool) or not isinstance(ver, int):
+            raise DataError(
+                f"record {i} ({_file_name(rec, i)}): `pred_score_version` must be an int, got {ver!r}"
+            )
+
+
+def parse_score(value: Any, record_idx: int, object_idx: int) -> float:
+    """A prediction's score: a finite number in [0, 1], else a DataError naming the object."""
+    where = f"record {record_idx}, pred {object_idx}"
+    if value is None or isinstance(value, bool):
+        raise DataError(f"{where}: missing or non-numeric `score` {value!r}")
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: non-numeric `score` {value!r}") from None
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise DataError(f"{where}: `score` must be a finite number in [0, 1], got {value!r}")
+    return score
+
+
+def prepare_images(records: list[dict[str, Any]], counters: dict[str, int]) -> list[EvalImage]:
+    out = []
+    for i, rec in enumerate(records):
+        img = prepare_image(rec, i, counters)
+        if img is not None:
+            out.append(img)
+    return out

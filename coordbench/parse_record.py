@@ -1,0 +1,256 @@
+"""One CoordJSON record: split into keys and value spans, then validated (spec §4.2).
+
+Mirrors upstream `_parse_record`/`_scan_value_end`/`_parse_coord_array` in
+`src/utils/coordjson_transpiler.py`: a record is kept only with exactly the keys `desc` + one of
+`bbox_2d`/`poly` (in the pass's field order), a non-empty JSON-string desc (stored stripped),
+and geometry items that are bare `<|coord_k|>` (k <= 999) or bare ints `0|[1-9]\\d{0,2}`
+(4 for bbox, an even count >= 6 for poly). Failures carry upstream's drop reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+GEOMETRY_KEYS = ("bbox_2d", "poly")
+
+_WS = re.compile(r"\s*")
+# the body of a JSON string up to its closing quote; upstream skips any char after a backslash
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_COORD = re.compile(r"<\|coord_(\d{1,4})\|>")  # upstream `_COORD_LITERAL_RE`
+_INT = re.compile(r"(0|[1-9]\d{0,2})")  # upstream `_INT_LITERAL_RE` (so 1000, 01, -1 fail)
+_VALUE_EVENT = re.compile(r'[{}\[\]"<]')
+_VALUE_END = re.compile(r"[,}\]]")
+# fast path for records exactly as prompted (canonical separators, valid values); anything
+# else takes the general path, which gives the same result on these
+_FAST_VALUE = r"(?:<\|coord_[0-9]{1,3}\|>|0|[1-9][0-9]{0,2})"
+_FAST_ARRAY = rf"\[{_FAST_VALUE}(?:, {_FAST_VALUE})*\]"
+_FAST_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
+_FAST_RECORD = (
+    re.compile(rf'\{{"(desc)": ({_FAST_STRING}), "(bbox_2d|poly)": ({_FAST_ARRAY})\}}', re.S),
+    re.compile(rf'\{{"(bbox_2d|poly)": ({_FAST_ARRAY}), "(desc)": ({_FAST_STRING})\}}', re.S),
+)
+_ASCII_INT = re.compile(r"[0-9]+")
+
+
+class RecordError(ValueError):
+    """One record is invalid; `reason` is upstream's drop reason."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Record:
+    """One complete `{...}` entry of the objects array, parsed as far as its structure allows."""
+
+    span: tuple[int, int]
+    keys: tuple[str, ...] = ()
+    values: dict[str, tuple[int, int]] = field(default_factory=dict)
+    error: str | None = None  # structural failure, order independent
+    fast: bool = False  # matched a canonical pattern: geometry values need no re-validation
+
+
+def skip_ws(text: str, i: int, end: int) -> int:
+    return _WS.match(text, i, end).end()
+
+
+def json_string_end(text: str, i: int, end: int) -> int | None:
+    """End of the JSON string literal starting at `text[i] == '"'`, or None if unterminated."""
+    m = _STRING.match(text, i, end)
+    return m.end() if m else None
+
+
+def decode_string(raw: str) -> str:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise RecordError("other") from None
+    if not isinstance(value, str):
+        raise RecordError("other")
+    return value
+
+
+def _coord_literal_end(text: str, i: int, end: int) -> int:
+    m = _COORD.match(text, i, end)
+    if m is None or int(m.group(1)) > 999:
+        raise RecordError("wrong_arity")
+    return m.end()
+
+
+def _nested_value_end(text: str, i: int, end: int) -> int:
+    stack = [text[i]]
+    j = i + 1
+    while True:
+        m = _VALUE_EVENT.search(text, j, end)
+        if m is None:
+            raise RecordError("other")  # unterminated value
+        c, j = m.group(), m.start()
+        if c == '"':
+            k = json_string_end(text, j, end)
+            if k is None:
+                raise RecordError("other")
+            j = k
+        elif c == "<":
+            j = _coord_literal_end(text, j, end)
+        elif c in "{[":
+            stack.append(c)
+            j += 1
+        else:
+            opening = stack.pop()
+            if (opening + c) not in ("{}", "[]"):
+                raise RecordError("other")
+            j += 1
+            if not stack:
+                return j
+
+
+def value_end(text: str, i: int, end: int) -> int:
+    """End of one record value (upstream `_scan_value_end`)."""
+    if i >= end:
+        raise RecordError("other")
+    c = text[i]
+    if c == '"':
+        j = json_string_end(text, i, end)
+        if j is None:
+            raise RecordError("other")
+        return j
+    if c == "<":
+        return _coord_literal_end(text, i, end)
+    if c in "{[":
+        return _nested_value_end(text, i, end)
+    m = _VALUE_END.search(text, i, end)
+    j = m.start() if m else end
+    if j == i:
+        raise RecordError("other")
+    return j
+
+
+def parse_record_fields(text: str, start: int, end: int) -> Record:
+    """Split `text[start:end]` (a balanced `{...}`) into keys and raw value spans."""
+    rec = Record(span=(start, end))
+    keys: list[str] = []
+    try:
+        i = start + 1
+        while True:
+            i = skip_ws(text, i, end)
+            if i >= end:
+                raise RecordError("other")
+            if text[i] == "}":
+                i += 1
+                break
+            if text[i] != '"':
+                raise RecordError("other")
+            k_end = json_string_end(text, i, end)
+            if k_end is None:
+                raise RecordError("other")
+            key = decode_string(text[i:k_end])
+            i = skip_ws(text, k_end, end)
+            if i >= end or text[i] != ":":
+                raise RecordError("other")
+            v_start = skip_ws(text, i + 1, end)
+            v_end = value_end(text, v_start, end)
+            keys.append(key)
+            rec.values[key] = (v_start, v_end)  # upstream: the last duplicate wins
+            i = skip_ws(text, v_end, end)
+            if i < end and text[i] == ",":
+                i += 1
+                continue
+            if i < end and text[i] == "}":
+                i += 1
+                break
+            raise RecordError("other")
+        if skip_ws(text, i, end) != end:
+            raise RecordError("other")
+    except RecordError as e:
+        rec.error = e.reason
+    rec.keys = tuple(keys)
+    return rec
+
+
+def fast_record(text: str, start: int) -> Record | None:
+    """A canonical record at `start` (its end is the balanced end: no braces outside strings)."""
+    for pattern in _FAST_RECORD:
+        m = pattern.match(text, start)
+        if m is not None:
+            rec = Record(span=m.span(), keys=(m.group(1), m.group(3)), fast=True)
+            rec.values = {m.group(1): m.span(2), m.group(3): m.span(4)}
+            return rec
+    return None
+
+
+def _coord_array(text: str, start: int, end: int) -> list[int]:
+    """Bare coord tokens / norm1000 ints in `[...]` (upstream `_parse_coord_array`)."""
+    i = skip_ws(text, start, end)
+    if i >= end or text[i] != "[":
+        raise RecordError("wrong_arity")
+    i += 1
+    values: list[int] = []
+    while True:
+        i = skip_ws(text, i, end)
+        if i >= end:
+            raise RecordError("wrong_arity")
+        if text[i] == "]":
+            i += 1
+            break
+        if text[i] == "<":
+            m = _COORD.match(text, i, end)
+        elif text[i].isdigit():
+            m = _INT.match(text, i, end)
+        else:
+            m = None
+        if m is None or int(m.group(1)) > 999:
+            raise RecordError("wrong_arity")
+        values.append(int(m.group(1)))
+        i = skip_ws(text, m.end(), end)
+        if i < end and text[i] == ",":
+            i += 1
+            continue
+        if i < end and text[i] == "]":
+            i += 1
+            break
+        raise RecordError("wrong_arity")
+    if skip_ws(text, i, end) != end:
+        raise RecordError("other")
+    return values
+
+
+def record_content(text: str, rec: Record) -> tuple[str, str, list[int]]:
+    """(geometry key, stripped desc, values) of a record whose keys are valid, or RecordError."""
+    gkey = next(k for k in rec.keys if k in GEOMETRY_KEYS)
+    d0, d1 = rec.values["desc"]
+    try:
+        desc = json.loads(text[d0:d1])
+    except (ValueError, RecursionError):
+        raise RecordError("missing_desc") from None
+    if not isinstance(desc, str) or not desc.strip():
+        raise RecordError("missing_desc")
+    g0, g1 = rec.values[gkey]
+    if rec.fast:
+        values = [int(v) for v in _ASCII_INT.findall(text, g0, g1)]
+    else:
+        values = _coord_array(text, g0, g1)
+    if gkey == "bbox_2d" and len(values) != 4:
+        raise RecordError("wrong_arity")
+    if gkey == "poly" and (len(values) < 6 or len(values) % 2):
+        raise RecordError("wrong_arity")
+    return gkey, desc.strip(), values
+
+
+def key_error(rec: Record) -> str | None:
+    """Upstream's key checks, in its order (order-independent part)."""
+    if rec.error is not None:
+        return rec.error
+    if any(k not in ("desc", *GEOMETRY_KEYS) for k in rec.keys):
+        return "unexpected_keys"
+    if rec.keys.count("desc") != 1:
+        return "missing_desc"
+    if sum(k in GEOMETRY_KEYS for k in rec.keys) != 1 or len(rec.keys) != 2:
+        return "unexpected_keys"
+    return None
+
+
+def record_order(rec: Record) -> str:
+    return "desc_first" if rec.keys[0] == "desc" else "geometry_first"
