@@ -83,7 +83,8 @@ def _mean_exp(logprobs: Sequence[float]) -> float | None:
         if not math.isfinite(lp):
             return None
         acc += lp
-    return math.exp(acc / float(len(logprobs)))
+    mean = acc / float(len(logprobs))
+    return math.exp(mean) if mean < 700.0 else math.inf  # exp(710) overflows; > 1 is invalid anyway
 
 
 def _valid(score: float | None) -> bool:

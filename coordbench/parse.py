@@ -51,7 +51,7 @@ _MESSAGES = {
     "invalid_coord": ("Prediction contains invalid coordinate values.", "infer.validate_pred"),
     "invalid_geometry": ("Prediction contains invalid geometry.", "infer.validate_pred"),
 }
-_BUDGET_PER_CHAR, _BUDGET_BASE = 20, 200_000  # salvage work cap, far above any real answer
+_BUDGET_PER_CHAR, _BUDGET_BASE = 8, 100_000  # salvage work cap; a real answer needs ~2 per char
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def upstream_modes(surface: str) -> tuple[str, str]:
 
 def _size(name: str, value: Any) -> int:
     try:
-        size = operator.index(value)  # ints, numpy ints; not floats or bools' surprises
+        size = operator.index(value)  # ints and numpy ints; floats are rejected
     except TypeError:
         size = 0
     if isinstance(value, bool) or size < 1:

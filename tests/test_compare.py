@@ -470,3 +470,56 @@ def test_a_rescored_dir_without_gt_vs_pred_is_keyed_by_its_scored_records(runs, 
     assert res.delta("rescored", "F1@0.5").delta == res.delta(
         "rescored", "F1@0.5"
     ).value - res.value("a", "F1@0.5")
+
+
+def _coco_stats_on_multiset(eval_dir, counts):
+    """Oracle: pycocotools on the image multiset (image i copied counts[i] times, copies renamed)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt, preds = A.read_json(eval_dir / "coco_gt.json"), A.read_json(eval_dir / "coco_preds.json")
+    ids = sorted(im["id"] for im in gt["images"])
+    data = {"images": [], "annotations": [], "categories": gt["categories"]}
+    dets = []
+    for i, im_id in enumerate(ids):
+        for _ in range(int(counts[i])):
+            new = len(data["images"]) + 1
+            data["images"].append(
+                {**next(im for im in gt["images"] if im["id"] == im_id), "id": new}
+            )
+            for ann in (x for x in gt["annotations"] if x["image_id"] == im_id):
+                data["annotations"].append(
+                    {**ann, "id": len(data["annotations"]) + 1, "image_id": new}
+                )
+            dets += [{**d, "image_id": new} for d in preds if d["image_id"] == im_id]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    return ev.stats
+
+
+def test_coco_cis_equal_pycocotools_on_the_same_resampled_image_sets(runs):
+    """Independent oracle for the COCO path: the same resamples, each evaluated by pycocotools."""
+    from coordbench.metrics.bootstrap import resample_counts
+
+    n_boot, seed = 4, 7
+    weights = resample_counts(60, n_boot, np.random.default_rng(seed))
+    stats_a = [_coco_stats_on_multiset(runs["a"] / "eval", w) for w in weights]
+    stats_b = [_coco_stats_on_multiset(runs["crippled"] / "eval", w) for w in weights]
+    res = compare_runs(
+        [runs["a"], runs["crippled"]], n_boot=n_boot, seed=seed, metrics=["mAP", "AR1"]
+    )
+    for label, i in (("mAP", 0), ("AR1", 6)):
+        deltas = [b[i] - a[i] for a, b in zip(stats_a, stats_b, strict=True)]
+        lo, hi = np.percentile(deltas, [2.5, 97.5])
+        row = res.delta("crippled", label)
+        assert (row.ci_low, row.ci_high) == (
+            pytest.approx(lo, abs=1e-9),
+            pytest.approx(hi, abs=1e-9),
+        ), label

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -137,22 +138,23 @@ def test_failure_reasons_and_scored_record() -> None:
         confidence_for_record(record, 3, WINE_TOKENS, [float("-inf") if i == 20 else v for i, v in enumerate(lps)], opts),
         confidence_for_record(record, 4, [t.replace("<|coord_400|>", "4") for t in WINE_TOKENS], lps, opts),
         confidence_for_record({**record, "pred": []}, 5, WINE_TOKENS, lps, opts),
+        confidence_for_record(record, 6, WINE_TOKENS, [1e4 if i == 17 else v for i, v in enumerate(lps)], opts),
     ]  # fmt: skip
     assert [_reason(line) for line in lines] == [
         ["missing_trace"], ["trace_len_mismatch"], ["pred_alignment_mismatch"], ["nonfinite_logprob"],
-        ["missing_span"], []]  # fmt: skip
+        ["missing_span"], [], ["nonfinite_logprob"]]  # fmt: skip
     scored = scored_record(record, lines[0])
     assert scored["pred"] == [] and scored["pred_score_source"] == "confidence_postop"
     assert (
         scored["pred_score_version"] == 2 and scored["raw_output_json"] == record["raw_output_json"]
     )
     summary = postop_summary(lines)
-    assert summary["total_samples"] == 6 and summary["total_pred_objects"] == 5
+    assert summary["total_samples"] == 7 and summary["total_pred_objects"] == 6
     assert summary["kept_pred_objects"] == 0 and summary["kept_fraction"] == 0.0
     assert summary["dropped_by_reason"] == {"missing_trace": 1, "trace_len_mismatch": 1,
-                                            "pred_alignment_mismatch": 1, "nonfinite_logprob": 1,
+                                            "pred_alignment_mismatch": 1, "nonfinite_logprob": 2,
                                             "missing_span": 1}  # fmt: skip
-    assert postop_summary([lines[-1]])["kept_fraction"] == 1.0  # no preds at all
+    assert postop_summary([lines[5]])["kept_fraction"] == 1.0  # no preds at all
 
 
 def test_poly_and_desc_policies() -> None:
@@ -207,3 +209,30 @@ def test_options_validated() -> None:
         ConfidenceOptions(logprob_source="logits")
     assert ConfidenceOptions(w_geom=3, w_desc=1).weights() == (0.75, 0.25)
     assert ConfidenceOptions().identity()["logprob_source"] == "raw"
+
+
+def test_never_raises_and_scores_are_probabilities() -> None:
+    """Seeded junk traces and records: every kept score is in (0, 1]; nothing raises."""
+    rng = random.Random(5)
+    pieces = WINE_TOKENS + NUMERIC_TOKENS + ["<|coord_1000|>", "<|endoftext|>", "", "desc"]
+    specials = [float("-inf"), float("inf"), float("nan"), 0.0, 3.0, None, "x"]
+    for _ in range(300):
+        text = rng.choice(
+            [WINE, NUMERIC, '{"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 4000]}]}']
+        )
+        surface = rng.choice(["coord_tokens", "norm1000", "pixel", "rel1000"])
+        record = _record(text, surface, rng.choice([1, 64, 1000, 1280]), 720)
+        if rng.random() < 0.2:
+            record["pred"] = record["pred"] + [
+                rng.choice([{}, {"type": "poly"}, "junk", {"points": None}])
+            ]
+        if rng.random() < 0.1:
+            record["raw_output_json"] = rng.choice([{"objects": "x"}, {"objects": [1, None]}, []])
+        tokens = [rng.choice(pieces) for _ in range(rng.randint(0, 40))]
+        lps = [rng.choice(specials) if rng.random() < 0.1 else -rng.random() for _ in tokens]
+        line = confidence_for_record(record, 0, tokens, lps, ConfidenceOptions())
+        assert len(line["objects"]) == len(record["pred"])
+        for obj in line["objects"]:
+            assert obj["kept"] == (obj["confidence_details"]["failure_reason"] is None)
+            assert not obj["kept"] or 0.0 < obj["score"] <= 1.0
+        assert len(scored_record(record, line)["pred"]) == sum(o["kept"] for o in line["objects"])
