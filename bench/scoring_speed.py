@@ -16,7 +16,17 @@ import time
 
 import numpy as np
 
-N_CLASSES = 80  # COCO
+COCO_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella "
+    "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard "
+    "surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange "
+    "broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop "
+    "mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
+    "teddy_bear hair_drier toothbrush"
+)
+COCO_NAMES = tuple(n.replace("_", " ") for n in COCO_NAMES.split())
+N_CLASSES = len(COCO_NAMES)  # 80
 DETS_PER_IMAGE = 100  # COCO maxDets
 GT_PER_IMAGE = 7  # Poisson mean, close to COCO val2017 (7.3)
 
@@ -46,7 +56,7 @@ def synthetic_records(n_images: int = 5000, seed: int = 0, dets: int = DETS_PER_
     """
     g_rng = np.random.default_rng(seed)
     rng = np.random.default_rng([seed, pred_seed if pred_seed is not None else seed, 1])
-    names = [f"class{k:02d}" for k in range(N_CLASSES)]
+    names = COCO_NAMES
     recs = []
     for i in range(n_images):
         w, h = int(g_rng.integers(320, 641)), int(g_rng.integers(240, 481))

@@ -208,6 +208,11 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
     try:
         old = read_json(path)
     except ArtifactError:
+        if _has_records(run_dir):  # never discard generated records over a damaged run.json
+            raise ResumeError(
+                f"{path} is damaged but {run_dir} holds generated records; restore run.json, "
+                "or pass --overwrite to discard them"
+            ) from None
         return False  # a run.json torn before anything was generated: start afresh
     if old.get("identity_hash") == identity_hash:
         return True
@@ -216,6 +221,20 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
         f"{run_dir} holds a run with a different identity ({'; '.join(diff[:6]) or 'hash differs'}); "
         "pass --overwrite to replace it or --name to start a new run"
     )
+
+
+def _has_records(run_dir: Path) -> bool:
+    return any((run_dir / n).is_file() and (run_dir / n).stat().st_size for n in (GT_VS_PRED, TRACE))
+
+
+def remove_stale_temps(run_dir: Path) -> None:
+    """Delete the temp files of atomic writes (`.NAME.tmp.PID`) whose writer is dead."""
+    for folder in (run_dir, run_dir / "eval"):
+        for p in folder.glob(".*.tmp.*") if folder.is_dir() else ():
+            pid = p.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
 
 def consistent_prefix(run_dir: Path) -> tuple[list[dict], list[dict]]:

@@ -117,8 +117,11 @@ def _print_run(run_dir: Path, summary: dict) -> None:
 @click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
 @click.option("--semantic-threshold", type=float, default=None)
 @click.option("--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing.")
+@click.option("--original-scale", "annotations", type=click.Path(exists=True, dir_okay=False),
+              help="Also score at original COCO scale against this instances json (official areas, crowds).")  # fmt: skip
 @friendly_errors
-def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold: float | None, tolerant: bool) -> None:
+def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold: float | None, tolerant: bool,
+             annotations: str | None) -> None:  # fmt: skip
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
 
     \b
@@ -130,6 +133,14 @@ def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold:
 
     text = eval_path(Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant)
     click.echo(text)
+    if annotations:
+        from coordbench.export import eval_original_scale
+
+        stats = eval_original_scale(Path(path), Path(annotations), scorer=scorer or "faster",
+                                    out_dir=Path(out) / "eval_original" if out else None)  # fmt: skip
+        click.echo("original scale (official COCO areas, crowd regions ignored):")
+        for k, v in stats.items():
+            click.echo(f"  {k:<12} {v:.4f}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -150,23 +161,19 @@ def merge(dirs: tuple[str, ...], out: str | None) -> None:
     _print_run(run_dir, summary)
 
 
-def _register_optional() -> None:
-    """Sub-command groups that live in their own modules."""
-    try:
-        from coordbench.data.cli import data_group
-    except ImportError:  # pragma: no cover - during development only
-        data_group = None
-    if data_group is not None:
-        main.add_command(data_group, "data")
-    try:
-        from coordbench.cli_compare import register
-    except ImportError:  # pragma: no cover
-        register = None
-    if register is not None:
-        register(main)
+def _register_groups() -> None:
+    """Sub-commands that live in their own modules (each imports only click at module level)."""
+    from coordbench.cli_compare import register as register_compare
+    from coordbench.data.cli import data_group
+
+    main.add_command(data_group, "data")
+    register_compare(main)
+    from coordbench.cli_export import register as register_export
+
+    register_export(main)
 
 
-_register_optional()
+_register_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -107,4 +107,20 @@ def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) 
         prov["samples_per_s"] = round(len(recs) / max(1e-9, prov["wall_seconds"]), 3)
     prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     A.write_json(run_dir / A.RUN_JSON, head)
+    _after_run(run_dir, summary)
     return summary
+
+
+def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
+    """The HTML report and the benchmark-log line: useful, but never worth failing a run for."""
+    import logging
+
+    from coordbench.benchlog import append_run_entry
+    from coordbench.report.html import write_run_report
+
+    log = logging.getLogger("coordbench")
+    try:
+        write_run_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
+        log.warning("report.html not written: %s", e)
+    append_run_entry(run_dir, summary)

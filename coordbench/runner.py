@@ -128,17 +128,15 @@ def option_identity(cfg: RunConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- records
 
 
-def upstream_mode(surface: str) -> str:
-    return "coord" if surface == "coord_tokens" else "text"
-
-
 def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> dict[str, Any]:
     """One gt_vs_pred.jsonl line: upstream §5.1 keys in order, then coordbench's own keys."""
     from coordbench.data.dataset import gt_objects
+    from coordbench.parse import upstream_modes
 
+    mode, pred_coord_mode = upstream_modes(surface)
     rec: dict[str, Any] = {
         "image": sample.image, "width": sample.width, "height": sample.height,
-        "mode": upstream_mode(surface), "coord_mode": "pixel", "gt": gt_objects(sample),
+        "mode": mode, "coord_mode": "pixel", "gt": gt_objects(sample),
         "pred": parsed.pred, "raw_output_json": parsed.raw_output_json,
         "raw_special_tokens": parsed.raw_special_tokens, "raw_ends_with_im_end": parsed.raw_ends_with_im_end,
         "errors": parsed.errors, "error_entries": parsed.error_entries,
@@ -148,6 +146,7 @@ def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> 
     if "metadata" in sample.extra:
         rec["metadata"] = sample.extra["metadata"]
     rec.update(
+        pred_coord_mode=pred_coord_mode,
         sample_id=sample.sample_id, index=sample.index, raw_text=gen.text,
         parse_status=parsed.status.value, parse_issues=list(parsed.issues),
         finish_reason=gen.finish_reason, n_new_tokens=gen.n_new_tokens, n_prompt_tokens=gen.n_prompt_tokens,
@@ -312,6 +311,7 @@ def _prepare_dir(work_dir: Path, plan: Plan, overwrite: bool, extra: dict[str, A
         for p in work_dir.iterdir():
             if p.name != A.LOCK:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
+    A.remove_stale_temps(work_dir)
     resumed = A.check_resume(work_dir, plan.identity, plan.identity_hash)
     if not resumed:
         for name in (A.GT_VS_PRED, A.TRACE):  # stale files of an aborted, identity-less start

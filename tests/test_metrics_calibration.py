@@ -39,7 +39,9 @@ def test_undefined_statistics_are_none():
     assert auroc(np.array([0.9]), np.array([True])) is None
     empty = calibration({"images": [], "annotations": [], "categories": []}, [])
     assert empty["n_preds"] == 0
-    assert all(empty[k] is None for k in ("spearman", "auroc", "ece", "brier", "tp_rate", "mean_score"))
+    assert all(
+        empty[k] is None for k in ("spearman", "auroc", "ece", "brier", "tp_rate", "mean_score")
+    )
 
 
 def test_correctness_is_class_aware_at_iou_half():
@@ -47,8 +49,18 @@ def test_correctness_is_class_aware_at_iou_half():
           "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 40, 40], "area": 1600, "iscrowd": 0}],
           "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}  # fmt: skip
     preds = [
-        {"image_id": 0, "category_id": 2, "bbox": [0, 0, 40, 40], "score": 0.9},  # right box, wrong class
-        {"image_id": 0, "category_id": 1, "bbox": [0, 0, 40, 20], "score": 0.8},  # IoU exactly 0.5: TP
+        {
+            "image_id": 0,
+            "category_id": 2,
+            "bbox": [0, 0, 40, 40],
+            "score": 0.9,
+        },  # right box, wrong class
+        {
+            "image_id": 0,
+            "category_id": 1,
+            "bbox": [0, 0, 40, 20],
+            "score": 0.8,
+        },  # IoU exactly 0.5: TP
         {"image_id": 0, "category_id": 1, "bbox": [0, 0, 40, 40], "score": 0.7},  # GT already taken
     ]
     cal = calibration(gt, preds)

@@ -57,14 +57,18 @@ def test_faster_equals_pycocotools_on_random_sets(seed):
     fast, fast_pc = coco_stats(gt, dts, "faster")
     ref, ref_pc = coco_stats(gt, dts, "pycocotools")
     assert np.allclose(fast, ref, rtol=0, atol=1e-12), (fast, ref)
-    assert np.allclose([v for _, v in fast_pc], [v for _, v in ref_pc], rtol=0, atol=1e-12, equal_nan=True)
+    assert np.allclose(
+        [v for _, v in fast_pc], [v for _, v in ref_pc], rtol=0, atol=1e-12, equal_nan=True
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(40))
 def test_faster_equals_pycocotools_on_larger_random_sets(seed):
     gt, dts = random_coco(1000 + seed, n_img=150, n_cat=30)
-    assert np.allclose(coco_stats(gt, dts, "faster")[0], coco_stats(gt, dts, "pycocotools")[0], rtol=0, atol=1e-12)
+    assert np.allclose(
+        coco_stats(gt, dts, "faster")[0], coco_stats(gt, dts, "pycocotools")[0], rtol=0, atol=1e-12
+    )
 
 
 def test_empty_gt_record_does_not_shift_predictions():
@@ -104,7 +108,13 @@ def test_zero_predictions_give_zeros_and_minus_one_stays():
 
 
 def test_categories_mapping_and_detection_order():
-    table = {"kitty": [1.0, 0.0], "cat": [1.0, 0.0], "dog": [0.0, 1.0], "car": [0.6, 0.8], "tree": [-1.0, 0.0]}
+    table = {
+        "kitty": [1.0, 0.0],
+        "cat": [1.0, 0.0],
+        "dog": [0.0, 1.0],
+        "car": [0.6, 0.8],
+        "tree": [-1.0, 0.0],
+    }
     calls = []
 
     def encoder(texts):
@@ -116,10 +126,19 @@ def test_categories_mapping_and_detection_order():
             [(0, 0, 50, 50, "kitty", 0.5), (60, 60, 90, 90, "Cat", 0.5), (0, 0, 9, 9, "tree", 0.4),
              (1, 1, 40, 40, "", 0.3), (5, 5, 40, 40, "car", 0.2)]),
     ]  # fmt: skip
-    res = evaluate_records(recs, EvalOptions(pred_scope="all", semantic_threshold=0.7), encoder=encoder)
-    assert [c["name"] for c in res.coco_gt["categories"]] == ["dog", "cat"]  # stripped, first appearance
+    res = evaluate_records(
+        recs, EvalOptions(pred_scope="all", semantic_threshold=0.7), encoder=encoder
+    )
+    assert [c["name"] for c in res.coco_gt["categories"]] == [
+        "dog",
+        "cat",
+    ]  # stripped, first appearance
     # kitty -> cat (1.0), Cat -> cat (normalised equal), tree -> dropped (-1.0), "" dropped, car -> dog (0.8)
-    assert [(p["category_id"], p["score"]) for p in res.coco_preds] == [(2, 0.5), (2, 0.5), (1, 0.2)]
+    assert [(p["category_id"], p["score"]) for p in res.coco_preds] == [
+        (2, 0.5),
+        (2, 0.5),
+        (1, 0.2),
+    ]
     c = res.counters
     # upstream counts the empty desc as unmapped and dropped too
     assert (c["semantic_mapped"], c["semantic_unmapped"], c["unknown_dropped"]) == (3, 2, 2)
@@ -142,14 +161,49 @@ def test_score_provenance_and_range_are_enforced():
 def test_geometry_is_validated_and_counted():
     r = rec("a.jpg", [(0, 0, 10, 10, "cat"), (5, 5, 5, 9, "cat")], [])
     r["pred"] = [
-        {"type": BOX, "points": [30, 30, 20, 40], "desc": "cat", "score": 0.5},  # reversed: degenerate
+        {
+            "type": BOX,
+            "points": [30, 30, 20, 40],
+            "desc": "cat",
+            "score": 0.5,
+        },  # reversed: degenerate
         {"type": BOX, "points": [0, 0, 10], "desc": "cat", "score": 0.5},
         {"type": "circle", "points": [0, 0, 10, 10], "desc": "cat", "score": 0.5},
-        {"type": BOX, "points": [-5, 0, 500, 10.4], "desc": "cat", "score": 0.5},  # clamped, rounded
+        {
+            "type": BOX,
+            "points": [-5, 0, 500, 10.4],
+            "desc": "cat",
+            "score": 0.5,
+        },  # clamped, rounded
     ]
     res = evaluate_records([r], EvalOptions(pred_scope="all"))
     assert res.counters["degenerate"] == 2 and res.counters["invalid_geometry"] == 2
     row = res.per_image[0]
-    assert [x["reason"] for x in row["invalid_pred"]] == ["degenerate", "geometry_points", "geometry_kind"]
+    assert [x["reason"] for x in row["invalid_pred"]] == [
+        "degenerate",
+        "geometry_points",
+        "geometry_kind",
+    ]
     assert row["invalid_gt"][0]["reason"] == "degenerate"
     assert res.coco_preds[0]["bbox"] == [0, 0, 199, 10]
+
+
+def test_malformed_objects_are_counted_not_fatal():
+    base = rec("a.jpg", [(0, 0, 10, 10, "cat")], [])
+    recs = [
+        {**base, "pred": None},
+        {**base, "image": "b.jpg", "pred": "garbage", "gt": {"not": "a list"}},
+        {**base, "image": "c.jpg", "pred": ["text", None, {"type": "bbox_2d", "points": [None, 1, 2, 3]},
+                                           {"type": "bbox_2d", "points": [True, 0, 5, 5], "score": 0.5},
+                                           {"bbox_2d": [0, 0, 10, 10], "desc": 7, "score": 0.5}]},
+        {"image": "d.jpg", "gt": [], "pred": [], "pred_score_source": "x", "pred_score_version": 1},  # no size
+    ]  # fmt: skip
+    res = evaluate_records(
+        recs, EvalOptions(pred_scope="all"), encoder=lambda t: np.eye(len(t), dtype=np.float32)
+    )
+    assert res.counters["missing_size"] == 1 and res.counters["empty_pred"] == 2
+    assert res.counters["invalid_geometry"] == 2 and res.counters["invalid_coord"] == 2
+    assert [r["file_name"] for r in res.per_image] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert res.per_image[1]["gt_count"] == 0
+    assert res.per_image[2]["pred_count"] == 1  # the bbox_2d-keyed object with desc 7 -> "7"
+    assert res.matches["0.50"][2]["matches"][0]["sem_ok"] is False  # "7" is not "cat"

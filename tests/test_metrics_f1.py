@@ -26,7 +26,10 @@ def test_greedy_match_order_iou_then_pred_then_gt():
 
 def test_iou_is_continuous_box_area():
     boxes = [{"type": "bbox_2d", "bbox": [0, 0, 10, 10]}]
-    other = [{"type": "bbox_2d", "bbox": [5, 0, 15, 10]}, {"type": "bbox_2d", "bbox": [10, 0, 20, 10]}]
+    other = [
+        {"type": "bbox_2d", "bbox": [5, 0, 15, 10]},
+        {"type": "bbox_2d", "bbox": [10, 0, 20, 10]},
+    ]
     assert iou_matrix(boxes, other, 100, 100).tolist() == [[50 / 150, 0.0]]
 
 
@@ -58,7 +61,9 @@ def sims(table):
 def test_wrong_class_match_counts_fp_and_fn_in_full():
     r = rec("a.jpg", [(0, 0, 50, 50, "cat")], [(0, 0, 50, 50, "dog")])
     enc = sims({"cat": [1.0, 0.0], "dog": [0.0, 1.0]})
-    m = evaluate_records([r], EvalOptions(pred_scope="all", f1_iou_thrs=(0.5,)), encoder=enc).metrics
+    m = evaluate_records(
+        [r], EvalOptions(pred_scope="all", f1_iou_thrs=(0.5,)), encoder=enc
+    ).metrics
     assert (m["f1ish@0.50_tp_loc"], m["f1ish@0.50_fp_loc"], m["f1ish@0.50_fn_loc"]) == (1, 0, 0)
     assert (m["f1ish@0.50_matched_sem_ok"], m["f1ish@0.50_matched_sem_bad"]) == (0, 1)
     assert (m["f1ish@0.50_tp_full"], m["f1ish@0.50_fp_full"], m["f1ish@0.50_fn_full"]) == (0, 1, 1)
@@ -69,23 +74,35 @@ def test_annotated_scope_ignores_preds_outside_the_image_label_space():
     r = rec("a.jpg", [(0, 0, 50, 50, "cat")],
             [(0, 0, 50, 50, "kitten"), (60, 60, 90, 90, "car"), (60, 0, 90, 30, "Cat")])  # fmt: skip
     enc = sims({"cat": [1.0, 0.0], "kitten": [0.8, 0.6], "car": [0.0, 1.0]})
-    res = evaluate_records([r], EvalOptions(pred_scope="annotated", semantic_threshold=0.7), encoder=enc)
+    res = evaluate_records(
+        [r], EvalOptions(pred_scope="annotated", semantic_threshold=0.7), encoder=enc
+    )
     row = res.matches["0.50"][0]
     assert row["ignored_pred_indices"] == [1]  # car: cosine 0 with cat
     assert row["matches"][0]["pred_idx"] == 0 and row["matches"][0]["sem_sim"] == pytest.approx(0.8)
     assert row["unmatched_pred_indices"] == [2]
     m = res.metrics
-    assert (m["f1ish@0.50_pred_total"], m["f1ish@0.50_pred_eval"], m["f1ish@0.50_pred_ignored"]) == (3, 2, 1)
+    assert (
+        m["f1ish@0.50_pred_total"],
+        m["f1ish@0.50_pred_eval"],
+        m["f1ish@0.50_pred_ignored"],
+    ) == (3, 2, 1)
     assert m["f1ish@0.50_tp_full"] == 1 and m["f1ish@0.50_fp_full"] == 1
-    res_all = evaluate_records([r], EvalOptions(pred_scope="all", semantic_threshold=0.7), encoder=enc)
+    res_all = evaluate_records(
+        [r], EvalOptions(pred_scope="all", semantic_threshold=0.7), encoder=enc
+    )
     assert res_all.metrics["f1ish@0.50_fp_loc"] == 2
 
 
 def test_micro_and_macro_over_images():
     recs = [
-        rec("a.jpg", [(0, 0, 50, 50, "cat"), (60, 60, 90, 90, "cat")], [(0, 0, 50, 50, "cat")]),  # P1 R.5
+        rec(
+            "a.jpg", [(0, 0, 50, 50, "cat"), (60, 60, 90, 90, "cat")], [(0, 0, 50, 50, "cat")]
+        ),  # P1 R.5
         rec("b.jpg", [(0, 0, 50, 50, "cat")], []),  # P1 R0 F0
-        rec("c.jpg", [], []),  # no GT, no preds: P = R = F1 = 1 (image kept, deviation from upstream)
+        rec(
+            "c.jpg", [], []
+        ),  # no GT, no preds: P = R = F1 = 1 (image kept, deviation from upstream)
     ]
     m = evaluate_records(recs, EvalOptions(pred_scope="all")).metrics
     assert m["f1ish@0.50_precision_loc_micro"] == 1.0

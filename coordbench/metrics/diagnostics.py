@@ -20,6 +20,7 @@ from coordbench.metrics.semantic import Encoder, normalize_desc
 
 DUPLICATE_IOU = 0.95  # brief: same class and IoU >= 0.95 within an image is a duplicate
 COLLAPSE_SHARE = 0.5  # brief: one class above 50 % of all predictions
+COLLAPSE_OVER_GT = 0.2  # warn only when that share exceeds the class's GT share by 20 points
 WARN_RATE = 0.05  # warn when 5 % or more of the records are malformed / truncated / salvaged
 TIE_SHARE = (
     0.5  # warn when half the predictions share one score (AP then ranks by order, pitfall 7)
@@ -118,10 +119,12 @@ def _warnings(d: dict[str, Any]) -> list[str]:
         w.append(
             f"{d['duplicate_preds']} duplicate predictions (same class, IoU >= {DUPLICATE_IOU}) in {d['images_with_duplicates']} images"
         )
-    if d["class_collapse"]:
-        gt = d["top_class_gt_share"]
-        w.append(f"class collapse: {d['top_pred_share']:.1%} of predictions are {d['top_pred_class']!r}"
-                 + (f" (GT share {gt:.1%})" if gt is not None else ""))  # fmt: skip
+    gt = d["top_class_gt_share"]
+    if d["class_collapse"] and (gt is None or d["top_pred_share"] - gt > COLLAPSE_OVER_GT):
+        gt_txt = "no GT" if gt is None else f"GT share {gt:.1%}"
+        w.append(
+            f"class collapse: {d['top_pred_share']:.1%} of predictions are {d['top_pred_class']!r} ({gt_txt})"
+        )
     if (d.get("score_tie_share") or 0) >= TIE_SHARE:
         w.append(
             f"{d['score_tie_share']:.1%} of predictions share one score: AP ranks them by input order"

@@ -1,7 +1,8 @@
 """The eval dir (upstream spec §5.8): same file names and schemas, plus our extras.
 
 metrics.json keeps upstream's `metrics` (only upstream keys) and `counters`, and adds
-`schema_version`, `per_class_ap`, `calibration`, `diagnostics`, `eval_options` at the top level.
+`schema_version`, `per_class_ap`, `per_class_gt`, `calibration`, `diagnostics` and
+`eval_options` at the top level.
 coco_gt.json carries `schema_version` too (COCO loaders ignore unknown keys); per_image.json and
 coco_preds.json stay JSON lists, as upstream tools and `COCO.loadRes` expect.
 """
@@ -38,12 +39,23 @@ def per_class_csv(rows: list[tuple[str, float]]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
+def per_class_gt(coco_gt: dict[str, Any]) -> dict[str, int]:
+    """GT instances per category, in category order."""
+    counts = {c["id"]: 0 for c in coco_gt["categories"]}
+    for a in coco_gt["annotations"]:
+        counts[a["category_id"]] += 1
+    return {c["name"]: counts[c["id"]] for c in coco_gt["categories"]}
+
+
 def metrics_document(result: EvalResult) -> dict[str, Any]:
     return {
         "schema_version": A.SCHEMA_VERSION,
         "metrics": result.metrics,
         "counters": result.counters,
         "per_class_ap": result.per_class_ap,
+        "per_class_gt": per_class_gt(
+            result.coco_gt
+        ),  # AP of a 1-instance class swings by 1.0 (pitfall 33)
         "calibration": result.calibration,
         "diagnostics": result.diagnostics,
         "eval_options": result.options.identity(),

@@ -112,7 +112,6 @@ class ImageMatches:
     img: EvalImage
     eval_idx: list[int]
     ignored_idx: list[int]
-    ious: np.ndarray
     matches: dict[str, list[tuple[int, int, float]]]
 
 
@@ -132,9 +131,7 @@ def match_images(images: list[EvalImage], thrs: list[float], scope: str, semanti
     for img in images:
         keep, drop = split_scope(img, scope, semantic, threshold)
         ious = iou_matrix([img.preds[i] for i in keep], img.gts, img.width, img.height)
-        out.append(
-            ImageMatches(img, keep, drop, ious, {thr_key(t): greedy_match(ious, t) for t in thrs})
-        )
+        out.append(ImageMatches(img, keep, drop, {thr_key(t): greedy_match(ious, t) for t in thrs}))
     return out
 
 

@@ -16,25 +16,13 @@ from typing import Any
 from coordbench.data.coords import COORD_MAX, is_coord_token, parse_coord_token
 from coordbench.errors import DataError
 
-COUNTER_KEYS = (
-    "invalid_json",
-    "invalid_geometry",
-    "invalid_coord",
-    "missing_size",
-    "size_mismatch",
-    "multi_image_ignored",
-    "degenerate",
-    "empty_pred",
-    "unknown_desc",
-    "unknown_dropped",
-    "semantic_mapped",
-    "semantic_unmapped",
-    "semantic_report_failed",
-    "lvis_matched_verified_positive",
-    "lvis_verified_negative_unmatched",
-    "lvis_ignored_not_exhaustive",
-    "lvis_ignored_unevaluable",
-)  # fmt: skip  (upstream EvalCounters, §5.8, in its order)
+# upstream EvalCounters (spec §5.8), in its order; metrics.json `counters` has exactly these keys
+COUNTER_KEYS = tuple(
+    "invalid_json invalid_geometry invalid_coord missing_size size_mismatch multi_image_ignored "
+    "degenerate empty_pred unknown_desc unknown_dropped semantic_mapped semantic_unmapped "
+    "semantic_report_failed lvis_matched_verified_positive lvis_verified_negative_unmatched "
+    "lvis_ignored_not_exhaustive lvis_ignored_unevaluable".split()
+)
 GEOM_TYPES = ("bbox_2d", "poly")
 
 
@@ -160,6 +148,12 @@ def _file_name(rec: dict[str, Any], idx: int) -> str:
     return f"image_{idx}.jpg"
 
 
+def _list(rec: dict[str, Any], key: str, legacy: str) -> list[Any]:
+    """rec[key] or, when that is missing or empty, rec[legacy] (upstream's fallbacks); [] unless a list."""
+    value = rec.get(key) or rec.get(legacy)
+    return value if isinstance(value, list) else []
+
+
 def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> EvalImage | None:
     """Validate one record; None (counted `missing_size`) when it has no usable size."""
     if not isinstance(rec, dict):
@@ -170,25 +164,23 @@ def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> Ev
         return None
     w, h = size
     img = EvalImage(idx, _file_name(rec, idx), w, h)
-    for obj in rec.get("gt") or rec.get("objects") or []:
+    for obj in _list(rec, "gt", "objects"):
         got = _prepare_gt(obj, w, h, counters)
-        (
+        if isinstance(got, dict):
             img.gts.append(got)
-            if isinstance(got, dict)
-            else img.invalid_gt.append({"reason": got, "raw": obj})
-        )
-    preds = rec.get("pred") if isinstance(rec.get("pred"), list) else rec.get("predictions")
+        else:
+            img.invalid_gt.append({"reason": got, "raw": obj})
+    preds = _list(rec, "pred", "predictions")
     if not preds:
         counters["empty_pred"] += 1
         return img
     norm1000 = rec.get("coord_mode") == "norm1000"
     for obj in preds:
         got = _prepare_pred(obj, w, h, norm1000, counters)
-        (
+        if isinstance(got, dict):
             img.preds.append(got)
-            if isinstance(got, dict)
-            else img.invalid_pred.append({"reason": got, "raw": obj})
-        )
+        else:
+            img.invalid_pred.append({"reason": got, "raw": obj})
     return img
 
 

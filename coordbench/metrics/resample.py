@@ -17,7 +17,6 @@ import scipy.sparse as sp
 from coordbench.metrics.coco_images import AreaEval, PerImageEval
 
 EPS = np.spacing(1)  # pycocotools: tp / (fp + tp + np.spacing(1))
-MAX_DETS = (1, 10, 100)  # pycocotools Params.maxDets
 
 
 def _excl(x: np.ndarray) -> np.ndarray:
@@ -43,7 +42,16 @@ def tp_count_matrix(ev: AreaEval, n_img: int, n_cats: int, max_det: int) -> sp.c
 
 
 class PrecisionStreams:
-    """Per-category detection streams of one area range, ready for weighted accumulate."""
+    """Per-category detection streams of one area range, ready for weighted accumulate.
+
+    Stream: a category's detections in COCO's accumulate order (score desc, then image, then rank).
+    Block `blk_*`: a run of detections of one image with one score (copies of the image repeat
+    it whole). Segment: (IoU threshold t, category k), id t*K+k. Group `g_*`: the TPs of one
+    block at one threshold, with its segment, the block's non-ignored count `g_nl`, its TP count
+    `g_cnt`, the first block of its category `g_first` and its place among the blocks holding
+    ignored detections at t (`g_iidx`, `g_ifirst` into `ig_blk` / `ig_cnt`). `e_j`: per TP,
+    its rank among the block's non-ignored detections.
+    """
 
     def __init__(self, ev: AreaEval, n_cats: int):
         self.n_cats, self.n_thr = n_cats, ev.tp.shape[0]

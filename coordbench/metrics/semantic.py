@@ -80,6 +80,7 @@ class Semantic:
         self.model = model
         self._encoder = encoder
         self._vecs: dict[str, np.ndarray] = {}
+        self._sims: dict[tuple[str, str], float] = {}
         self.loaded = False
 
     def embed(self, texts: Iterable[str]) -> None:
@@ -99,8 +100,11 @@ class Semantic:
             return None
         if a == b:
             return 1.0
-        self.embed((a, b))
-        return float(self._vecs[a] @ self._vecs[b])
+        got = self._sims.get((a, b))
+        if got is None:
+            self.embed((a, b))
+            got = self._sims[a, b] = float(self._vecs[a] @ self._vecs[b])
+        return got
 
     def best(self, text: str, candidates: list[str]) -> tuple[int, float] | None:
         """(index, cosine) of the most similar candidate (first on ties), or None."""
@@ -109,6 +113,6 @@ class Semantic:
         if text in candidates:
             return candidates.index(text), 1.0
         self.embed([text, *candidates])
-        sims = [float(self._vecs[text] @ self._vecs[c]) if c else -np.inf for c in candidates]
+        sims = [s if (s := self.sim(text, c)) is not None else -np.inf for c in candidates]
         j = int(np.argmax(sims))
         return j, sims[j]

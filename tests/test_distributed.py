@@ -1,0 +1,53 @@
+"""Data parallel under torchrun (gloo on CPU) equals a single-process run; world size is checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DERIVED = ["gt_vs_pred.jsonl", "pred_token_trace.jsonl", "pred_confidence.jsonl", "gt_vs_pred_scored.jsonl",
+           "summary.json", "eval/metrics.json", "eval/per_image.json"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    from coordbench.data.shapes import write_split
+    from coordbench.embedded.tiny_families import save_tiny
+
+    root = tmp_path_factory.mktemp("dp")
+    ckpt = root / "ckpt"
+    save_tiny("qwen2_5_vl", ckpt)
+    data = write_split(root / "data", "val", n=6)
+    return root, ckpt, data / "val.coord.jsonl"
+
+
+def _args(ckpt, data, out, name, extra=()):
+    return ["run", "--ckpt", str(ckpt), "--data", str(data), "--preset", "64", "--prompt", "default_desc_first",
+            "--max-new-tokens", "16", "--batch-size", "2", "--temperature", "0.7", "--top-p", "0.9",
+            "--out", str(out), "--name", name, "--no-progress", *extra]  # fmt: skip
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", COORDBENCH_BENCHMARK_LOG=os.devnull)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_equals_single_process(tiny_setup):
+    root, ckpt, data = tiny_setup
+    out = root / "runs"
+    single = subprocess.run([sys.executable, "-m", "coordbench", *_args(ckpt, data, out, "single")],
+                            capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    dp = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "coordbench",
+                         *_args(ckpt, data, out, "dp")], capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    assert dp.returncode == 0, dp.stderr[-3000:]
+    assert (out / "dp" / "shards").is_dir()
+    for f in DERIVED:
+        assert (out / "single" / f).read_bytes() == (out / "dp" / f).read_bytes(), f

@@ -1,0 +1,84 @@
+"""Honest-read diagnostics on hand-made runs (unscored gt_vs_pred records, our extra keys)."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordbench.metrics.diagnostics import diagnostics
+
+
+def obj(x1, y1, x2, y2, desc):
+    return {"type": "bbox_2d", "points": [x1, y1, x2, y2], "desc": desc}
+
+
+def rec(gt, pred, status="ok", finish="stop"):
+    return {"image": "x.jpg", "width": 100, "height": 100, "gt": gt, "pred": pred,
+            "parse_status": status, "finish_reason": finish}  # fmt: skip
+
+
+def test_rates_duplicates_collapse_and_warnings():
+    recs = [
+        rec(
+            [obj(0, 0, 50, 50, "cat")],
+            [obj(0, 0, 50, 50, "cat"), obj(0, 0, 50, 51, "cat"), obj(0, 0, 50, 50, "dog")],
+        ),
+        rec(
+            [obj(0, 0, 50, 50, "dog")],
+            [obj(10, 10, 60, 60, "cat")],
+            status="truncated",
+            finish="length",
+        ),
+        rec([obj(0, 0, 50, 50, "dog")], [], status="malformed"),
+        rec([], [obj(0, 0, 9, 9, "cat")]),
+    ]
+    d = diagnostics(recs)
+    assert d["n_records"] == 4
+    assert d["parse_status_counts"] == {
+        "ok": 2,
+        "salvaged": 0,
+        "empty": 0,
+        "truncated": 1,
+        "malformed": 1,
+    }
+    assert d["truncation_rate"] == 0.25 and d["empty_pred_rate"] == 0.25
+    # IoU([0,0,50,50],[0,0,50,51]) = 2500/2550 = 0.98 same class -> 1 duplicate; the dog box is another class
+    assert (d["duplicate_pairs"], d["duplicate_preds"], d["images_with_duplicates"]) == (1, 1, 1)
+    assert d["duplicate_rate"] == pytest.approx(1 / 5)
+    assert d["top_pred_class"] == "cat" and d["top_pred_share"] == pytest.approx(4 / 5)
+    assert d["class_collapse"] is True and d["top_class_gt_share"] == pytest.approx(1 / 3)
+    assert d["score_tie_share"] is None  # unscored records
+    text = " | ".join(d["warnings"])
+    for needle in (
+        "malformed",
+        "truncated",
+        "max_new_tokens",
+        "no prediction",
+        "duplicate",
+        "class collapse",
+    ):
+        assert needle in text
+
+
+def test_predict_nothing_baseline_is_scored_honestly():
+    recs = [rec([obj(0, 0, 50, 50, "cat")], [obj(0, 0, 50, 50, "cat")]), rec([], [])]
+    base = diagnostics(recs)["baseline_predict_nothing"]
+    assert base["bbox_AP"] == 0.0 and base["bbox_AR100"] == 0.0
+    assert base["f1ish@0.50_f1_full_micro"] == 0.0 and base["f1ish@0.50_recall_full_micro"] == 0.0
+    assert base["f1ish@0.50_f1_full_macro"] == 0.5  # the image without GT is "perfect" when empty
+
+
+def test_clean_run_has_no_warnings_and_score_ties_are_flagged():
+    good = [
+        rec([obj(0, 0, 50, 50, "cat")], [{**obj(0, 0, 50, 50, "cat"), "score": s}])
+        for s in (0.9, 0.8, 0.7)
+    ]
+    d = diagnostics(good)
+    assert d["class_collapse"] is True  # one class is all predictions ...
+    assert d["warnings"] == []  # ... but also all GT: nothing to warn about
+    tied = [
+        rec([obj(0, 0, 50, 50, "cat")], [{**obj(0, 0, 50, 50, "cat"), "score": 1.0}])
+        for _ in range(3)
+    ]
+    d = diagnostics(tied)
+    assert d["score_tie_share"] == 1.0
+    assert any("share one score" in w for w in d["warnings"])
