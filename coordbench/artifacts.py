@@ -224,7 +224,9 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
 
 
 def _has_records(run_dir: Path) -> bool:
-    return any((run_dir / n).is_file() and (run_dir / n).stat().st_size for n in (GT_VS_PRED, TRACE))
+    return any(
+        (run_dir / n).is_file() and (run_dir / n).stat().st_size for n in (GT_VS_PRED, TRACE)
+    )
 
 
 def remove_stale_temps(run_dir: Path) -> None:
@@ -237,8 +239,15 @@ def remove_stale_temps(run_dir: Path) -> None:
                     p.unlink()
 
 
-def consistent_prefix(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """Records and traces of samples complete in both files; rewrites both to that prefix."""
+def consistent_prefix(
+    run_dir: Path, batch_size: int = 1, total: int | None = None
+) -> tuple[list[dict], list[dict]]:
+    """Records and traces of samples complete in both files; rewrites both to that prefix.
+
+    Unless all `total` samples are done, the prefix is cut back to a multiple of `batch_size`: a
+    batch half-written by a killed run is regenerated whole, so every sample is decoded in the same
+    batch as in an uninterrupted run (batched logprobs differ in the last bits across batch shapes).
+    """
     recs, rec_len = read_jsonl(run_dir / GT_VS_PRED)
     traces, tr_len = read_jsonl(run_dir / TRACE)
     done = {t["sample_id"] for t in traces}
@@ -247,6 +256,8 @@ def consistent_prefix(run_dir: Path) -> tuple[list[dict], list[dict]]:
         if r["sample_id"] not in done:
             break
         keep.append(r)
+    if len(keep) != total:
+        keep = keep[: len(keep) - len(keep) % max(1, batch_size)]
     ids = {r["sample_id"] for r in keep}
     keep_traces = [t for t in traces if t["sample_id"] in ids]
     for name, rows, full, good in ((GT_VS_PRED, keep, recs, rec_len), (TRACE, keep_traces, traces, tr_len)):

@@ -68,7 +68,7 @@ def eval_scored_file(path: Path, out: Path | None, overrides: dict[str, Any], to
 
     recs, skipped = read_records(path, tolerant=tolerant)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
-    result = evaluate_records(recs, opts)
+    result = evaluate_records(recs, opts, invalid_json=skipped)
     eval_dir = out or path.parent / "eval"
     write_eval_dir(result, eval_dir)
     m = result.metrics

@@ -35,17 +35,43 @@ class Plan:
     params: GenerationParams
 
 
+# weights, configs, chat templates and the tokenizer files that are not JSON (they change token ids)
+FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".jinja")
+FINGERPRINT_NAMES = ("merges.txt", "tokenizer.model")
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    files = [p for p in root.iterdir() if p.is_file() and (p.suffix in FINGERPRINT_SUFFIXES
+                                                            or p.name in FINGERPRINT_NAMES)]  # fmt: skip
+    if not any(p.suffix == ".safetensors" for p in files):  # --allow-pickle: the .bin weights load
+        files += [p for p in root.glob("*.bin") if p.is_file()]
+    return files
+
+
 def checkpoint_fingerprint(ckpt: str, adapter: str | None = None) -> str:
     """Content hash of a checkpoint's weights and configs (what changes the numbers)."""
     root = Path(ckpt)
     if not root.is_dir():
         raise CheckpointError(f"checkpoint dir not found: {ckpt}")
-    files = [p for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", ".json", ".jinja")]
+    files = _fingerprint_files(root)
     if adapter:
+        if not Path(adapter).is_dir():
+            raise CheckpointError(f"adapter dir not found: {adapter}")
         files += [p for p in Path(adapter).iterdir() if p.is_file()]
     if not files:
         raise CheckpointError(f"no checkpoint files in {ckpt}")
     return hash_files(files)
+
+
+def preflight_checkpoint(cfg: RunConfig) -> None:
+    """Refuse an unsafe or incomplete checkpoint before the run dir is touched (stdlib checks)."""
+    if cfg.backend not in ("hf", "vllm"):
+        return
+    from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
+
+    inspect_checkpoint(cfg.ckpt, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    if cfg.adapter:
+        inspect_adapter(cfg.adapter, allow_pickle=cfg.allow_pickle)
 
 
 def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
@@ -238,7 +264,7 @@ def generate_into(work_dir: Path, plan: Plan, samples: list[Sample], dist: Dist,
     from coordbench.prompts import build_messages
 
     cfg = plan.cfg
-    done, _ = A.consistent_prefix(work_dir)
+    done, _ = A.consistent_prefix(work_dir, cfg.batch_size, len(samples))
     done_ids = {r["sample_id"] for r in done}
     todo = [s for s in samples if s.sample_id not in done_ids]
     timing: dict[str, Any] = {"resumed_from": len(done), "generated": len(todo)}
@@ -336,6 +362,8 @@ def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
     wall0 = time.time()
     plan = plan_run(config)
     cfg = plan.cfg
+    if backend is None:
+        preflight_checkpoint(cfg)
     dist = detect_dist()
     shard = Shard(dist.rank, dist.world) if dist.enabled else cfg.shard
     if dist.enabled and cfg.shard.count > 1:

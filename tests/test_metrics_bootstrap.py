@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_metrics_coco import random_coco
+from tests.test_metrics_coco import random_coco
 
 from coordbench.metrics.bootstrap import (
     BootstrapData,
@@ -147,3 +147,19 @@ def test_restricting_to_shared_keys_and_empty_sets():
     )
     with pytest.raises(ValueError, match="cannot bootstrap"):
         paired_bootstrap(a, b, n=5, metrics=("f1ish@0.50_tp_loc",))
+
+
+def test_bootstrap_reads_an_upstream_eval_dir():
+    """Upstream's own eval files (oracle) feed the bootstrap; the full set reproduces its metrics."""
+    import json
+    from pathlib import Path
+
+    outputs = Path(__file__).parent / "oracle" / "eval_oracle_expected_outputs"
+    want = json.loads((outputs / "metrics.json").read_text())["metrics"]
+    data = BootstrapData.from_eval_dir(outputs)
+    assert data.image_keys[0] == "images/val2017/img0.jpg"
+    names = ("bbox_AP", "bbox_AP50", "bbox_APm", "bbox_AR1", "bbox_ARl", "f1ish@0.50_f1_full_micro",
+             "f1ish@0.30_recall_loc_macro")  # fmt: skip
+    got = resample_metrics(data, np.ones((1, 6), np.int64), names)
+    for m in names:
+        assert got[m][0] == pytest.approx(want[m], abs=1e-12), m

@@ -207,3 +207,13 @@ def test_malformed_objects_are_counted_not_fatal():
     assert res.per_image[1]["gt_count"] == 0
     assert res.per_image[2]["pred_count"] == 1  # the bbox_2d-keyed object with desc 7 -> "7"
     assert res.matches["0.50"][2]["matches"][0]["sem_ok"] is False  # "7" is not "cat"
+
+
+def test_encoder_is_not_loaded_when_descs_only_differ_in_case_or_spacing():
+    def no_encoder(texts):
+        raise AssertionError(f"encoder called for {texts}")
+
+    r = rec("a.jpg", [(0, 0, 50, 50, "traffic light")], [(0, 0, 50, 50, "Traffic_Light", 0.9)])
+    res = evaluate_records([r], EvalOptions(), encoder=no_encoder)
+    assert res.counters["semantic_mapped"] == 1 and res.metrics["bbox_AP"] == 1.0
+    assert res.matches["0.50"][0]["matches"][0]["sem_sim"] == 1.0

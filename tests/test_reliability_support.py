@@ -103,10 +103,11 @@ def command(args: list[str], fault: str | None) -> list[str]:
     return [sys.executable, "-m", "coordbench", *args]
 
 
-def run_cli(args: list[str], *, fault: str | None = None, timeout: float = 180, **env: str):
+def run_cli(args: list[str], *, fault: str | None = None, timeout: float = 180, preexec_fn=None, **env: str):
     """Run the CLI to completion; returns the CompletedProcess (text mode)."""
-    return subprocess.run(command(args, fault), env=child_env(fault, **env), capture_output=True,
-                          text=True, timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
+    return subprocess.run(command(args, fault), env=child_env(fault, **env), capture_output=True, text=True,
+                          timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]),
+                          preexec_fn=preexec_fn)  # fmt: skip
 
 
 def popen_cli(args: list[str], *, fault: str | None = None, **env: str) -> subprocess.Popen:

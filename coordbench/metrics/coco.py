@@ -88,7 +88,9 @@ def map_descs(images: list[EvalImage], categories: dict[str, int], semantic: Sem
     if not counts or not names:
         return dict.fromkeys(counts), None
     cand = [normalize_desc(n) for n in names]
-    semantic.embed([normalize_desc(d) for d in counts] + cand)
+    need = [t for t in map(normalize_desc, counts) if t and t not in cand]
+    if need:  # one encoder batch; descs equal to a class after normalisation need no encoder
+        semantic.embed(need + cand)
     mapping: dict[str, int | None] = {}
     rows = []
     for desc, n in counts.items():
