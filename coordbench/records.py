@@ -7,7 +7,7 @@ COCO scale) exist only inside `data/coords.py`, the parsers and the exporters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
@@ -89,7 +89,7 @@ class Generation:
         return len(self.token_ids)
 
 
-class ParseStatus(str, Enum):
+class ParseStatus(StrEnum):
     OK = "ok"
     SALVAGED = "salvaged"
     EMPTY = "empty"

@@ -39,9 +39,9 @@ class OracleBackend:
         mode = self.plan.get(idx, "perfect")
         objs = row["objects"][: max(0, len(row["objects"]) - 1)] if mode == "drop" else row["objects"]
         recs = ", ".join(
-            '{"desc": "%s", "bbox_2d": [%s]}' % (o["desc"], ", ".join(o["bbox_2d"])) for o in objs
+            '{"desc": "' + o["desc"] + '", "bbox_2d": [' + ", ".join(o["bbox_2d"]) + "]}" for o in objs
         )
-        text = '{"objects": [%s]}<|im_end|>' % recs
+        text = '{"objects": [' + recs + "]}<|im_end|>"
         if mode == "garbage":
             return "I cannot see any boxes here<|im_end|>", "stop"
         if mode == "truncate":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.test_metrics_coco import random_coco
 
 from coordbench.metrics.bootstrap import (
     BootstrapData,
@@ -19,6 +18,7 @@ from coordbench.metrics.bootstrap import (
 from coordbench.metrics.coco import STAT_NAMES, coco_stats
 from coordbench.metrics.coco_images import AREA_NAMES, per_image_eval
 from coordbench.metrics.evaluate import EvalOptions, evaluate_records, write_eval_dir
+from tests.test_metrics_coco import random_coco
 
 
 def duplicated(gt: dict, dts: list, w: np.ndarray) -> tuple[dict, list]:

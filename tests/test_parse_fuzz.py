@@ -146,4 +146,4 @@ def test_megabyte_inputs_are_linear(name: str) -> None:
     t0 = time.perf_counter()
     _check(text, "coord_tokens" if "coord" in name else "norm1000", 1024, 768)
     # quadratic scans take minutes here; the bound only has to catch that on a busy 2-core box
-    assert time.perf_counter() - t0 < 6.0
+    assert time.perf_counter() - t0 < 30.0
