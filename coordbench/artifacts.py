@@ -90,11 +90,13 @@ def read_json(path: Path) -> Any:
         raise ArtifactError(f"{path} is not valid JSON ({e})") from None
 
 
-def read_jsonl(path: Path, *, tolerant_tail: bool = True) -> tuple[list[dict], int]:
-    """Rows of a JSONL file and the byte length of its valid prefix.
+def read_jsonl(
+    path: Path, *, tolerant_tail: bool = True, require: tuple[str, ...] = ()
+) -> tuple[list[dict], int]:
+    """Rows (JSON objects) of a JSONL file and the byte length of its valid prefix.
 
     A torn last line (no trailing newline or invalid JSON) is dropped when `tolerant_tail`; any
-    other invalid line is an error naming the file and line.
+    other invalid line, or a row without a `require`d key, is an error naming the file and line.
     """
     if not path.exists():
         return [], 0
@@ -109,30 +111,40 @@ def read_jsonl(path: Path, *, tolerant_tail: bool = True) -> tuple[list[dict], i
         try:
             if is_last:
                 raise ValueError("no trailing newline")
-            rows.append(orjson.loads(line))
-            good += len(line) + 1
+            row = orjson.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"a {type(row).__name__}, not an object")
         except (orjson.JSONDecodeError, ValueError) as e:
             if tolerant_tail and (is_last or (n == len(lines) - 1 and not lines[-1])):
                 break
             raise ArtifactError(f"{path}:{n}: invalid JSON line ({e})") from None
+        missing = [k for k in require if k not in row]
+        if missing:
+            raise ArtifactError(f"{path}:{n}: no {missing[0]!r} in this line")
+        rows.append(row)
+        good += len(line) + 1
     return rows, good
 
 
 class Appender:
-    """Append JSONL lines with flush + fsync per call (one call per batch)."""
+    """Append JSONL lines with write + fsync per call (one call per batch).
+
+    Unbuffered: after a failed write (disk full) no bytes wait in a buffer, so `close` cannot
+    fail a second time; the torn line on disk is dropped by `consistent_prefix` on resume.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         try:
-            self._f = open(path, "ab")
+            self._f = open(path, "ab", buffering=0)
         except OSError as e:
             raise ArtifactError(f"cannot open {path} for writing: {e.strerror or e}") from None
 
     def append(self, rows: Iterable[Any]) -> None:
-        data = b"".join(dumps_line(r) for r in rows)
+        data = memoryview(b"".join(dumps_line(r) for r in rows))
         try:
-            self._f.write(data)
-            self._f.flush()
+            while data:  # a raw write may be partial
+                data = data[self._f.write(data) :]
             os.fsync(self._f.fileno())
         except OSError as e:
             msg = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
@@ -207,6 +219,8 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
         return False
     try:
         old = read_json(path)
+        if not isinstance(old, dict):
+            raise ArtifactError(f"{path} is not a JSON object")
     except ArtifactError:
         if _has_records(run_dir):  # never discard generated records over a damaged run.json
             raise ResumeError(
@@ -216,7 +230,8 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
         return False  # a run.json torn before anything was generated: start afresh
     if old.get("identity_hash") == identity_hash:
         return True
-    diff = identity_diff(old.get("identity", {}), identity)
+    old_identity = old.get("identity")
+    diff = identity_diff(old_identity if isinstance(old_identity, dict) else {}, identity)
     raise ResumeError(
         f"{run_dir} holds a run with a different identity ({'; '.join(diff[:6]) or 'hash differs'}); "
         "pass --overwrite to replace it or --name to start a new run"
@@ -248,8 +263,8 @@ def consistent_prefix(
     batch half-written by a killed run is regenerated whole, so every sample is decoded in the same
     batch as in an uninterrupted run (batched logprobs differ in the last bits across batch shapes).
     """
-    recs, rec_len = read_jsonl(run_dir / GT_VS_PRED)
-    traces, tr_len = read_jsonl(run_dir / TRACE)
+    recs, rec_len = read_jsonl(run_dir / GT_VS_PRED, require=("sample_id",))
+    traces, tr_len = read_jsonl(run_dir / TRACE, require=("sample_id",))
     done = {t["sample_id"] for t in traces}
     keep = []
     for r in recs:

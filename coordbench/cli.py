@@ -89,7 +89,6 @@ def run(**kw) -> None:
     """
     from coordbench.config import RunConfig, Shard
     from coordbench.runner import run as run_fn
-    from coordbench.summary import format_summary
 
     progress = not kw.pop("no_progress")
     shard = Shard.parse(kw.pop("shard"))

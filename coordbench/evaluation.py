@@ -12,11 +12,30 @@ from coordbench.errors import ArtifactError
 
 
 def config_of(run_dir: Path) -> RunConfig:
-    """The RunConfig a run dir was made with (from run.json)."""
-    data = A.read_json(run_dir / A.RUN_JSON).get("config", {})
-    known = set(RunConfig.__dataclass_fields__)
-    kw = {k: v for k, v in data.items() if k in known and k != "shard"}
-    return RunConfig(**kw, shard=Shard.parse(data.get("shard")))
+    """The RunConfig a run dir was made with (from run.json), type-checked field by field."""
+    path = run_dir / A.RUN_JSON
+    head = A.read_json(path)
+    data = head.get("config", {}) if isinstance(head, dict) else None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected an object with a `config` object")
+    fields = RunConfig.__dataclass_fields__
+    kw = {k: v for k, v in data.items() if k in fields and k != "shard"}
+    for k, v in kw.items():
+        if not _fits(v, fields[k].default):
+            raise ArtifactError(f"{path}: config.{k} has the wrong type: {v!r}")
+    shard = data.get("shard")
+    return RunConfig(**kw, shard=Shard.parse(shard if isinstance(shard, str) else None))
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether a run.json value can stand in for a RunConfig field with this default."""
+    if default is None:  # optional fields (ckpt, data, limit, ...): None, a str or an int
+        return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not isinstance(value, bool)
 
 
 def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
@@ -50,7 +69,7 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
-    traces_rows, _ = A.read_jsonl(run_dir / A.TRACE)
+    traces_rows, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     traces = {t["sample_id"]: t for t in traces_rows}
     recs = reparse_records(recs, cfg)
     eval_dir = out or run_dir / "eval"
@@ -64,7 +83,12 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
 
 
 def eval_scored_file(path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool) -> str:
-    from coordbench.metrics.evaluate import EvalOptions, evaluate_records, read_records, write_eval_dir
+    from coordbench.metrics.evaluate import (
+        EvalOptions,
+        evaluate_records,
+        read_records,
+        write_eval_dir,
+    )
 
     recs, skipped = read_records(path, tolerant=tolerant)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})

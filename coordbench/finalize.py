@@ -29,8 +29,8 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     expected = heads[0]["identity"]["dataset"]["num_samples"]
     recs, traces = [], {}
     for d in shard_dirs:
-        r, _ = A.read_jsonl(d / A.GT_VS_PRED)
-        t, _ = A.read_jsonl(d / A.TRACE)
+        r, _ = A.read_jsonl(d / A.GT_VS_PRED, require=("sample_id", "index"))
+        t, _ = A.read_jsonl(d / A.TRACE, require=("sample_id",))
         recs += r
         for row in t:
             traces[row["sample_id"]] = row
@@ -62,7 +62,7 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
     recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
-    traces, _ = A.read_jsonl(run_dir / A.TRACE)
+    traces, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     return recs, {t["sample_id"]: t for t in traces}
 
 

@@ -1,5 +1,6 @@
-"""Crash-resume: `coordbench run` killed with SIGKILL at several points, then re-run with the same
-command, ends with artifacts byte-identical to an uninterrupted run (greedy and sampled).
+"""Crash-resume: `coordbench run` killed with SIGKILL (or Ctrl-C) at several points, then re-run
+with the same command, ends with artifacts byte-identical to an uninterrupted run (greedy and
+sampled). Each test chains several crashes, so resumed sessions are crashed too.
 
 The uninterrupted references are separate processes with the same arguments; the file sets must
 match too (no temp files or lock left behind). Only run.json (provenance: timings, sessions) and
@@ -8,10 +9,13 @@ report.html (prints timings) may differ.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from coordbench import artifacts as A
 from tests.test_reliability_support import (
+    BATCH,
     N_SAMPLES,
     SAMPLED,
     assert_clean_error,
@@ -37,62 +41,67 @@ def _resume(args: list[str]) -> None:
     assert "Traceback" not in p.stderr
 
 
-def test_kill9_after_first_batch_line_resumes_identically(tmp_path_factory, tmp_path):
+def test_greedy_run_killed_three_times_resumes_identically(tmp_path_factory, tmp_path):
+    """kill -9 mid-generation, then SIGKILL between a batch's trace and its records in the resumed
+    session, then SIGKILL while scoring; the fourth start only re-scores."""
     ref = reference_run(tmp_path_factory, "greedy")
     a = assets(tmp_path_factory)
     args = run_args(a, tmp_path, "r")
     rd = tmp_path / "r"
+
     proc = popen_cli(args)
     wait_for(lambda: line_count(rd / A.GT_VS_PRED) >= 1, proc)
     kill9(proc)  # a real, asynchronous kill -9 while generation is under way
     kept = line_count(rd / A.GT_VS_PRED)
     assert 1 <= kept < N_SAMPLES and not (rd / A.SUMMARY).exists()
     assert (rd / A.LOCK).exists()  # the dead process's lock: stale, taken over by the re-run
-    _resume(args)
-    assert_same_artifacts(ref, rd)
-    last = sessions(rd)[-1]
-    assert last["resumed_from"] == kept - kept % 2 and last["resumed_from"] + last["generated"] == N_SAMPLES
+    done = kept - kept % BATCH
 
-
-def test_torn_record_line_sampled_resumes_identically(tmp_path_factory, tmp_path):
-    ref = reference_run(tmp_path_factory, "sampled")
-    a = assets(tmp_path_factory)
-    args = run_args(a, tmp_path, "r", *SAMPLED)
-    p = run_cli(args, fault=f"{A.GT_VS_PRED}:3:torn")  # killed half-way through batch 3's last line
+    p = run_cli(args, fault=f"{A.TRACE}:1:kill")  # a batch's trace is written, its records are not
     assert p.returncode == -9, p.stderr[-3000:]
-    data = (tmp_path / "r" / A.GT_VS_PRED).read_bytes()
-    assert data.count(b"\n") == 5 and not data.endswith(b"\n")  # 2 batches + 1 line, then a torn one
-    _resume(args)
-    assert_same_artifacts(ref, tmp_path / "r")
-    last = sessions(tmp_path / "r")[-1]  # line 5 was whole, but its batch is redone whole
-    assert (last["resumed_from"], last["generated"]) == (4, 4)
+    assert line_count(rd / A.GT_VS_PRED) == done and line_count(rd / A.TRACE) == done + BATCH
 
-
-def test_kill_between_trace_and_record_append_resumes_identically(tmp_path_factory, tmp_path):
-    ref = reference_run(tmp_path_factory, "greedy")
-    a = assets(tmp_path_factory)
-    args = run_args(a, tmp_path, "r")
-    rd = tmp_path / "r"
-    p = run_cli(args, fault=f"{A.TRACE}:2:kill")  # batch 2's trace is written, its records are not
-    assert p.returncode == -9, p.stderr[-3000:]
-    assert line_count(rd / A.TRACE) == 4 and line_count(rd / A.GT_VS_PRED) == 2
-    _resume(args)
-    assert_same_artifacts(ref, rd)
-    assert sessions(rd)[-1]["resumed_from"] == 2
-
-
-def test_kill9_during_scoring_resumes_identically(tmp_path_factory, tmp_path):
-    ref = reference_run(tmp_path_factory, "greedy")
-    a = assets(tmp_path_factory)
-    args = run_args(a, tmp_path, "r")
-    rd = tmp_path / "r"
-    p = run_cli(args, fault="metrics.json:1:kill")  # eval/metrics.json's temp file written, not renamed
+    p = run_cli(args, fault="metrics.json:1:kill")  # eval/metrics.json's temp file, not renamed
     assert p.returncode == -9, p.stderr[-3000:]
     assert line_count(rd / A.GT_VS_PRED) == N_SAMPLES and (rd / A.SCORED).exists()
     assert not (rd / A.SUMMARY).exists() and list((rd / "eval").glob(".metrics.json.tmp.*"))
+
     _resume(args)
-    assert_same_artifacts(ref, rd)  # includes: the dead writer's temp file is gone
-    assert sessions(rd)[-1]["resumed_from"] == N_SAMPLES and sessions(rd)[-1]["generated"] == 0
+    assert_same_artifacts(ref, rd)  # includes: the dead writers' temp files and lock are gone
+    gen, score = sessions(rd)[-2:]
+    assert (gen["resumed_from"], gen["generated"]) == (done, N_SAMPLES - done)
+    assert (score["resumed_from"], score["generated"]) == (N_SAMPLES, 0)
+
+
+def test_sampled_run_interrupted_then_torn_resumes_identically(tmp_path_factory, tmp_path):
+    """Ctrl-C mid-generation (clean exit 130), then SIGKILL half-way through writing a batch's
+    last record line in the resumed session."""
+    ref = reference_run(tmp_path_factory, "sampled")
+    a = assets(tmp_path_factory)
+    args = run_args(a, tmp_path, "r", *SAMPLED)
+    rd = tmp_path / "r"
+
+    proc = popen_cli(args)
+    wait_for(lambda: line_count(rd / A.GT_VS_PRED) >= 1, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert "interrupted: finished batches are saved" in err
+    kept = line_count(rd / A.GT_VS_PRED)
+    assert not (rd / A.LOCK).exists() and kept < N_SAMPLES
+    done = kept - kept % BATCH
+
+    p = run_cli(
+        args, fault=f"{A.GT_VS_PRED}:1:torn"
+    )  # killed half-way through the batch's last line
+    assert p.returncode == -9, p.stderr[-3000:]
+    data = (rd / A.GT_VS_PRED).read_bytes()
+    assert data.count(b"\n") == done + 1 and not data.endswith(b"\n")  # one whole line, one torn
+
+    _resume(args)
+    assert_same_artifacts(ref, rd)
+    last = sessions(rd)[-1]  # the whole line's batch is redone whole (same batch, same bits)
+    assert (last["resumed_from"], last["generated"]) == (done, N_SAMPLES - done)
 
 
 def test_half_written_summary_and_torn_tail_are_rebuilt(tmp_path_factory, tmp_path):

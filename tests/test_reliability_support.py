@@ -103,7 +103,9 @@ def command(args: list[str], fault: str | None) -> list[str]:
     return [sys.executable, "-m", "coordbench", *args]
 
 
-def run_cli(args: list[str], *, fault: str | None = None, timeout: float = 180, preexec_fn=None, **env: str):
+def run_cli(
+    args: list[str], *, fault: str | None = None, timeout: float = 180, preexec_fn=None, **env: str
+):
     """Run the CLI to completion; returns the CompletedProcess (text mode)."""
     return subprocess.run(command(args, fault), env=child_env(fault, **env), capture_output=True, text=True,
                           timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]),
@@ -116,13 +118,17 @@ def popen_cli(args: list[str], *, fault: str | None = None, **env: str) -> subpr
                             cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
 
 
-def wait_for(pred, proc: subprocess.Popen | None = None, timeout: float = 120, poll: float = 0.01) -> None:
+def wait_for(
+    pred, proc: subprocess.Popen | None = None, timeout: float = 120, poll: float = 0.01
+) -> None:
     """Poll `pred()` until true; fails early if `proc` exits first."""
     end = time.monotonic() + timeout
     while not pred():
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"child exited ({proc.returncode}) before the condition held:\n{err[-3000:]}")
+            raise AssertionError(
+                f"child exited ({proc.returncode}) before the condition held:\n{err[-3000:]}"
+            )
         if time.monotonic() > end:
             raise AssertionError("timed out waiting for the child")
         time.sleep(poll)
@@ -160,7 +166,11 @@ VOLATILE = {"run.json", "report.html"}
 
 
 def artifact_bytes(run_dir: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_same_artifacts(expected: Path, got: Path) -> None:
