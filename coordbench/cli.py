@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import sys
 from pathlib import Path
 
 import click
 
 from coordbench import __version__
-from coordbench.errors import CoordbenchError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def friendly_errors(fn):
-    """CoordbenchError -> one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CoordbenchError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted: finished batches are saved; re-run the same command to resume", err=True)
-            sys.exit(130)
-
-    return wrapper
+from coordbench.cli_common import CONTEXT, friendly_errors
 
 
 @click.group(context_settings=CONTEXT)
@@ -46,13 +25,23 @@ def main(verbose: bool) -> None:
       coordbench compare output/runs/a output/runs/b     # is B really better than A?
       torchrun --nproc_per_node 8 -m coordbench run --ckpt ... --preset 768
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--ckpt", type=click.Path(), help="Merged HF checkpoint dir (default: the embedded model).")
-@click.option("--adapter", type=click.Path(), help="LoRA adapter dir merged into --ckpt at load (needs peft).")
-@click.option("--data", type=click.Path(), help="Dataset JSONL (default: the preset's data / embedded shapes).")
+@click.option(
+    "--ckpt", type=click.Path(), help="Merged HF checkpoint dir (default: the embedded model)."
+)
+@click.option(
+    "--adapter", type=click.Path(), help="LoRA adapter dir merged into --ckpt at load (needs peft)."
+)
+@click.option(
+    "--data",
+    type=click.Path(),
+    help="Dataset JSONL (default: the preset's data / embedded shapes).",
+)
 @click.option("--preset", help="Rescale preset: 64 (embedded), 768, 1024, or a .toml path.")
 @click.option("--prompt", help="Prompt preset (configs/prompt/*.toml), e.g. coco80_desc_first.")
 @click.option("--limit", type=int, help="Only the first N records (val200 = --limit 200).")
@@ -61,7 +50,9 @@ def main(verbose: bool) -> None:
 @click.option("--top-p", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=0, show_default=True)
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Per-sample seeds derive from it.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Per-sample seeds derive from it."
+)
 @click.option("--max-new-tokens", type=int, default=1024, show_default=True)
 @click.option("--out", type=click.Path(), default="output/runs", show_default=True)
 @click.option("--name", help="Run dir name under --out (default: derived from the run).")
@@ -69,13 +60,19 @@ def main(verbose: bool) -> None:
 @click.option("--backend", default="hf", show_default=True, help="hf | vllm | replay:RUN_DIR")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True, help="auto = bf16 on GPU, fp32 on CPU.")
-@click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default="faster", show_default=True)
+@click.option(
+    "--scorer", type=click.Choice(["faster", "pycocotools"]), default="faster", show_default=True
+)
 @click.option("--logprob-source", type=click.Choice(["raw", "processed"]), default="raw", show_default=True,
               help="Confidence from raw logits (default) or processed scores (upstream parity).")  # fmt: skip
 @click.option("--semantic-threshold", type=float, default=0.5, show_default=True)
-@click.option("--trust-remote-code", is_flag=True, help="Allow checkpoints that ship their own code.")
+@click.option(
+    "--trust-remote-code", is_flag=True, help="Allow checkpoints that ship their own code."
+)
 @click.option("--allow-pickle", is_flag=True, help="Allow .bin/pickle weights (unsafe).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run dir with another identity.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing run dir with another identity."
+)
 @click.option("--no-progress", is_flag=True)
 @friendly_errors
 def run(**kw) -> None:
@@ -97,7 +94,9 @@ def run(**kw) -> None:
     if not summary:
         return
     if "shard" in summary:
-        click.echo(f"shard {summary['shard']} written to {summary['work_dir']}; merge with `coordbench merge`")
+        click.echo(
+            f"shard {summary['shard']} written to {summary['work_dir']}; merge with `coordbench merge`"
+        )
         return
     _print_run(Path(cfg.resolved().run_dir()), summary)
 
@@ -115,7 +114,9 @@ def _print_run(run_dir: Path, summary: dict) -> None:
 @click.option("--out", type=click.Path(), help="Eval dir (default: PATH/eval or next to the file).")
 @click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
 @click.option("--semantic-threshold", type=float, default=None)
-@click.option("--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing.")
+@click.option(
+    "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
+)
 @click.option("--original-scale", "annotations", type=click.Path(exists=True, dir_okay=False),
               help="Also score at original COCO scale against this instances json (official areas, crowds).")  # fmt: skip
 @friendly_errors
@@ -130,7 +131,9 @@ def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold:
     """
     from coordbench.evaluation import eval_path
 
-    text = eval_path(Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant)
+    text = eval_path(
+        Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant
+    )
     click.echo(text)
     if annotations:
         from coordbench.export import eval_original_scale
@@ -144,7 +147,9 @@ def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold:
 
 @main.command(context_settings=CONTEXT)
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--out", type=click.Path(), help="Merged run dir (default: the run dir holding the shards).")
+@click.option(
+    "--out", type=click.Path(), help="Merged run dir (default: the run dir holding the shards)."
+)
 @friendly_errors
 def merge(dirs: tuple[str, ...], out: str | None) -> None:
     """Merge `--shard i/N` runs: validates identities and coverage, then scores.

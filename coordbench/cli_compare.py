@@ -5,29 +5,12 @@ Kept light: click only at module level; the comparison code is imported inside t
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _friendly(fn):
-    """CoordbenchError -> one `error:` line on stderr and exit code 2 (as the other commands)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from coordbench.errors import CoordbenchError
-
-        try:
-            return fn(*args, **kwargs)
-        except CoordbenchError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from coordbench.cli_common import CONTEXT, friendly_errors
 
 
 @click.command("compare", context_settings=CONTEXT)
@@ -62,7 +45,7 @@ def _friendly(fn):
 @click.option("--log", "log_path", type=click.Path(dir_okay=False),
               help="Benchmark log to append to (default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder).")  # fmt: skip
 @click.option("--no-log", is_flag=True, help="Do not append to the benchmark log.")
-@_friendly
+@friendly_errors
 def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str | None, gates: str | None,
                 n_boot: int, seed: int, top_k: int, group_by: str, log_path: str | None, no_log: bool) -> None:  # fmt: skip
     """Is B really better than A? Deltas, paired bootstrap CIs, caveats, gates.
@@ -115,7 +98,7 @@ def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str 
 @click.option("--path", type=click.Path(dir_okay=False),
               help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).")  # fmt: skip
 @click.option("--last", type=int, help="Only the last N entries.")
-@_friendly
+@friendly_errors
 def log_cmd(fmt: str, path: str | None, last: int | None) -> None:
     """Show the append-only benchmark log (one entry per run and compare).
 

@@ -5,29 +5,11 @@ Kept light: click only at module level; the export code is imported inside the c
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _friendly(fn):
-    """CoordbenchError -> one `error:` line on stderr and exit code 2 (as the other commands)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from coordbench.errors import CoordbenchError
-
-        try:
-            return fn(*args, **kwargs)
-        except CoordbenchError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from coordbench.cli_common import CONTEXT, friendly_errors
 
 
 @click.group("export", context_settings=CONTEXT)
@@ -53,7 +35,7 @@ def export_group() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The run's dataset JSONL, if it moved since the run (default: run.json config.data).",
 )
-@_friendly
+@friendly_errors
 def coco_results_cmd(
     run_dir: str, out: str | None, annotations: str | None, data: str | None
 ) -> None:

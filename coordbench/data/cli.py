@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
 
 import click
 
-from coordbench.errors import CoordbenchError, DataError
+from coordbench.cli_common import CONTEXT, friendly_errors
+from coordbench.errors import DataError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _friendly(fn):
-    """CoordbenchError -> `error: ...` on stderr, exit 2 (as the main CLI's commands)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except CoordbenchError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 def default_out_dir(factor: int, budget: int, max_objects: int | None) -> Path:
@@ -63,7 +47,7 @@ def data_group() -> None:
 @click.option("--skip-bad", is_flag=True,
               help="Skip and count missing/corrupt images and bad annotations instead of failing.")  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@_friendly
+@friendly_errors
 def coco_cmd(coco_root: str, split: str, preset: str, max_objects: int | None, limit: int | None,
              out: str | None, workers: int, skip_bad: bool, no_progress: bool) -> None:  # fmt: skip
     """Build a preset from COCO 2017 instances: the upstream val.jsonl / .norm / .coord files.
@@ -108,7 +92,7 @@ def coco_cmd(coco_root: str, split: str, preset: str, max_objects: int | None, l
 @click.option(
     "--preset", default=None, help="Also check sizes against a rescale preset's grid and budget."
 )
-@_friendly
+@friendly_errors
 def jsonl_cmd(path: str, decode: bool, no_images: bool, preset: str | None) -> None:
     """Validate a dataset JSONL: records, coordinates, image files and their sizes.
 

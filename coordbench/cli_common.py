@@ -1,0 +1,32 @@
+"""What every click command module shares: help options and one-line errors (click only)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from coordbench.errors import CoordbenchError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def friendly_errors(fn):
+    """CoordbenchError -> one `error:` line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CoordbenchError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted: finished batches are saved; re-run the same command to resume",
+                err=True,
+            )
+            sys.exit(130)
+
+    return wrapper
