@@ -126,6 +126,29 @@ def read_jsonl(
     return rows, good
 
 
+def parse_jsonl_lenient(data: bytes) -> tuple[list[dict], int]:
+    """JSON-object rows of JSONL bytes and the count of unreadable or non-object lines skipped.
+
+    For readers that must never refuse (the HTML report, the benchmark log); run artifacts use
+    `read_jsonl`, which names a corrupt line instead of skipping it.
+    """
+    rows: list[dict] = []
+    skipped = 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            skipped += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            skipped += 1
+    return rows, skipped
+
+
 class Appender:
     """Append JSONL lines with write + fsync per call (one call per batch).
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from coordbench.artifacts import parse_jsonl_lenient
 from coordbench.compare_metrics import BY_LABEL, KEY_METRICS, metric_value
 from coordbench.errors import ArtifactError
 
@@ -144,20 +145,7 @@ def read_log(path: str | Path) -> tuple[list[dict[str, Any]], int]:
         raise ArtifactError(
             f"benchmark log not found: {p} (it is written by `coordbench run` and `compare`)"
         )
-    entries, skipped = [], 0
-    for line in p.read_bytes().split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            skipped += 1
-            continue
-        if isinstance(obj, dict):
-            entries.append(obj)
-        else:
-            skipped += 1
-    return entries, skipped
+    return parse_jsonl_lenient(p.read_bytes())
 
 
 LOG_COLUMNS = ("mAP", "AP50", "F1@0.5", "pred_total", "parse.malformed_rate")

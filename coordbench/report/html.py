@@ -37,20 +37,7 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
         data = path.read_bytes()
     except OSError:
         return [], 0
-    rows, bad = [], 0
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
+    return A.parse_jsonl_lenient(data)
 
 
 def _per_class(path: Path) -> list[tuple[str, float]]:
