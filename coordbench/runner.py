@@ -15,7 +15,7 @@ from typing import Any
 
 from coordbench import artifacts as A
 from coordbench.config import RunConfig, Shard, hash_files, identity_hash, package_version
-from coordbench.errors import CheckpointError, ConfigError, DataError
+from coordbench.errors import CheckpointError, ConfigError, DataError, ResumeError
 from coordbench.records import Generation, GenerationParams, GenerationRequest, Sample
 from coordbench.seeding import sample_seed
 
@@ -33,6 +33,7 @@ class Plan:
     identity: dict[str, Any]
     identity_hash: str
     params: GenerationParams
+    image_bytes: dict[str, int]  # per sample; checked for finished samples on resume
 
 
 # weights, configs, chat templates and the tokenizer files that are not JSON (they change token ids)
@@ -86,7 +87,7 @@ def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
 
 
 def plan_run(config: RunConfig) -> Plan:
-    from coordbench.data.dataset import dataset_fingerprint, load_samples
+    from coordbench.data.dataset import dataset_fingerprint, image_sizes, load_samples
     from coordbench.presets import load_prompt_preset, load_rescale_preset
     from coordbench.prompts import prompt_template_hash
 
@@ -99,6 +100,7 @@ def plan_run(config: RunConfig) -> Plan:
     if not samples:
         raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")
     check_preset_sizes(samples, rescale, cfg.data)
+    image_bytes = image_sizes(samples)
     params = GenerationParams(
         temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
         repetition_penalty=cfg.repetition_penalty, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
@@ -118,7 +120,7 @@ def plan_run(config: RunConfig) -> Plan:
         "backend": cfg.backend,
         "options": option_identity(cfg),
     }  # fmt: skip
-    return Plan(cfg, rescale, prompt, samples, identity, identity_hash(identity), params)
+    return Plan(cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes)
 
 
 def parse_options(cfg: RunConfig, prompt: Any):
@@ -343,7 +345,30 @@ def _prepare_dir(work_dir: Path, plan: Plan, overwrite: bool, extra: dict[str, A
         for name in (A.GT_VS_PRED, A.TRACE):  # stale files of an aborted, identity-less start
             (work_dir / name).unlink(missing_ok=True)
         A.write_json(work_dir / A.RUN_JSON, run_json(plan, extra))
+    else:
+        _check_finished_images(work_dir, plan)
     return resumed
+
+
+def _check_finished_images(work_dir: Path, plan: Plan) -> None:
+    """Refuse to resume when an image behind a finished record changed on disk; then record the
+    current sizes, so a repaired image of an unfinished sample is accepted from here on."""
+    data = A.read_json(work_dir / A.RUN_JSON)
+    old = data.get("image_bytes") if isinstance(data, dict) else None
+    if isinstance(old, dict):
+        by_id = {s.sample_id: s for s in plan.samples}
+        path = work_dir / A.GT_VS_PRED
+        done, _ = A.parse_jsonl_lenient(path.read_bytes() if path.exists() else b"")
+        for rec in done:
+            sid = rec.get("sample_id")
+            if sid in by_id and sid in old and old[sid] != plan.image_bytes.get(sid):
+                raise ResumeError(
+                    f"image {by_id[sid].image_path} changed on disk ({old[sid]} -> {plan.image_bytes.get(sid)} "
+                    f"bytes) after sample {sid} was generated; restore it, or pass --overwrite to start afresh"
+                )
+    if old != plan.image_bytes:
+        data["image_bytes"] = plan.image_bytes
+        A.write_json(work_dir / A.RUN_JSON, data)
 
 
 def run_json(plan: Plan, provenance: dict[str, Any]) -> dict[str, Any]:
@@ -352,6 +377,7 @@ def run_json(plan: Plan, provenance: dict[str, Any]) -> dict[str, Any]:
     return {
         "identity_hash": plan.identity_hash, "identity": plan.identity,
         "config": plan.cfg.to_dict(), "provenance": {**base_provenance(), **provenance},
+        "image_bytes": plan.image_bytes,
     }  # fmt: skip
 
 

@@ -8,7 +8,13 @@ import logging
 import pytest
 from PIL import Image
 
-from coordbench.data.dataset import dataset_fingerprint, gt_objects, load_samples, open_image
+from coordbench.data.dataset import (
+    dataset_fingerprint,
+    gt_objects,
+    image_sizes,
+    load_samples,
+    open_image,
+)
 from coordbench.errors import DataError
 
 W, H = 64, 32
@@ -172,7 +178,7 @@ def test_empty_limit_and_duplicates(tmp_path):
         load_samples(_write(tmp_path, [_rec(), _rec()]))  # no image_id: images[0] is the id
 
 
-def test_fingerprint_tracks_records_used_and_image_sizes(tmp_path):
+def test_fingerprint_tracks_records_used_not_image_bytes(tmp_path):
     _image(tmp_path)
     path = _write(tmp_path, [_rec(image_id=i) for i in range(3)])
     fp3 = dataset_fingerprint(path, load_samples(path))
@@ -185,8 +191,14 @@ def test_fingerprint_tracks_records_used_and_image_sizes(tmp_path):
     _image(moved)
     path_b = _write(moved, [_rec(image_id=i) for i in range(3)])
     assert dataset_fingerprint(path_b, load_samples(path_b)) == fp3  # content, not location
-    _image(moved, size=(W, H + 1))  # a different image file (size on disk changes)
-    assert dataset_fingerprint(path_b, load_samples(path_b)) != fp3
+    _image(moved, size=(W, H + 1))  # a different image file: image_sizes' job, not identity's
+    assert dataset_fingerprint(path_b, load_samples(path_b)) == fp3
+    sizes = image_sizes(load_samples(path_b))
+    assert sizes != image_sizes(load_samples(path)) and set(sizes) == {"0", "1", "2"}
+    (moved / "images/a.jpg").unlink()
+    with pytest.raises(DataError, match=r"image not found: .*a\.jpg \(sample 0\)"):
+        image_sizes(load_samples(path_b))
+    _image(moved)
     _write(moved, [_rec(image_id=i, objects=[]) for i in range(3)])
     assert dataset_fingerprint(path_b, load_samples(path_b)) != fp3
 

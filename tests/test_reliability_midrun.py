@@ -79,8 +79,6 @@ def test_image_size_not_matching_its_record_mid_run(tmp_path_factory, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="dataset identity hashes image file sizes: a repaired image "
-                   "changes it, so the run refuses to resume (see report)")  # fmt: skip
 def test_rerun_after_fixing_a_corrupt_image_resumes(tmp_path_factory, tmp_path):
     good = (assets(tmp_path_factory).data_dir / "images/val/00005.jpg").read_bytes()
     rd, img, args, p = _bad_image_mid_run(
@@ -91,7 +89,25 @@ def test_rerun_after_fixing_a_corrupt_image_resumes(tmp_path_factory, tmp_path):
     p = run_cli(args)
     assert p.returncode == 0, p.stderr[-2000:]
     assert sessions(rd)[-1]["resumed_from"] == 4
-    assert_same_artifacts(reference_run(tmp_path_factory, "greedy"), rd)
+    a = assets(tmp_path_factory)
+    fresh = run_cli(run_args(a, tmp_path / "runs", "fresh", data=Path(args[args.index("--data") + 1])))
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert_same_artifacts(tmp_path / "runs" / "fresh", rd)  # same data path: summary.json too
+
+
+@pytest.mark.slow
+def test_rerun_refuses_when_a_finished_samples_image_changed(tmp_path_factory, tmp_path):
+    good = (assets(tmp_path_factory).data_dir / "images/val/00005.jpg").read_bytes()
+    rd, img, args, p = _bad_image_mid_run(
+        tmp_path_factory, tmp_path, lambda im: im.write_bytes(good[:2000])
+    )
+    assert p.returncode == 2
+    img.write_bytes(good)
+    finished = img.parent / "00001.jpg"  # sample 1 is in the first, finished batch
+    Image.open(finished).convert("RGB").save(finished, quality=50)
+    p = run_cli(args)
+    assert_clean_error(p, "00001.jpg", "changed on disk", "--overwrite")
+    assert line_count(rd / A.GT_VS_PRED) == 4  # nothing discarded
 
 
 # --------------------------------------------------------------------------- disk full

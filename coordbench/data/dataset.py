@@ -256,21 +256,34 @@ def gt_objects(sample: Sample) -> list[dict[str, Any]]:
 
 
 def dataset_fingerprint(jsonl_path: str | Path, samples: list[Sample]) -> str:
-    """sha256 of the records used (their JSONL bytes) and of the image files' names and sizes.
+    """sha256 of the records used (their JSONL bytes) and of their image names.
 
     Only the first `len(samples)` records count, so `--limit 200` runs of a file that later grew
-    keep their identity; image bytes are not read (a size change still changes the hash).
+    keep their identity. Image files are not part of it: a corrupt image repaired between two
+    sessions must not orphan the finished records; `image_sizes` guards the finished ones instead.
     """
-    h = hashlib.sha256(b"coordbench-dataset-v1\n")
+    h = hashlib.sha256(b"coordbench-dataset-v2\n")
     for _, raw, _ in read_records(jsonl_path, limit=len(samples)):
         h.update(raw.strip() + b"\n")
     for s in samples:
+        h.update(f"{s.image}\n".encode())
+    return h.hexdigest()
+
+
+def image_sizes(samples: list[Sample]) -> dict[str, int]:
+    """Bytes on disk of every sample's image, by sample id (a missing image is a named error).
+
+    Stored in run.json, so a resumed run can refuse when an image behind a finished record was
+    swapped, while images not yet generated may change (a repaired file). Sizes, not hashes:
+    reading 5000 images to start a run would cost more than the check is worth.
+    """
+    out: dict[str, int] = {}
+    for s in samples:
         try:
-            size = os.stat(s.image_path).st_size
+            out[s.sample_id] = os.stat(s.image_path).st_size
         except OSError:
             raise DataError(f"image not found: {s.image_path} (sample {s.sample_id})") from None
-        h.update(f"{s.image}\t{size}\n".encode())
-    return h.hexdigest()
+    return out
 
 
 def open_image(sample: Sample):
