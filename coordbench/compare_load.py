@@ -117,8 +117,8 @@ def _per_image(path: Path, samples: dict[str, SampleInfo]) -> dict[str, dict[str
     if not path.exists():
         return {}
     rows = A.read_json(path)
-    if not isinstance(rows, list):
-        raise ArtifactError(f"{path}: expected a list of per-image entries")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ArtifactError(f"{path}: expected a list of per-image objects")
     infos = list(samples.values())
     if len(rows) == len(infos) and all(
         r.get("file_name") == s.image for r, s in zip(rows, infos, strict=True)
@@ -131,7 +131,7 @@ def _per_image(path: Path, samples: dict[str, SampleInfo]) -> dict[str, dict[str
 
 
 def _parse_rates(summary: dict[str, Any] | None, samples: dict[str, SampleInfo]) -> dict[str, Any]:
-    rates = ((summary or {}).get("parse") or {}).get("rates")
+    rates = _obj(_obj(summary).get("parse")).get("rates")
     if isinstance(rates, dict) and rates:
         return rates
     if not samples:
@@ -142,13 +142,28 @@ def _parse_rates(summary: dict[str, Any] | None, samples: dict[str, SampleInfo])
     return {s: sum(1 for x in samples.values() if x.parse_status == s) / n for s in PARSE_STATUSES}
 
 
+def _obj(x: Any) -> dict[str, Any]:
+    """x when it is a JSON object, else {}: a hand-edited field never becomes a traceback."""
+    return x if isinstance(x, dict) else {}
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON file that must hold an object (None when absent); anything else is a named error."""
+    if not path.exists():
+        return None
+    data = A.read_json(path)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 def load_run(path: str | Path) -> RunData:
     """Load one run dir (or its summary.json); raises ArtifactError naming a path that is not one."""
     run_dir = run_dir_of(path)
-    head = A.read_json(run_dir / A.RUN_JSON) if (run_dir / A.RUN_JSON).exists() else {}
-    summary = A.read_json(run_dir / A.SUMMARY) if (run_dir / A.SUMMARY).exists() else None
+    head = _json_object(run_dir / A.RUN_JSON) or {}
+    summary = _json_object(run_dir / A.SUMMARY)
     samples = _samples(run_dir)
-    prov = head.get("provenance") or {}
+    prov = _obj(head.get("provenance"))
     partial = None
     if summary is None:
         partial = f"no {A.SUMMARY} ({len(samples)} samples generated so far)"
@@ -157,12 +172,12 @@ def load_run(path: str | Path) -> RunData:
     metrics: dict[str, Any] = {}
     if summary is not None:
         if (run_dir / EVAL_METRICS).exists():
-            metrics.update(A.read_json(run_dir / EVAL_METRICS).get("metrics") or {})
-        metrics.update({k: v for k, v in (summary.get("metrics") or {}).items() if v is not None})
+            metrics.update(_obj(_obj(_json_object(run_dir / EVAL_METRICS)).get("metrics")))
+        metrics.update({k: v for k, v in _obj(summary.get("metrics")).items() if v is not None})
     notes = [] if head else [f"no {A.RUN_JSON}: identity unknown (an upstream run dir?)"]
     return RunData(
         path=run_dir, name=run_dir.name, identity=head.get("identity"), identity_hash=head.get("identity_hash")
-        or (summary or {}).get("identity_hash"), config=head.get("config") or {}, provenance=prov,
+        or (summary or {}).get("identity_hash"), config=_obj(head.get("config")), provenance=prov,
         summary=summary, metrics={k: v for k, v in metrics.items() if _finite_or_str(v)},
         parse_rates=_parse_rates(summary, samples), per_class=_per_class(run_dir / PER_CLASS),
         per_image=_per_image(run_dir / PER_IMAGE, samples) if summary is not None else {},

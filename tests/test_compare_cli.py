@@ -97,6 +97,34 @@ def test_cli_bad_input_is_one_line_exit_2(runs, tmp_path, args):
     assert ("nope" in r.stderr) or (str(tmp_path) in r.stderr) or ("zzz" in r.stderr)
 
 
+@pytest.mark.parametrize("name,text", [("run.json", "[1, 2]"), ("summary.json", '"x"'),
+                                       ("eval/metrics.json", "3")])  # fmt: skip
+def test_cli_run_files_that_are_not_objects_are_named(runs, tmp_path, name, text):
+    import shutil
+
+    a, _ = runs
+    bad = tmp_path / "bad"
+    shutil.copytree(a, bad)
+    (bad / name).parent.mkdir(exist_ok=True)
+    (bad / name).write_text(text)
+    r = CliRunner().invoke(main, ["compare", str(a), str(bad), "--n-boot", "0", "--no-log"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == f"error: {bad / name}: expected a JSON object, found {type(json.loads(text)).__name__}\n"
+
+
+def test_hand_edited_fields_of_the_wrong_type_are_ignored(runs, tmp_path):
+    import shutil
+
+    a, _ = runs
+    odd = tmp_path / "odd"
+    shutil.copytree(a, odd)
+    head = json.loads((odd / "run.json").read_text())
+    (odd / "run.json").write_text(json.dumps({**head, "provenance": 5, "config": "x"}))
+    r = CliRunner().invoke(main, ["compare", str(a), str(odd), "--n-boot", "0", "--no-log"])
+    assert r.exit_code == 0, r.output
+    assert "| mAP |" in r.stdout
+
+
 def test_compare_and_log_are_registered_and_documented():
     r = CliRunner().invoke(main, ["--help"])
     assert "compare" in r.stdout and "log" in r.stdout
