@@ -105,3 +105,20 @@ def test_report_of_a_hostile_run_shows_everything_as_text(shapes_dir, tmp_path):
     for s in (GT_DESC, GT_DESC_2, PRED_DESC, RAW_TEXT, RUN_NAME):
         assert s in text, f"{s!r} is not shown as text"
     assert FILE_NAME in text or FILE_NAME.replace("&amp;", "&") in text
+
+
+def test_gallery_never_follows_absolute_or_escaping_image_paths(shapes_dir, tmp_path):
+    """A tampered gt_vs_pred.jsonl must not make report.html embed files outside the data folder."""
+    from coordbench.report.gallery import Outcome, render_image
+
+    data = tmp_path / "data"
+    shutil.copytree(shapes_dir, data)
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(data / "images/val/00001.jpg", secret)  # a real, decodable image outside `data`
+    oc = Outcome(pred=[], gt=[])
+    base = {"width": 256, "height": 256, "gt": [], "pred": []}
+    inside = render_image({**base, "image": "images/val/00001.jpg"}, data, oc)
+    assert inside[3] is True  # the oracle that the image would be shown when allowed
+    for rel in (str(secret), "../secret.jpg", "images/../../secret.jpg", "..\\secret.jpg"):
+        _, _, path, found = render_image({**base, "image": rel}, data, oc)
+        assert (path, found) == (None, False), rel

@@ -142,15 +142,19 @@ def _image_rel(rec: dict, where: _Where) -> str:
     ):
         raise where.error(f"`images` must be a list of exactly one path string, got {images!r}")
     rel = images[0]
-    if (
-        PurePosixPath(rel).is_absolute()
-        or PureWindowsPath(rel).is_absolute()
-        or rel.startswith("\\")
-    ):
-        raise where.error(f"image path must be relative to the JSONL's folder, got {rel!r}")
-    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
-        raise where.error(f"image path must not leave the JSONL's folder with '..', got {rel!r}")
+    problem = unsafe_image_path(rel)
+    if problem:
+        raise where.error(f"{problem}, got {rel!r}")
     return rel
+
+
+def unsafe_image_path(rel: str) -> str | None:
+    """Why a record's image path may not be followed (absolute, or `..` out of the data folder)."""
+    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or rel.startswith("\\"):
+        return "image path must be relative to the JSONL's folder"
+    if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+        return "image path must not leave the JSONL's folder with '..'"
+    return None
 
 
 def _number(v: Any, frame: str, where: _Where, i: int) -> float:

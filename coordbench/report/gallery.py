@@ -192,16 +192,23 @@ def _draw(img: Any, rec: dict, oc: Outcome, scale: float) -> None:
         _label(draw, x0, y0, f"{p.get('desc', '')} {score_of(p):.2f}", COLOURS[st])
 
 
+def _image_path(rel: Any, root: Path | None) -> Path | None:
+    """The record's image in the data folder, or None: as the data loader, the report never
+    follows an absolute path or a `..` escape (a hostile record must not embed arbitrary files)."""
+    from coordbench.data.dataset import unsafe_image_path
+
+    if not (isinstance(rel, str) and rel and root is not None) or unsafe_image_path(rel):
+        return None
+    return root / rel
+
+
 def render_image(
     rec: dict, root: Path | None, oc: Outcome
 ) -> tuple[bytes, tuple[int, int], Path | None, bool]:
     """JPEG bytes of the record's image with boxes, its size, the path tried, and whether it was found."""
     from PIL import Image, ImageDraw
 
-    rel = rec.get("image")
-    path = None
-    if isinstance(rel, str) and rel:
-        path = Path(rel) if Path(rel).is_absolute() or root is None else root / rel
+    path = _image_path(rec.get("image"), root)
     w, h = rec.get("width"), rec.get("height")
     if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
         w, h = MIN_SIDE, MIN_SIDE
