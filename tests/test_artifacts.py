@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,35 @@ def test_check_resume_names_the_differing_fields(tmp_path):
     assert A.check_resume(tmp_path, {}, "h1") is True
     with pytest.raises(ResumeError, match=r"decode.temperature: 0.0 -> 0.7"):
         A.check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2")
+
+
+def _take(run_dir: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        with A.run_lock(Path(run_dir)):
+            results.put(("won", os.getpid()))
+            time.sleep(1.5)  # hold it while the others try
+    except ResumeError as e:
+        results.put(("refused", str(e)))
+
+
+def test_simultaneous_takeover_of_a_stale_lock_has_one_winner(tmp_path):
+    """Eight processes race for a lock left by a dead process: exactly one may win (a pid check
+    alone lets a late taker delete the winner's fresh lock and win too)."""
+    import multiprocessing as mp
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / A.LOCK).write_text(str(dead.pid))
+    ctx = mp.get_context("fork")
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=_take, args=(str(tmp_path), barrier, results)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    won = [o for o in outcomes if o[0] == "won"]
+    assert len(won) == 1, outcomes
+    assert all("is in use by" in o[1] for o in outcomes if o[0] == "refused")
+    assert not (tmp_path / A.LOCK).exists()
