@@ -251,7 +251,9 @@ def _lock_pid(lock: Path) -> int:
 
 def _in_use(run_dir: Path, lock: Path, pid: int) -> ResumeError:
     who = f"process {pid}" if pid else "another process"
-    return ResumeError(f"run dir {run_dir} is in use by {who} (lock {lock}); wait for it or use another --name")
+    return ResumeError(
+        f"run dir {run_dir} is in use by {who} (lock {lock}); wait for it or use another --name"
+    )
 
 
 def identity_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -329,7 +331,10 @@ def consistent_prefix(
         keep = keep[: len(keep) - len(keep) % max(1, batch_size)]
     ids = {r["sample_id"] for r in keep}
     keep_traces = [t for t in traces if t["sample_id"] in ids]
-    for name, rows, full, good in ((GT_VS_PRED, keep, recs, rec_len), (TRACE, keep_traces, traces, tr_len)):
+    for name, rows, full, good in (
+        (GT_VS_PRED, keep, recs, rec_len),
+        (TRACE, keep_traces, traces, tr_len),
+    ):
         path = run_dir / name
         if path.exists() and (len(rows) != len(full) or path.stat().st_size != good):
             write_jsonl(path, rows)

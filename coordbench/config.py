@@ -83,7 +83,9 @@ class RunConfig:
             data = (
                 str(EMBEDDED_DATA)
                 if preset == EMBEDDED_PRESET
-                else str(REPO_ROOT / "public_data" / "coco" / f"rescale_32_{preset}" / "val.coord.jsonl")
+                else str(
+                    REPO_ROOT / "public_data" / "coco" / f"rescale_32_{preset}" / "val.coord.jsonl"
+                )
             )
         else:
             data = self.data
@@ -97,9 +99,13 @@ class RunConfig:
         if self.max_new_tokens < 1:
             raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
         if self.scorer not in ("faster", "pycocotools"):
-            raise ConfigError(f"expected `scorer` to be one of ('faster', 'pycocotools') but got {self.scorer!r}")
+            raise ConfigError(
+                f"expected `scorer` to be one of ('faster', 'pycocotools') but got {self.scorer!r}"
+            )
         if self.logprob_source not in ("raw", "processed"):
-            raise ConfigError(f"expected `logprob_source` to be 'raw' or 'processed', got {self.logprob_source!r}")
+            raise ConfigError(
+                f"expected `logprob_source` to be 'raw' or 'processed', got {self.logprob_source!r}"
+            )
         return replace(self, ckpt=ckpt, preset=preset, data=data, prompt=prompt)
 
     def default_name(self) -> str:

@@ -82,7 +82,9 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     return format_summary(summary, None, str(eval_dir.parent))
 
 
-def eval_scored_file(path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool) -> str:
+def eval_scored_file(
+    path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
+) -> str:
     from coordbench.metrics.evaluate import (
         EvalOptions,
         evaluate_records,
@@ -98,7 +100,10 @@ def eval_scored_file(path: Path, out: Path | None, overrides: dict[str, Any], to
     m = result.metrics
     keys = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
             "f1ish@0.30_f1_full_micro", "f1ish@0.50_pred_total")  # fmt: skip
-    lines = [f"scored {len(recs)} records from {path} -> {eval_dir}" + (f" ({skipped} malformed lines skipped)" if skipped else "")]
+    lines = [
+        f"scored {len(recs)} records from {path} -> {eval_dir}"
+        + (f" ({skipped} malformed lines skipped)" if skipped else "")
+    ]
     lines += [f"  {k:<28} {m.get(k)}" for k in keys]
     return "\n".join(lines)
 
@@ -125,7 +130,11 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
     else:
         shard_dirs = []
         for d in dirs:
-            inner = sorted(p for p in (d / "shards").iterdir() if p.is_dir()) if (d / "shards").is_dir() else [d]
+            inner = (
+                sorted(p for p in (d / "shards").iterdir() if p.is_dir())
+                if (d / "shards").is_dir()
+                else [d]
+            )
             shard_dirs += inner
         if out is None:
             raise ArtifactError("merging several run dirs needs --out")

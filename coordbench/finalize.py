@@ -24,7 +24,10 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
         heads.append(A.read_json(d / A.RUN_JSON))
     hashes = {h["identity_hash"] for h in heads}
     if len(hashes) != 1:
-        diff = A.identity_diff(heads[0]["identity"], next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"])
+        diff = A.identity_diff(
+            heads[0]["identity"],
+            next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"],
+        )
         raise ArtifactError(f"cannot merge runs with different identities: {'; '.join(diff[:6])}")
     expected = heads[0]["identity"]["dataset"]["num_samples"]
     recs, traces = [], {}
@@ -42,7 +45,9 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     missing = expected - len(seen)
     if missing:
         gaps = sorted(set(range(expected)) - set(seen))[:10]
-        raise ArtifactError(f"{missing} of {expected} samples missing from the shards (indices {gaps}...)")
+        raise ArtifactError(
+            f"{missing} of {expected} samples missing from the shards (indices {gaps}...)"
+        )
     recs.sort(key=lambda r: r["index"])
     out_traces = []
     for i, r in enumerate(recs):
@@ -66,7 +71,9 @@ def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
     return recs, {t["sample_id"]: t for t in traces}
 
 
-def score_records(recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path) -> dict[str, Any]:
+def score_records(
+    recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path
+) -> dict[str, Any]:
     """Confidence -> scored records -> COCO/F1/calibration; writes the eval dir; returns metrics."""
     from coordbench.confidence import confidence_for_record, postop_summary, scored_record
     from coordbench.metrics.evaluate import evaluate_records, write_eval_dir
@@ -77,8 +84,17 @@ def score_records(recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eva
     conf_lines, scored = [], []
     for i, rec in enumerate(recs):
         t = traces.get(rec.get("sample_id"))
-        lps = None if t is None else [(-float("inf") if v is None else v) for v in (t.get(key) or t.get("token_logprobs") or [])]
-        cl = confidence_for_record(rec, i, None if t is None else t["generated_token_text"], lps, copts)
+        lps = (
+            None
+            if t is None
+            else [
+                (-float("inf") if v is None else v)
+                for v in (t.get(key) or t.get("token_logprobs") or [])
+            ]
+        )
+        cl = confidence_for_record(
+            rec, i, None if t is None else t["generated_token_text"], lps, copts
+        )
         conf_lines.append(cl)
         scored.append(scored_record(rec, cl))
     run_dir = eval_dir.parent

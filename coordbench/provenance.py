@@ -37,7 +37,17 @@ def base_provenance() -> dict[str, Any]:
         "git_sha": git_sha(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "versions": {p: _version(p) for p in ("coordbench", "torch", "transformers", "accelerate",
-                                              "faster-coco-eval", "pycocotools", "numpy")},  # fmt: skip
+        "versions": {
+            p: _version(p)
+            for p in (
+                "coordbench",
+                "torch",
+                "transformers",
+                "accelerate",
+                "faster-coco-eval",
+                "pycocotools",
+                "numpy",
+            )
+        },  # fmt: skip
         "cuda": cuda,
     }

@@ -80,7 +80,9 @@ class Generation:
     token_ids: list[int]
     token_texts: list[str]
     logprobs_raw: list[float]  # log_softmax of the model's logits, before any processing
-    logprobs_processed: list[float]  # after repetition penalty / temperature / top-k / top-p (upstream)
+    logprobs_processed: list[
+        float
+    ]  # after repetition penalty / temperature / top-k / top-p (upstream)
     finish_reason: str  # "stop" | "length"
     n_prompt_tokens: int = 0
 

@@ -70,7 +70,9 @@ def preflight_checkpoint(cfg: RunConfig) -> None:
         return
     from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
 
-    inspect_checkpoint(cfg.ckpt, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
+    inspect_checkpoint(
+        cfg.ckpt, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle
+    )
     if cfg.adapter:
         inspect_adapter(cfg.adapter, allow_pickle=cfg.allow_pickle)
 
@@ -78,7 +80,11 @@ def preflight_checkpoint(cfg: RunConfig) -> None:
 def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
     """Preset images are on the preset's grid and under its pixel budget (upstream §1.4)."""
     for s in samples:
-        if s.width % rescale.factor or s.height % rescale.factor or s.width * s.height > rescale.max_pixels:
+        if (
+            s.width % rescale.factor
+            or s.height % rescale.factor
+            or s.width * s.height > rescale.max_pixels
+        ):
             raise DataError(
                 f"{data}: sample {s.sample_id} is {s.width}x{s.height}, not a {rescale.name} preset image "
                 f"(multiples of {rescale.factor}, <= {rescale.max_pixels} pixels); "
@@ -120,7 +126,9 @@ def plan_run(config: RunConfig) -> Plan:
         "backend": cfg.backend,
         "options": option_identity(cfg),
     }  # fmt: skip
-    return Plan(cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes)
+    return Plan(
+        cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes
+    )
 
 
 def parse_options(cfg: RunConfig, prompt: Any):
@@ -253,13 +261,17 @@ def make_backend(cfg: RunConfig, dist: Dist):
         from coordbench.backends.replay import ReplayBackend
 
         return ReplayBackend(cfg.backend.split(":", 1)[1])
-    raise ConfigError(f"expected `backend` to be one of ('hf', 'vllm', 'replay:RUN_DIR') but got {cfg.backend!r}")
+    raise ConfigError(
+        f"expected `backend` to be one of ('hf', 'vllm', 'replay:RUN_DIR') but got {cfg.backend!r}"
+    )
 
 
 # --------------------------------------------------------------------------- generation
 
 
-def generate_into(work_dir: Path, plan: Plan, samples: list[Sample], dist: Dist, backend=None) -> dict:
+def generate_into(
+    work_dir: Path, plan: Plan, samples: list[Sample], dist: Dist, backend=None
+) -> dict:
     """Generate every sample not yet in work_dir, appending per batch; returns timing provenance."""
     from coordbench.data.dataset import open_image
     from coordbench.parse import parse_output
@@ -408,7 +420,12 @@ def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
         if dist.rank != 0:
             return {}
         if not dist.enabled:
-            log.warning("shard %s done in %s; run `coordbench merge %s` when all shards finished", shard, work_dir, run_dir)
+            log.warning(
+                "shard %s done in %s; run `coordbench merge %s` when all shards finished",
+                shard,
+                work_dir,
+                run_dir,
+            )
             return {"shard": str(shard), "work_dir": str(work_dir)}
         merge_shards(run_dir, [shard_dir(run_dir, Shard(r, dist.world)) for r in range(dist.world)])
     return finalize(run_dir, cfg, wall_start=wall0)

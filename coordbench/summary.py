@@ -64,7 +64,11 @@ def format_summary(summary: dict, provenance: dict | None = None, run_dir: str =
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
     p = summary["parse"]["counts"]
     lines.append("")
-    lines.append("  parse: " + ", ".join(f"{k} {p[k]}" for k in PARSE_STATUSES) + f"  (of {summary['total_emitted']})")
+    lines.append(
+        "  parse: "
+        + ", ".join(f"{k} {p[k]}" for k in PARSE_STATUSES)
+        + f"  (of {summary['total_emitted']})"
+    )
     for w in (summary.get("diagnostics") or {}).get("warnings", []):
         lines.append(f"  warning: {w}")
     if provenance:

@@ -31,15 +31,20 @@ class OracleBackend:
         self.answers = {str(r["image_id"]): (i, r) for i, r in enumerate(rows)}
         self.plan = plan or {}
         self.logprob = logprob
-        self.info = BackendInfo(name="oracle", model_path=str(data_jsonl), device="cpu", dtype="none")
+        self.info = BackendInfo(
+            name="oracle", model_path=str(data_jsonl), device="cpu", dtype="none"
+        )
         self.stats = GenerationStats()
         self.calls: list[list[str]] = []
 
     def _text(self, idx: int, row: dict) -> tuple[str, str]:
         mode = self.plan.get(idx, "perfect")
-        objs = row["objects"][: max(0, len(row["objects"]) - 1)] if mode == "drop" else row["objects"]
+        objs = (
+            row["objects"][: max(0, len(row["objects"]) - 1)] if mode == "drop" else row["objects"]
+        )
         recs = ", ".join(
-            '{"desc": "' + o["desc"] + '", "bbox_2d": [' + ", ".join(o["bbox_2d"]) + "]}" for o in objs
+            '{"desc": "' + o["desc"] + '", "bbox_2d": [' + ", ".join(o["bbox_2d"]) + "]}"
+            for o in objs
         )
         text = '{"objects": [' + recs + "]}<|im_end|>"
         if mode == "garbage":

@@ -67,7 +67,10 @@ def test_lock_refuses_live_pid_and_takes_over_stale(tmp_path):
 
 
 def test_check_resume_names_the_differing_fields(tmp_path):
-    A.write_json(tmp_path / A.RUN_JSON, {"identity_hash": "h1", "identity": {"seed": 0, "decode": {"temperature": 0.0}}})
+    A.write_json(
+        tmp_path / A.RUN_JSON,
+        {"identity_hash": "h1", "identity": {"seed": 0, "decode": {"temperature": 0.0}}},
+    )
     assert A.check_resume(tmp_path, {}, "h1") is True
     with pytest.raises(ResumeError, match=r"decode.temperature: 0.0 -> 0.7"):
         A.check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2")

@@ -50,7 +50,11 @@ def test_embedded_model_runs_on_converted_768_coco(converted, tmp_path):
         (s["image_id"], s["width"], s["height"]) for s in src
     ]
     for r in recs:  # 768 preset: multiples of 32 under 32*32*768 pixels, unchanged by the model
-        assert r["width"] % 32 == 0 and r["height"] % 32 == 0 and r["width"] * r["height"] <= 32 * 32 * 768
+        assert (
+            r["width"] % 32 == 0
+            and r["height"] % 32 == 0
+            and r["width"] * r["height"] <= 32 * 32 * 768
+        )
     traces, _ = A.read_jsonl(rd / A.TRACE)
     assert all(1 <= len(t["token_ids"]) <= 24 for t in traces)
     summary = A.read_json(rd / A.SUMMARY)
@@ -60,9 +64,13 @@ def test_embedded_model_runs_on_converted_768_coco(converted, tmp_path):
 
     out = tmp_path / "results.json"
     ann = str(fx.annotation_path)
-    res = CliRunner().invoke(main, ["export", "coco-results", str(rd), "--annotations", ann, "--out", str(out)])
+    res = CliRunner().invoke(
+        main, ["export", "coco-results", str(rd), "--annotations", ann, "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     dets = json.loads(out.read_text())
     cat_ids = {c["id"] for c in json.loads(fx.annotation_path.read_text())["categories"]}
     assert isinstance(dets, list)
-    assert all(d["image_id"] in {s["image_id"] for s in src} and d["category_id"] in cat_ids for d in dets)
+    assert all(
+        d["image_id"] in {s["image_id"] for s in src} and d["category_id"] in cat_ids for d in dets
+    )

@@ -109,7 +109,10 @@ def test_cli_run_files_that_are_not_objects_are_named(runs, tmp_path, name, text
     (bad / name).write_text(text)
     r = CliRunner().invoke(main, ["compare", str(a), str(bad), "--n-boot", "0", "--no-log"])
     assert r.exit_code == 2, r.output
-    assert r.stderr == f"error: {bad / name}: expected a JSON object, found {type(json.loads(text)).__name__}\n"
+    assert (
+        r.stderr
+        == f"error: {bad / name}: expected a JSON object, found {type(json.loads(text)).__name__}\n"
+    )
 
 
 def test_hand_edited_fields_of_the_wrong_type_are_ignored(runs, tmp_path):

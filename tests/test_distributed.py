@@ -55,11 +55,19 @@ def test_torchrun_two_ranks_equals_single_process(tiny_setup):
     import json
 
     def rows(run):
-        return [json.loads(x) for x in (out / run / "pred_token_trace.jsonl").read_text().splitlines()]
+        return [
+            json.loads(x) for x in (out / run / "pred_token_trace.jsonl").read_text().splitlines()
+        ]
 
     for a, b in zip(rows("single"), rows("dp"), strict=True):
         assert a["token_ids"] == b["token_ids"] and a["line_idx"] == b["line_idx"]
-        assert max(abs(x - y) for x, y in zip(a["token_logprobs_raw"], b["token_logprobs_raw"], strict=True)) < 1e-4
+        assert (
+            max(
+                abs(x - y)
+                for x, y in zip(a["token_logprobs_raw"], b["token_logprobs_raw"], strict=True)
+            )
+            < 1e-4
+        )
     ma = json.loads((out / "single" / "eval/metrics.json").read_text())["metrics"]
     mb = json.loads((out / "dp" / "eval/metrics.json").read_text())["metrics"]
     assert ma.keys() == mb.keys()

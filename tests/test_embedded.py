@@ -26,12 +26,18 @@ def test_tokenizer_keeps_hub_ids_for_common_tokens(tok):
 
 
 def test_specials_and_coord_tokens_are_single_ids_in_hub_order(tok):
-    ids = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>"])
+    ids = tok.convert_tokens_to_ids(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|image_pad|>"]
+    )
     assert ids == [4096, 4097, 4098, 4108]  # hub: 151643, 151644, 151645, 151655 (same offsets)
     text = "[<|coord_0|>, <|coord_517|>, <|coord_999|>]<|im_end|>"
     enc = tok(text)["input_ids"]
     coord_ids = [i for i in enc if tok.convert_ids_to_tokens(i).startswith("<|coord_")]
-    assert [tok.convert_ids_to_tokens(i) for i in coord_ids] == ["<|coord_0|>", "<|coord_517|>", "<|coord_999|>"]
+    assert [tok.convert_ids_to_tokens(i) for i in coord_ids] == [
+        "<|coord_0|>",
+        "<|coord_517|>",
+        "<|coord_999|>",
+    ]
     assert tok.decode(enc, skip_special_tokens=False) == text
 
 

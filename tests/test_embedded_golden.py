@@ -16,7 +16,9 @@ FIRST_SAMPLE_IDS = [90, 1, 1700, 82, 788, 508, 90, 1, 67, 3300, 788, 330, 82, 44
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (EMBEDDED_CKPT / "model.safetensors").exists(), reason="embedded model missing")
+@pytest.mark.skipif(
+    not (EMBEDDED_CKPT / "model.safetensors").exists(), reason="embedded model missing"
+)
 def test_embedded_default_run_is_pinned(tmp_path, monkeypatch):
     import json
 
@@ -27,6 +29,12 @@ def test_embedded_default_run_is_pinned(tmp_path, monkeypatch):
     assert m["bbox_AP50"] == pytest.approx(0.3298070256282254, abs=1e-9)
     assert m["f1ish@0.50_f1_loc_micro"] == pytest.approx(0.6881720430107526, abs=1e-9)
     assert m["f1ish@0.50_pred_total"] == 110
-    assert summary["parse"]["counts"] == {"ok": 58, "salvaged": 0, "empty": 6, "truncated": 0, "malformed": 0}
+    assert summary["parse"]["counts"] == {
+        "ok": 58,
+        "salvaged": 0,
+        "empty": 6,
+        "truncated": 0,
+        "malformed": 0,
+    }
     first = json.loads((tmp_path / "golden" / "pred_token_trace.jsonl").read_text().splitlines()[0])
     assert first["sample_id"] == "0" and first["token_ids"][:40] == FIRST_SAMPLE_IDS

@@ -90,7 +90,9 @@ def test_rerun_after_fixing_a_corrupt_image_resumes(tmp_path_factory, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert sessions(rd)[-1]["resumed_from"] == 4
     a = assets(tmp_path_factory)
-    fresh = run_cli(run_args(a, tmp_path / "runs", "fresh", data=Path(args[args.index("--data") + 1])))
+    fresh = run_cli(
+        run_args(a, tmp_path / "runs", "fresh", data=Path(args[args.index("--data") + 1]))
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert_same_artifacts(tmp_path / "runs" / "fresh", rd)  # same data path: summary.json too
 

@@ -61,8 +61,14 @@ def test_metrics_equal_a_recomputation_with_pycocotools(shapes_dir, tmp_path):
 
 def test_batch_size_does_not_change_artifacts(shapes_dir, tmp_path):
     plan = {1: "drop", 2: "garbage"}
-    run(_cfg(shapes_dir, tmp_path, name="a", batch_size=1), backend=OracleBackend(shapes_dir / "val.coord.jsonl", plan))
-    run(_cfg(shapes_dir, tmp_path, name="b", batch_size=5), backend=OracleBackend(shapes_dir / "val.coord.jsonl", plan))
+    run(
+        _cfg(shapes_dir, tmp_path, name="a", batch_size=1),
+        backend=OracleBackend(shapes_dir / "val.coord.jsonl", plan),
+    )
+    run(
+        _cfg(shapes_dir, tmp_path, name="b", batch_size=5),
+        backend=OracleBackend(shapes_dir / "val.coord.jsonl", plan),
+    )
     for f in DERIVED:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
@@ -94,13 +100,19 @@ def test_changed_identity_refuses_to_resume(shapes_dir, tmp_path):
 
     run(_cfg(shapes_dir, tmp_path), backend=OracleBackend(shapes_dir / "val.coord.jsonl"))
     with pytest.raises(ResumeError, match="temperature"):
-        run(_cfg(shapes_dir, tmp_path, temperature=0.7), backend=OracleBackend(shapes_dir / "val.coord.jsonl"))
+        run(
+            _cfg(shapes_dir, tmp_path, temperature=0.7),
+            backend=OracleBackend(shapes_dir / "val.coord.jsonl"),
+        )
 
 
 def test_shards_merge_to_the_single_run(shapes_dir, tmp_path):
     from coordbench.evaluation import merge_and_score
 
-    run(_cfg(shapes_dir, tmp_path, name="single"), backend=OracleBackend(shapes_dir / "val.coord.jsonl", {3: "drop"}))
+    run(
+        _cfg(shapes_dir, tmp_path, name="single"),
+        backend=OracleBackend(shapes_dir / "val.coord.jsonl", {3: "drop"}),
+    )
     for i in range(3):
         cfg = _cfg(shapes_dir, tmp_path, name="sharded", shard=Shard(i, 3))
         run(cfg, backend=OracleBackend(shapes_dir / "val.coord.jsonl", {3: "drop"}))

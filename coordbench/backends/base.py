@@ -18,7 +18,9 @@ class BackendInfo:
     model_type: str = ""
     dtype: str = ""
     device: str = ""
-    identity: dict[str, Any] = field(default_factory=dict)  # changes the numbers (e.g. weights hash)
+    identity: dict[str, Any] = field(
+        default_factory=dict
+    )  # changes the numbers (e.g. weights hash)
     provenance: dict[str, Any] = field(default_factory=dict)  # versions, attention impl, ...
 
 

@@ -150,7 +150,11 @@ def _image_rel(rec: dict, where: _Where) -> str:
 
 def unsafe_image_path(rel: str) -> str | None:
     """Why a record's image path may not be followed (absolute, or `..` out of the data folder)."""
-    if PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or rel.startswith("\\"):
+    if (
+        PurePosixPath(rel).is_absolute()
+        or PureWindowsPath(rel).is_absolute()
+        or rel.startswith("\\")
+    ):
         return "image path must be relative to the JSONL's folder"
     if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
         return "image path must not leave the JSONL's folder with '..'"
