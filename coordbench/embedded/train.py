@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 vaux = aux_loss(aux_head, vimg, val_batch["aux"])
             model.train()
-            row = dict(step=base_step + step, minutes=round(base_min + (time.time() - t0) / 60, 2), lr=lr, loss=float(loss),
+            row = dict(step=base_step + step, minutes=round(base_min + (time.time() - t0) / 60, 2), lr=lr, loss=float(loss.detach()),
                        ce=float(ce), coord_err=float(err), val_ce=float(vce), val_coord_err=float(verr),
                        val_aux=float(vaux))  # fmt: skip
             log.append(row)
