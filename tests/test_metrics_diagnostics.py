@@ -41,6 +41,7 @@ def test_rates_duplicates_collapse_and_warnings():
         "malformed": 1,
     }
     assert d["truncation_rate"] == 0.25 and d["empty_pred_rate"] == 0.25
+    assert (d["missed_images"], d["images_with_gt"]) == (1, 3)
     # IoU([0,0,50,50],[0,0,50,51]) = 2500/2550 = 0.98 same class -> 1 duplicate; the dog box is another class
     assert (d["duplicate_pairs"], d["duplicate_preds"], d["images_with_duplicates"]) == (1, 1, 1)
     assert d["duplicate_rate"] == pytest.approx(1 / 5)
@@ -57,6 +58,15 @@ def test_rates_duplicates_collapse_and_warnings():
         "class collapse",
     ):
         assert needle in text
+
+
+def test_empty_answers_on_empty_images_are_not_a_warning():
+    hit = rec([obj(0, 0, 50, 50, "cat")], [obj(0, 0, 50, 50, "cat")])
+    d = diagnostics([hit, rec([], []), rec([], [])])
+    assert d["empty_pred_rate"] == pytest.approx(2 / 3) and d["missed_images"] == 0
+    assert not any("no prediction" in w for w in d["warnings"])
+    d = diagnostics([hit, rec([obj(0, 0, 50, 50, "cat")], []), rec([], [])])
+    assert "50.0% of images with objects have no prediction (1 of 2)" in d["warnings"]
 
 
 def test_predict_nothing_baseline_is_scored_honestly():

@@ -100,6 +100,10 @@ def _rates(records: list[dict[str, Any]], n: int) -> dict[str, Any]:
     finish = [r.get("finish_reason") for r in records if r.get("finish_reason") is not None]
     out["truncation_rate"] = sum(f == "length" for f in finish) / len(finish) if finish else None
     out["empty_pred_rate"] = sum(not r.get("pred") for r in records) / n
+    # an empty answer on an image without objects is right: only images with GT count as missed
+    with_gt = [r for r in records if r.get("gt")]
+    out["missed_images"] = sum(not r.get("pred") for r in with_gt)
+    out["images_with_gt"] = len(with_gt)
     return out
 
 
@@ -113,8 +117,11 @@ def _warnings(d: dict[str, Any]) -> list[str]:
         w.append(
             f"{d['truncation_rate']:.1%} of generations hit max_new_tokens (finish_reason=length)"
         )
-    if d["empty_pred_rate"] >= WARN_RATE:
-        w.append(f"{d['empty_pred_rate']:.1%} of images have no prediction")
+    missed, with_gt = d["missed_images"], d["images_with_gt"]
+    if with_gt and missed / with_gt >= WARN_RATE:
+        w.append(
+            f"{missed / with_gt:.1%} of images with objects have no prediction ({missed} of {with_gt})"
+        )
     if d["duplicate_preds"]:
         w.append(
             f"{d['duplicate_preds']} duplicate predictions (same class, IoU >= {DUPLICATE_IOU}) in {d['images_with_duplicates']} images"
