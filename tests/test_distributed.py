@@ -72,3 +72,27 @@ def test_torchrun_two_ranks_equals_single_process(tiny_setup):
     mb = json.loads((out / "dp" / "eval/metrics.json").read_text())["metrics"]
     assert ma.keys() == mb.keys()
     assert all(abs(ma[k] - mb[k]) < 1e-3 for k in ma)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_ranks_equals_single_process(tiny_setup):
+    """`accelerate launch --multi_gpu` is how accelerate starts several CPU ranks (its `--cpu`
+    flag starts only one process); the ranks must split the work, not each do all of it."""
+    root, ckpt, data = tiny_setup
+    out = root / "runs_acc"
+    single = subprocess.run([sys.executable, "-m", "coordbench", *_args(ckpt, data, out, "single")],
+                            capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    launcher = Path(sys.executable).with_name("accelerate")
+    acc = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534",
+                          "-m", "coordbench", *_args(ckpt, data, out, "acc")],
+                         capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    assert acc.returncode == 0, acc.stderr[-3000:]
+    import json
+
+    run = json.loads((out / "acc" / "run.json").read_text())
+    assert run["provenance"]["world_size"] == 2
+    assert len(list((out / "acc" / "shards").iterdir())) == 2
+    for f in IDENTICAL:
+        assert (out / "single" / f).read_bytes() == (out / "acc" / f).read_bytes(), f
