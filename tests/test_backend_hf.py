@@ -413,3 +413,29 @@ def test_vllm_generates_with_a_trace(tmp_path):
     )
     assert again[0].token_ids == gens[2].token_ids and again[1].token_ids == gens[0].token_ids
     assert all(len(g.logprobs_raw) == len(g.token_ids) for g in gens)
+
+
+def test_sampled_trace_equals_a_teacher_forced_forward(backend):
+    """What a sampled run records is what the model saw: one plain forward over prompt + the
+    recorded tokens gives the trace's raw logprobs at every step (a decode loop that fed back a
+    different token than it recorded would fail here, while staying batch-invariant)."""
+    from coordbench.backends.hf_inputs import build_inputs
+
+    for i in range(2):
+        req = request(i)
+        got = backend.generate([req], SAMPLED)[0]
+        assert got.token_ids != backend.generate([req], GREEDY)[0].token_ids
+        inputs = build_inputs(
+            backend.processor, backend.template, [req], backend.device, backend.dtype
+        )
+        L = inputs["input_ids"].shape[1]
+        new = torch.tensor([got.token_ids])
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], new], 1)
+        inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(new)], 1)
+        if "mm_token_type_ids" in inputs:  # the new tokens are text
+            mm = inputs["mm_token_type_ids"]
+            inputs["mm_token_type_ids"] = torch.cat([mm, torch.zeros_like(new, dtype=mm.dtype)], 1)
+        with torch.inference_mode():
+            logits = backend.model(**inputs).logits[0, L - 1 : -1].float()
+        lp = torch.log_softmax(logits, -1)[torch.arange(len(got.token_ids)), new[0]]
+        np.testing.assert_allclose(got.logprobs_raw, lp.tolist(), atol=1e-4)
