@@ -141,6 +141,8 @@ def _compare_pair(base: RunData, run: RunData, specs: Sequence[MetricSpec], igno
     same_sets = len(shared) == len(base.samples) == len(run.samples)
     pair.deltas, notes = pair_deltas(base, run, shared, specs, same_sets, n_boot, seed)
     pair.notes += notes
+    if c := C.seed_only_caveat(base, run, [d.verdict for d in pair.deltas]):
+        caveats.append(c)
     if shared:
         pair.per_class_gains, pair.per_class_losses = per_class_deltas(base, run, shared, top_k)
         pair.per_image_gains, pair.per_image_losses = per_image_deltas(base, run, shared, top_k)

@@ -79,6 +79,29 @@ def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tupl
     return info, caveats
 
 
+def seed_only_caveat(base: RunData, run: RunData, verdicts: list[str]) -> str | None:
+    """Two sampled runs that differ only in the seed: any "better"/"worse" is a chance finding.
+
+    With ~20 metrics each tested at 95 %, about one CI in twenty excludes 0 by chance (more or
+    fewer, since the metrics are correlated); a researcher reading a seed pair needs to hear that
+    before the table, not infer it.
+    """
+    if base.identity is None or run.identity is None:
+        return None
+    if _greedy(base.identity) or _greedy(run.identity):
+        return None
+    if axes_of(flat_diff(base.identity, run.identity)) != ["seed"]:
+        return None
+    tested = [v for v in verdicts if v != "n/a"]
+    hits = [v for v in tested if v != "within noise"]
+    if not hits:
+        return None
+    have = "metric has" if len(tested) == 1 else "metrics have"
+    return (f"{run.name} and {base.name} differ only in the sampling seed, yet {len(hits)} of {len(tested)} "
+            f"{have} a 95 % CI that excludes 0: at 95 % about 1 in 20 does by chance, so read them as "
+            "seed noise; compare seed groups (mean ± std over several seeds) instead")  # fmt: skip
+
+
 def same_run_caveats(runs: list[RunData]) -> list[str]:
     """Every pair of inputs that is one run dir, or one identity (a re-run), wherever they sit."""
     out = []

@@ -523,3 +523,27 @@ def test_coco_cis_equal_pycocotools_on_the_same_resampled_image_sets(runs):
             pytest.approx(lo, abs=1e-9),
             pytest.approx(hi, abs=1e-9),
         ), label
+
+
+def test_a_seed_only_pair_with_significant_verdicts_is_called_seed_noise(runs, tmp_path):
+    samples, preds = runs["samples"], noisy_predictor(runs["samples"], 1)
+    hot = {"decode": {"temperature": 0.7}}
+    s1 = make_run(tmp_path, "hot_s1", samples, preds, identity={**hot, "seed": 1})
+    # the same identity but another seed, and half the boxes gone: the CIs exclude 0
+    s2 = make_run(tmp_path, "hot_s2", samples, drop_half(preds), identity={**hot, "seed": 2})
+    res = compare_runs([s1, s2], n_boot=N_BOOT)
+    hits = [d for d in res.pairs[0].deltas if d.verdict not in ("within noise", "n/a")]
+    tested = [d for d in res.pairs[0].deltas if d.verdict != "n/a"]
+    assert hits
+    want = (f"hot_s2 and hot_s1 differ only in the sampling seed, yet {len(hits)} of {len(tested)} metrics "
+            "have a 95 % CI that excludes 0")  # fmt: skip
+    assert any(c.startswith(want) for c in res.caveats), res.caveats
+    # another axis too (checkpoint), or greedy runs: the verdicts may be real, no such caveat
+    ck = make_run(tmp_path, "hot_ck", samples, drop_half(preds),
+                  identity={**hot, "seed": 2, "checkpoint": {"sha256": "d" * 64}})  # fmt: skip
+    cold = make_run(tmp_path, "cold_s2", samples, drop_half(preds), identity={"seed": 2})
+    for pair in ([s1, ck], [runs["a"], cold]):
+        assert not any("sampling seed" in c for c in compare_runs(pair, n_boot=N_BOOT).caveats)
+    # a seed pair where every CI contains 0 needs no warning
+    s3 = make_run(tmp_path, "hot_s3", samples, preds, identity={**hot, "seed": 3})
+    assert not any("sampling seed" in c for c in compare_runs([s1, s3], n_boot=N_BOOT).caveats)
