@@ -12,7 +12,7 @@ from coordbench.config import EMBEDDED_CKPT, RunConfig
 from coordbench.runner import run
 
 FIRST_SAMPLE_IDS = [90, 1, 1700, 82, 788, 508, 90, 1, 67, 3300, 788, 330, 66, 2128, 497, 330, 65, 2011, 62, 17,
-                    67, 788, 508, 4215, 11, 220, 4184, 11, 220, 4444, 11, 220, 4499, 60, 2137, 314, 1, 67, 3300, 788]  # fmt: skip
+                    67, 788, 508, 4212, 11, 220, 4188, 11, 220, 4448, 11, 220, 4506, 60, 2137, 314, 1, 67, 3300, 788]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -25,13 +25,13 @@ def test_embedded_default_run_is_pinned(tmp_path, monkeypatch):
     monkeypatch.setenv("COORDBENCH_BENCHMARK_LOG", str(tmp_path / "log.jsonl"))
     summary = run(RunConfig(out=str(tmp_path), name="golden", progress=False))
     m = summary["metrics"]
-    assert m["bbox_AP"] == pytest.approx(0.8072015429797563, abs=1e-9)
-    assert m["bbox_AP50"] == pytest.approx(0.9881188118811881, abs=1e-9)
-    assert m["f1ish@0.50_f1_loc_micro"] == pytest.approx(0.995433789954338, abs=1e-9)
-    assert m["f1ish@0.50_pred_total"] == 109
+    assert m["bbox_AP"] == pytest.approx(0.8313502630193615, abs=1e-9)
+    assert m["bbox_AP50"] == pytest.approx(1.0, abs=1e-9)
+    assert m["f1ish@0.50_f1_loc_micro"] == pytest.approx(1.0, abs=1e-9)
+    assert m["f1ish@0.50_pred_total"] == 110
     assert summary["parse"]["counts"] == {
-        "ok": 57,
-        "salvaged": 1,
+        "ok": 58,
+        "salvaged": 0,
         "empty": 6,
         "truncated": 0,
         "malformed": 0,

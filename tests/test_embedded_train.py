@@ -34,6 +34,25 @@ def test_desc_weight_hits_exactly_the_class_name_tokens(tiny):
     assert set(b.token_weights(pre + mid + post)) == {1.0}
 
 
+def test_coord_jitter_moves_only_input_coords_and_keeps_targets_exact(tiny):
+    _, tok, improc = tiny
+    b = train.Batcher(tok, improc, seed=0)
+    plain = b.batch([0, 1, 2, 3])
+    b.coord_jitter, b.jitter_prob = 6, 0.5
+    x = b.batch([0, 1, 2, 3])
+    assert torch.equal(x["labels"], plain["labels"])  # targets untouched
+    ans = x["labels"] != -100
+    moved = ans & (x["ids"] != x["labels"])
+    assert moved.sum() > 0 and torch.equal(x["ids"][~ans], plain["ids"][~ans])
+    lab, got = x["labels"][moved], x["ids"][moved]
+    lo = b.coord_lo
+    assert bool(((lab >= lo) & (lab < lo + 1000) & (got >= lo) & (got < lo + 1000)).all())
+    assert int((got - lab).abs().max()) <= 6
+    v = b.batch([0, 1], split="val")  # validation reads its targets exactly
+    vans = v["labels"] != -100
+    assert torch.equal(v["ids"][vans], v["labels"][vans])
+
+
 def test_aux_targets_mark_cells_inside_a_box_with_its_class():
     # one 64x64 image, a 4x4 grid of 16-px cells; object class 2 covers cells (1..2, 1..2)
     obj, box, cls = train.aux_targets([[[16, 16, 47, 47]]], [[2]], 4, 4, (64, 64))
@@ -56,7 +75,7 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_continue(tmp_path):
     for f in ("model.safetensors", "config.json", "tokenizer.json", train.AUX_HEAD_FILE):
         assert (out / f).exists(), f
     log = [json.loads(x) for x in (out / "training_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1]
+    assert [r["step"] for r in log] == [1, 2]  # the final step is logged too
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
     Qwen2_5_VLForConditionalGeneration.from_pretrained(out)
 
@@ -65,4 +84,4 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_continue(tmp_path):
     train.main(["--init-from", str(out), "--out", str(out2), "--max-steps", "1",
                 "--batch-size", "2", "--save-every", "1000"])  # fmt: skip
     log2 = [json.loads(x) for x in (out2 / "training_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log2] == [1, 2]
+    assert [r["step"] for r in log2] == [1, 2, 3]
