@@ -38,17 +38,22 @@ def _env():
     return env
 
 
+def _launch(prefix: list[str], ckpt, data, out, name) -> None:
+    """`coordbench run` under a launcher (`prefix`: python, torchrun or accelerate argv)."""
+    p = subprocess.run([*prefix, "-m", "coordbench", *_args(ckpt, data, out, name)],
+                       capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_equals_single_process(tiny_setup):
     root, ckpt, data = tiny_setup
     out = root / "runs"
-    single = subprocess.run([sys.executable, "-m", "coordbench", *_args(ckpt, data, out, "single")],
-                            capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
-    assert single.returncode == 0, single.stderr[-2000:]
+    _launch([sys.executable], ckpt, data, out, "single")
     torchrun = Path(sys.executable).with_name("torchrun")
-    dp = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29533", "-m", "coordbench",
-                         *_args(ckpt, data, out, "dp")], capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
-    assert dp.returncode == 0, dp.stderr[-3000:]
+    _launch(
+        [str(torchrun), "--nproc_per_node", "2", "--master_port", "29533"], ckpt, data, out, "dp"
+    )
     assert (out / "dp" / "shards").is_dir()
     for f in IDENTICAL:
         assert (out / "single" / f).read_bytes() == (out / "dp" / f).read_bytes(), f
@@ -80,15 +85,11 @@ def test_accelerate_launch_two_cpu_ranks_equals_single_process(tiny_setup):
     flag starts only one process); the ranks must split the work, not each do all of it."""
     root, ckpt, data = tiny_setup
     out = root / "runs_acc"
-    single = subprocess.run([sys.executable, "-m", "coordbench", *_args(ckpt, data, out, "single")],
-                            capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
-    assert single.returncode == 0, single.stderr[-2000:]
-    launcher = Path(sys.executable).with_name("accelerate")
-    acc = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534",
-                          "-m", "coordbench", *_args(ckpt, data, out, "acc")],
-                         capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
-    assert acc.returncode == 0, acc.stderr[-3000:]
+    _launch([sys.executable], ckpt, data, out, "single")
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    _launch([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534"],
+            ckpt, data, out, "acc")  # fmt: skip
     import json
 
     run = json.loads((out / "acc" / "run.json").read_text())

@@ -16,12 +16,11 @@ from tests.test_reliability_support import (
     copy_run,
     kill9,
     line_count,
-    popen_cli,
+    popen_held,
     reference_run,
     run_args,
     run_cli,
     sessions,
-    wait_for,
 )
 
 
@@ -30,12 +29,9 @@ def test_second_run_refuses_then_takes_over_the_dead_holders_lock(tmp_path_facto
     ref = reference_run(tmp_path_factory, "greedy")
     a = assets(tmp_path_factory)
     args = run_args(a, tmp_path, "r")
-    rd, paused = tmp_path / "r", tmp_path / "paused"
-    holder = popen_cli(
-        args, fault=f"{A.GT_VS_PRED}:1:pause", CB_PAUSED=str(paused)
-    )  # stops mid-run
+    rd = tmp_path / "r"
+    holder = popen_held(args, tmp_path, batch=1)  # stops mid-run
     try:
-        wait_for(paused.exists, holder)
         assert (rd / A.LOCK).read_text() == str(holder.pid)
         for extra in ((), ("--seed", "1")):  # same run, and a run with another identity
             p = run_cli(args + list(extra))

@@ -24,12 +24,11 @@ from tests.test_reliability_support import (
     copy_run,
     kill9,
     line_count,
-    popen_cli,
+    popen_held,
     reference_run,
     run_args,
     run_cli,
     sessions,
-    wait_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -49,9 +48,7 @@ def test_greedy_run_killed_three_times_resumes_identically(tmp_path_factory, tmp
     args = run_args(a, tmp_path, "r")
     rd = tmp_path / "r"
 
-    paused = tmp_path / "paused"  # held inside batch 2's record write, so a fast child cannot
-    proc = popen_cli(args, fault=f"{A.GT_VS_PRED}:2:pause", CB_PAUSED=str(paused))  # finish first
-    wait_for(paused.exists, proc)
+    proc = popen_held(args, tmp_path, batch=2)  # a fast child cannot finish first
     kill9(proc)  # a real kill -9 from outside, in the middle of the run
     kept = line_count(rd / A.GT_VS_PRED)
     assert 1 <= kept < N_SAMPLES and not (rd / A.SUMMARY).exists()
@@ -84,9 +81,7 @@ def test_sampled_run_interrupted_then_torn_resumes_identically(tmp_path_factory,
 
     # Ctrl-C while the run is held inside its second batch's record write: a racing SIGINT let
     # a fast child finish first on a loaded machine (exit 0, seen once under a full `make test`)
-    paused = tmp_path / "paused"
-    proc = popen_cli(args, fault=f"{A.GT_VS_PRED}:2:pause", CB_PAUSED=str(paused))
-    wait_for(paused.exists, proc)
+    proc = popen_held(args, tmp_path, batch=2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]

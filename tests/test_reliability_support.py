@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordbench import artifacts as A
+
 N_SAMPLES = 8
 BATCH = 2  # 4 batches of 2: several distinct kill points
 SAMPLED = ("--temperature", "0.7", "--top-p", "0.9")
@@ -132,6 +134,15 @@ def wait_for(
         if time.monotonic() > end:
             raise AssertionError("timed out waiting for the child")
         time.sleep(poll)
+
+
+def popen_held(args: list[str], tmp_path: Path, batch: int) -> subprocess.Popen:
+    """Start the CLI and return once it is held inside batch `batch`'s record write (the
+    "pause" fault), so a signal sent now lands mid-run however fast the child is."""
+    paused = tmp_path / "paused"
+    proc = popen_cli(args, fault=f"{A.GT_VS_PRED}:{batch}:pause", CB_PAUSED=str(paused))
+    wait_for(paused.exists, proc)
+    return proc
 
 
 def kill9(proc: subprocess.Popen) -> None:

@@ -299,12 +299,11 @@ def main(argv: list[str] | None = None) -> None:
     batcher.coord_jitter, batcher.jitter_prob = args.coord_jitter, args.jitter_prob
     coord_lo = tok.convert_tokens_to_ids(COORD_TOKENS[0])
     aux_head = torch.nn.Linear(model.config.text_config.hidden_size, 5 + AUX_CLASSES)
-    aux_path = Path(args.init_from or args.out) / AUX_HEAD_FILE
     saved = None
-    if args.init_from and aux_path.exists():
+    if args.init_from and (Path(args.init_from) / AUX_HEAD_FILE).exists():
         from safetensors.torch import load_file
 
-        saved = load_file(aux_path)
+        saved = load_file(Path(args.init_from) / AUX_HEAD_FILE)
     if saved is not None and saved["weight"].shape == aux_head.weight.shape:
         aux_head.load_state_dict(saved)
     elif args.init_from:
