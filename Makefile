@@ -23,8 +23,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check coordbench tests bench
-	$(BIN)/ruff format --check coordbench tests bench
+	$(BIN)/ruff check coordbench tests bench scripts
+	$(BIN)/ruff format --check coordbench tests bench scripts
 
 bench: $(STAMP)
 	$(BIN)/python bench/scoring_speed.py

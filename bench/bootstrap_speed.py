@@ -24,7 +24,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from coordbench.metrics.bootstrap import DEFAULT_METRICS, BootstrapData, paired_bootstrap
-    from coordbench.metrics.evaluate import EvalOptions, score_records
+    from coordbench.metrics.scoring import EvalOptions
+    from coordbench.metrics.scoring import score_detections as score_records
 
     t0 = time.perf_counter()
     runs = [synthetic_records(args.images, 0), synthetic_records(args.images, 0, pred_seed=1)]

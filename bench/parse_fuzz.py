@@ -15,8 +15,8 @@ import random
 import time
 from collections import Counter
 
-from coordbench.parse import parse_output
-from coordbench.records import SURFACES
+from coordbench.parse.output import parse_output
+from coordbench.types import SURFACES
 
 PIECES = ['{', '}', '[', ']', '"', '\\', ',', ':', ' ', '\n', '<|', '|>', '<|im_end|>', '<|coord_7|>',
           '"objects"', 'NaN', '1e308', '-7', '1000', '\ud800', 'é', '{"objects": [', ']}']  # fmt: skip

@@ -1,5 +1,5 @@
 """`python -m coordbench` (used by torchrun: `torchrun --nproc_per_node N -m coordbench run ...`)."""
 
-from coordbench.cli import main
+from coordbench.cli.main import main
 
 main(prog_name="coordbench")

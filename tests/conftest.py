@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordbench.backends.base import BackendInfo, GenerationStats
-from coordbench.records import Generation
+from coordbench.types import Generation
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from coordbench import artifacts as A
 from coordbench.errors import ArtifactError, ResumeError
+from coordbench.rundir import files as A
 
 
 def test_read_jsonl_drops_torn_last_line(tmp_path):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coordbench.config.options import GenerationParams
+from coordbench.config.seeding import sample_seed
 from coordbench.errors import BackendError
-from coordbench.records import GenerationParams, GenerationRequest
-from coordbench.seeding import sample_seed
+from coordbench.types import GenerationRequest
 
 torch = pytest.importorskip("torch")
 

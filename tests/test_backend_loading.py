@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from coordbench.config.options import GenerationParams
 from coordbench.errors import CheckpointError
-from coordbench.records import GenerationParams, GenerationRequest
+from coordbench.types import GenerationRequest
 
 torch = pytest.importorskip("torch")
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from coordbench import artifacts as A
-from coordbench.benchlog import (
+from coordbench.cli.main import main
+from coordbench.compare.benchlog import (
     ENV_VAR,
     append_compare_entry,
     append_run_entry,
@@ -16,9 +16,9 @@ from coordbench.benchlog import (
     read_log,
     render_log,
 )
-from coordbench.cli import main
-from coordbench.compare import compare_runs
+from coordbench.compare.core import compare_runs
 from coordbench.errors import ArtifactError
+from coordbench.rundir import files as A
 from tests.test_compare_fixtures import drop_half, make_run, make_samples, noisy_predictor
 
 

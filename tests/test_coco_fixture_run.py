@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from fixtures_coco import make_coco
 
-from coordbench import artifacts as A
-from coordbench.cli import main
+from coordbench.cli.main import main
+from coordbench.rundir import files as A
 from tests.test_runner_e2e import RUN_FILES
 
 LIMIT = 3

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from coordbench import artifacts as A
-from coordbench.compare import compare_runs
-from coordbench.compare_metrics import METRICS, metric_value
+from coordbench.compare.core import compare_runs
+from coordbench.compare.metrics import METRICS, metric_value
 from coordbench.errors import ArtifactError, ConfigError
+from coordbench.rundir import files as A
 from tests.test_compare_fixtures import (
     drop_half,
     make_run,
@@ -68,8 +68,8 @@ def test_deltas_equal_the_differences_of_each_runs_own_metrics(runs):
 
 def test_bootstrap_point_estimates_match_the_summary(runs):
     """The bootstrap resamples the same per-image counts the summary was computed from."""
-    from coordbench.compare_load import load_run
-    from coordbench.compare_stats import count_table, paired_bootstrap_counts, resample_counts
+    from coordbench.compare.load import load_run
+    from coordbench.compare.stats import count_table, paired_bootstrap_counts, resample_counts
 
     a, b = load_run(runs["a"]), load_run(runs["crippled"])
     keys = list(a.samples)
@@ -122,7 +122,7 @@ def test_bootstrap_is_seeded(runs):
 
 def test_bootstrap_ci_matches_a_naive_paired_resampling(runs):
     """Independent oracle: resample image indices with numpy and recompute micro F1 per resample."""
-    from coordbench.compare_load import load_run
+    from coordbench.compare.load import load_run
 
     a, b = load_run(runs["a"]), load_run(runs["crippled"])
     keys = list(a.samples)
@@ -406,7 +406,7 @@ def test_cis_come_from_the_metrics_librarys_paired_bootstrap(runs):
 
 
 def test_without_the_library_f1_falls_back_and_coco_says_why(runs, monkeypatch):
-    from coordbench import compare_boot
+    from coordbench.compare import boot as compare_boot
 
     monkeypatch.setattr(compare_boot, "library_available", lambda: False)
     res = compare_runs([runs["a"], runs["crippled"]], n_boot=N_BOOT, metrics=["mAP", "F1@0.5"])

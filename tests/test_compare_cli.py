@@ -11,10 +11,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from coordbench.cli import main
-from coordbench.compare import compare_runs
-from coordbench.compare_format import render
-from coordbench.gates import evaluate_gates, parse_rule
+from coordbench.cli.main import main
+from coordbench.compare.core import compare_runs
+from coordbench.compare.format import render
+from coordbench.compare.gates import evaluate_gates, parse_rule
 from tests.test_compare_fixtures import drop_half, make_run, make_samples, noisy_predictor
 
 
@@ -137,6 +137,6 @@ def test_compare_and_log_are_registered_and_documented():
 
 
 def test_importing_compare_does_not_import_torch():
-    code = ("import sys, coordbench.cli, coordbench.cli_compare, coordbench.compare, coordbench.compare_format, "
-            "coordbench.gates, coordbench.benchlog; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = ("import sys, coordbench.cli.main, coordbench.cli.compare, coordbench.compare.core, coordbench.compare.format, "
+            "coordbench.compare.gates, coordbench.compare.benchlog; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)

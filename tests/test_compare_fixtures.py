@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from coordbench import artifacts as A
-from coordbench.config import identity_hash
+from coordbench.config.run import identity_hash
+from coordbench.rundir import files as A
 
 CLASSES = ("circle", "square", "triangle", "star")
 
@@ -110,9 +110,10 @@ def make_run(root: Path, name: str, samples: list[dict], preds: list[list[dict]]
              batch_size: int = 8, statuses: list[str] | None = None, finished: bool = True, summary: bool = True,
              wall_seconds: float = 10.0, provenance: dict | None = None) -> Path:  # fmt: skip
     """Write a run dir; `identity` entries override BASE_IDENTITY (nested dicts merged one level)."""
-    from coordbench.metrics.eval_dir import write_eval_dir
-    from coordbench.metrics.evaluate import EvalOptions, score_records
-    from coordbench.summary import build_summary
+    from coordbench.metrics.eval_files import write_eval_dir
+    from coordbench.metrics.scoring import EvalOptions
+    from coordbench.metrics.scoring import score_detections as score_records
+    from coordbench.metrics.summary import build_summary
 
     ident = copy.deepcopy(BASE_IDENTITY)
     for k, v in (identity or {}).items():
@@ -155,7 +156,8 @@ def make_run(root: Path, name: str, samples: list[dict], preds: list[list[dict]]
 
 def scored_metrics(run_dir: Path, keep: set[str] | None = None) -> dict[str, float]:
     """Independent re-score of a run's scored records (optionally a subset of sample ids)."""
-    from coordbench.metrics.evaluate import EvalOptions, score_records
+    from coordbench.metrics.scoring import EvalOptions
+    from coordbench.metrics.scoring import score_detections as score_records
 
     recs, _ = A.read_jsonl(run_dir / A.SCORED)
     if keep is not None:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from coordbench.confidence import (
+from coordbench.confidence.score import (
     ConfidenceOptions,
     confidence_for_record,
     postop_summary,
     scored_record,
 )
 from coordbench.errors import ConfigError
-from coordbench.parse import parse_output, upstream_modes
+from coordbench.parse.output import parse_output, upstream_modes
 
 ORACLE = Path(__file__).parent / "oracle"
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordbench.config import EMBEDDED_CKPT, EMBEDDED_DATA, RunConfig, Shard
+from coordbench.config.run import EMBEDDED_CKPT, EMBEDDED_DATA, RunConfig, Shard
 from coordbench.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fixtures_coco import make_coco
 from PIL import Image
 
-from coordbench.data.cli import data_group, default_out_dir
+from coordbench.cli.data import data_group, default_out_dir
 from coordbench.data.validate import validate_jsonl
 
 PHOTOS = Path(__file__).resolve().parents[1] / "public_data" / "photos"

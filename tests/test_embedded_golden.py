@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from coordbench.config import EMBEDDED_CKPT, RunConfig
-from coordbench.runner import run
+from coordbench.config.run import EMBEDDED_CKPT, RunConfig
+from coordbench.pipeline.run import run
 
 FIRST_SAMPLE_IDS = [90, 1, 1700, 82, 788, 508, 90, 1, 67, 3300, 788, 330, 66, 2128, 497, 330, 65, 2011, 62, 17,
                     67, 788, 508, 4212, 11, 220, 4188, 11, 220, 4448, 11, 220, 4506, 60, 2137, 314, 1, 67, 3300, 788]  # fmt: skip

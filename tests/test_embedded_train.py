@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from coordbench.embedded import train
+from scripts import train_embedded as train
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from fixtures_coco import make_coco
 
 from coordbench.data.coco import convert_coco
 from coordbench.errors import DataError
-from coordbench.export import (
+from coordbench.export.coco_results import (
     build_export,
     coco_results,
     eval_original_scale,
@@ -160,7 +160,7 @@ def _jittered_records(rows: list[dict], seed: int = 1) -> list[dict]:
 
 
 def test_results_file_loads_in_pycocotools_with_the_same_ap(pristine, tmp_path):
-    from coordbench.cli import main
+    from coordbench.cli.main import main
 
     fx, preset = pristine
     rows = _rows(preset)
@@ -269,7 +269,7 @@ def test_descs_map_exactly_then_semantically_at_the_run_threshold(
 
 
 def test_non_coco_data_is_refused_with_a_clear_message(tmp_path):
-    from coordbench.cli import main
+    from coordbench.cli.main import main
 
     data = tmp_path / "shapes" / "val.jsonl"
     data.parent.mkdir()

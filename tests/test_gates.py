@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coordbench.cli import main
-from coordbench.compare import compare_runs
+from coordbench.cli.main import main
+from coordbench.compare.core import compare_runs
+from coordbench.compare.gates import evaluate_gates, load_gates, parse_rule
 from coordbench.errors import ConfigError
-from coordbench.gates import evaluate_gates, load_gates, parse_rule
 from tests.test_compare_fixtures import drop_half, make_run, make_samples, noisy_predictor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "configs" / "gates" / "example.toml"

@@ -17,7 +17,7 @@ from coordbench.metrics.bootstrap import (
 )
 from coordbench.metrics.coco import STAT_NAMES, coco_stats
 from coordbench.metrics.coco_images import AREA_NAMES, per_image_eval
-from coordbench.metrics.evaluate import EvalOptions, evaluate_records, write_eval_dir
+from coordbench.metrics.scoring import EvalOptions, evaluate_records, write_eval_dir
 from tests.test_metrics_coco import random_coco
 
 

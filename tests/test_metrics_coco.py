@@ -7,7 +7,7 @@ import pytest
 
 from coordbench.errors import DataError
 from coordbench.metrics.coco import STAT_NAMES, coco_stats
-from coordbench.metrics.evaluate import EvalOptions, evaluate_records
+from coordbench.metrics.scoring import EvalOptions, evaluate_records
 
 BOX = "bbox_2d"
 

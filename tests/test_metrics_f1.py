@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordbench.metrics.evaluate import EvalOptions, evaluate_records, write_eval_dir
 from coordbench.metrics.f1 import greedy_match, iou_matrix, prf, primary_threshold
+from coordbench.metrics.scoring import EvalOptions, evaluate_records, write_eval_dir
 
 
 def rec(image, gt, pred, w=100, h=100):

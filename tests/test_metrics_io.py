@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from coordbench.errors import ConfigError, DataError
-from coordbench.metrics.evaluate import EvalOptions, read_records
+from coordbench.metrics.scoring import EvalOptions, read_records
 from coordbench.metrics.semantic import Semantic, normalize_desc, resolve_model_dir
 
 
@@ -45,7 +45,7 @@ def test_normalize_desc_and_model_resolution():
 
 
 def test_metrics_import_is_torch_free():
-    code = ("import coordbench.metrics.evaluate, coordbench.metrics.bootstrap, coordbench.metrics.diagnostics, sys; "
+    code = ("import coordbench.metrics.scoring, coordbench.metrics.bootstrap, coordbench.metrics.diagnostics, sys; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True)
 

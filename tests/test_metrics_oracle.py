@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from coordbench.metrics.evaluate import EvalOptions, evaluate_records, read_records, write_eval_dir
+from coordbench.metrics.scoring import EvalOptions, evaluate_records, read_records, write_eval_dir
 
 ORACLE = Path(__file__).parent / "oracle"
 EXPECTED = json.loads((ORACLE / "eval_oracle_expected.json").read_text())[

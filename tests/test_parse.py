@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from coordbench.errors import ConfigError, DataError
-from coordbench.parse import CANONICAL, ParseOptions, parse_output, upstream_modes
-from coordbench.parse_scan import first_json_block, special_tokens, strip_control_tokens
-from coordbench.records import SURFACES, ParseStatus
+from coordbench.parse.output import CANONICAL, ParseOptions, parse_output, upstream_modes
+from coordbench.parse.scan import first_json_block, special_tokens, strip_control_tokens
+from coordbench.types import SURFACES, ParseStatus
 
 ORACLE = Path(__file__).parent / "oracle" / "parse_oracle.jsonl"
 ROWS = [json.loads(line) for line in ORACLE.read_text(encoding="utf-8").splitlines()]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordbench.parse import CANONICAL, parse_output
-from coordbench.records import SURFACES, ParseStatus
+from coordbench.parse.output import CANONICAL, parse_output
+from coordbench.types import SURFACES, ParseStatus
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CANONICAL_CODES = set(CANONICAL.values()) | {"empty_pred"}

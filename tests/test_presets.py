@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from coordbench.errors import ConfigError
-from coordbench.presets import (
+from coordbench.config.presets import (
     configs_dir,
     list_presets,
     load_decode_preset,
     load_prompt_preset,
     load_rescale_preset,
 )
-from coordbench.prompts import prompt_template_hash
+from coordbench.config.prompts import prompt_template_hash
+from coordbench.errors import ConfigError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -84,7 +84,7 @@ def test_decode_presets(name, expected):
 def test_decode_preset_applies_to_run_config():
     from dataclasses import replace
 
-    from coordbench.config import RunConfig
+    from coordbench.config.run import RunConfig
 
     cfg = replace(RunConfig(), **load_decode_preset("upstream_bench")).resolved()
     assert (cfg.temperature, cfg.max_new_tokens, cfg.seed) == (0.1, 3084, 42)

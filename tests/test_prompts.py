@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coordbench.errors import ConfigError, DataError
-from coordbench.prompts import (
+from coordbench.config.prompts import (
     COCO80_CLASSES,
     PromptPreset,
     build_messages,
@@ -18,7 +17,8 @@ from coordbench.prompts import (
     system_prompt,
     user_prompt,
 )
-from coordbench.records import SURFACES
+from coordbench.errors import ConfigError, DataError
+from coordbench.types import SURFACES
 
 # A copy inside the repo wins; the shared reference folder is where the oracles were produced.
 _CANDIDATES = [

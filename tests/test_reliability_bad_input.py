@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coordbench import artifacts as A
+from coordbench.rundir import files as A
 from tests.test_reliability_support import (
     artifact_bytes,
     assert_clean_error,
@@ -220,7 +220,7 @@ def test_pickle_only_checkpoint_needs_allow_pickle(tmp_path_factory, tmp_path):
 
 
 def test_pickle_weights_are_part_of_the_identity(tmp_path_factory, tmp_path):
-    from coordbench.runner import checkpoint_fingerprint
+    from coordbench.pipeline.plan import checkpoint_fingerprint
 
     ck = tmp_path / "ck"
     ck.mkdir()

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from coordbench import artifacts as A
+from coordbench.rundir import files as A
 from tests.test_reliability_support import (
     assert_clean_error,
     assert_same_artifacts,

@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from coordbench import artifacts as A
+from coordbench.rundir import files as A
 from tests.test_reliability_support import (
     BATCH,
     N_SAMPLES,

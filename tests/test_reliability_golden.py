@@ -16,9 +16,9 @@ import math
 
 import pytest
 
-from coordbench import artifacts as A
-from coordbench.config import RunConfig
-from coordbench.runner import run
+from coordbench.config.run import RunConfig
+from coordbench.pipeline.run import run
+from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import N_SAMPLES, reference_run
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coordbench import artifacts as A
-from coordbench.cli import main
+from coordbench.cli.main import main
+from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import assets, copy_run, reference_run, run_args
 
@@ -124,7 +124,7 @@ RUN_CASES = {
 @pytest.mark.parametrize("case", sorted(RUN_CASES))
 def test_resume_over_a_hostile_run_dir(tmp_path_factory, tmp_path, monkeypatch, case):
     a = assets(tmp_path_factory)
-    monkeypatch.setattr("coordbench.runner.make_backend", lambda cfg, dist: OracleBackend(a.data))
+    monkeypatch.setattr("coordbench.pipeline.generate.make_backend", lambda cfg, dist: OracleBackend(a.data))
     mutate, expected = RUN_CASES[case]
     rd = _finished(tmp_path_factory, tmp_path)
     mutate(rd)

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from coordbench import artifacts as A
-from coordbench.cli import main
+from coordbench.cli.main import main
+from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import (
     N_SAMPLES,
@@ -158,7 +158,7 @@ def oracle(monkeypatch, tmp_path_factory):
     """The CLI in-process, answering from ground truth: no model, no torch."""
     a = assets(tmp_path_factory)
     monkeypatch.setattr(
-        "coordbench.runner.make_backend", lambda cfg, dist: OracleBackend(a.data, {2: "drop"})
+        "coordbench.pipeline.generate.make_backend", lambda cfg, dist: OracleBackend(a.data, {2: "drop"})
     )
     return a
 

@@ -2,7 +2,7 @@
 shapes split built once per session, `coordbench run` in a subprocess (optionally with a fault
 injected at an fsync), reference runs, and artifact comparison.
 
-Faults are injected by wrapping `os.fsync`, the call every durable write in `coordbench.artifacts`
+Faults are injected by wrapping `os.fsync`, the call every durable write in `coordbench.rundir.files`
 makes (appends and atomic temp-file writes alike), so the tests do not depend on internals: at the
 n-th fsync of a named file the child either SIGKILLs itself (`kill`), cuts the file's last line in
 half and then SIGKILLs itself (`torn`), or stops there holding the run lock (`pause`).
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordbench import artifacts as A
+from coordbench.rundir import files as A
 
 N_SAMPLES = 8
 BATCH = 2  # 4 batches of 2: several distinct kill points
@@ -47,7 +47,7 @@ def fsync(fd):
     return real_fsync(fd)
 
 os.fsync = fsync
-from coordbench.cli import main
+from coordbench.cli.main import main
 main(args=sys.argv[1:], prog_name="coordbench")
 """
 
@@ -186,7 +186,7 @@ def artifact_bytes(run_dir: Path) -> dict[str, bytes]:
 
 def assert_same_artifacts(expected: Path, got: Path) -> None:
     """Same set of files (no stray temp files, no lock) and byte-identical derived artifacts."""
-    from coordbench import artifacts as A
+    from coordbench.rundir import files as A
 
     exp, new = artifact_bytes(expected), artifact_bytes(got)
     assert sorted(new) == sorted(exp), f"file sets differ: {sorted(set(new) ^ set(exp))}"
@@ -198,7 +198,7 @@ def assert_same_artifacts(expected: Path, got: Path) -> None:
 
 
 def sessions(run_dir: Path) -> list[dict]:
-    from coordbench import artifacts as A
+    from coordbench.rundir import files as A
 
     return [s["generation"] for s in A.read_json(run_dir / A.RUN_JSON)["provenance"]["sessions"]]
 

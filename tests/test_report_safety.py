@@ -12,8 +12,8 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-from coordbench.config import RunConfig
-from coordbench.runner import run
+from coordbench.config.run import RunConfig
+from coordbench.pipeline.run import run
 from tests.conftest import OracleBackend
 
 GT_DESC = "<script>alert('gt')</script>"

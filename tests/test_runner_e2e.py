@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from coordbench import artifacts as A
-from coordbench.config import RunConfig, Shard
-from coordbench.runner import run
+from coordbench.config.run import RunConfig, Shard
+from coordbench.pipeline.run import run
+from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 
 RUN_FILES = ["run.json", "gt_vs_pred.jsonl", "pred_token_trace.jsonl", "pred_confidence.jsonl",
@@ -107,7 +107,7 @@ def test_changed_identity_refuses_to_resume(shapes_dir, tmp_path):
 
 
 def test_shards_merge_to_the_single_run(shapes_dir, tmp_path):
-    from coordbench.evaluation import merge_and_score
+    from coordbench.pipeline.merge import merge_and_score
 
     run(
         _cfg(shapes_dir, tmp_path, name="single"),

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from coordbench.records import Generation, GenerationParams, GenerationRequest
+from coordbench.config.options import GenerationParams
+from coordbench.types import Generation, GenerationRequest
 
 
 @dataclass

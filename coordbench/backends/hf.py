@@ -33,8 +33,9 @@ from coordbench.backends.hf_loading import (
     resolve_device_dtype,
     versions,
 )
+from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
-from coordbench.records import Generation, GenerationParams, GenerationRequest
+from coordbench.types import Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch  # noqa: TID253 - imported only via backends/hf.py, which the runner imports lazily
 
 from coordbench.backends.base import GenerationStats
+from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
-from coordbench.records import GenerationParams
 
 
 @dataclass

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
-from coordbench.records import GenerationParams, GenerationRequest
+from coordbench.types import GenerationRequest
 
 
 def split_messages(
@@ -111,13 +112,4 @@ def build_inputs(processor, template: str | None, requests: Sequence[GenerationR
 
 def validate_params(params: GenerationParams) -> None:
     """Reject parameters the decoder cannot honour, naming the field."""
-    if params.temperature < 0:
-        raise BackendError(f"expected `temperature` >= 0 but got {params.temperature}")
-    if not 0.0 < params.top_p <= 1.0:
-        raise BackendError(f"expected `top_p` in (0, 1] but got {params.top_p}")
-    if params.top_k < 0:
-        raise BackendError(f"expected `top_k` >= 0 (0 = off) but got {params.top_k}")
-    if params.repetition_penalty <= 0:
-        raise BackendError(f"expected `repetition_penalty` > 0 but got {params.repetition_penalty}")
-    if params.max_new_tokens < 1:
-        raise BackendError(f"expected `max_new_tokens` >= 1 but got {params.max_new_tokens}")
+    params.check(BackendError)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from coordbench.artifacts import TRACE, read_jsonl
 from coordbench.backends.base import BackendInfo, GenerationStats
+from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
-from coordbench.records import Generation, GenerationParams, GenerationRequest
+from coordbench.rundir.files import TRACE, read_jsonl
+from coordbench.types import Generation, GenerationRequest
 
 
 def generation_from_trace(t: dict) -> Generation:

@@ -20,9 +20,16 @@ from typing import Any
 
 from coordbench.backends.base import BackendInfo, GenerationStats
 from coordbench.backends.hf_checkpoint import inspect_checkpoint
-from coordbench.backends.hf_inputs import check_grid, patch_merge, render_prompts, validate_params
+from coordbench.backends.hf_inputs import (
+    check_grid,
+    expected_grid,
+    patch_merge,
+    render_prompts,
+    validate_params,
+)
+from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
-from coordbench.records import Generation, GenerationParams, GenerationRequest
+from coordbench.types import Generation, GenerationRequest
 
 NOT_INSTALLED = "vLLM is not installed: pip install coordbench[vllm] on a GPU node"
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -111,8 +118,6 @@ class VLLMBackend:
         return gens
 
     def _check_sizes(self, batch: Sequence[GenerationRequest], images: list[list[Any]]) -> None:
-        from coordbench.backends.hf_inputs import expected_grid
-
         patch, merge = patch_merge(self.image_processor)
         for req, imgs in zip(batch, images, strict=True):
             grids = [expected_grid(self.image_processor, *img.size) for img in imgs]

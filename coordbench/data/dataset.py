@@ -26,7 +26,7 @@ from coordbench.data.coords import (
     parse_coord_token,
 )
 from coordbench.errors import DataError
-from coordbench.records import Box, Sample
+from coordbench.types import Box, Sample
 
 log = logging.getLogger("coordbench")
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from coordbench.data.coords import box_px_to_norm1000
+
 SIZE = 256  # 256x256 = 32*32*64 pixels: the fixpoint of smart_resize under the "64" preset
 CLASSES: dict[str, tuple[int, int, int]] = {
     "circle": (220, 30, 30),
@@ -104,8 +106,6 @@ def split_seed(split: str, index: int, base_seed: int = 0) -> int:
 
 def objects_norm1000(objects: list[ShapeObject]) -> list[dict]:
     """Objects in the `.norm.jsonl` frame, sorted by (y1, x1) as upstream (§1.5)."""
-    from coordbench.data.coords import box_px_to_norm1000
-
     out = [{"desc": o.desc, "bbox_2d": box_px_to_norm1000(o.bbox_px, SIZE, SIZE)} for o in objects]
     return sorted(out, key=lambda o: (o["bbox_2d"][1], o["bbox_2d"][0]))
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from coordbench import artifacts as A
 from coordbench.errors import ArtifactError
 from coordbench.metrics.coco_images import AREA_NAMES, PerImageEval, per_image_eval
+from coordbench.metrics.detection import unique_keys
 from coordbench.metrics.resample import STATS, CocoResampler
+from coordbench.rundir import files as A
 
 DEFAULT_METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
                    "f1ish@0.50_f1_loc_micro", "f1ish@0.30_f1_full_micro")  # fmt: skip
@@ -50,8 +51,6 @@ class BootstrapData:
     @classmethod
     def from_eval_dir(cls, eval_dir: str | Path, method: str = "numpy") -> BootstrapData:
         """Rebuild from an eval dir written by `write_eval_dir` (or upstream's: same schema)."""
-        from coordbench.metrics.evaluate import unique_keys
-
         d = Path(eval_dir)
         per_image = A.read_json(d / "per_image.json")
         coco_gt, coco_preds = A.read_json(d / "coco_gt.json"), A.read_json(d / "coco_preds.json")

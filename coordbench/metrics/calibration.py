@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from coordbench.metrics.coco_match import CocoTables
+
 IOU_THRESHOLD = 0.5  # brief: TP = matched at IoU 0.5 (COCO AP50 / F1@0.5)
 
 
@@ -21,8 +23,6 @@ def tp_flags(
     coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
-    from coordbench.metrics.coco_match import CocoTables
-
     ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
     return ev.score, ev.tp[0]
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from coordbench.config.options import SCORERS
 from coordbench.errors import ConfigError
 from coordbench.metrics.ingest import EvalImage, parse_score
 from coordbench.metrics.semantic import Semantic, normalize_desc
@@ -36,7 +37,6 @@ STAT_NAMES = (
     "ARm",
     "ARl",
 )
-SCORERS = ("faster", "pycocotools")
 SEMANTIC_REPORT_ROWS = 200  # upstream semantic_desc_report.json keeps at most 200 rows
 
 

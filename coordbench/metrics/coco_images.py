@@ -15,24 +15,11 @@ from typing import Any
 import numpy as np
 
 from coordbench.errors import ConfigError
+from coordbench.metrics.coco import run_cocoeval
+from coordbench.metrics.coco_match import AreaEval, CocoTables
 
 AREA_NAMES = ("all", "small", "medium", "large")  # pycocotools Params.areaRngLbl order
 METHODS = ("numpy", "pycocotools")
-
-
-@dataclass
-class AreaEval:
-    """All evaluated detections of one area range, one row each, sorted by (category, image, rank)."""
-
-    cat: np.ndarray  # (n,) category position k (in sorted category ids)
-    img: np.ndarray  # (n,) image position (in sorted image ids)
-    rank: np.ndarray  # (n,) rank within its (image, category) list, by score (stable)
-    score: np.ndarray  # (n,) float64
-    tp: np.ndarray  # (T, n) bool: matched and not ignored
-    ign: np.ndarray  # (T, n) bool: dtIgnore
-    npig_img: np.ndarray  # (m,) image position of each (image, category) with non-ignored GT
-    npig_cat: np.ndarray  # (m,) its category position
-    npig: np.ndarray  # (m,) its number of non-ignored GT
 
 
 @dataclass
@@ -81,13 +68,9 @@ def per_image_eval(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], me
     n_img = len({im["id"] for im in coco_gt["images"]})
     n_cats = len({c["id"] for c in coco_gt["categories"]})
     if method == "numpy":
-        from coordbench.metrics.coco_match import CocoTables
-
         tables = CocoTables(coco_gt, coco_preds)
         out = {name: tables.area_eval(name, p.iouThrs) for name in areas}
     elif method == "pycocotools":
-        from coordbench.metrics.coco import run_cocoeval
-
         if not coco_preds:  # loadRes refuses an empty list; the numpy matcher gives the same arrays
             return per_image_eval(coco_gt, coco_preds, "numpy", areas)
         ev = run_cocoeval(coco_gt, coco_preds, "pycocotools", steps=("evaluate",))

@@ -10,11 +10,10 @@ IoU is pycocotools' `bbIou` (xywh, no +1). Crowd GT is not supported (coordbench
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from coordbench.metrics.coco_images import AreaEval
 
 AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -23,6 +22,21 @@ AREA_RANGES = {
     "large": (96.0**2, 1e5**2),
 }  # fmt: skip  (pycocotools Params.areaRng)
 MAX_DETS = 100  # pycocotools Params.maxDets[-1]
+
+
+@dataclass
+class AreaEval:
+    """All evaluated detections of one area range, one row each, sorted by (category, image, rank)."""
+
+    cat: np.ndarray  # (n,) category position k (in sorted category ids)
+    img: np.ndarray  # (n,) image position (in sorted image ids)
+    rank: np.ndarray  # (n,) rank within its (image, category) list, by score (stable)
+    score: np.ndarray  # (n,) float64
+    tp: np.ndarray  # (T, n) bool: matched and not ignored
+    ign: np.ndarray  # (T, n) bool: dtIgnore
+    npig_img: np.ndarray  # (m,) image position of each (image, category) with non-ignored GT
+    npig_cat: np.ndarray  # (m,) its category position
+    npig: np.ndarray  # (m,) its number of non-ignored GT
 
 
 def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from coordbench.metrics.detection import score_detections
 from coordbench.metrics.f1 import iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.result import EvalOptions
@@ -82,12 +83,10 @@ def baseline_nothing(
     records: list[dict[str, Any]], options: EvalOptions, encoder: Encoder | None
 ) -> dict[str, float]:
     """Headline metrics of the degenerate run that predicts nothing, through the real scorer."""
-    from coordbench.metrics.evaluate import score_records
-
     empty = [{**r, "pred": [], "pred_score_source": r.get("pred_score_source") or "none",
               "pred_score_version": r.get("pred_score_version") if isinstance(r.get("pred_score_version"), int) else 1}
              for r in records if isinstance(r, dict)]  # fmt: skip
-    m = score_records(empty, options, encoder=encoder).metrics
+    m = score_detections(empty, options, encoder=encoder).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from coordbench.config.options import SCOPES
 from coordbench.errors import ConfigError
 from coordbench.metrics.ingest import EvalImage
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
-SCOPES = ("annotated", "all")
 COUNT_KEYS = ("tp_loc", "fp_loc", "fn_loc", "pred_count_eval", "pred_count_ignored",
               "matched_sem_ok", "matched_sem_bad", "tp_full", "fp_full", "fn_full")  # fmt: skip
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from coordbench.metrics.coco_images import AreaEval, PerImageEval
+from coordbench.metrics.coco_images import PerImageEval
+from coordbench.metrics.coco_match import AreaEval
 
 EPS = np.spacing(1)  # pycocotools: tp / (fp + tp + np.spacing(1))
 

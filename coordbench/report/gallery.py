@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordbench.data.dataset import unsafe_image_path
 from coordbench.report.curves import box_of, match_image, score_of
 from coordbench.report.page import esc, fmt, img_tag
 
@@ -195,8 +196,6 @@ def _draw(img: Any, rec: dict, oc: Outcome, scale: float) -> None:
 def _image_path(rel: Any, root: Path | None) -> Path | None:
     """The record's image in the data folder, or None: as the data loader, the report never
     follows an absolute path or a `..` escape (a hostile record must not embed arbitrary files)."""
-    from coordbench.data.dataset import unsafe_image_path
-
     if not (isinstance(rel, str) and rel and root is not None) or unsafe_image_path(rel):
         return None
     return root / rel

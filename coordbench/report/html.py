@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 
-from coordbench import artifacts as A
 from coordbench.errors import ArtifactError
+from coordbench.metrics.summary import HEADLINE, PARSE_STATUSES
+from coordbench.report.curves import collect_detections, norm_desc
+from coordbench.report.gallery import dataset_root, gallery_html
 from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
-from coordbench.summary import HEADLINE, PARSE_STATUSES
+from coordbench.report.plots import calibration_figure, pr_figure
+from coordbench.rundir import files as A
 
 REPORT = "report.html"
 PLOT_IOU = 0.5  # brief: PR and calibration at IoU 0.5 (COCO AP50 / F1@0.5 threshold)
@@ -166,7 +169,6 @@ def _summary_section(summary: dict, metrics: dict) -> str:
 def _per_class_section(rows: list[tuple[str, float]], n_gt: dict[str, int]) -> str:
     if not rows:
         return '<h2>Per-class AP</h2><p class="muted">eval/per_class.csv not available</p>'
-    from coordbench.report.curves import norm_desc
 
     body = [(cat, ap, n_gt.get(norm_desc(cat), 0)) for cat, ap in rows]
     return "<h2>Per-class AP</h2>" + table(["category", "AP (COCO, IoU .50:.95)", "GT boxes"], body)
@@ -176,8 +178,6 @@ def _plots_section(records: list[dict], det: Any) -> str:
     if not records:
         return ""
     try:
-        from coordbench.report.plots import calibration_figure, pr_figure
-
         pr_png, cal_png = pr_figure(det, PLOT_IOU), calibration_figure(det, 10, PLOT_IOU)
     except ImportError as e:
         return f'<h2>Plots</h2><p class="muted">plots unavailable: {esc(e)}</p>'
@@ -190,9 +190,6 @@ def _plots_section(records: list[dict], det: Any) -> str:
 
 def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     """Write `run_dir/report.html` from the run's files and return its path."""
-    from coordbench.report.curves import collect_detections
-    from coordbench.report.gallery import dataset_root, gallery_html
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ArtifactError(f"run dir not found: {run_dir}")

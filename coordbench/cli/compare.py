@@ -1,0 +1,121 @@
+"""`coordbench compare` and `coordbench log`; `cli.py` calls `register(main)` at import.
+
+Kept light: click only at module level; the comparison code is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from coordbench.cli.common import CONTEXT, friendly_errors
+
+
+@click.command("compare", context_settings=CONTEXT)
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--baseline", help="Run to compare against: its name or path (default: the first complete run)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout."
+)
+@click.option(
+    "--gates",
+    type=click.Path(dir_okay=False),
+    help="Gates TOML (configs/gates/*.toml); exit 1 if one is NOT MET.",
+)
+@click.option(
+    "--n-boot",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Paired bootstrap resamples (0: no CIs).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--top-k", type=int, default=10, show_default=True, help="Per-class / per-image rows each way."
+)
+@click.option("--group-by", default="seed", show_default=True,
+              help="Identity key whose otherwise-identical runs aggregate as mean ± std (seed, dataset, ...).")  # fmt: skip
+@click.option("--log", "log_path", type=click.Path(dir_okay=False),
+              help="Benchmark log to append to (default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder).")  # fmt: skip
+@click.option("--no-log", is_flag=True, help="Do not append to the benchmark log.")
+@friendly_errors
+def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str | None, gates: str | None,
+                n_boot: int, seed: int, top_k: int, group_by: str, log_path: str | None, no_log: bool) -> None:  # fmt: skip
+    """Is B really better than A? Deltas, paired bootstrap CIs, caveats, gates.
+
+    RUNS are run dirs (or their summary.json); the first complete one is the baseline.
+
+    \b
+    Examples:
+      coordbench compare output/runs/a output/runs/b
+      coordbench compare output/runs/*_s* --group-by seed            # mean ± std over seeds
+      coordbench compare a b --gates configs/gates/example.toml      # exit 1 if a gate fails
+      coordbench compare a b --format json --out cmp.json
+    """
+    from coordbench.compare.benchlog import append_compare_entry
+    from coordbench.compare.core import compare_runs
+    from coordbench.compare.format import render
+    from coordbench.compare.gates import evaluate_gates, load_gates
+    from coordbench.compare.metrics import METRICS
+    from coordbench.errors import ArtifactError
+
+    gate_list = load_gates(gates) if gates else []
+    labels = [m.label for m in METRICS]
+    extra = [g.metric for g in gate_list if g.metric not in labels]
+    res = compare_runs(list(runs), baseline=baseline, n_boot=n_boot, seed=seed, top_k=top_k, group_by=group_by,
+                       metrics=[*labels, *dict.fromkeys(extra)])  # fmt: skip
+    results = evaluate_gates(gate_list, res) if gate_list else []
+    text = render(res, fmt, results)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out} ({len(res.caveats)} caveat(s))", err=True)
+    else:
+        click.echo(text, nl=False)
+    if not no_log:
+        try:
+            append_compare_entry(res, results if gate_list else None, log_path)
+        except ArtifactError as e:
+            click.echo(f"warning: {e}", err=True)
+    failed = [g for g in results if not g.met]
+    if gate_list:
+        click.echo(f"gates: {len(results) - len(failed)} of {len(results)} met"
+                   + "".join(f"\n  NOT MET: {g.rule} on {g.run} (value {g.value}{'; ' + g.detail if g.detail else ''})"
+                             for g in failed), err=True)  # fmt: skip
+    if failed:
+        sys.exit(1)
+
+
+@click.command("log", context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("--path", type=click.Path(dir_okay=False),
+              help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).")  # fmt: skip
+@click.option("--last", type=int, help="Only the last N entries.")
+@friendly_errors
+def log_cmd(fmt: str, path: str | None, last: int | None) -> None:
+    """Show the append-only benchmark log (one entry per run and compare).
+
+    \b
+    Examples:
+      coordbench log
+      coordbench log --last 20 --format json
+    """
+    from coordbench.compare.benchlog import default_log_path, read_log, render_log
+
+    entries, skipped = read_log(path or default_log_path())
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    click.echo(render_log(entries, fmt, skipped), nl=False)
+
+
+def register(group: click.Group) -> None:
+    """Add `compare` and `log` to the main command group."""
+    group.add_command(compare_cmd, "compare")
+    group.add_command(log_cmd, "log")

@@ -1,0 +1,204 @@
+"""The append-only benchmark log: one JSON line per `coordbench run` and `coordbench compare`.
+
+Lines are only ever appended (O_APPEND, one write per entry, fsync), never rewritten. If a
+previous writer died mid-line, the next entry starts on a fresh line, so the torn fragment
+stays a single unreadable line that readers skip and count.
+
+Where: `$COORDBENCH_BENCHMARK_LOG` if set; else next to the runs folder of the run dir
+(`output/runs/NAME` -> `output/benchmark_log.jsonl`); else `output/benchmark_log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from coordbench.compare.format import fmt_delta, fmt_value
+from coordbench.compare.metrics import BY_LABEL, KEY_METRICS, metric_value
+from coordbench.errors import ArtifactError
+from coordbench.rundir import files as A
+from coordbench.rundir.files import parse_jsonl_lenient
+
+if TYPE_CHECKING:
+    from coordbench.compare.core import CompareResult
+    from coordbench.compare.gates import GateResult
+
+log = logging.getLogger("coordbench")
+
+LOG_NAME = "benchmark_log.jsonl"
+ENV_VAR = "COORDBENCH_BENCHMARK_LOG"
+SCHEMA_VERSION = 1
+
+
+def default_log_path(run_dir: str | Path | None = None) -> Path:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    if run_dir is not None:
+        rd = Path(run_dir)
+        return (rd.parent.parent if rd.parent.name == "runs" else rd.parent) / LOG_NAME
+    return Path("output") / LOG_NAME
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def append_entry(entry: dict[str, Any], log_path: str | Path) -> Path:
+    """Append one JSON line; existing bytes are never touched."""
+    path = Path(log_path)
+    line = orjson.dumps(entry) + b"\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: the last byte
+    except OSError as e:
+        raise ArtifactError(f"cannot open benchmark log {path}: {e.strerror or e}") from None
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # a torn last line from a killed writer stays on its own line
+        view = memoryview(line)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except OSError as e:
+        raise ArtifactError(f"cannot append to benchmark log {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    return path
+
+
+def _key_metrics(metrics: dict[str, Any], parse_rates: dict[str, Any]) -> dict[str, float | None]:
+    return {m: metric_value(BY_LABEL[m.lower()], metrics, parse_rates, {}) for m in KEY_METRICS}
+
+
+def _gates(gates: Sequence[GateResult] | None) -> list[dict[str, Any]] | None:
+    return None if gates is None else [asdict(g) for g in gates]
+
+
+def run_entry(
+    run_dir: str | Path, summary: dict[str, Any], gates: Sequence[GateResult] | None = None
+) -> dict[str, Any]:
+    rd = Path(run_dir)
+    head = A.read_json(rd / A.RUN_JSON) if (rd / A.RUN_JSON).exists() else {}
+    ident, prov = head.get("identity") or {}, head.get("provenance") or {}
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "run", "timestamp": _now(), "run_dir": str(rd),
+        "name": rd.name, "identity_hash": summary.get("identity_hash") or head.get("identity_hash"),
+        "checkpoint": (ident.get("checkpoint") or {}).get("path_name"), "preset": ident.get("preset"),
+        "dataset": (ident.get("dataset") or {}).get("path_name"), "seed": ident.get("seed"),
+        "package_version": ident.get("package_version"), "n_samples": summary.get("total_emitted"),
+        "metrics": _key_metrics(summary.get("metrics") or {}, (summary.get("parse") or {}).get("rates") or {}),
+        "wall_seconds": prov.get("wall_seconds"), "gates": _gates(gates),
+        "gates_met": None if gates is None else all(g.met for g in gates),
+    }  # fmt: skip
+
+
+def append_run_entry(run_dir: str | Path, summary: dict[str, Any], log_path: str | Path | None = None,
+                     gates: Sequence[GateResult] | None = None) -> Path | None:  # fmt: skip
+    """Log a finished run (called at the end of `coordbench run`). A log that cannot be written
+    is a warning, not a failure: the run itself is complete and on disk."""
+    path = Path(log_path) if log_path is not None else default_log_path(run_dir)
+    try:
+        return append_entry(run_entry(run_dir, summary, gates), path)
+    except ArtifactError as e:
+        log.warning("%s", e)
+        return None
+
+
+def compare_entry(
+    result: CompareResult, gates: Sequence[GateResult] | None = None
+) -> dict[str, Any]:
+    keys = [m for m in KEY_METRICS if m in result.metrics]
+    deltas = {p.run: {d.metric: {"delta": d.delta, "ci_low": d.ci_low, "ci_high": d.ci_high, "verdict": d.verdict}
+                      for d in p.deltas if d.metric in keys} for p in result.pairs}  # fmt: skip
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "compare", "timestamp": _now(), "baseline": result.baseline,
+        "runs": [{"name": r.name, "run_dir": r.path, "identity_hash": r.identity_hash, "n_samples": r.n_samples,
+                  "partial": r.partial, "metrics": {m: r.values.get(m) for m in keys}} for r in result.runs],
+        "deltas": deltas, "n_boot": result.n_boot, "seed": result.seed, "caveats": result.caveats,
+        "gates": _gates(gates), "gates_met": None if gates is None else all(g.met for g in gates),
+    }  # fmt: skip
+
+
+def append_compare_entry(result: CompareResult, gates: Sequence[GateResult] | None = None,
+                         log_path: str | Path | None = None) -> Path:  # fmt: skip
+    """Log a comparison; default path from the baseline's run dir (see module doc)."""
+    if log_path is None:
+        base = next((r.path for r in result.runs if r.name == result.baseline), None)
+        log_path = default_log_path(base or (result.runs[0].path if result.runs else None))
+    return append_entry(compare_entry(result, gates), log_path)
+
+
+def read_log(path: str | Path) -> tuple[list[dict[str, Any]], int]:
+    """Entries in order and the number of unreadable (torn) lines skipped."""
+    p = Path(path)
+    if not p.exists():
+        raise ArtifactError(
+            f"benchmark log not found: {p} (it is written by `coordbench run` and `compare`)"
+        )
+    return parse_jsonl_lenient(p.read_bytes())
+
+
+LOG_COLUMNS = ("mAP", "AP50", "F1@0.5", "pred_total", "parse.malformed_rate")
+
+
+def _cell(metric: str, v: Any) -> str:
+    return fmt_value(metric, v) if isinstance(v, int | float) else "-"
+
+
+def _gates_cell(e: dict[str, Any]) -> str:
+    gates = e.get("gates")
+    if not gates:
+        return "-"
+    failed = [f"{g['rule']} ({g['run']})" for g in gates if not g.get("met")]
+    head = f"{len(gates) - len(failed)}/{len(gates)} met"
+    if not failed:
+        return head
+    more = f", +{len(failed) - 3} more" if len(failed) > 3 else ""
+    return f"{head}; NOT MET: {', '.join(failed[:3])}{more}"
+
+
+def _row(e: dict[str, Any]) -> list[str]:
+    ts = str(e.get("timestamp", "-"))
+    if e.get("kind") == "compare":
+        pairs = e.get("deltas") or {}
+        first = next(iter(pairs), None)
+        what = f"{first} vs {e.get('baseline')}" if first else f"{e.get('baseline')} (alone)"
+        if len(pairs) > 1:
+            what += f" (+{len(pairs) - 1} more)"
+        d = pairs.get(first, {}) if first else {}
+        cells = []
+        for m in LOG_COLUMNS:
+            row = d.get(m) or {}
+            delta = row.get("delta")
+            cells.append(
+                "-"
+                if delta is None
+                else f"Δ {fmt_delta(m, delta)} {row.get('verdict', '')}".rstrip()
+            )
+        return [ts, "compare", what, "-", "-", *cells, _gates_cell(e)]
+    m = e.get("metrics") or {}
+    return [ts, str(e.get("kind", "?")), str(e.get("name") or e.get("run_dir") or "-"),
+            str(e.get("identity_hash") or "-")[:12], str(e.get("n_samples", "-")),
+            *(_cell(c, m.get(c)) for c in LOG_COLUMNS), _gates_cell(e)]  # fmt: skip
+
+
+def render_log(entries: list[dict[str, Any]], fmt: str = "md", skipped: int = 0) -> str:
+    """The log as a markdown table (one row per entry, oldest first) or a JSON array."""
+    if fmt == "json":
+        return orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode() + "\n"
+    header = ["time (UTC)", "kind", "run", "identity", "samples", *LOG_COLUMNS, "gates"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _row(e)) + " |" for e in entries]
+    if skipped:
+        lines.append(f"\n{skipped} unreadable line(s) skipped (a writer killed mid-line)")
+    return "\n".join(lines) + "\n"

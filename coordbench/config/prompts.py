@@ -1,0 +1,339 @@
+"""Prompt presets: the exact upstream CoordExp prompt strings, the template hash, chat messages.
+
+A prompt is composed the way upstream composes it (upstream_spec §2.1): a base system/user text
+chosen by (ordering, coord surface), a field-order rule, a bbox rule and a one-object example
+substituted in, then the variant's suffixes appended. The `coord_tokens` and `norm1000_text`
+surfaces reproduce `reference/oracle/prompts.json` byte for byte (tested); `pixel` and `rel1000`
+are coordbench additions with no upstream oracle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from coordbench.errors import ConfigError, DataError
+
+ORDERINGS = ("sorted", "random")
+COORD_MODES = ("coord_tokens", "norm1000_text", "pixel", "rel1000")
+VARIANTS = ("default", "coco_80")
+FIELD_ORDERS = ("desc_first", "geometry_first")
+BBOX_FORMATS = ("xyxy",)  # upstream also has cxcywh / cxcy_logw_logh; our parser is xyxy only
+LAYOUTS = ("text_first", "image_first")
+
+# coord_mode -> coordbench.types.SURFACES
+_SURFACE = {
+    "coord_tokens": "coord_tokens",
+    "norm1000_text": "norm1000",
+    "pixel": "pixel",
+    "rel1000": "rel1000",
+}
+
+# Official COCO-2017 category names in category-id order (upstream `COCO_80_CLASS_NAMES`).
+COCO80_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"expected `{name}` to be one of {allowed} but got {value!r}")
+
+
+@dataclass(frozen=True)
+class PromptPreset:
+    """One prompt setting; everything but `layout` feeds the upstream template hash."""
+
+    name: str
+    ordering: str = "sorted"
+    coord_mode: str = "coord_tokens"
+    variant: str = "default"
+    field_order: str = "desc_first"
+    bbox_format: str = "xyxy"
+    layout: str = "text_first"  # text_first = upstream inference, image_first = upstream training (§2.3, pitfall 3)
+
+    def __post_init__(self) -> None:
+        _check_choice("ordering", self.ordering, ORDERINGS)
+        _check_choice("coord_mode", self.coord_mode, COORD_MODES)
+        _check_choice("variant", self.variant, VARIANTS)
+        _check_choice("field_order", self.field_order, FIELD_ORDERS)
+        _check_choice("bbox_format", self.bbox_format, BBOX_FORMATS)
+        _check_choice("layout", self.layout, LAYOUTS)
+
+    @property
+    def surface(self) -> str:
+        """The parser's coordinate surface (`coordbench.types.SURFACES`)."""
+        return _SURFACE[self.coord_mode]
+
+
+# --------------------------------------------------------------------------- text parts (upstream §2.2)
+
+_SYSTEM_HEAD = (
+    "You are a general-purpose object detection and grounding assistant. "
+    'Output exactly one CoordJSON object {"objects": [...]} with no extra text.\n'
+    '- The top-level object must contain exactly one key "objects".\n'
+)
+_PREFER = (
+    "Prefer including a clearly visible, localizable instance rather than omitting it "
+    "because the boundary is slightly uncertain."
+)
+_FIELD_ORDER_SYSTEM = {
+    "desc_first": "Each objects[] record must place desc before exactly one geometry key "
+    "(bbox_2d OR poly); never emit multiple geometries.",
+    "geometry_first": "Each objects[] record must place exactly one geometry key "
+    "(bbox_2d OR poly) before desc; never emit multiple geometries.",
+}
+_FIELD_ORDER_USER = {
+    "desc_first": "has desc before one geometry (bbox_2d or poly)",
+    "geometry_first": "has one geometry (bbox_2d or poly) before desc",
+}
+_BBOX_SYSTEM_RULE = {"xyxy": "bbox_2d is [x1, y1, x2, y2] with x1<=x2 and y1<=y2."}
+_BBOX_USER_RULE = {"xyxy": "Use bbox_2d as [x1, y1, x2, y2]."}
+_POLY_RULES = (
+    "  * poly is a flat list [x1, y1, x2, y2, ...] with an even number of coords and >= 6 entries.\n"
+    "    - Preserve adjacency: consecutive vertices are connected, and the last connects back to the first.\n"
+    "    - Use a consistent vertex order: start from the top-most (then left-most) vertex, "
+    "then go clockwise around the centroid.\n"
+    "    - Do NOT sort poly points by x/y; that can create self-intersections.\n"
+)
+_LAYOUT_RULE = (
+    "- JSON layout: single line; one space after colons and commas; double quotes for keys/strings; "
+    "no trailing text.\n"
+)
+_ORDER_RULE = {
+    "sorted": "- Order objects by image-space top-left anchor (y1, x1): top-to-bottom then left-to-right.\n"
+    "  For poly, anchor is (minY, minX) over polygon vertices.\n",
+    "random": "- Object order is unrestricted; any ordering is acceptable.\n",
+}
+_PRIOR_RULES = "Prior rules:\n- Open-domain object detection/grounding on public datasets; cover all visible targets.\n"
+
+_USER_OPENING = {
+    "sorted": "Detect and list every clearly visible object instance in the image, ordered by "
+    "image-space top-left (y1, x1) top-to-bottom then left-to-right. "
+    "For poly anchors, use (minY, minX) over all vertices.",
+    "random": "Detect and list every clearly visible object instance in the image "
+    "(any ordering is acceptable).",
+}
+_NUMERIC_CLOSING = "Do not emit coord tokens, quoted numbers, floats, extra keys, or extra text."
+
+
+@dataclass(frozen=True)
+class _Surface:
+    """How one coordinate surface is described: system coordinate bullets, user phrase, closing."""
+
+    system_rules: str
+    user_phrase: str
+    user_closing: str
+
+
+def _numeric_examples(intro: str) -> str:
+    return (
+        f"- Coordinates must be written as {intro} only. Examples that serialize correctly:\n"
+        "  * bbox_2d: [12, 34, 256, 480]\n"
+        "  * poly: [10, 20, 200, 20, 200, 220, 10, 220]\n"
+    )
+
+
+_SURFACE_TEXT = {
+    "coord_tokens": _Surface(
+        "- Coordinates must be written as coord tokens `<|coord_N|>` only. Examples that tokenize correctly:\n"
+        "  * bbox_2d: [<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]\n"
+        "  * poly: [<|coord_10|>, <|coord_20|>, <|coord_200|>, <|coord_20|>, <|coord_200|>, "
+        "<|coord_220|>, <|coord_10|>, <|coord_220|>]\n"
+        "- Coordinates are integers in [0,999]; always keep bare `<|coord_...|>` literals (no quotes) "
+        "in geometry arrays.\n",
+        "bare `<|coord_N|>` tokens (0\u2013999)",  # EN DASH, as upstream
+        "Do not quote coord tokens, do not emit extra keys, and emit no extra text.",
+    ),
+    "norm1000_text": _Surface(
+        _numeric_examples("bare JSON integers in [0,999]")
+        + "- Coordinates are always normalized to the shared 0..999 lattice. Do not emit coord tokens, "
+        "quoted numbers, floats, or pixel-space coordinates.\n",
+        "bare JSON integer coordinates (0\u2013999)",
+        _NUMERIC_CLOSING,
+    ),
+    # coordbench additions, NOT upstream (no oracle): written after the norm1000_text pattern.
+    # pixel = absolute pixels of the image the model sees (Qwen2.5-VL grounding style).
+    "pixel": _Surface(
+        _numeric_examples("bare JSON integers in absolute pixels of the input image")
+        + "- Coordinates are absolute pixel positions in the image as given: 0 <= x <= width-1 and "
+        "0 <= y <= height-1. Do not emit coord tokens, quoted numbers, floats, or normalized coordinates.\n",
+        "bare JSON integer pixel coordinates of the input image",
+        _NUMERIC_CLOSING,
+    ),
+    # rel1000 = relative to the image size on a 0..1000 scale (Qwen3-VL grounding style).
+    "rel1000": _Surface(
+        _numeric_examples("bare JSON integers in [0,1000]")
+        + "- Coordinates are relative to the image size on a 0..1000 scale (x/width*1000, y/height*1000). "
+        "Do not emit coord tokens, quoted numbers, floats, or pixel-space coordinates.\n",
+        "bare JSON integer coordinates relative to the image size (0\u20131000)",
+        _NUMERIC_CLOSING,
+    ),
+}
+
+_COCO80_LIST = ", ".join(COCO80_CLASSES)
+# variant -> (system suffix, user suffix); upstream `PROMPT_VARIANT_REGISTRY`.
+_VARIANT_SUFFIX = {
+    "default": ("", ""),
+    "coco_80": (
+        "- COCO-80 closed-class policy: `desc` must be exactly one canonical class name from this list "
+        f"(case-sensitive): {_COCO80_LIST}.\n"
+        "- Do not emit any class outside this list; if uncertain, choose the closest canonical class and "
+        "keep details concise.\n"
+        "- Coverage: locate each clearly visible object instance, including small or partially occluded "
+        "instances when they are still localizable; when multiple instances of the same class exist, "
+        "output multiple records (one per instance).\n"
+        "- Atomic instances: each record must refer to exactly one object instance; each bbox_2d must "
+        "tightly cover a single instance.\n"
+        "- Prefer one tight atomic box for a clearly visible instance rather than omitting it because the "
+        "boundary is slightly uncertain.\n"
+        "- Do not output group boxes that cover multiple instances (e.g., a long thin strip over a crowd "
+        "or shelf row).\n"
+        "- Avoid duplicates: do not output multiple near-identical boxes for the same instance.\n",
+        f" Restrict `desc` to this COCO-80 class list: {_COCO80_LIST}."
+        " Locate each clearly visible object instance, including small or partially occluded instances "
+        "when they are still localizable; output one record per instance."
+        f" {_PREFER}"
+        " Each record must correspond to exactly one object instance with an atomic bbox; do not use one "
+        "box to cover multiple objects and do not repeat near-identical boxes.",
+    ),
+}
+
+# The per-object example in the user prompt. Upstream's geometry-first example says
+# "black cat near sofa" while the desc-first one says "black cat"; kept as is.
+_EXAMPLE_BOX = [110, 310, 410, 705]
+_EXAMPLE_DESC = {"desc_first": "black cat", "geometry_first": "black cat near sofa"}
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def system_prompt(preset: PromptPreset) -> str:
+    """The system message text (ends with a newline, as upstream)."""
+    return (
+        _SYSTEM_HEAD
+        + f"- {_FIELD_ORDER_SYSTEM[preset.field_order]}\n"
+        + f"- {_PREFER}\n"
+        + "- Geometry formatting rules:\n"
+        + f"  * {_BBOX_SYSTEM_RULE[preset.bbox_format]}\n"
+        + _POLY_RULES
+        + _SURFACE_TEXT[preset.coord_mode].system_rules
+        + _LAYOUT_RULE
+        + _ORDER_RULE[preset.ordering]
+        + _PRIOR_RULES
+        + _VARIANT_SUFFIX[preset.variant][0]
+    )
+
+
+def user_prompt(preset: PromptPreset) -> str:
+    """The user message text (one line)."""
+    surface = _SURFACE_TEXT[preset.coord_mode]
+    example = _render_object(_EXAMPLE_DESC[preset.field_order], _EXAMPLE_BOX, preset)
+    return (
+        f"{_USER_OPENING[preset.ordering]} "
+        f'Return a single CoordJSON object {{"objects": [...]}} using {surface.user_phrase} '
+        f"where each record {_FIELD_ORDER_USER[preset.field_order]}. "
+        f"{_BBOX_USER_RULE[preset.bbox_format]} "
+        f"Use the exact per-object format: {example}. "
+        f"{_PREFER} "
+        f"{surface.user_closing}" + _VARIANT_SUFFIX[preset.variant][1]
+    )
+
+
+def prompt_template_hash(preset: PromptPreset) -> str:
+    """Upstream `prompt_template_hash` (§2.1): sha256 of json.dumps(sort_keys, ensure_ascii=False).
+
+    `layout` is not part of it (upstream has no such knob); the run identity records it separately.
+    """
+    payload = {
+        "ordering": preset.ordering,
+        "coord_mode": preset.coord_mode,
+        "prompt_variant": preset.variant,
+        "object_field_order": preset.field_order,
+        "bbox_format": preset.bbox_format,
+        "system_prompt": system_prompt(preset),
+        "user_prompt": user_prompt(preset),
+        "do_resize": False,
+    }
+    # Python's default separators (", ", ": ") — the oracle hash depends on them.
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def build_messages(preset: PromptPreset, image: Any) -> list[dict[str, Any]]:
+    """Chat-template messages; user content order follows `preset.layout` (§2.3)."""
+    text = {"type": "text", "text": user_prompt(preset)}
+    img = {"type": "image", "image": image}
+    content = [text, img] if preset.layout == "text_first" else [img, text]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": system_prompt(preset)}]},
+        {"role": "user", "content": content},
+    ]
+
+
+def render_target(objects: list[dict[str, Any]], preset: PromptPreset) -> str:
+    """The expected assistant answer (§2.4), without the chat template's `<|im_end|>`.
+
+    `objects`: `[{"desc": str, "bbox_2d": [4 ints in the preset's surface]}]`, already in the
+    order wanted (upstream: sorted by (y1, x1)). Coord-token surfaces also accept the
+    `"<|coord_k|>"` strings of a `.coord.jsonl`.
+    """
+    parts = []
+    for i, obj in enumerate(objects):
+        try:
+            desc, box = obj["desc"], obj["bbox_2d"]
+        except (KeyError, TypeError):
+            raise DataError(
+                f"object {i}: expected keys 'desc' and 'bbox_2d', got {obj!r}"
+            ) from None
+        if not isinstance(desc, str) or not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise DataError(f"object {i}: need a str desc and 4 bbox_2d values, got {obj!r}")
+        try:
+            parts.append(_render_object(desc, box, preset))
+        except DataError as e:
+            raise DataError(f"object {i}: {e}") from None
+    return '{"objects": [' + ", ".join(parts) + "]}"
+
+
+# --------------------------------------------------------------------------- rendering
+
+_COORD_TOKEN = re.compile(r"^<\|coord_(\d{1,4})\|>$")  # upstream token regex (§1.2)
+# inclusive upper bound per surface; pixel has none here (the image size is not known)
+_MAX_VALUE = {"coord_tokens": 999, "norm1000_text": 999, "rel1000": 1000, "pixel": math.inf}
+
+
+def _render_coord(value: Any, coord_mode: str) -> str:
+    if coord_mode == "coord_tokens" and isinstance(value, str):
+        m = _COORD_TOKEN.match(value)
+        if m and int(m.group(1)) <= 999:
+            return value
+        raise DataError(f"not a coord token in [0,999]: {value!r}")
+    hi = _MAX_VALUE[coord_mode]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise DataError(
+            f"bbox_2d value {value!r} is not an int in [0, {hi}] for coord_mode {coord_mode!r}"
+        )
+    return f"<|coord_{value}|>" if coord_mode == "coord_tokens" else str(value)
+
+
+def _render_object(desc: str, box: Any, preset: PromptPreset) -> str:
+    """One CoordJSON record: JSON-quoted keys/desc, bare coordinates, key order per field order."""
+    desc_part = '"desc": ' + json.dumps(desc, ensure_ascii=False)
+    geom_part = '"bbox_2d": [' + ", ".join(_render_coord(v, preset.coord_mode) for v in box) + "]"
+    first, second = (
+        (desc_part, geom_part) if preset.field_order == "desc_first" else (geom_part, desc_part)
+    )
+    return "{" + first + ", " + second + "}"

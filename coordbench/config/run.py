@@ -1,0 +1,172 @@
+"""RunConfig: everything a run needs, resolved once; its identity hash decides resume vs refuse."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coordbench import __version__
+from coordbench.config.options import (
+    ConfidenceOptions,
+    EvalOptions,
+    GenerationParams,
+    ParseOptions,
+)
+from coordbench.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EMBEDDED_CKPT = Path(__file__).resolve().parents[1] / "embedded" / "shapes-qwen25vl"
+EMBEDDED_DATA = REPO_ROOT / "public_data" / "shapes" / "val.coord.jsonl"
+EMBEDDED_PRESET = "64"
+EMBEDDED_PROMPT = "default_desc_first"
+DEFAULT_PROMPT = "coco80_desc_first"  # the upstream COCO benchmark setting
+_GEN, _PARSE, _CONF, _EVAL = GenerationParams(), ParseOptions(), ConfidenceOptions(), EvalOptions()
+
+
+@dataclass(frozen=True)
+class Shard:
+    """`--shard i/N`: this job takes samples whose dataset index % N == i (upstream convention)."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        if not text:
+            return cls()
+        try:
+            i, n = (int(p) for p in text.split("/"))
+        except ValueError:
+            raise ConfigError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
+        if n < 1 or not 0 <= i < n:
+            raise ConfigError(f"--shard {text}: need 0 <= i < N and N >= 1")
+        return cls(i, n)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    ckpt: str | None = None  # None = the embedded default model
+    adapter: str | None = None
+    data: str | None = None  # None = the preset's default data (embedded shapes for the default)
+    preset: str | None = None
+    prompt: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    # decoding, parsing, confidence and scoring fields take their defaults from their option
+    # type (config/options.py), which also validates them; run.json keeps this flat layout
+    temperature: float = _GEN.temperature
+    top_p: float = _GEN.top_p
+    top_k: int = _GEN.top_k
+    repetition_penalty: float = _GEN.repetition_penalty
+    max_new_tokens: int = _GEN.max_new_tokens
+    seed: int = _GEN.seed
+    out: str = "output/runs"
+    name: str | None = None
+    backend: str = "hf"
+    device: str = "auto"
+    dtype: str = "auto"
+    scorer: str = _EVAL.scorer
+    semantic_threshold: float = _EVAL.semantic_threshold
+    logprob_source: str = _CONF.logprob_source
+    keep_truncated_numeric_objects: bool = _PARSE.keep_truncated_numeric_objects
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    overwrite: bool = False
+    shard: Shard = field(default_factory=Shard)
+    progress: bool = True
+
+    def resolved(self) -> RunConfig:
+        """Fill defaults: no --ckpt and no --data means the embedded default, end to end."""
+        embedded = self.ckpt is None
+        ckpt = self.ckpt or str(EMBEDDED_CKPT)
+        preset = self.preset or (EMBEDDED_PRESET if embedded and self.data is None else "768")
+        if self.data is None:
+            data = (
+                str(EMBEDDED_DATA)
+                if preset == EMBEDDED_PRESET
+                else str(
+                    REPO_ROOT / "public_data" / "coco" / f"rescale_32_{preset}" / "val.coord.jsonl"
+                )
+            )
+        else:
+            data = self.data
+        prompt = self.prompt or (EMBEDDED_PROMPT if embedded else DEFAULT_PROMPT)
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError(f"--limit must be >= 0, got {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        self.generation_params().check(ConfigError)
+        self.confidence_options()  # each option type validates itself on construction
+        self.eval_options()
+        return replace(self, ckpt=ckpt, preset=preset, data=data, prompt=prompt)
+
+    def generation_params(self) -> GenerationParams:
+        return GenerationParams(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+
+    def parse_options(self, field_order: str) -> ParseOptions:
+        """Parse options; the field order is the prompt preset's."""
+        return ParseOptions(
+            field_order=field_order,
+            keep_truncated_numeric_objects=self.keep_truncated_numeric_objects,
+        )
+
+    def confidence_options(self) -> ConfidenceOptions:
+        return ConfidenceOptions(logprob_source=self.logprob_source)
+
+    def eval_options(self) -> EvalOptions:
+        return EvalOptions(scorer=self.scorer, semantic_threshold=self.semantic_threshold)
+
+    def default_name(self) -> str:
+        ck = Path(self.ckpt or EMBEDDED_CKPT).name
+        t = "greedy" if self.temperature == 0 else f"t{self.temperature:g}"
+        return f"{ck}_{self.preset}_{self.prompt}_{t}_s{self.seed}"
+
+    def run_dir(self) -> Path:
+        return Path(self.out) / (self.name or self.default_name())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shard"] = str(self.shard)
+        return d
+
+
+def canonical_json(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(identity)).hexdigest()
+
+
+def hash_files(paths: list[Path]) -> str:
+    """Content hash of files (name + bytes), streamed; used for checkpoint identity."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def package_version() -> str:
+    return __version__
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

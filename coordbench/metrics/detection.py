@@ -1,0 +1,55 @@
+"""COCO + F1-ish over scored records: the part of an evaluation that baselines re-run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordbench.metrics.coco import evaluate_coco
+from coordbench.metrics.f1 import evaluate_f1
+from coordbench.metrics.ingest import (
+    EvalImage,
+    check_score_provenance,
+    new_counters,
+    prepare_images,
+)
+from coordbench.metrics.result import EvalOptions, EvalResult
+from coordbench.metrics.semantic import Encoder, Semantic
+
+
+def unique_keys(names: list[str]) -> list[str]:
+    """Pairing keys: each name, with `#n` appended to its n-th repeat."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(name if n == 0 else f"{name}#{n}")
+    return out
+
+
+def per_image_rows(
+    images: list[EvalImage], f1_counts: list[dict[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    return [{"image_id": img.index, "file_name": img.file_name, "gt_count": len(img.gts),
+             "pred_count": len(img.preds), "invalid_gt": img.invalid_gt, "invalid_pred": img.invalid_pred,
+             "f1ish": f1} for img, f1 in zip(images, f1_counts, strict=True)]  # fmt: skip
+
+
+def score_detections(records: list[dict[str, Any]], options: EvalOptions, *, encoder: Encoder | None = None,
+                  invalid_json: int = 0) -> EvalResult:  # fmt: skip
+    """COCO + F1-ish only (no calibration, no diagnostics): what baselines re-run."""
+    check_score_provenance(records)
+    counters = new_counters()
+    counters["invalid_json"] = invalid_json
+    images = prepare_images(records, counters)
+    semantic = Semantic(options.semantic_model, encoder)
+    coco = evaluate_coco(images, semantic, options.semantic_threshold, options.scorer, counters)
+    f1 = evaluate_f1(
+        images, options.f1_iou_thrs, options.pred_scope, semantic, options.semantic_threshold
+    )
+    return EvalResult(
+        metrics={**coco.metrics, **f1.metrics}, counters=counters, per_class=coco.per_class,
+        per_image=per_image_rows(images, f1.per_image), coco_gt=coco.coco_gt, coco_preds=coco.coco_preds,
+        matches=f1.matches, primary_key=f1.primary_key, image_keys=unique_keys([i.file_name for i in images]),
+        semantic_report=coco.semantic_report, options=options,
+    )  # fmt: skip

@@ -1,0 +1,77 @@
+"""The eval dir (upstream spec §5.8): same file names and schemas, plus our extras.
+
+metrics.json keeps upstream's `metrics` (only upstream keys) and `counters`, and adds
+`schema_version`, `per_class_ap`, `per_class_gt`, `calibration`, `diagnostics` and
+`eval_options` at the top level.
+coco_gt.json carries `schema_version` too (COCO loaders ignore unknown keys); per_image.json and
+coco_preds.json stay JSON lists, as upstream tools and `COCO.loadRes` expect.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from coordbench.metrics.result import EvalResult
+from coordbench.rundir import files as A
+
+METRICS = "metrics.json"
+PER_CLASS = "per_class.csv"
+PER_IMAGE = "per_image.json"
+COCO_GT = "coco_gt.json"
+COCO_PREDS = "coco_preds.json"
+SEMANTIC_REPORT = "semantic_desc_report.json"
+
+
+def matches_name(key: str, primary_key: str) -> str:
+    return "matches.jsonl" if key == primary_key else f"matches@{key}.jsonl"
+
+
+def per_class_csv(rows: list[tuple[str, float]]) -> str:
+    """`category,AP` then one row per category, no trailing newline (as upstream writes it)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["category", "AP"])
+    for name, ap in rows:
+        w.writerow([name, repr(float(ap))])
+    return buf.getvalue().rstrip("\n")
+
+
+def per_class_gt(coco_gt: dict[str, Any]) -> dict[str, int]:
+    """GT instances per category, in category order."""
+    counts = {c["id"]: 0 for c in coco_gt["categories"]}
+    for a in coco_gt["annotations"]:
+        counts[a["category_id"]] += 1
+    return {c["name"]: counts[c["id"]] for c in coco_gt["categories"]}
+
+
+def metrics_document(result: EvalResult) -> dict[str, Any]:
+    return {
+        "schema_version": A.SCHEMA_VERSION,
+        "metrics": result.metrics,
+        "counters": result.counters,
+        "per_class_ap": result.per_class_ap,
+        "per_class_gt": per_class_gt(
+            result.coco_gt
+        ),  # AP of a 1-instance class swings by 1.0 (pitfall 33)
+        "calibration": result.calibration,
+        "diagnostics": result.diagnostics,
+        "eval_options": result.options.identity(),
+    }
+
+
+def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
+    """Write every eval file atomically (a reader never sees half a file)."""
+    out = Path(out_dir)
+    A.write_json(out / METRICS, metrics_document(result))
+    A.write_bytes_atomic(out / PER_CLASS, per_class_csv(result.per_class).encode("utf-8"))
+    A.write_bytes_atomic(out / PER_IMAGE, A.dumps_json(result.per_image))
+    A.write_json(out / COCO_GT, result.coco_gt)
+    A.write_bytes_atomic(out / COCO_PREDS, A.dumps_line(result.coco_preds))
+    for key, rows in result.matches.items():
+        if key == result.primary_key or len(result.matches) > 1:
+            A.write_jsonl(out / matches_name(key, result.primary_key), rows)
+    if result.semantic_report is not None:
+        A.write_json(out / SEMANTIC_REPORT, result.semantic_report)

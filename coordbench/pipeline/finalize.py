@@ -1,0 +1,87 @@
+"""Derive every run artifact from gt_vs_pred.jsonl + pred_token_trace.jsonl, score, summarise.
+
+Pure functions of those two files and the run's options: re-running finalize (after a resume,
+a merge, or `coordbench eval`) writes byte-identical artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from coordbench.compare.benchlog import append_run_entry
+from coordbench.confidence.score import confidence_for_record, postop_summary, scored_record
+from coordbench.config.run import RunConfig
+from coordbench.metrics.diagnostics import diagnostics
+from coordbench.metrics.scoring import evaluate_records, write_eval_dir
+from coordbench.metrics.summary import build_summary
+from coordbench.report.html import write_run_report
+from coordbench.rundir import files as A
+
+
+def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
+    recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
+    traces, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    return recs, {t["sample_id"]: t for t in traces}
+
+
+def score_records(
+    recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path
+) -> dict[str, Any]:
+    """Confidence -> scored records -> COCO/F1/calibration; writes the eval dir; returns metrics."""
+    copts = cfg.confidence_options()
+    key = "token_logprobs_raw" if copts.logprob_source == "raw" else "token_logprobs"
+    conf_lines, scored = [], []
+    for i, rec in enumerate(recs):
+        t = traces.get(rec.get("sample_id"))
+        lps = (
+            None
+            if t is None
+            else [
+                (-float("inf") if v is None else v)
+                for v in (t.get(key) or t.get("token_logprobs") or [])
+            ]
+        )
+        cl = confidence_for_record(
+            rec, i, None if t is None else t["generated_token_text"], lps, copts
+        )
+        conf_lines.append(cl)
+        scored.append(scored_record(rec, cl))
+    run_dir = eval_dir.parent
+    A.write_jsonl(run_dir / A.CONFIDENCE, conf_lines)
+    A.write_jsonl(run_dir / A.SCORED, scored)
+    A.write_json(run_dir / "confidence_postop_summary.json", postop_summary(conf_lines))
+    result = evaluate_records(scored, cfg.eval_options())
+    write_eval_dir(result, eval_dir)
+    return result
+
+
+def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
+    recs, traces = _load_run(run_dir)
+    t0 = time.perf_counter()
+    result = score_records(recs, traces, cfg, run_dir / "eval")
+    head = A.read_json(run_dir / A.RUN_JSON)
+    summary = build_summary(head, recs, result, diagnostics(recs))
+    A.write_json(run_dir / A.SUMMARY, summary)
+    prov = head.setdefault("provenance", {})
+    prov["score_seconds"] = round(time.perf_counter() - t0, 3)
+    if wall_start is not None:
+        prov["wall_seconds"] = round(time.time() - wall_start, 3)
+        prov["samples_per_s"] = round(len(recs) / max(1e-9, prov["wall_seconds"]), 3)
+    prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    A.write_json(run_dir / A.RUN_JSON, head)
+    _after_run(run_dir, summary)
+    return summary
+
+
+def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
+    """The HTML report and the benchmark-log line: useful, but never worth failing a run for."""
+    import logging
+
+    log = logging.getLogger("coordbench")
+    try:
+        write_run_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
+        log.warning("report.html not written: %s", e)
+    append_run_entry(run_dir, summary)

@@ -1,0 +1,86 @@
+"""`coordbench merge`: shard dirs of one identity -> one run dir, checked for coverage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from coordbench.errors import ArtifactError
+from coordbench.pipeline.finalize import finalize
+from coordbench.pipeline.rescore import config_of
+from coordbench.rundir import files as A
+
+
+def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
+    """Merge shard dirs of one identity into run_dir, checking coverage; returns run.json."""
+    heads = []
+    for d in shard_dirs:
+        if not (d / A.RUN_JSON).exists():
+            raise ArtifactError(f"shard {d} has no {A.RUN_JSON} (not started?)")
+        heads.append(A.read_json(d / A.RUN_JSON))
+    hashes = {h["identity_hash"] for h in heads}
+    if len(hashes) != 1:
+        diff = A.identity_diff(
+            heads[0]["identity"],
+            next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"],
+        )
+        raise ArtifactError(f"cannot merge runs with different identities: {'; '.join(diff[:6])}")
+    expected = heads[0]["identity"]["dataset"]["num_samples"]
+    recs, traces = [], {}
+    for d in shard_dirs:
+        r, _ = A.read_jsonl(d / A.GT_VS_PRED, require=("sample_id", "index"))
+        t, _ = A.read_jsonl(d / A.TRACE, require=("sample_id",))
+        recs += r
+        for row in t:
+            traces[row["sample_id"]] = row
+    seen: dict[int, str] = {}
+    for r in recs:
+        if r["index"] in seen:
+            raise ArtifactError(f"sample {r['sample_id']} appears in more than one shard")
+        seen[r["index"]] = r["sample_id"]
+    missing = expected - len(seen)
+    if missing:
+        gaps = sorted(set(range(expected)) - set(seen))[:10]
+        raise ArtifactError(
+            f"{missing} of {expected} samples missing from the shards (indices {gaps}...)"
+        )
+    recs.sort(key=lambda r: r["index"])
+    out_traces = []
+    for i, r in enumerate(recs):
+        t = traces.get(r["sample_id"])
+        if t is None:
+            raise ArtifactError(f"sample {r['sample_id']} has no token trace in any shard")
+        out_traces.append({**t, "line_idx": i})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    A.write_jsonl(run_dir / A.TRACE, out_traces)
+    A.write_jsonl(run_dir / A.GT_VS_PRED, recs)
+    head = dict(heads[0])
+    head["provenance"] = {**head.get("provenance", {}), "merged_from": [str(d) for d in shard_dirs],
+                          "shards": [h.get("provenance", {}) for h in heads]}  # fmt: skip
+    A.write_json(run_dir / A.RUN_JSON, head)
+    return head
+
+
+def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
+    if len(dirs) == 1 and (dirs[0] / "shards").is_dir():
+        run_dir = out or dirs[0]
+        shard_dirs = sorted(p for p in (dirs[0] / "shards").iterdir() if p.is_dir())
+    else:
+        shard_dirs = []
+        for d in dirs:
+            inner = (
+                sorted(p for p in (d / "shards").iterdir() if p.is_dir())
+                if (d / "shards").is_dir()
+                else [d]
+            )
+            shard_dirs += inner
+        if out is None:
+            raise ArtifactError("merging several run dirs needs --out")
+        run_dir = out
+    if not shard_dirs:
+        raise ArtifactError(f"no shards found in {', '.join(map(str, dirs))}")
+    with A.run_lock(run_dir):
+        merge_shards(run_dir, shard_dirs)
+        cfg = config_of(run_dir)
+        summary = finalize(run_dir, cfg)
+    return run_dir, summary

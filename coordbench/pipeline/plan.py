@@ -1,0 +1,125 @@
+"""Resolve a run before any model is loaded: config, presets, samples, identity hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
+from coordbench.config.options import GenerationParams
+from coordbench.config.presets import load_prompt_preset, load_rescale_preset
+from coordbench.config.prompts import prompt_template_hash
+from coordbench.config.run import RunConfig, hash_files, identity_hash, package_version
+from coordbench.data.dataset import dataset_fingerprint, image_sizes, load_samples
+from coordbench.errors import CheckpointError, DataError
+from coordbench.types import Sample
+
+
+@dataclass
+class Plan:
+    """Everything resolved before any model is loaded."""
+
+    cfg: RunConfig
+    rescale: Any
+    prompt: Any
+    samples: list[Sample]
+    identity: dict[str, Any]
+    identity_hash: str
+    params: GenerationParams
+    image_bytes: dict[str, int]  # per sample; checked for finished samples on resume
+
+
+# weights, configs, chat templates and the tokenizer files that are not JSON (they change token ids)
+FINGERPRINT_SUFFIXES = (".safetensors", ".json", ".jinja")
+FINGERPRINT_NAMES = ("merges.txt", "tokenizer.model")
+
+
+def _fingerprint_files(root: Path) -> list[Path]:
+    files = [p for p in root.iterdir() if p.is_file() and (p.suffix in FINGERPRINT_SUFFIXES
+                                                            or p.name in FINGERPRINT_NAMES)]  # fmt: skip
+    if not any(p.suffix == ".safetensors" for p in files):  # --allow-pickle: the .bin weights load
+        files += [p for p in root.glob("*.bin") if p.is_file()]
+    return files
+
+
+def checkpoint_fingerprint(ckpt: str, adapter: str | None = None) -> str:
+    """Content hash of a checkpoint's weights and configs (what changes the numbers)."""
+    root = Path(ckpt)
+    if not root.is_dir():
+        raise CheckpointError(f"checkpoint dir not found: {ckpt}")
+    files = _fingerprint_files(root)
+    if adapter:
+        if not Path(adapter).is_dir():
+            raise CheckpointError(f"adapter dir not found: {adapter}")
+        files += [p for p in Path(adapter).iterdir() if p.is_file()]
+    if not files:
+        raise CheckpointError(f"no checkpoint files in {ckpt}")
+    return hash_files(files)
+
+
+def preflight_checkpoint(cfg: RunConfig) -> None:
+    """Refuse an unsafe or incomplete checkpoint before the run dir is touched (stdlib checks)."""
+    if cfg.backend not in ("hf", "vllm"):
+        return
+    inspect_checkpoint(
+        cfg.ckpt, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle
+    )
+    if cfg.adapter:
+        inspect_adapter(cfg.adapter, allow_pickle=cfg.allow_pickle)
+
+
+def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
+    """Preset images are on the preset's grid and under its pixel budget (upstream §1.4)."""
+    for s in samples:
+        if (
+            s.width % rescale.factor
+            or s.height % rescale.factor
+            or s.width * s.height > rescale.max_pixels
+        ):
+            raise DataError(
+                f"{data}: sample {s.sample_id} is {s.width}x{s.height}, not a {rescale.name} preset image "
+                f"(multiples of {rescale.factor}, <= {rescale.max_pixels} pixels); "
+                "build the data with `coordbench data coco --preset ...` or pass the matching --preset"
+            )
+
+
+def plan_run(config: RunConfig) -> Plan:
+    cfg = config.resolved()
+    rescale = load_rescale_preset(cfg.preset)
+    prompt = load_prompt_preset(cfg.prompt)
+    if not Path(cfg.data).exists():
+        raise DataError(f"data file not found: {cfg.data}")
+    samples = load_samples(cfg.data, limit=cfg.limit)
+    if not samples:
+        raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")
+    check_preset_sizes(samples, rescale, cfg.data)
+    image_bytes = image_sizes(samples)
+    params = cfg.generation_params()
+    identity = {
+        "package_version": package_version(),
+        "checkpoint": {"path_name": Path(cfg.ckpt).name, "sha256": checkpoint_fingerprint(cfg.ckpt, cfg.adapter),
+                       "adapter": Path(cfg.adapter).name if cfg.adapter else None},
+        "dataset": {"path_name": Path(cfg.data).name, "sha256": dataset_fingerprint(cfg.data, samples),
+                    "num_samples": len(samples), "limit": cfg.limit},
+        "preset": cfg.preset,
+        "prompt": {"name": cfg.prompt, "template_hash": prompt_template_hash(prompt), "layout": prompt.layout,
+                   "surface": prompt.surface},
+        "decode": {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
+                   "repetition_penalty": cfg.repetition_penalty, "max_new_tokens": cfg.max_new_tokens},
+        "seed": cfg.seed,
+        "backend": cfg.backend,
+        "options": option_identity(cfg),
+    }  # fmt: skip
+    return Plan(
+        cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes
+    )
+
+
+def option_identity(cfg: RunConfig) -> dict[str, Any]:
+    prompt = load_prompt_preset(cfg.prompt)
+    return {
+        "parse": cfg.parse_options(prompt.field_order).identity(),
+        "confidence": cfg.confidence_options().identity(),
+        "eval": cfg.eval_options().identity(),
+    }

@@ -1,0 +1,117 @@
+"""`coordbench eval` and `coordbench merge`: re-score recorded outputs without a model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from coordbench.config.presets import load_prompt_preset
+from coordbench.config.run import RunConfig, Shard
+from coordbench.errors import ArtifactError
+from coordbench.metrics.diagnostics import diagnostics
+from coordbench.metrics.scoring import (
+    EvalOptions,
+    evaluate_records,
+    read_records,
+    write_eval_dir,
+)
+from coordbench.metrics.summary import build_summary, format_summary
+from coordbench.parse.output import parse_output
+from coordbench.pipeline.finalize import score_records
+from coordbench.rundir import files as A
+
+
+def config_of(run_dir: Path) -> RunConfig:
+    """The RunConfig a run dir was made with (from run.json), type-checked field by field."""
+    path = run_dir / A.RUN_JSON
+    head = A.read_json(path)
+    data = head.get("config", {}) if isinstance(head, dict) else None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected an object with a `config` object")
+    fields = RunConfig.__dataclass_fields__
+    kw = {k: v for k, v in data.items() if k in fields and k != "shard"}
+    for k, v in kw.items():
+        if not _fits(v, fields[k].default):
+            raise ArtifactError(f"{path}: config.{k} has the wrong type: {v!r}")
+    shard = data.get("shard")
+    return RunConfig(**kw, shard=Shard.parse(shard if isinstance(shard, str) else None))
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether a run.json value can stand in for a RunConfig field with this default."""
+    if default is None:  # optional fields (ckpt, data, limit, ...): None, a str or an int
+        return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not isinstance(value, bool)
+
+
+def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
+    """Rebuild each record's parse fields from its raw text (parse options of the run)."""
+    prompt = load_prompt_preset(cfg.prompt)
+    popts = cfg.parse_options(prompt.field_order)
+    out = []
+    for r in recs:
+        if "raw_text" not in r:
+            out.append(r)
+            continue
+        p = parse_output(r["raw_text"], surface=prompt.surface, width=r["width"], height=r["height"],
+                         options=popts, finished=r.get("finish_reason") != "length")  # fmt: skip
+        out.append({**r, "pred": p.pred, "raw_output_json": p.raw_output_json,
+                    "raw_special_tokens": p.raw_special_tokens, "raw_ends_with_im_end": p.raw_ends_with_im_end,
+                    "errors": p.errors, "error_entries": p.error_entries, "parse_status": p.status.value,
+                    "parse_issues": list(p.issues)})  # fmt: skip
+    return out
+
+
+def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
+    cfg = replace(config_of(run_dir), **{k: v for k, v in overrides.items() if v is not None})
+    recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
+    if not recs:
+        raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
+    traces_rows, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    traces = {t["sample_id"]: t for t in traces_rows}
+    recs = reparse_records(recs, cfg)
+    eval_dir = out or run_dir / "eval"
+    if out is not None:  # keep the run's own derived files untouched; write everything under out
+        eval_dir = Path(out) / "eval"
+    result = score_records(recs, traces, cfg, eval_dir)
+    head = A.read_json(run_dir / A.RUN_JSON)
+    summary = build_summary(head, recs, result, diagnostics(recs))
+    A.write_json(eval_dir.parent / A.SUMMARY, summary)
+    return format_summary(summary, None, str(eval_dir.parent))
+
+
+def eval_scored_file(
+    path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
+) -> str:
+    recs, skipped = read_records(path, tolerant=tolerant)
+    opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
+    result = evaluate_records(recs, opts, invalid_json=skipped)
+    eval_dir = out or path.parent / "eval"
+    write_eval_dir(result, eval_dir)
+    m = result.metrics
+    keys = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
+            "f1ish@0.30_f1_full_micro", "f1ish@0.50_pred_total")  # fmt: skip
+    lines = [
+        f"scored {len(recs)} records from {path} -> {eval_dir}"
+        + (f" ({skipped} malformed lines skipped)" if skipped else "")
+    ]
+    lines += [f"  {k:<28} {m.get(k)}" for k in keys]
+    return "\n".join(lines)
+
+
+def eval_path(path: Path, *, out: str | None, scorer: str | None, semantic_threshold: float | None,
+              tolerant: bool = False) -> str:  # fmt: skip
+    overrides = {"scorer": scorer, "semantic_threshold": semantic_threshold}
+    if path.is_dir():
+        if not (path / A.RUN_JSON).exists():
+            scored = path / A.SCORED
+            if scored.exists():
+                return eval_scored_file(scored, Path(out) if out else None, overrides, tolerant)
+            raise ArtifactError(f"{path} is not a run dir (no {A.RUN_JSON}) and has no {A.SCORED}")
+        return eval_run_dir(path, Path(out) if out else None, overrides)
+    return eval_scored_file(path, Path(out) if out else None, overrides, tolerant)
