@@ -124,7 +124,9 @@ RUN_CASES = {
 @pytest.mark.parametrize("case", sorted(RUN_CASES))
 def test_resume_over_a_hostile_run_dir(tmp_path_factory, tmp_path, monkeypatch, case):
     a = assets(tmp_path_factory)
-    monkeypatch.setattr("coordbench.pipeline.generate.make_backend", lambda cfg, dist: OracleBackend(a.data))
+    monkeypatch.setattr(
+        "coordbench.pipeline.generate.make_backend", lambda cfg, dist: OracleBackend(a.data)
+    )
     mutate, expected = RUN_CASES[case]
     rd = _finished(tmp_path_factory, tmp_path)
     mutate(rd)

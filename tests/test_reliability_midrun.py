@@ -158,7 +158,8 @@ def oracle(monkeypatch, tmp_path_factory):
     """The CLI in-process, answering from ground truth: no model, no torch."""
     a = assets(tmp_path_factory)
     monkeypatch.setattr(
-        "coordbench.pipeline.generate.make_backend", lambda cfg, dist: OracleBackend(a.data, {2: "drop"})
+        "coordbench.pipeline.generate.make_backend",
+        lambda cfg, dist: OracleBackend(a.data, {2: "drop"}),
     )
     return a
 

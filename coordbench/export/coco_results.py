@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from coordbench.config.options import DEFAULT_SEMANTIC_MODEL
 from coordbench.data.dataset import read_records
 from coordbench.errors import ArtifactError, ConfigError, DataError
 from coordbench.metrics.coco import SCORERS, STAT_NAMES, coco_stats, map_descs, to_coco_preds
@@ -26,7 +27,6 @@ from coordbench.metrics.ingest import (
     new_counters,
     prepare_image,
 )
-from coordbench.config.options import DEFAULT_SEMANTIC_MODEL
 from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir import files as A
 
