@@ -9,6 +9,7 @@ import click
 
 from coordbench import __version__
 from coordbench.cli.common import CONTEXT, friendly_errors
+from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
 
 
 @click.group(context_settings=CONTEXT)
@@ -139,7 +140,7 @@ def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold:
         from coordbench.export.coco_results import eval_original_scale
 
         stats = eval_original_scale(Path(path), Path(annotations), scorer=scorer or "faster",
-                                    out_dir=Path(out) / "eval_original" if out else None)  # fmt: skip
+                                    out_dir=Path(out) / EVAL_ORIGINAL_DIR if out else None)  # fmt: skip
         click.echo("original scale (official COCO areas, crowd regions ignored):")
         for k, v in stats.items():
             click.echo(f"  {k:<12} {v:.4f}")

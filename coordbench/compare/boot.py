@@ -20,6 +20,7 @@ from coordbench.errors import CoordbenchError
 from coordbench.metrics.bootstrap import F1_RE, BootstrapData, resample_counts
 from coordbench.metrics.bootstrap import paired_bootstrap as lib_paired_bootstrap
 from coordbench.metrics.resample import STATS
+from coordbench.rundir import layout as L
 
 
 def library_available() -> bool:
@@ -38,7 +39,7 @@ def shared_weights(n_shared: int, n_boot: int, seed: int) -> np.ndarray:
 def _data(run: RunData) -> Any:
     """The run's BootstrapData with image keys replaced by sample keys, or why not (a string)."""
     try:
-        data = BootstrapData.from_eval_dir(run.path / "eval")
+        data = BootstrapData.from_eval_dir(run.path / L.EVAL_DIR)
     except (CoordbenchError, OSError, KeyError, TypeError) as e:
         return f"{run.name}: {e}"
     key_of = {e.get("image_id"): k for k, e in run.per_image.items()}

@@ -30,6 +30,7 @@ from coordbench.compare.pairs import (
     per_image_deltas,
 )
 from coordbench.errors import ConfigError
+from coordbench.rundir import layout as L
 
 __all__ = ["ClassDelta", "CompareResult", "DeltaRow", "GroupDelta", "GroupRow", "ImageDelta", "PairResult",
            "RunRow", "compare_runs"]  # fmt: skip
@@ -106,7 +107,7 @@ def _names(run: RunData, want: Path) -> bool:
         return True
     return want.exists() and want.resolve() in (
         run.path.resolve(),
-        (run.path / "summary.json").resolve(),
+        (run.path / L.SUMMARY).resolve(),
     )
 
 

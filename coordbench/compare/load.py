@@ -16,10 +16,11 @@ from typing import Any
 from coordbench.errors import ArtifactError
 from coordbench.metrics.summary import PARSE_STATUSES
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 
-EVAL_METRICS = "eval/metrics.json"
-PER_CLASS = "eval/per_class.csv"
-PER_IMAGE = "eval/per_image.json"
+EVAL_METRICS = f"{L.EVAL_DIR}/{L.METRICS}"
+PER_CLASS = f"{L.EVAL_DIR}/{L.PER_CLASS}"
+PER_IMAGE = f"{L.EVAL_DIR}/{L.PER_IMAGE}"
 
 
 @dataclass

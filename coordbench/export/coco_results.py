@@ -29,9 +29,10 @@ from coordbench.metrics.ingest import (
 )
 from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 
 CATEGORIES_JSON = "categories.json"  # written next to the preset JSONLs by `coordbench data coco`
-EVAL_ORIGINAL = "eval_original"
+EVAL_ORIGINAL = L.EVAL_ORIGINAL_DIR
 DEFAULT_SEMANTIC_THRESHOLD = 0.5  # EvalOptions default (upstream bench configs, pitfall 14)
 
 
@@ -294,7 +295,7 @@ def eval_original_scale(run_dir: Path, annotations_json: Path, *, scorer: str = 
     metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
     out = Path(out_dir) if out_dir is not None else run_dir / EVAL_ORIGINAL
     out.mkdir(parents=True, exist_ok=True)
-    A.write_json(out / "metrics.json", {
+    A.write_json(out / L.METRICS, {
         "metrics": metrics, "counters": exp.counters, "scale": "original", "scorer": scorer,
         "annotations": str(annotations_json), "images": len(gt["images"]),
         "gt_annotations": len(gt["annotations"]), "detections": len(exp.results),

@@ -21,6 +21,7 @@ from coordbench.metrics.coco_images import AREA_NAMES, PerImageEval, per_image_e
 from coordbench.metrics.detection import unique_keys
 from coordbench.metrics.resample import STATS, CocoResampler
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 
 DEFAULT_METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
                    "f1ish@0.50_f1_loc_micro", "f1ish@0.30_f1_full_micro")  # fmt: skip
@@ -52,8 +53,8 @@ class BootstrapData:
     def from_eval_dir(cls, eval_dir: str | Path, method: str = "numpy") -> BootstrapData:
         """Rebuild from an eval dir written by `write_eval_dir` (or upstream's: same schema)."""
         d = Path(eval_dir)
-        per_image = A.read_json(d / "per_image.json")
-        coco_gt, coco_preds = A.read_json(d / "coco_gt.json"), A.read_json(d / "coco_preds.json")
+        per_image = A.read_json(d / L.PER_IMAGE)
+        coco_gt, coco_preds = A.read_json(d / L.COCO_GT), A.read_json(d / L.COCO_PREDS)
         if not isinstance(per_image, list) or not isinstance(coco_preds, list):
             raise ArtifactError(f"{d}: per_image.json and coco_preds.json must be JSON lists")
         if [r.get("image_id") for r in per_image] != sorted(

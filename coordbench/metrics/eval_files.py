@@ -16,17 +16,15 @@ from typing import Any
 
 from coordbench.metrics.result import EvalResult
 from coordbench.rundir import files as A
-
-METRICS = "metrics.json"
-PER_CLASS = "per_class.csv"
-PER_IMAGE = "per_image.json"
-COCO_GT = "coco_gt.json"
-COCO_PREDS = "coco_preds.json"
-SEMANTIC_REPORT = "semantic_desc_report.json"
-
-
-def matches_name(key: str, primary_key: str) -> str:
-    return "matches.jsonl" if key == primary_key else f"matches@{key}.jsonl"
+from coordbench.rundir.layout import (
+    COCO_GT,
+    COCO_PREDS,
+    METRICS,
+    PER_CLASS,
+    PER_IMAGE,
+    SEMANTIC_REPORT,
+    matches_name,
+)
 
 
 def per_class_csv(rows: list[tuple[str, float]]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from coordbench.backends.registry import accelerate_state
 from coordbench.config.run import Shard
 from coordbench.errors import ConfigError
+from coordbench.rundir.layout import RunDir
 
 
 @dataclass
@@ -42,4 +43,4 @@ def detect_dist() -> Dist:
 
 
 def shard_dir(run_dir: Path, shard: Shard) -> Path:
-    return run_dir / "shards" / f"{shard.index:05d}-of-{shard.count:05d}"
+    return RunDir(run_dir).shard(shard.index, shard.count).root

@@ -9,6 +9,7 @@ from coordbench.errors import ArtifactError
 from coordbench.pipeline.finalize import finalize
 from coordbench.pipeline.rescore import config_of
 from coordbench.rundir import files as A
+from coordbench.rundir.layout import RunDir
 
 
 def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
@@ -62,18 +63,13 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
 
 
 def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
-    if len(dirs) == 1 and (dirs[0] / "shards").is_dir():
+    if len(dirs) == 1 and RunDir(dirs[0]).shards_dir.is_dir():
         run_dir = out or dirs[0]
-        shard_dirs = sorted(p for p in (dirs[0] / "shards").iterdir() if p.is_dir())
+        shard_dirs = RunDir(dirs[0]).shard_dirs()
     else:
         shard_dirs = []
         for d in dirs:
-            inner = (
-                sorted(p for p in (d / "shards").iterdir() if p.is_dir())
-                if (d / "shards").is_dir()
-                else [d]
-            )
-            shard_dirs += inner
+            shard_dirs += RunDir(d).shard_dirs() if RunDir(d).shards_dir.is_dir() else [d]
         if out is None:
             raise ArtifactError("merging several run dirs needs --out")
         run_dir = out

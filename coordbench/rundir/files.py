@@ -19,15 +19,17 @@ from typing import Any
 import orjson
 
 from coordbench.errors import ArtifactError, ResumeError
+from coordbench.rundir.layout import (  # noqa: F401 - run-dir names, re-exported as A.NAME
+    CONFIDENCE,
+    GT_VS_PRED,
+    LOCK,
+    RUN_JSON,
+    SCORED,
+    SUMMARY,
+    TRACE,
+)
 
 SCHEMA_VERSION = 1
-RUN_JSON = "run.json"
-GT_VS_PRED = "gt_vs_pred.jsonl"
-TRACE = "pred_token_trace.jsonl"
-CONFIDENCE = "pred_confidence.jsonl"
-SCORED = "gt_vs_pred_scored.jsonl"
-SUMMARY = "summary.json"
-LOCK = ".lock"
 
 
 def _default(obj: Any) -> Any:
