@@ -16,8 +16,6 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-import orjson
-
 from coordbench.data.coords import (
     COORD_MAX,
     box_norm1000_to_px,
@@ -26,6 +24,7 @@ from coordbench.data.coords import (
     parse_coord_token,
 )
 from coordbench.errors import DataError
+from coordbench.rundir.jsonl import iter_lines
 from coordbench.types import Box, Sample
 
 log = logging.getLogger("coordbench")
@@ -44,7 +43,7 @@ FRAMES = ("pixel", "norm1000", "coord_tokens")
 # --------------------------------------------------------------------------- reading lines
 
 
-def read_records(
+def read_dataset_lines(
     path: str | Path, *, limit: int | None = None, errors: list[str] | None = None
 ) -> list[tuple[int, bytes, dict]]:
     """(line number, raw line, record) for the first `limit` non-blank lines.
@@ -62,33 +61,30 @@ def read_records(
         raise DataError(f"data file not found: {path}") from None
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e}") from None
-    lines = data.split(b"\n")
-    torn_tail_possible = not data.endswith(b"\n")
     out: list[tuple[int, bytes, dict]] = []
-    for i, raw in enumerate(lines):
+    for ln in iter_lines(data):
         if limit is not None and len(out) >= limit:
             break
-        if not raw.strip():
+        if ln.blank:
             continue
-        try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            if torn_tail_possible and i == len(lines) - 1:
-                log.warning(
-                    "%s: dropping torn last line %d (no trailing newline): %s", path, i + 1, e
-                )
-                break
-            rec = DataError(f"invalid JSON in {path} line {i + 1}: {e}")
-        if not isinstance(rec, dict | DataError):
-            rec = DataError(
-                f"{path} line {i + 1}: a record must be a JSON object, got {type(rec).__name__}"
+        if ln.row is not None:
+            out.append((ln.number, ln.raw, ln.row))
+            continue
+        if ln.non_object is not None:
+            msg = f"{path} line {ln.number}: a record must be a JSON object, got {ln.non_object}"
+        elif ln.torn:
+            log.warning(
+                "%s: dropping torn last line %d (no trailing newline): %s",
+                path,
+                ln.number,
+                ln.error,
             )
-        if isinstance(rec, DataError):
-            if errors is None:
-                raise rec
-            errors.append(str(rec))
-            continue
-        out.append((i + 1, raw, rec))
+            break
+        else:
+            msg = f"invalid JSON in {path} line {ln.number}: {ln.error}"
+        if errors is None:
+            raise DataError(msg)
+        errors.append(msg)
     return out
 
 
@@ -235,9 +231,9 @@ def parse_record(rec: dict, *, path: Path, line: int, index: int, frame: str) ->
 def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sample]:
     """The first `limit` records of a preset JSONL as Samples, validated (not decoded)."""
     path = Path(jsonl_path)
-    rows = read_records(path, limit=limit)
+    rows = read_dataset_lines(path, limit=limit)
     if not rows:
-        if limit == 0 and read_records(path, limit=1):
+        if limit == 0 and read_dataset_lines(path, limit=1):
             return []
         raise DataError(f"no records in {path}: the dataset is empty")
     frame = detect_frame(path, [r for _, _, r in rows])
@@ -271,7 +267,7 @@ def dataset_fingerprint(jsonl_path: str | Path, samples: list[Sample]) -> str:
     sessions must not orphan the finished records; `image_sizes` guards the finished ones instead.
     """
     h = hashlib.sha256(b"coordbench-dataset-v2\n")
-    for _, raw, _ in read_records(jsonl_path, limit=len(samples)):
+    for _, raw, _ in read_dataset_lines(jsonl_path, limit=len(samples)):
         h.update(raw.strip() + b"\n")
     for s in samples:
         h.update(f"{s.image}\n".encode())

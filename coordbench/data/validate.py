@@ -17,7 +17,7 @@ from coordbench.data.dataset import (
     detect_frame,
     open_image,
     parse_record,
-    read_records,
+    read_dataset_lines,
 )
 from coordbench.data.resize import image_size
 from coordbench.errors import DataError
@@ -94,7 +94,7 @@ def validate_jsonl(
     path = Path(path)
     report = ValidationReport(str(path))
     json_errors: list[str] = []
-    rows = read_records(path, errors=json_errors)  # a missing file still raises DataError
+    rows = read_dataset_lines(path, errors=json_errors)  # a missing file still raises DataError
     for msg in json_errors:
         report.error(msg)
     report.frame = detect_frame(path, [r for _, _, r in rows])

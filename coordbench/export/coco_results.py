@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from coordbench.config.options import DEFAULT_SEMANTIC_MODEL
-from coordbench.data.dataset import read_records
+from coordbench.data.dataset import read_dataset_lines
 from coordbench.errors import ArtifactError, ConfigError, DataError
 from coordbench.metrics.coco import SCORERS, STAT_NAMES, coco_stats, map_descs, to_coco_preds
 from coordbench.metrics.ingest import (
@@ -120,7 +120,7 @@ def _sample_key(rec: dict[str, Any]) -> str | None:
 
 
 def _dataset_index(path: Path) -> dict[str, dict[str, Any]]:
-    return {k: rec for _, _, rec in read_records(path) if (k := _sample_key(rec)) is not None}
+    return {k: rec for _, _, rec in read_dataset_lines(path) if (k := _sample_key(rec)) is not None}
 
 
 def _positive_int(v: Any) -> bool:

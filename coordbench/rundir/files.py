@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from coordbench.errors import ArtifactError, ResumeError
+from coordbench.rundir.jsonl import parse_jsonl_lenient, read_jsonl  # noqa: F401 - A.read_jsonl
 from coordbench.rundir.layout import (  # noqa: F401 - run-dir names, re-exported as A.NAME
     CONFIDENCE,
     GT_VS_PRED,
@@ -90,65 +91,6 @@ def read_json(path: Path) -> Any:
         raise ArtifactError(f"missing {path}") from None
     except orjson.JSONDecodeError as e:
         raise ArtifactError(f"{path} is not valid JSON ({e})") from None
-
-
-def read_jsonl(
-    path: Path, *, tolerant_tail: bool = True, require: tuple[str, ...] = ()
-) -> tuple[list[dict], int]:
-    """Rows (JSON objects) of a JSONL file and the byte length of its valid prefix.
-
-    A torn last line (no trailing newline or invalid JSON) is dropped when `tolerant_tail`; any
-    other invalid line, or a row without a `require`d key, is an error naming the file and line.
-    """
-    if not path.exists():
-        return [], 0
-    data = path.read_bytes()
-    rows: list[dict] = []
-    good = 0
-    lines = data.split(b"\n")
-    for n, line in enumerate(lines, 1):
-        is_last = n == len(lines)
-        if is_last and not line:
-            break
-        try:
-            if is_last:
-                raise ValueError("no trailing newline")
-            row = orjson.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError(f"a {type(row).__name__}, not an object")
-        except (orjson.JSONDecodeError, ValueError) as e:
-            if tolerant_tail and (is_last or (n == len(lines) - 1 and not lines[-1])):
-                break
-            raise ArtifactError(f"{path}:{n}: invalid JSON line ({e})") from None
-        missing = [k for k in require if k not in row]
-        if missing:
-            raise ArtifactError(f"{path}:{n}: no {missing[0]!r} in this line")
-        rows.append(row)
-        good += len(line) + 1
-    return rows, good
-
-
-def parse_jsonl_lenient(data: bytes) -> tuple[list[dict], int]:
-    """JSON-object rows of JSONL bytes and the count of unreadable or non-object lines skipped.
-
-    For readers that must never refuse (the HTML report, the benchmark log); run artifacts use
-    `read_jsonl`, which names a corrupt line instead of skipping it.
-    """
-    rows: list[dict] = []
-    skipped = 0
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            skipped += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            skipped += 1
-    return rows, skipped
 
 
 class Appender:

@@ -1,0 +1,125 @@
+"""JSONL reading: one line splitter and decoder, and the policies built on it.
+
+Every JSONL file the tool reads goes through `iter_lines`; the readers below differ only in
+what they do with a bad line: name it (run artifacts), skip and count it (scored records with
+`--tolerant`, the report, the benchmark log), and how they treat a torn last line, the trace
+of a writer killed mid-line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from coordbench.errors import ArtifactError, DataError
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a JSONL file, decoded."""
+
+    number: int  # 1-based
+    raw: bytes
+    row: dict | None  # the JSON object, or None when the line is blank or not an object
+    error: str | None  # why `row` is None (the decoder's message, or "not an object")
+    last: bool  # the file's last line
+    torn: bool  # the last line of a file that does not end with a newline
+    non_object: str | None = None  # the JSON type of a valid line that is not an object
+
+    @property
+    def blank(self) -> bool:
+        return not self.raw.strip()
+
+
+def iter_lines(data: bytes) -> Iterator[Line]:
+    """Every line of JSONL bytes (the empty piece after a final newline is not a line)."""
+    pieces = data.split(b"\n")
+    if pieces and not pieces[-1]:
+        pieces.pop()
+    torn_possible = not data.endswith(b"\n")
+    for n, raw in enumerate(pieces, 1):
+        last = n == len(pieces)
+        row, error, non_object = None, None, None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            error = str(e)
+        else:
+            if isinstance(value, dict):
+                row = value
+            else:
+                non_object = type(value).__name__
+                error = f"a JSON {non_object}, not an object"
+        yield Line(n, raw, row, error, last, last and torn_possible, non_object)
+
+
+def read_jsonl(
+    path: Path, *, tolerant_tail: bool = True, require: tuple[str, ...] = ()
+) -> tuple[list[dict], int]:
+    """Rows (JSON objects) of a run artifact and the byte length of its valid prefix.
+
+    A torn last line (no trailing newline, or invalid JSON) is dropped when `tolerant_tail`;
+    any other invalid line, or a row without a `require`d key, is an error naming the file and
+    line.
+    """
+    if not path.exists():
+        return [], 0
+    rows: list[dict] = []
+    good = 0
+    for ln in iter_lines(path.read_bytes()):
+        error = "no trailing newline" if ln.torn else ln.error
+        if error is not None:
+            if tolerant_tail and ln.last:
+                break
+            raise ArtifactError(f"{path}:{ln.number}: invalid JSON line ({error})")
+        missing = [k for k in require if k not in ln.row]
+        if missing:
+            raise ArtifactError(f"{path}:{ln.number}: no {missing[0]!r} in this line")
+        rows.append(ln.row)
+        good += len(ln.raw) + 1
+    return rows, good
+
+
+def parse_jsonl_lenient(data: bytes) -> tuple[list[dict], int]:
+    """JSON-object rows of JSONL bytes and the count of unreadable or non-object lines skipped.
+
+    For readers that must never refuse (the HTML report, the benchmark log); run artifacts use
+    `read_jsonl`, which names a corrupt line instead of skipping it.
+    """
+    rows: list[dict] = []
+    skipped = 0
+    for ln in iter_lines(data):
+        if ln.row is not None:
+            rows.append(ln.row)
+        elif not ln.blank:
+            skipped += 1
+    return rows, skipped
+
+
+def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict], int]:
+    """Records of a scored-records JSONL file and how many lines were skipped.
+
+    A malformed line is a DataError naming file and line, or skipped and counted when
+    `tolerant`; a torn last line (no trailing newline) is always skipped and counted.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {p}: {e.strerror or e}") from None
+    recs: list[dict] = []
+    skipped = 0
+    for ln in iter_lines(data):
+        if ln.row is not None:
+            recs.append(ln.row)
+        elif not ln.blank:
+            if not (tolerant or ln.torn):
+                raise DataError(
+                    f"{p}:{ln.number}: malformed JSONL line ({ln.error}); "
+                    "pass --tolerant to skip such lines"
+                )
+            skipped += 1
+    return recs, skipped
