@@ -18,8 +18,31 @@ from collections import Counter
 from coordbench.parse.output import parse_output
 from coordbench.types import SURFACES
 
-PIECES = ['{', '}', '[', ']', '"', '\\', ',', ':', ' ', '\n', '<|', '|>', '<|im_end|>', '<|coord_7|>',
-          '"objects"', 'NaN', '1e308', '-7', '1000', '\ud800', 'é', '{"objects": [', ']}']  # fmt: skip
+PIECES = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    "\\",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "<|",
+    "|>",
+    "<|im_end|>",
+    "<|coord_7|>",
+    '"objects"',
+    "NaN",
+    "1e308",
+    "-7",
+    "1000",
+    "\ud800",
+    "é",
+    '{"objects": [',
+    "]}",
+]
 SIZES = [(1024, 768), (640, 480), (1248, 832), (32, 32), (1, 1)]
 
 
@@ -122,9 +145,14 @@ def main() -> int:
     big = {
         "1 MB garbage": "".join(chr(32 + (i * 7919) % 5000) for i in range(1_000_000)),
         "1 MB open braces": "{" * 1_000_000,
-        "1 MB truncated answer (11k boxes)": '{"objects": [' + ", ".join(
-            ['{"desc": "person", "bbox_2d": [<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]}'] * 11_000),
-    }  # fmt: skip
+        "1 MB truncated answer (11k boxes)": '{"objects": ['
+        + ", ".join(
+            [
+                '{"desc": "person", "bbox_2d": [<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]}'
+            ]
+            * 11_000
+        ),
+    }
     for name, text in big.items():
         t0 = time.perf_counter()
         p = parse_output(text, surface="coord_tokens", width=1024, height=768)

@@ -46,8 +46,9 @@ def _jitter(rng: np.random.Generator, b: list[int], w: int, h: int) -> list[int]
     return [int(x1), int(y1), x2, y2]
 
 
-def synthetic_records(n_images: int = 5000, seed: int = 0, dets: int = DETS_PER_IMAGE,
-                      pred_seed: int | None = None) -> list[dict]:  # fmt: skip
+def synthetic_records(
+    n_images: int = 5000, seed: int = 0, dets: int = DETS_PER_IMAGE, pred_seed: int | None = None
+) -> list[dict]:
     """Upstream-format scored records (gt_vs_pred_scored.jsonl lines).
 
     GT depends on `seed` only, predictions on `pred_seed` (default: `seed`), so two "runs" of
@@ -60,8 +61,14 @@ def synthetic_records(n_images: int = 5000, seed: int = 0, dets: int = DETS_PER_
     recs = []
     for i in range(n_images):
         w, h = int(g_rng.integers(320, 641)), int(g_rng.integers(240, 481))
-        gt = [{"type": "bbox_2d", "points": _box(g_rng, w, h), "desc": names[g_rng.integers(N_CLASSES)]}
-              for _ in range(g_rng.poisson(GT_PER_IMAGE))]  # fmt: skip
+        gt = [
+            {
+                "type": "bbox_2d",
+                "points": _box(g_rng, w, h),
+                "desc": names[g_rng.integers(N_CLASSES)],
+            }
+            for _ in range(g_rng.poisson(GT_PER_IMAGE))
+        ]
         pred = []
         for g in gt[: dets // 3]:  # up to 3 jittered copies per GT, 80 % with the right class
             for _ in range(rng.integers(1, 4)):
@@ -76,10 +83,25 @@ def synthetic_records(n_images: int = 5000, seed: int = 0, dets: int = DETS_PER_
                     }
                 )
         while len(pred) < dets:  # random false positives
-            pred.append({"type": "bbox_2d", "points": _box(rng, w, h), "desc": names[rng.integers(N_CLASSES)],
-                         "score": float(rng.uniform(0, 0.6))})  # fmt: skip
-        recs.append({"image": f"synthetic/{i:06d}.jpg", "width": w, "height": h, "gt": gt, "pred": pred[:dets],
-                     "pred_score_source": "synthetic", "pred_score_version": 1})  # fmt: skip
+            pred.append(
+                {
+                    "type": "bbox_2d",
+                    "points": _box(rng, w, h),
+                    "desc": names[rng.integers(N_CLASSES)],
+                    "score": float(rng.uniform(0, 0.6)),
+                }
+            )
+        recs.append(
+            {
+                "image": f"synthetic/{i:06d}.jpg",
+                "width": w,
+                "height": h,
+                "gt": gt,
+                "pred": pred[:dets],
+                "pred_score_source": "synthetic",
+                "pred_score_version": 1,
+            }
+        )
     return recs
 
 
@@ -119,8 +141,10 @@ def main() -> int:
     out = evaluate_coco(images, Semantic("unused"), 0.5, "faster", new_counters())
     t2 = time.perf_counter()
     n_gt, n_dt = len(out.coco_gt["annotations"]), len(out.coco_preds)
-    print(f"synthetic set: {args.images} images, {n_gt} GT, {n_dt} detections, {N_CLASSES} classes "
-          f"(generated in {t1 - t0:.1f} s; records -> COCO dicts + faster eval {t2 - t1:.1f} s)")  # fmt: skip
+    print(
+        f"synthetic set: {args.images} images, {n_gt} GT, {n_dt} detections, {N_CLASSES} classes "
+        f"(generated in {t1 - t0:.1f} s; records -> COCO dicts + faster eval {t2 - t1:.1f} s)"
+    )
     t3 = time.perf_counter()
     ref = pycocotools_stats(out.coco_gt, out.coco_preds)
     t4 = time.perf_counter()

@@ -118,8 +118,16 @@ class Batcher:
         mm = (ids == self.image_id).int()
         grid = vis["image_grid_thw"][0]
         aux = aux_targets(boxes, classes, int(grid[1]) // 2, int(grid[2]) // 2, images[0].size)
-        return dict(ids=ids, mask=mask, labels=labels, weights=weights, mm=mm, P=len(self.head_ids),
-                    aux=aux, **vis)  # fmt: skip
+        return dict(
+            ids=ids,
+            mask=mask,
+            labels=labels,
+            weights=weights,
+            mm=mm,
+            P=len(self.head_ids),
+            aux=aux,
+            **vis,
+        )
 
 
 def aux_targets(boxes, classes, rows: int, cols: int, size_wh):
@@ -148,25 +156,34 @@ def forward_shared_prefix(model, b):
     """Logits for positions P.. with the prefix KV computed once (batch 1) and repeated."""
     inner = model.model
     pos, _ = inner.get_rope_index(
-        b["ids"], mm_token_type_ids=b["mm"], image_grid_thw=b["image_grid_thw"],
+        b["ids"],
+        mm_token_type_ids=b["mm"],
+        image_grid_thw=b["image_grid_thw"],
         attention_mask=b["mask"],
-    )  # fmt: skip
+    )
     P, B = b["P"], b["ids"].shape[0]
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
     emb = model.get_input_embeddings()
     inner.language_model(
-        inputs_embeds=emb(b["ids"][:1, :P]), position_ids=pos[:, :1, :P],
-        attention_mask=b["mask"][:1, :P], cache=cache, use_cache=True,
-    )  # fmt: skip
+        inputs_embeds=emb(b["ids"][:1, :P]),
+        position_ids=pos[:, :1, :P],
+        attention_mask=b["mask"][:1, :P],
+        cache=cache,
+        use_cache=True,
+    )
     cache.batch_repeat_interleave(B)
     img = inner.get_image_features(b["pixel_values"], b["image_grid_thw"], return_dict=True)
     out = inner(
-        input_ids=b["ids"][:, P:], attention_mask=b["mask"], position_ids=pos[:, :, P:],
-        mm_encoder_outputs={"image": img}, image_grid_thw=b["image_grid_thw"], cache=cache,
+        input_ids=b["ids"][:, P:],
+        attention_mask=b["mask"],
+        position_ids=pos[:, :, P:],
+        mm_encoder_outputs={"image": img},
+        image_grid_thw=b["image_grid_thw"],
+        cache=cache,
         use_cache=True,
-    )  # fmt: skip
+    )
     return out.last_hidden_state, torch.stack(img.pooler_output)
 
 
@@ -275,9 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--jitter-prob", type=float, default=0.5, help="share of coord tokens moved")
     ap.add_argument(
-        "--aux-fit-steps", type=int, default=40,
+        "--aux-fit-steps",
+        type=int,
+        default=40,
         help="when continuing without a saved aux head: fit a fresh one on frozen features first",
-    )  # fmt: skip
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -356,9 +375,17 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 vaux = aux_loss(aux_head, vimg, val_batch["aux"])
             model.train()
-            row = dict(step=base_step + step, minutes=round(base_min + (time.time() - t0) / 60, 2), lr=lr, loss=float(loss.detach()),
-                       ce=float(ce), coord_err=float(err), val_ce=float(vce), val_coord_err=float(verr),
-                       val_aux=float(vaux))  # fmt: skip
+            row = dict(
+                step=base_step + step,
+                minutes=round(base_min + (time.time() - t0) / 60, 2),
+                lr=lr,
+                loss=float(loss.detach()),
+                ce=float(ce),
+                coord_err=float(err),
+                val_ce=float(vce),
+                val_coord_err=float(verr),
+                val_aux=float(vaux),
+            )
             log.append(row)
             print(json.dumps(row), flush=True)
         if step % args.save_every == 0:

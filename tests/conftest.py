@@ -60,8 +60,18 @@ class OracleBackend:
             idx, row = self.answers[req.sample_id]
             text, finish = self._text(idx, row)
             toks = _split_tokens(text)
-            out.append(Generation(req.sample_id, text, list(range(len(toks))), toks,
-                                  [self.logprob] * len(toks), [self.logprob] * len(toks), finish, 10))  # fmt: skip
+            out.append(
+                Generation(
+                    req.sample_id,
+                    text,
+                    list(range(len(toks))),
+                    toks,
+                    [self.logprob] * len(toks),
+                    [self.logprob] * len(toks),
+                    finish,
+                    10,
+                )
+            )
         return out
 
     def close(self):

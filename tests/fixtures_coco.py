@@ -18,22 +18,87 @@ from PIL import Image
 
 # Official COCO 2017 category ids (1..90 with 10 gaps) and names, in id order.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
-    (1, "person"), (2, "bicycle"), (3, "car"), (4, "motorcycle"), (5, "airplane"), (6, "bus"),
-    (7, "train"), (8, "truck"), (9, "boat"), (10, "traffic light"), (11, "fire hydrant"),
-    (13, "stop sign"), (14, "parking meter"), (15, "bench"), (16, "bird"), (17, "cat"), (18, "dog"),
-    (19, "horse"), (20, "sheep"), (21, "cow"), (22, "elephant"), (23, "bear"), (24, "zebra"),
-    (25, "giraffe"), (27, "backpack"), (28, "umbrella"), (31, "handbag"), (32, "tie"),
-    (33, "suitcase"), (34, "frisbee"), (35, "skis"), (36, "snowboard"), (37, "sports ball"),
-    (38, "kite"), (39, "baseball bat"), (40, "baseball glove"), (41, "skateboard"),
-    (42, "surfboard"), (43, "tennis racket"), (44, "bottle"), (46, "wine glass"), (47, "cup"),
-    (48, "fork"), (49, "knife"), (50, "spoon"), (51, "bowl"), (52, "banana"), (53, "apple"),
-    (54, "sandwich"), (55, "orange"), (56, "broccoli"), (57, "carrot"), (58, "hot dog"),
-    (59, "pizza"), (60, "donut"), (61, "cake"), (62, "chair"), (63, "couch"), (64, "potted plant"),
-    (65, "bed"), (67, "dining table"), (70, "toilet"), (72, "tv"), (73, "laptop"), (74, "mouse"),
-    (75, "remote"), (76, "keyboard"), (77, "cell phone"), (78, "microwave"), (79, "oven"),
-    (80, "toaster"), (81, "sink"), (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"),
-    (87, "scissors"), (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"),
-)  # fmt: skip
+    (1, "person"),
+    (2, "bicycle"),
+    (3, "car"),
+    (4, "motorcycle"),
+    (5, "airplane"),
+    (6, "bus"),
+    (7, "train"),
+    (8, "truck"),
+    (9, "boat"),
+    (10, "traffic light"),
+    (11, "fire hydrant"),
+    (13, "stop sign"),
+    (14, "parking meter"),
+    (15, "bench"),
+    (16, "bird"),
+    (17, "cat"),
+    (18, "dog"),
+    (19, "horse"),
+    (20, "sheep"),
+    (21, "cow"),
+    (22, "elephant"),
+    (23, "bear"),
+    (24, "zebra"),
+    (25, "giraffe"),
+    (27, "backpack"),
+    (28, "umbrella"),
+    (31, "handbag"),
+    (32, "tie"),
+    (33, "suitcase"),
+    (34, "frisbee"),
+    (35, "skis"),
+    (36, "snowboard"),
+    (37, "sports ball"),
+    (38, "kite"),
+    (39, "baseball bat"),
+    (40, "baseball glove"),
+    (41, "skateboard"),
+    (42, "surfboard"),
+    (43, "tennis racket"),
+    (44, "bottle"),
+    (46, "wine glass"),
+    (47, "cup"),
+    (48, "fork"),
+    (49, "knife"),
+    (50, "spoon"),
+    (51, "bowl"),
+    (52, "banana"),
+    (53, "apple"),
+    (54, "sandwich"),
+    (55, "orange"),
+    (56, "broccoli"),
+    (57, "carrot"),
+    (58, "hot dog"),
+    (59, "pizza"),
+    (60, "donut"),
+    (61, "cake"),
+    (62, "chair"),
+    (63, "couch"),
+    (64, "potted plant"),
+    (65, "bed"),
+    (67, "dining table"),
+    (70, "toilet"),
+    (72, "tv"),
+    (73, "laptop"),
+    (74, "mouse"),
+    (75, "remote"),
+    (76, "keyboard"),
+    (77, "cell phone"),
+    (78, "microwave"),
+    (79, "oven"),
+    (80, "toaster"),
+    (81, "sink"),
+    (82, "refrigerator"),
+    (84, "book"),
+    (85, "clock"),
+    (86, "vase"),
+    (87, "scissors"),
+    (88, "teddy bear"),
+    (89, "hair drier"),
+    (90, "toothbrush"),
+)
 
 # (image id, width, height, number of ordinary kept anns, special anns); sizes from the worked
 # smart-resize table of upstream_spec §1.4 where possible, listed out of id order on purpose.
@@ -125,8 +190,17 @@ def make_coco(root: str | Path, *, seed: int = 0) -> CocoFixture:
         next_ann += 1000
         for ann_id, (_, box, crowd, kind) in zip(ids, mine, strict=True):
             cat_id, _ = prng.choice(COCO_CATEGORIES)
-            anns.append({"id": ann_id, "image_id": image_id, "category_id": cat_id, "bbox": box,
-                         "area": box[2] * box[3], "iscrowd": crowd, "segmentation": []})  # fmt: skip
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat_id,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": crowd,
+                    "segmentation": [],
+                }
+            )
             counts[kind] += 1
             if kind == "keep":
                 fx.kept.setdefault(image_id, []).append(ann_id)
@@ -138,7 +212,12 @@ def make_coco(root: str | Path, *, seed: int = 0) -> CocoFixture:
     counts["total"] = len(anns)
     fx.counts = counts
     cats = [{"id": i, "name": n, "supercategory": "thing"} for i, n in COCO_CATEGORIES]
-    coco = {"info": {"description": "coordbench test fixture"}, "licenses": [], "images": images,
-            "annotations": anns, "categories": cats}  # fmt: skip
+    coco = {
+        "info": {"description": "coordbench test fixture"},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": cats,
+    }
     fx.annotation_path.write_text(json.dumps(coco))
     return fx

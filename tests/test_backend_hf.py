@@ -47,8 +47,9 @@ def image(i: int, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray((np.random.RandomState(i).rand(h, w, 3) * 255).astype("uint8"))
 
 
-def request(i: int, size: tuple[int, int] | None = None, *, image_first: bool = True,
-            run_seed: int = 7) -> GenerationRequest:  # fmt: skip
+def request(
+    i: int, size: tuple[int, int] | None = None, *, image_first: bool = True, run_seed: int = 7
+) -> GenerationRequest:
     img = {"type": "image", "image": image(i, size or SIZES[i % len(SIZES)])}
     text = {"type": "text", "text": "Detect every object." + " Please." * (i % 4)}
     content = [img, text] if image_first else [text, img]
@@ -73,9 +74,15 @@ def hf_generate(be, req, **kw):
 
     inputs = build_inputs(be.processor, be.template, [req], be.device, be.dtype)
     with torch.inference_mode():
-        out = be.model.generate(**inputs, max_new_tokens=kw.pop("max_new_tokens", 24),
-                                eos_token_id=sorted(be.stop_ids), output_logits=True,
-                                output_scores=True, return_dict_in_generate=True, **kw)  # fmt: skip
+        out = be.model.generate(
+            **inputs,
+            max_new_tokens=kw.pop("max_new_tokens", 24),
+            eos_token_id=sorted(be.stop_ids),
+            output_logits=True,
+            output_scores=True,
+            return_dict_in_generate=True,
+            **kw,
+        )
     ids = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
     raw = [
         torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.logits, ids, strict=True)
@@ -112,8 +119,10 @@ def test_repetition_penalty_greedy_matches_transformers(backend):
     )
 
 
-@pytest.mark.parametrize("rp,temp,top_k,top_p", [(1.2, 0.7, 0, 0.9), (1.0, 1.3, 50, 1.0),
-                                                 (0.8, 0.5, 7, 0.6), (1.0, 1.0, 0, 1.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "rp,temp,top_k,top_p",
+    [(1.2, 0.7, 0, 0.9), (1.0, 1.3, 50, 1.0), (0.8, 0.5, 7, 0.6), (1.0, 1.0, 0, 1.0)],
+)
 def test_logits_processing_equals_hf_processors(rp, temp, top_k, top_p):
     from transformers.generation.logits_process import (
         LogitsProcessorList,
@@ -151,7 +160,10 @@ def test_inverse_cdf_sampler_follows_the_distribution():
     assert freq[2] == 0  # a masked / zero-probability token is never drawn
     torch.testing.assert_close(freq, probs.double(), atol=0.03, rtol=0)  # ~4 sigma at n=4000
     again = sample_rows(scores[:5], [torch.Generator().manual_seed(s) for s in range(5)])
-    assert again.tolist() == sample_rows(scores[:5], [torch.Generator().manual_seed(s) for s in range(5)]).tolist()  # fmt: skip
+    assert (
+        again.tolist()
+        == sample_rows(scores[:5], [torch.Generator().manual_seed(s) for s in range(5)]).tolist()
+    )
 
 
 # --------------------------------------------------------------------------- batch invariance
@@ -163,7 +175,12 @@ def test_outputs_do_not_depend_on_batch_size(backend, params):
     runs = {bs: run_in_batches(backend, reqs, params, bs) for bs in (1, 4, 3)}  # 3: ragged 3+3+1
     for bs in (4, 3):
         for a, b in zip(runs[1], runs[bs], strict=True):
-            assert (a.sample_id, a.token_ids, a.text, a.finish_reason) == (b.sample_id, b.token_ids, b.text, b.finish_reason)  # fmt: skip
+            assert (a.sample_id, a.token_ids, a.text, a.finish_reason) == (
+                b.sample_id,
+                b.token_ids,
+                b.text,
+                b.finish_reason,
+            )
             np.testing.assert_allclose(a.logprobs_raw, b.logprobs_raw, atol=1e-4)
             np.testing.assert_allclose(a.logprobs_processed, b.logprobs_processed, atol=1e-4)
     assert len({tuple(g.token_ids) for g in runs[1]}) == 7  # non-trivial, input-dependent outputs
@@ -233,7 +250,9 @@ def test_message_layouts_and_request_image(backend):
     ga, gb = backend.generate([a, b], GREEDY)
     assert ga.n_prompt_tokens == gb.n_prompt_tokens  # same tokens, another order
     img = a.messages[1]["content"][0]["image"]
-    c = GenerationRequest("c", [{"role": "user", "content": [{"type": "image"}, a.messages[1]["content"][1]]}], img, 1)  # fmt: skip
+    c = GenerationRequest(
+        "c", [{"role": "user", "content": [{"type": "image"}, a.messages[1]["content"][1]]}], img, 1
+    )
     assert backend.generate([c], GREEDY)[0].n_new_tokens == 24
 
 
@@ -257,8 +276,12 @@ def test_stats_count_tokens_and_time(backend):
 
 
 def test_invalid_params_are_refused(backend):
-    for bad in (GenerationParams(top_p=0.0), GenerationParams(temperature=-1),
-                GenerationParams(top_k=-2), GenerationParams(max_new_tokens=0)):  # fmt: skip
+    for bad in (
+        GenerationParams(top_p=0.0),
+        GenerationParams(temperature=-1),
+        GenerationParams(top_k=-2),
+        GenerationParams(max_new_tokens=0),
+    ):
         with pytest.raises(BackendError, match="expected `"):
             backend.generate([request(0)], bad)
 
@@ -266,8 +289,14 @@ def test_invalid_params_are_refused(backend):
 # --------------------------------------------------------------------------- OOM back-off
 
 
-@pytest.mark.parametrize("oom", [lambda: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
-                                 lambda: RuntimeError("HIP out of memory")], ids=["cuda", "runtime"])  # fmt: skip
+@pytest.mark.parametrize(
+    "oom",
+    [
+        lambda: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+        lambda: RuntimeError("HIP out of memory"),
+    ],
+    ids=["cuda", "runtime"],
+)
 def test_oom_halves_the_batch_and_keeps_outputs(backend, monkeypatch, caplog, oom):
     reqs = [request(i) for i in range(5)]
     expected = backend.generate(reqs, SAMPLED)
@@ -333,7 +362,9 @@ def test_check_grid_message_names_sizes_patch_and_grid():
 def test_resize_guard_refuses_an_image_off_the_grid(backend, monkeypatch):
     assert backend.expected_grid(96, 64) == (1, 4, 6)
     backend.check_image_size(96, 64)
-    with pytest.raises(BackendError, match="resized image 100x70 to 96x64 \\(patch 16, merge 2\\).*multiples of 32"):  # fmt: skip
+    with pytest.raises(
+        BackendError, match="resized image 100x70 to 96x64 \\(patch 16, merge 2\\).*multiples of 32"
+    ):
         backend.check_image_size(100, 70)
     with pytest.raises(BackendError, match="resized image 32x32 to 64x64"):  # under min_pixels
         backend.check_image_size(32, 32)
@@ -348,8 +379,13 @@ def test_split_messages_keeps_order_and_placeholders():
     from coordbench.backends.hf_inputs import split_messages
 
     img = image(0, (64, 64))
-    msgs = [{"role": "system", "content": "sys"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image", "image": img}]}]  # fmt: skip
+    msgs = [
+        {"role": "system", "content": "sys"},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "a"}, {"type": "image", "image": img}],
+        },
+    ]
     rendered, images = split_messages(msgs)
     assert images == [img]
     assert rendered[1]["content"] == [{"type": "text", "text": "a"}, {"type": "image"}]
@@ -364,11 +400,24 @@ def test_split_messages_keeps_order_and_placeholders():
 def test_vllm_sampling_params_mapping():
     from coordbench.backends.vllm import sampling_kwargs
 
-    kw = sampling_kwargs(GenerationParams(temperature=0.1, top_p=0.9, repetition_penalty=1.05,
-                                          max_new_tokens=3084), seed=123, stop_ids=[7, 3])  # fmt: skip
-    assert kw == {"n": 1, "seed": 123, "temperature": 0.1, "top_p": 0.9, "top_k": -1,
-                  "repetition_penalty": 1.05, "max_tokens": 3084, "stop_token_ids": [3, 7],
-                  "logprobs": 1, "skip_special_tokens": False, "spaces_between_special_tokens": False}  # fmt: skip
+    kw = sampling_kwargs(
+        GenerationParams(temperature=0.1, top_p=0.9, repetition_penalty=1.05, max_new_tokens=3084),
+        seed=123,
+        stop_ids=[7, 3],
+    )
+    assert kw == {
+        "n": 1,
+        "seed": 123,
+        "temperature": 0.1,
+        "top_p": 0.9,
+        "top_k": -1,
+        "repetition_penalty": 1.05,
+        "max_tokens": 3084,
+        "stop_token_ids": [3, 7],
+        "logprobs": 1,
+        "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
+    }
     assert sampling_kwargs(GenerationParams(top_k=20), 1, [])["top_k"] == 20
     with pytest.raises(BackendError, match="top_p"):
         sampling_kwargs(GenerationParams(top_p=1.5), 1, [])
@@ -379,7 +428,10 @@ def test_vllm_output_to_generation(backend):
 
     tok = backend.tokenizer
     ids = tok.encode('{"a": 1}') + [tok.convert_tokens_to_ids("<|im_end|>")]
-    steps = [{t: SimpleNamespace(logprob=-0.5 * k), t + 1: SimpleNamespace(logprob=-9.0)} for k, t in enumerate(ids)]  # fmt: skip
+    steps = [
+        {t: SimpleNamespace(logprob=-0.5 * k), t + 1: SimpleNamespace(logprob=-9.0)}
+        for k, t in enumerate(ids)
+    ]
     out = SimpleNamespace(token_ids=ids, logprobs=steps, finish_reason="stop")
     g = generation_from_output("x", out, tok, n_prompt=11)
     assert g.text == '{"a": 1}<|im_end|>' and g.finish_reason == "stop"
@@ -396,17 +448,23 @@ def test_vllm_output_to_generation(backend):
 def test_vllm_missing_is_a_clear_error(tmp_path):
     from coordbench.backends.vllm import VLLMBackend
 
-    with pytest.raises(BackendError, match=r"vLLM is not installed: pip install coordbench\[vllm\] on a GPU node"):  # fmt: skip
+    with pytest.raises(
+        BackendError, match=r"vLLM is not installed: pip install coordbench\[vllm\] on a GPU node"
+    ):
         VLLMBackend(tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None or not torch.cuda.is_available(),
-                    reason="vllm is not installed or no GPU (vLLM is a GPU-only optional extra)")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None or not torch.cuda.is_available(),
+    reason="vllm is not installed or no GPU (vLLM is a GPU-only optional extra)",
+)
 def test_vllm_generates_with_a_trace(tmp_path):
     from coordbench.backends.vllm import VLLMBackend
     from coordbench.embedded.tiny_families import save_tiny
 
-    be = VLLMBackend(save_tiny("qwen2_5_vl", tmp_path / "ck"), gpu_memory_utilization=0.3, max_model_len=2048)  # fmt: skip
+    be = VLLMBackend(
+        save_tiny("qwen2_5_vl", tmp_path / "ck"), gpu_memory_utilization=0.3, max_model_len=2048
+    )
     gens = be.generate([request(i) for i in range(3)], SAMPLED)
     again = be.generate([request(2), request(0)], SAMPLED)
     assert [g.n_new_tokens for g in gens] == [24, 24, 24] or any(

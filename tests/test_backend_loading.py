@@ -63,8 +63,9 @@ def oracle_ids(be: HFBackend, req: GenerationRequest, n: int = 12, model=None) -
 
     inputs = build_inputs(be.processor, be.template, [req], be.device, be.dtype)
     with torch.inference_mode():
-        out = (model or be.model).generate(**inputs, do_sample=False, max_new_tokens=n,
-                                           eos_token_id=sorted(be.stop_ids))  # fmt: skip
+        out = (model or be.model).generate(
+            **inputs, do_sample=False, max_new_tokens=n, eos_token_id=sorted(be.stop_ids)
+        )
     return out[0, inputs["input_ids"].shape[1] :].tolist()
 
 
@@ -100,7 +101,10 @@ def test_processor_config_layout_loads_the_same(ckpts, family, tmp_path):
     assert be.info.provenance["processor"] == "fallback"
     assert be.processor.image_processor.patch_size == 16
     assert be.generate([req], GREEDY)[0].token_ids == a.token_ids
-    assert be.info.identity["weights_sha256"] == HFBackend(ckpts[family]).info.identity["weights_sha256"]  # fmt: skip
+    assert (
+        be.info.identity["weights_sha256"]
+        == HFBackend(ckpts[family]).info.identity["weights_sha256"]
+    )
 
 
 def test_autoprocessor_path_is_used_when_it_works(q25, monkeypatch):
@@ -176,20 +180,30 @@ def test_pickle_weights_need_allow_pickle(ckpts, q25):
 
     torch.save(load_file(q25 / "model.safetensors"), q25 / "pytorch_model.bin")
     (q25 / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="only pickle weights \\(pytorch_model.bin\\).*--allow-pickle") as e:  # fmt: skip
+    with pytest.raises(
+        CheckpointError, match="only pickle weights \\(pytorch_model.bin\\).*--allow-pickle"
+    ) as e:
         HFBackend(q25)
     _one_line_naming(e, q25)
     be = HFBackend(q25, allow_pickle=True)
     ref = HFBackend(ckpts["qwen2_5_vl"])
-    assert be.generate([request(0)], GREEDY)[0].token_ids == ref.generate([request(0)], GREEDY)[0].token_ids  # fmt: skip
+    assert (
+        be.generate([request(0)], GREEDY)[0].token_ids
+        == ref.generate([request(0)], GREEDY)[0].token_ids
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "short"])
 def test_corrupt_safetensors(q25, damage):
     f = q25 / "model.safetensors"
     data = f.read_bytes()
-    f.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
-                   "short": b"\x01\x02"}[damage])  # fmt: skip
+    f.write_bytes(
+        {
+            "truncate": data[: len(data) // 2],
+            "garbage": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
+            "short": b"\x01\x02",
+        }[damage]
+    )
     with pytest.raises(CheckpointError, match="corrupt safetensors file") as e:
         HFBackend(q25)
     _one_line_naming(e, f)
@@ -205,11 +219,14 @@ def test_text_only_model_is_the_wrong_family(q25):
     _one_line_naming(e, q25)
 
 
-@pytest.mark.parametrize("remove,match", [
-    (["tokenizer.json"], "no tokenizer files in"),
-    (["preprocessor_config.json"], "no image processor config in"),
-    (["model.safetensors"], "no weights"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "remove,match",
+    [
+        (["tokenizer.json"], "no tokenizer files in"),
+        (["preprocessor_config.json"], "no image processor config in"),
+        (["model.safetensors"], "no weights"),
+    ],
+)
 def test_missing_files(q25, remove, match):
     for name in remove:
         (q25 / name).unlink()
@@ -219,7 +236,9 @@ def test_missing_files(q25, remove, match):
 
 
 def test_missing_shard_and_bad_dtype(q25):
-    (q25 / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}}))  # fmt: skip
+    (q25 / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00002-of-00002.safetensors"}})
+    )
     with pytest.raises(
         CheckpointError, match="shard model-00002-of-00002.safetensors .* is missing"
     ):
@@ -247,7 +266,9 @@ def test_adapter_needs_config_and_peft(q25, tmp_path, monkeypatch):
         HFBackend(q25, adapter=ad)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft not installed (optional extra `lora`)")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("peft") is None, reason="peft not installed (optional extra `lora`)"
+)
 def test_lora_adapter_is_merged_at_load(ckpts, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -255,8 +276,10 @@ def test_lora_adapter_is_merged_at_load(ckpts, tmp_path):
 
     base, _, _ = build_tiny("qwen2_5_vl", seed=11)
     torch.manual_seed(0)
-    lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                           init_lora_weights=False))  # fmt: skip
+    lora = get_peft_model(
+        base,
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     lora.save_pretrained(tmp_path / "adapter")
     be = HFBackend(ckpts["qwen2_5_vl"], adapter=tmp_path / "adapter")
     plain = HFBackend(ckpts["qwen2_5_vl"])

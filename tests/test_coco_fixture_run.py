@@ -27,8 +27,19 @@ def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco768")
     fx = make_coco(root / "coco")
     out = root / "rescale_32_768"
-    args = ["data", "coco", "--coco-root", str(fx.root), "--preset", "768", "--out", str(out),
-            "--workers", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "data",
+        "coco",
+        "--coco-root",
+        str(fx.root),
+        "--preset",
+        "768",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     return fx, out
@@ -36,9 +47,24 @@ def converted(tmp_path_factory):
 
 def test_embedded_model_runs_on_converted_768_coco(converted, tmp_path):
     fx, data = converted
-    args = ["run", "--data", str(data / "val.jsonl"), "--preset", "768", "--limit", str(LIMIT),
-            "--max-new-tokens", "24", "--batch-size", "2", "--out", str(tmp_path), "--name", "c",
-            "--no-progress"]  # fmt: skip
+    args = [
+        "run",
+        "--data",
+        str(data / "val.jsonl"),
+        "--preset",
+        "768",
+        "--limit",
+        str(LIMIT),
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "c",
+        "--no-progress",
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     rd = tmp_path / "c"

@@ -34,9 +34,14 @@ def runs(tmp_path_factory):
         "samples": samples,
         "a": make_run(root, "a", samples, preds),
         "a_s1": make_run(root, "a_s1", samples, noisy_predictor(samples, 2), identity={"seed": 1}),
-        "crippled": make_run(root, "crippled", samples, drop_half(preds),
-                             identity={"checkpoint": {"sha256": "c" * 64, "path_name": "ckpt-c"}}),
-    }  # fmt: skip
+        "crippled": make_run(
+            root,
+            "crippled",
+            samples,
+            drop_half(preds),
+            identity={"checkpoint": {"sha256": "c" * 64, "path_name": "ckpt-c"}},
+        ),
+    }
 
 
 def _own(run_dir, label):
@@ -203,8 +208,12 @@ def test_different_sample_sets_compare_the_intersection(runs, tmp_path):
 
 def test_disjoint_sample_sets_give_no_deltas(runs, tmp_path):
     samples = make_samples(10, seed=9)
-    other = make_run(tmp_path, "other", [{**s, "sample_id": "x" + s["sample_id"]} for s in samples],
-                     noisy_predictor(samples, 1))  # fmt: skip
+    other = make_run(
+        tmp_path,
+        "other",
+        [{**s, "sample_id": "x" + s["sample_id"]} for s in samples],
+        noisy_predictor(samples, 1),
+    )
     res = compare_runs([runs["a"], other], n_boot=0)
     assert res.pairs[0].deltas == [] and res.pairs[0].n_shared == 0
     assert any("share no samples" in c for c in res.caveats)
@@ -248,8 +257,13 @@ def test_summary_json_path_is_accepted(runs):
 
 def test_more_than_one_differing_axis_is_a_caveat(runs, tmp_path):
     samples, preds = runs["samples"], noisy_predictor(runs["samples"], 1)
-    two = make_run(tmp_path, "two", samples, preds, identity={"checkpoint": {"sha256": "e" * 64},
-                                                             "decode": {"temperature": 0.7}})  # fmt: skip
+    two = make_run(
+        tmp_path,
+        "two",
+        samples,
+        preds,
+        identity={"checkpoint": {"sha256": "e" * 64}, "decode": {"temperature": 0.7}},
+    )
     one = make_run(tmp_path, "one", samples, preds, identity={"decode": {"temperature": 0.7}})
     bs = make_run(tmp_path, "bs", samples, preds, batch_size=1)
     res = compare_runs([runs["a"], two, one, bs], n_boot=0)
@@ -292,8 +306,15 @@ def test_seed_groups_mean_std_and_group_test(tmp_path):
     for ck, keep in (("good", 0.9), ("bad", 0.5)):
         for seed in range(3):
             ident = {"seed": seed, "checkpoint": {"path_name": ck, "sha256": ck * 8}}
-            paths.append(make_run(tmp_path, f"{ck}_s{seed}", samples, noisy_predictor(samples, seed, keep=keep),
-                                  identity=ident))  # fmt: skip
+            paths.append(
+                make_run(
+                    tmp_path,
+                    f"{ck}_s{seed}",
+                    samples,
+                    noisy_predictor(samples, seed, keep=keep),
+                    identity=ident,
+                )
+            )
     res = compare_runs(paths, n_boot=0)
     assert [g.n for g in res.groups] == [3, 3]
     good = next(g for g in res.groups if "good_s0" in g.members)
@@ -395,8 +416,13 @@ def test_an_upstream_run_dir_without_run_json(runs, tmp_path):
 def test_cis_come_from_the_metrics_librarys_paired_bootstrap(runs):
     from coordbench.metrics.bootstrap import paired_bootstrap
 
-    lib = paired_bootstrap(runs["a"] / "eval", runs["crippled"] / "eval", n=N_BOOT, seed=5,
-                           metrics=("bbox_AP", "f1ish@0.50_f1_full_micro"))["metrics"]  # fmt: skip
+    lib = paired_bootstrap(
+        runs["a"] / "eval",
+        runs["crippled"] / "eval",
+        n=N_BOOT,
+        seed=5,
+        metrics=("bbox_AP", "f1ish@0.50_f1_full_micro"),
+    )["metrics"]
     res = compare_runs(
         [runs["a"], runs["crippled"]], n_boot=N_BOOT, seed=5, metrics=["mAP", "F1@0.5"]
     )
@@ -453,8 +479,13 @@ def test_seed_is_no_axis_of_its_own_next_to_a_greedy_run(runs, tmp_path):
     hot = make_run(
         tmp_path, "hot", samples, preds, identity={"decode": {"temperature": 0.7}, "seed": 3}
     )
-    hot2 = make_run(tmp_path, "hot2", samples, preds, identity={"decode": {"temperature": 0.7}, "seed": 4,
-                                                             "checkpoint": {"sha256": "9" * 64}})  # fmt: skip
+    hot2 = make_run(
+        tmp_path,
+        "hot2",
+        samples,
+        preds,
+        identity={"decode": {"temperature": 0.7}, "seed": 4, "checkpoint": {"sha256": "9" * 64}},
+    )
     res = compare_runs([runs["a"], hot], n_boot=0)  # greedy a vs sampled hot: one axis (decode)
     assert not any("differs from" in c for c in res.caveats)
     res = compare_runs([hot, hot2], n_boot=0)  # both sampled: the seed is a second axis
@@ -535,12 +566,19 @@ def test_a_seed_only_pair_with_significant_verdicts_is_called_seed_noise(runs, t
     hits = [d for d in res.pairs[0].deltas if d.verdict not in ("within noise", "n/a")]
     tested = [d for d in res.pairs[0].deltas if d.verdict != "n/a"]
     assert hits
-    want = (f"hot_s2 and hot_s1 differ only in the sampling seed, yet {len(hits)} of {len(tested)} metrics "
-            "have a 95 % CI that excludes 0")  # fmt: skip
+    want = (
+        f"hot_s2 and hot_s1 differ only in the sampling seed, yet {len(hits)} of {len(tested)} metrics "
+        "have a 95 % CI that excludes 0"
+    )
     assert any(c.startswith(want) for c in res.caveats), res.caveats
     # another axis too (checkpoint), or greedy runs: the verdicts may be real, no such caveat
-    ck = make_run(tmp_path, "hot_ck", samples, drop_half(preds),
-                  identity={**hot, "seed": 2, "checkpoint": {"sha256": "d" * 64}})  # fmt: skip
+    ck = make_run(
+        tmp_path,
+        "hot_ck",
+        samples,
+        drop_half(preds),
+        identity={**hot, "seed": 2, "checkpoint": {"sha256": "d" * 64}},
+    )
     cold = make_run(tmp_path, "cold_s2", samples, drop_half(preds), identity={"seed": 2})
     for pair in ([s1, ck], [runs["a"], cold]):
         assert not any("sampling seed" in c for c in compare_runs(pair, n_boot=N_BOOT).caveats)

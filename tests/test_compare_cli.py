@@ -79,8 +79,23 @@ def test_cli_compare_formats_and_out_file(runs, tmp_path):
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("# coordbench compare")
     out = tmp_path / "cmp.json"
-    r = cli.invoke(main, ["compare", str(a), str(b), "--n-boot", "0", "--format", "json", "--out", str(out),
-                          "--baseline", "b", "--no-log"])  # fmt: skip
+    r = cli.invoke(
+        main,
+        [
+            "compare",
+            str(a),
+            str(b),
+            "--n-boot",
+            "0",
+            "--format",
+            "json",
+            "--out",
+            str(out),
+            "--baseline",
+            "b",
+            "--no-log",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["baseline"] == "b" and f"wrote {out}" in r.stderr
 
@@ -97,8 +112,9 @@ def test_cli_bad_input_is_one_line_exit_2(runs, tmp_path, args):
     assert ("nope" in r.stderr) or (str(tmp_path) in r.stderr) or ("zzz" in r.stderr)
 
 
-@pytest.mark.parametrize("name,text", [("run.json", "[1, 2]"), ("summary.json", '"x"'),
-                                       ("eval/metrics.json", "3")])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,text", [("run.json", "[1, 2]"), ("summary.json", '"x"'), ("eval/metrics.json", "3")]
+)
 def test_cli_run_files_that_are_not_objects_are_named(runs, tmp_path, name, text):
     import shutil
 
@@ -137,6 +153,8 @@ def test_compare_and_log_are_registered_and_documented():
 
 
 def test_importing_compare_does_not_import_torch():
-    code = ("import sys, coordbench.cli.main, coordbench.cli.compare, coordbench.compare.core, coordbench.compare.format, "
-            "coordbench.compare.gates, coordbench.compare.benchlog; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = (
+        "import sys, coordbench.cli.main, coordbench.cli.compare, coordbench.compare.core, coordbench.compare.format, "
+        "coordbench.compare.gates, coordbench.compare.benchlog; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

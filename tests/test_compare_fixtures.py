@@ -25,15 +25,30 @@ CLASSES = ("circle", "square", "triangle", "star")
 BASE_IDENTITY: dict[str, Any] = {
     "package_version": "0.1.0",
     "checkpoint": {"path_name": "ckpt-a", "sha256": "a" * 64, "adapter": None},
-    "dataset": {"path_name": "val.coord.jsonl", "sha256": "d" * 64, "num_samples": 0, "limit": None},
+    "dataset": {
+        "path_name": "val.coord.jsonl",
+        "sha256": "d" * 64,
+        "num_samples": 0,
+        "limit": None,
+    },
     "preset": "768",
-    "prompt": {"name": "coco80_desc_first", "template_hash": "80bc24bf" + "0" * 56, "layout": "text_first",
-               "surface": "coord_tokens"},
-    "decode": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0, "max_new_tokens": 1024},
+    "prompt": {
+        "name": "coco80_desc_first",
+        "template_hash": "80bc24bf" + "0" * 56,
+        "layout": "text_first",
+        "surface": "coord_tokens",
+    },
+    "decode": {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "repetition_penalty": 1.0,
+        "max_new_tokens": 1024,
+    },
     "seed": 0,
     "backend": "hf",
     "options": {"parse": {}, "confidence": {}, "eval": {}},
-}  # fmt: skip
+}
 
 
 def one_hot_encoder(texts: list[str]):
@@ -79,8 +94,15 @@ def make_samples(
     return out
 
 
-def noisy_predictor(samples: list[dict], seed: int, *, keep: float = 0.8, jitter: int = 6, wrong_class: float = 0.1,
-                    extra: float = 0.3) -> list[list[dict]]:  # fmt: skip
+def noisy_predictor(
+    samples: list[dict],
+    seed: int,
+    *,
+    keep: float = 0.8,
+    jitter: int = 6,
+    wrong_class: float = 0.1,
+    extra: float = 0.3,
+) -> list[list[dict]]:
     """Per sample: each GT found with prob `keep` (jittered, sometimes the wrong class), plus spurious boxes."""
     rng = random.Random(seed)
     preds = []
@@ -91,12 +113,24 @@ def noisy_predictor(samples: list[dict], seed: int, *, keep: float = 0.8, jitter
                 continue
             x0, y0, x1, y1 = (v + rng.randint(-jitter, jitter) for v in g["points"])
             desc = rng.choice(CLASSES) if rng.random() < wrong_class else g["desc"]
-            p.append({"type": "bbox_2d", "points": [max(0, x0), max(0, y0), x1, y1], "desc": desc,
-                      "score": round(rng.uniform(0.5, 1.0), 4)})  # fmt: skip
+            p.append(
+                {
+                    "type": "bbox_2d",
+                    "points": [max(0, x0), max(0, y0), x1, y1],
+                    "desc": desc,
+                    "score": round(rng.uniform(0.5, 1.0), 4),
+                }
+            )
         while rng.random() < extra:
             x0, y0 = rng.randint(0, s["width"] - 60), rng.randint(0, s["height"] - 60)
-            p.append({"type": "bbox_2d", "points": [x0, y0, x0 + 50, y0 + 50], "desc": rng.choice(CLASSES),
-                      "score": round(rng.uniform(0.0, 0.6), 4)})  # fmt: skip
+            p.append(
+                {
+                    "type": "bbox_2d",
+                    "points": [x0, y0, x0 + 50, y0 + 50],
+                    "desc": rng.choice(CLASSES),
+                    "score": round(rng.uniform(0.0, 0.6), 4),
+                }
+            )
         preds.append(p)
     return preds
 
@@ -106,9 +140,20 @@ def drop_half(preds: list[list[dict]]) -> list[list[dict]]:
     return [p[::2] for p in preds]
 
 
-def make_run(root: Path, name: str, samples: list[dict], preds: list[list[dict]], *, identity: dict | None = None,
-             batch_size: int = 8, statuses: list[str] | None = None, finished: bool = True, summary: bool = True,
-             wall_seconds: float = 10.0, provenance: dict | None = None) -> Path:  # fmt: skip
+def make_run(
+    root: Path,
+    name: str,
+    samples: list[dict],
+    preds: list[list[dict]],
+    *,
+    identity: dict | None = None,
+    batch_size: int = 8,
+    statuses: list[str] | None = None,
+    finished: bool = True,
+    summary: bool = True,
+    wall_seconds: float = 10.0,
+    provenance: dict | None = None,
+) -> Path:
     """Write a run dir; `identity` entries override BASE_IDENTITY (nested dicts merged one level)."""
     from coordbench.metrics.eval_files import write_eval_dir
     from coordbench.metrics.scoring import EvalOptions
@@ -127,22 +172,47 @@ def make_run(root: Path, name: str, samples: list[dict], preds: list[list[dict]]
     recs, scored = [], []
     for i, (s, p, st) in enumerate(zip(samples, preds, statuses, strict=True)):
         unscored = [{k: v for k, v in o.items() if k != "score"} for o in p]
-        rec = {"image": s["image"], "width": s["width"], "height": s["height"], "mode": "coord", "coord_mode": "pixel",
-               "gt": s["gt"], "pred": unscored, "raw_output_json": None, "raw_special_tokens": [],
-               "raw_ends_with_im_end": True, "errors": [], "error_entries": [], "sample_id": s["sample_id"],
-               "index": i, "raw_text": "", "parse_status": st, "parse_issues": [], "finish_reason": "stop",
-               "n_new_tokens": 10, "n_prompt_tokens": 100}  # fmt: skip
+        rec = {
+            "image": s["image"],
+            "width": s["width"],
+            "height": s["height"],
+            "mode": "coord",
+            "coord_mode": "pixel",
+            "gt": s["gt"],
+            "pred": unscored,
+            "raw_output_json": None,
+            "raw_special_tokens": [],
+            "raw_ends_with_im_end": True,
+            "errors": [],
+            "error_entries": [],
+            "sample_id": s["sample_id"],
+            "index": i,
+            "raw_text": "",
+            "parse_status": st,
+            "parse_issues": [],
+            "finish_reason": "stop",
+            "n_new_tokens": 10,
+            "n_prompt_tokens": 100,
+        }
         recs.append(rec)
         scored.append(
             {**rec, "pred": p, "pred_score_source": "confidence_postop", "pred_score_version": 2}
         )
-    prov = {"world_size": 1, "batch_size": batch_size, "wall_seconds": wall_seconds,
-            "samples_per_s": round(len(samples) / wall_seconds, 3), **(provenance or {})}  # fmt: skip
+    prov = {
+        "world_size": 1,
+        "batch_size": batch_size,
+        "wall_seconds": wall_seconds,
+        "samples_per_s": round(len(samples) / wall_seconds, 3),
+        **(provenance or {}),
+    }
     if finished:
         prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    head = {"identity_hash": identity_hash(ident), "identity": ident,
-            "config": {"batch_size": batch_size, "preset": ident["preset"], "seed": ident["seed"]},
-            "provenance": prov}  # fmt: skip
+    head = {
+        "identity_hash": identity_hash(ident),
+        "identity": ident,
+        "config": {"batch_size": batch_size, "preset": ident["preset"], "seed": ident["seed"]},
+        "provenance": prov,
+    }
     A.write_json(rd / A.RUN_JSON, head)
     A.write_jsonl(rd / A.GT_VS_PRED, recs)
     if not summary:

@@ -44,16 +44,54 @@ def test_confidence_oracle_exact() -> None:
 
 def _record(text: str, surface: str, w: int, h: int) -> dict:
     p = parse_output(text, surface=surface, width=w, height=h)
-    return {"image": "img.png", "width": w, "height": h, "mode": upstream_modes(surface)[0],
-            "coord_mode": "pixel", "gt": [], "pred": p.pred, "raw_output_json": p.raw_output_json,
-            "raw_special_tokens": p.raw_special_tokens, "raw_ends_with_im_end": p.raw_ends_with_im_end,
-            "errors": p.errors, "error_entries": p.error_entries}  # fmt: skip
+    return {
+        "image": "img.png",
+        "width": w,
+        "height": h,
+        "mode": upstream_modes(surface)[0],
+        "coord_mode": "pixel",
+        "gt": [],
+        "pred": p.pred,
+        "raw_output_json": p.raw_output_json,
+        "raw_special_tokens": p.raw_special_tokens,
+        "raw_ends_with_im_end": p.raw_ends_with_im_end,
+        "errors": p.errors,
+        "error_entries": p.error_entries,
+    }
 
 
 WINE = '{"objects": [{"desc": "wine glass", "bbox_2d": [<|coord_100|>, <|coord_200|>, <|coord_300|>, <|coord_400|>]}]}'
-WINE_TOKENS = ['{"', "objects", '":', ' [{"', "desc", '":', ' "', "wine", " glass", '",', ' "', "bbox",
-               "_", "2", "d", '":', " [", "<|coord_100|>", ",", " ", "<|coord_200|>", ",", " ",
-               "<|coord_300|>", ",", " ", "<|coord_400|>", "]}", "]}"]  # fmt: skip
+WINE_TOKENS = [
+    '{"',
+    "objects",
+    '":',
+    ' [{"',
+    "desc",
+    '":',
+    ' "',
+    "wine",
+    " glass",
+    '",',
+    ' "',
+    "bbox",
+    "_",
+    "2",
+    "d",
+    '":',
+    " [",
+    "<|coord_100|>",
+    ",",
+    " ",
+    "<|coord_200|>",
+    ",",
+    " ",
+    "<|coord_300|>",
+    ",",
+    " ",
+    "<|coord_400|>",
+    "]}",
+    "]}",
+]
 
 
 def _wine_logprobs() -> list[float]:
@@ -82,9 +120,41 @@ def test_fused_score_hand_computed() -> None:
 
 
 NUMERIC = '{"objects": [{"desc": "a", "bbox_2d": [12, 5, 300, 40]}]}<|im_end|>'
-NUMERIC_TOKENS = ['{"', "objects", '":', ' [{"', "desc", '":', ' "', "a", '",', ' "', "bbox", "_", "2",
-                  "d", '":', " [", "1", "2", ",", " ", "5", ",", " ", "3", "0", "0", ",", " ", "4",
-                  "0", "]}", "]}", "<|im_end|>"]  # fmt: skip
+NUMERIC_TOKENS = [
+    '{"',
+    "objects",
+    '":',
+    ' [{"',
+    "desc",
+    '":',
+    ' "',
+    "a",
+    '",',
+    ' "',
+    "bbox",
+    "_",
+    "2",
+    "d",
+    '":',
+    " [",
+    "1",
+    "2",
+    ",",
+    " ",
+    "5",
+    ",",
+    " ",
+    "3",
+    "0",
+    "0",
+    ",",
+    " ",
+    "4",
+    "0",
+    "]}",
+    "]}",
+    "<|im_end|>",
+]
 NUMERIC_P = {16: 0.5, 17: 0.5, 20: 0.8, 23: 0.9, 24: 0.9, 25: 0.9, 28: 0.6, 29: 0.6}  # digit tokens
 
 
@@ -111,9 +181,43 @@ def test_numeric_text_surface_hand_computed() -> None:
 
 def test_pixel_values_above_999_scored_unless_upstream_range() -> None:
     text = '{"objects": [{"desc": "a", "bbox_2d": [1000, 5, 1200, 40]}]}'
-    tokens = ['{"', "objects", '":', ' [{"', "desc", '":', ' "', "a", '",', ' "', "bbox", "_", "2", "d",
-              '":', " [", "1", "0", "0", "0", ",", " ", "5", ",", " ", "1", "2", "0", "0", ",", " ",
-              "4", "0", "]}", "]}"]  # fmt: skip
+    tokens = [
+        '{"',
+        "objects",
+        '":',
+        ' [{"',
+        "desc",
+        '":',
+        ' "',
+        "a",
+        '",',
+        ' "',
+        "bbox",
+        "_",
+        "2",
+        "d",
+        '":',
+        " [",
+        "1",
+        "0",
+        "0",
+        "0",
+        ",",
+        " ",
+        "5",
+        ",",
+        " ",
+        "1",
+        "2",
+        "0",
+        "0",
+        ",",
+        " ",
+        "4",
+        "0",
+        "]}",
+        "]}",
+    ]
     record = _record(text, "pixel", 1280, 720)
     lps = [-0.1] * len(tokens)
     (ours,) = confidence_for_record(record, 0, tokens, lps, ConfidenceOptions())["objects"]
@@ -134,15 +238,37 @@ def test_failure_reasons_and_scored_record() -> None:
     lines = [
         confidence_for_record(record, 0, None, None, opts),
         confidence_for_record(record, 1, WINE_TOKENS, lps[:-1], opts),
-        confidence_for_record({**record, "pred": [{**record["pred"][0], "points": [1, 2, 3, 4]}]}, 2, WINE_TOKENS, lps, opts),
-        confidence_for_record(record, 3, WINE_TOKENS, [float("-inf") if i == 20 else v for i, v in enumerate(lps)], opts),
-        confidence_for_record(record, 4, [t.replace("<|coord_400|>", "4") for t in WINE_TOKENS], lps, opts),
+        confidence_for_record(
+            {**record, "pred": [{**record["pred"][0], "points": [1, 2, 3, 4]}]},
+            2,
+            WINE_TOKENS,
+            lps,
+            opts,
+        ),
+        confidence_for_record(
+            record,
+            3,
+            WINE_TOKENS,
+            [float("-inf") if i == 20 else v for i, v in enumerate(lps)],
+            opts,
+        ),
+        confidence_for_record(
+            record, 4, [t.replace("<|coord_400|>", "4") for t in WINE_TOKENS], lps, opts
+        ),
         confidence_for_record({**record, "pred": []}, 5, WINE_TOKENS, lps, opts),
-        confidence_for_record(record, 6, WINE_TOKENS, [1e4 if i == 17 else v for i, v in enumerate(lps)], opts),
-    ]  # fmt: skip
+        confidence_for_record(
+            record, 6, WINE_TOKENS, [1e4 if i == 17 else v for i, v in enumerate(lps)], opts
+        ),
+    ]
     assert [_reason(line) for line in lines] == [
-        ["missing_trace"], ["trace_len_mismatch"], ["pred_alignment_mismatch"], ["nonfinite_logprob"],
-        ["missing_span"], [], ["nonfinite_logprob"]]  # fmt: skip
+        ["missing_trace"],
+        ["trace_len_mismatch"],
+        ["pred_alignment_mismatch"],
+        ["nonfinite_logprob"],
+        ["missing_span"],
+        [],
+        ["nonfinite_logprob"],
+    ]
     scored = scored_record(record, lines[0])
     assert scored["pred"] == [] and scored["pred_score_source"] == "confidence_postop"
     assert (
@@ -151,9 +277,13 @@ def test_failure_reasons_and_scored_record() -> None:
     summary = postop_summary(lines)
     assert summary["total_samples"] == 7 and summary["total_pred_objects"] == 6
     assert summary["kept_pred_objects"] == 0 and summary["kept_fraction"] == 0.0
-    assert summary["dropped_by_reason"] == {"missing_trace": 1, "trace_len_mismatch": 1,
-                                            "pred_alignment_mismatch": 1, "nonfinite_logprob": 2,
-                                            "missing_span": 1}  # fmt: skip
+    assert summary["dropped_by_reason"] == {
+        "missing_trace": 1,
+        "trace_len_mismatch": 1,
+        "pred_alignment_mismatch": 1,
+        "nonfinite_logprob": 2,
+        "missing_span": 1,
+    }
     assert postop_summary([lines[5]])["kept_fraction"] == 1.0  # no preds at all
 
 
@@ -164,9 +294,36 @@ def test_poly_and_desc_policies() -> None:
     assert _reason(line) == ["unsupported_geometry_type"]
     # geometry_first: no `desc` token before the box -> desc span missing
     geo = '{"objects": [{"bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>], "desc": "dog"}]}'
-    tokens = ['{"', "objects", '":', ' [{"', "bbox", "_", "2", "d", '":', " [", "<|coord_1|>", ",", " ",
-              "<|coord_2|>", ",", " ", "<|coord_30|>", ",", " ", "<|coord_40|>", "],", ' "', "desc", '":',
-              ' "', "dog", '"}', "]}"]  # fmt: skip
+    tokens = [
+        '{"',
+        "objects",
+        '":',
+        ' [{"',
+        "bbox",
+        "_",
+        "2",
+        "d",
+        '":',
+        " [",
+        "<|coord_1|>",
+        ",",
+        " ",
+        "<|coord_2|>",
+        ",",
+        " ",
+        "<|coord_30|>",
+        ",",
+        " ",
+        "<|coord_40|>",
+        "],",
+        ' "',
+        "desc",
+        '":',
+        ' "',
+        "dog",
+        '"}',
+        "]}",
+    ]
     record = _record(geo, "coord_tokens", 100, 100)
     lps = [math.log(0.5)] * len(tokens)
     best = confidence_for_record(record, 0, tokens, lps, ConfidenceOptions())["objects"][0]
@@ -183,11 +340,33 @@ def test_poly_and_desc_policies() -> None:
 
 def test_empty_desc_span_policy() -> None:
     raw = {"objects": [{"desc": "", "bbox_2d": [10, 10, 50, 50]}]}
-    record = {"image": "x", "width": 1000, "height": 1000, "mode": "coord", "coord_mode": "pixel",
-              "pred": [{"type": "bbox_2d", "points": [10, 10, 50, 50], "desc": ""}], "raw_output_json": raw,
-              "raw_special_tokens": []}  # fmt: skip
-    tokens = ["desc", '":', ' "",', ' "', "bbox", '":', " [", "<|coord_10|>", ",", "<|coord_10|>", ",",
-              "<|coord_50|>", ",", "<|coord_50|>", "]}"]  # fmt: skip
+    record = {
+        "image": "x",
+        "width": 1000,
+        "height": 1000,
+        "mode": "coord",
+        "coord_mode": "pixel",
+        "pred": [{"type": "bbox_2d", "points": [10, 10, 50, 50], "desc": ""}],
+        "raw_output_json": raw,
+        "raw_special_tokens": [],
+    }
+    tokens = [
+        "desc",
+        '":',
+        ' "",',
+        ' "',
+        "bbox",
+        '":',
+        " [",
+        "<|coord_10|>",
+        ",",
+        "<|coord_10|>",
+        ",",
+        "<|coord_50|>",
+        ",",
+        "<|coord_50|>",
+        "]}",
+    ]
     lps = [math.log(0.8)] * len(tokens)
     geom_only = confidence_for_record(record, 0, tokens, lps, ConfidenceOptions())["objects"][0]
     assert geom_only["kept"] and geom_only["score"] == pytest.approx(0.8, abs=1e-12)

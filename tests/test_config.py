@@ -30,8 +30,17 @@ def test_user_checkpoint_defaults_to_coco_768():
     assert cfg.data.endswith("public_data/coco/rescale_32_768/val.coord.jsonl")
 
 
-@pytest.mark.parametrize("kw", [{"limit": -1}, {"batch_size": 0}, {"temperature": -0.1}, {"top_p": 0.0},
-                                {"max_new_tokens": 0}, {"scorer": "x"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"limit": -1},
+        {"batch_size": 0},
+        {"temperature": -0.1},
+        {"top_p": 0.0},
+        {"max_new_tokens": 0},
+        {"scorer": "x"},
+    ],
+)
 def test_invalid_values_rejected(kw):
     with pytest.raises(ConfigError):
         RunConfig(**kw).resolved()

@@ -36,14 +36,17 @@ def _rec(img="images/a.jpg", **kw):
 
 
 def test_validate_collects_every_problem(tmp_path):
-    path = _dataset(tmp_path, [
-        _rec(image_id=1, extra_key=1),
-        "{not json",
-        _rec("images/b.jpg", image_id=2),  # the file is 60 px wide
-        _rec("/etc/passwd", image_id=3),
-        _rec(image_id=1),
-        {**_rec(image_id=4), "objects": [{"bbox_2d": [1, 2, 3, 4], "desc": "a", "score": 1}]},
-    ])  # fmt: skip
+    path = _dataset(
+        tmp_path,
+        [
+            _rec(image_id=1, extra_key=1),
+            "{not json",
+            _rec("images/b.jpg", image_id=2),  # the file is 60 px wide
+            _rec("/etc/passwd", image_id=3),
+            _rec(image_id=1),
+            {**_rec(image_id=4), "objects": [{"bbox_2d": [1, 2, 3, 4], "desc": "a", "score": 1}]},
+        ],
+    )
     rep = validate_jsonl(path, factor=32, max_pixels=32 * 32)
     assert not rep.ok and rep.records == 5 and rep.frame == "pixel"
     text = "\n".join(rep.errors)
@@ -84,8 +87,22 @@ def test_cli_jsonl_exit_codes(tmp_path):
 def test_cli_coco(tmp_path):
     fx = make_coco(tmp_path / "coco")
     out = tmp_path / "out"
-    args = ["coco", "--coco-root", str(fx.root), "--preset", "64", "--out", str(out), "--max-objects", "5",
-            "--limit", "3", "--workers", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "coco",
+        "--coco-root",
+        str(fx.root),
+        "--preset",
+        "64",
+        "--out",
+        str(out),
+        "--max-objects",
+        "5",
+        "--limit",
+        "3",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     res = CliRunner().invoke(data_group, args)
     assert res.exit_code == 0, res.output
     assert "wrote 3 images" in res.output and "val.coord.jsonl" in res.output

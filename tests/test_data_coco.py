@@ -25,8 +25,16 @@ UPSTREAM_SHA256 = {
     64: "0a9eede156aa817446e1575171dcd6ef696a5b49aee566c70bf4e0daf2fccb45",
 }
 # §1.4 worked values at the 768 budget (1268 is 427x640, the transpose of 640x427)
-SIZES_768 = {139: (1056, 704), 285: (1024, 768), 632: (768, 1024), 724: (1024, 768), 776: (864, 864),
-             785: (1088, 608), 802: (704, 1056), 1268: (704, 1056)}  # fmt: skip
+SIZES_768 = {
+    139: (1056, 704),
+    285: (1024, 768),
+    632: (768, 1024),
+    724: (1024, 768),
+    776: (864, 864),
+    785: (1088, 608),
+    802: (704, 1056),
+    1268: (704, 1056),
+}
 FILES = ("val.jsonl", "val.norm.jsonl", "val.coord.jsonl")
 
 
@@ -39,8 +47,13 @@ def pristine(tmp_path_factory):
 def coco(pristine, tmp_path):
     """A private copy of the fixture that a test may damage."""
     shutil.copytree(pristine.root, tmp_path / "coco")
-    return CocoFixture(tmp_path / "coco", sizes=pristine.sizes, kept=pristine.kept, counts=pristine.counts,
-                       empty_ids=pristine.empty_ids)  # fmt: skip
+    return CocoFixture(
+        tmp_path / "coco",
+        sizes=pristine.sizes,
+        kept=pristine.kept,
+        counts=pristine.counts,
+        empty_ids=pristine.empty_ids,
+    )
 
 
 def _rows(path):

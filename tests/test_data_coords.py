@@ -36,8 +36,12 @@ def test_data_pipeline_oracle(oracle_dir):
         raw, budget = row["raw"], int(row["preset"].rsplit("_", 1)[1])
         size = smart_resize(raw["width"], raw["height"], max_pixels=32 * 32 * budget)
         assert list(size) == row["expected_resized_WxH"]
-        pixel = {**raw, "width": size[0], "height": size[1],
-                 "objects": rescale_objects(raw["objects"], (raw["width"], raw["height"]), size)}  # fmt: skip
+        pixel = {
+            **raw,
+            "width": size[0],
+            "height": size[1],
+            "objects": rescale_objects(raw["objects"], (raw["width"], raw["height"]), size),
+        }
         norm_objs, dropped = objects_to_norm1000(pixel["objects"], *size)
         norm, coord = (
             {**pixel, "objects": norm_objs},
@@ -45,8 +49,11 @@ def test_data_pipeline_oracle(oracle_dir):
         )
         assert dropped == 0
         # compare the serialized text too: values, object order and key order
-        for ours, key in ((pixel, "expected_pixel_record"), (norm, "expected_norm_record"),
-                          (coord, "expected_coord_record")):  # fmt: skip
+        for ours, key in (
+            (pixel, "expected_pixel_record"),
+            (norm, "expected_norm_record"),
+            (coord, "expected_coord_record"),
+        ):
             assert json.dumps(ours, ensure_ascii=False) == json.dumps(
                 row[key], ensure_ascii=False
             ), key
@@ -118,6 +125,10 @@ def test_tokens():
 
 
 def test_sort_is_stable_by_y_then_x():
-    objs = [{"bbox_2d": [5, 10, 6, 11], "desc": "b"}, {"bbox_2d": [1, 10, 2, 11], "desc": "a"},
-            {"bbox_2d": [5, 10, 9, 19], "desc": "c"}, {"bbox_2d": [0, 0, 1, 1], "desc": "top"}]  # fmt: skip
+    objs = [
+        {"bbox_2d": [5, 10, 6, 11], "desc": "b"},
+        {"bbox_2d": [1, 10, 2, 11], "desc": "a"},
+        {"bbox_2d": [5, 10, 9, 19], "desc": "c"},
+        {"bbox_2d": [0, 0, 1, 1], "desc": "top"},
+    ]
     assert [o["desc"] for o in sort_objects(objs)] == ["top", "a", "b", "c"]

@@ -42,16 +42,32 @@ def test_pixel_file_round_clamps_and_keeps_extra(tmp_path):
     _image(tmp_path, "images/b.jpg")
     objs = [{"bbox_2d": [1.4, 2.5, 70, 40], "desc": " cat ", "category_id": 17, "coco_ann_id": 9}]
     meta = {"source": "coco2017", "split": "val"}
-    path = _write(tmp_path, [_rec(objects=objs, image_id=139, file_name="images/a.jpg", metadata=meta,
-                                  orig_width=640, orig_height=320),
-                             _rec("images/b.jpg", objects=[])])  # fmt: skip
+    path = _write(
+        tmp_path,
+        [
+            _rec(
+                objects=objs,
+                image_id=139,
+                file_name="images/a.jpg",
+                metadata=meta,
+                orig_width=640,
+                orig_height=320,
+            ),
+            _rec("images/b.jpg", objects=[]),
+        ],
+    )
     a, b = load_samples(path)
     # round half to even (2.5 -> 2) and clamp to [0, W-1] x [0, H-1], as upstream reads pixel GT
     assert a.boxes[0].xyxy() == [1, 2, W - 1, H - 1] and a.boxes[0].label == "cat"
     assert (a.sample_id, a.image_id, a.index, a.image) == ("139", 139, 0, "images/a.jpg")
     assert a.image_path == str(tmp_path / "images/a.jpg")
-    assert a.extra == {"file_name": "images/a.jpg", "metadata": meta, "orig_width": 640, "orig_height": 320,
-                       "coco_ids": [{"category_id": 17, "coco_ann_id": 9}]}  # fmt: skip
+    assert a.extra == {
+        "file_name": "images/a.jpg",
+        "metadata": meta,
+        "orig_width": 640,
+        "orig_height": 320,
+        "coco_ids": [{"category_id": 17, "coco_ann_id": 9}],
+    }
     assert (b.sample_id, b.image_id, b.boxes, b.extra) == (
         "images/b.jpg",
         None,

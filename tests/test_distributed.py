@@ -27,9 +27,31 @@ def tiny_setup(tmp_path_factory):
 
 
 def _args(ckpt, data, out, name, extra=()):
-    return ["run", "--ckpt", str(ckpt), "--data", str(data), "--preset", "64", "--prompt", "default_desc_first",
-            "--max-new-tokens", "16", "--batch-size", "2", "--temperature", "0.7", "--top-p", "0.9",
-            "--out", str(out), "--name", name, "--no-progress", *extra]  # fmt: skip
+    return [
+        "run",
+        "--ckpt",
+        str(ckpt),
+        "--data",
+        str(data),
+        "--preset",
+        "64",
+        "--prompt",
+        "default_desc_first",
+        "--max-new-tokens",
+        "16",
+        "--batch-size",
+        "2",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.9",
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _env():
@@ -40,8 +62,13 @@ def _env():
 
 def _launch(prefix: list[str], ckpt, data, out, name) -> None:
     """`coordbench run` under a launcher (`prefix`: python, torchrun or accelerate argv)."""
-    p = subprocess.run([*prefix, "-m", "coordbench", *_args(ckpt, data, out, name)],
-                       capture_output=True, text=True, env=_env(), timeout=600)  # fmt: skip
+    p = subprocess.run(
+        [*prefix, "-m", "coordbench", *_args(ckpt, data, out, name)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
 
 
@@ -87,9 +114,27 @@ def test_accelerate_launch_two_cpu_ranks_equals_single_process(tiny_setup):
     out = root / "runs_acc"
     _launch([sys.executable], ckpt, data, out, "single")
     accelerate = str(Path(sys.executable).with_name("accelerate"))
-    _launch([accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-             "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534"],
-            ckpt, data, out, "acc")  # fmt: skip
+    _launch(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29534",
+        ],
+        ckpt,
+        data,
+        out,
+        "acc",
+    )
     import json
 
     run = json.loads((out / "acc" / "run.json").read_text())

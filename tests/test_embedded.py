@@ -59,8 +59,10 @@ def test_write_split_writes_three_consistent_files(tmp_path):
     from coordbench.data.dataset import load_samples
 
     out = write_split(tmp_path, "val", n=6)
-    rows = {k: [json.loads(x) for x in (out / f).read_text().splitlines()]
-            for k, f in (("px", "val.jsonl"), ("norm", "val.norm.jsonl"), ("coord", "val.coord.jsonl"))}  # fmt: skip
+    rows = {
+        k: [json.loads(x) for x in (out / f).read_text().splitlines()]
+        for k, f in (("px", "val.jsonl"), ("norm", "val.norm.jsonl"), ("coord", "val.coord.jsonl"))
+    }
     assert [len(v) for v in rows.values()] == [6, 6, 6]
     for px, norm, coord in zip(rows["px"], rows["norm"], rows["coord"], strict=True):
         assert (out / px["images"][0]).exists()

@@ -81,7 +81,19 @@ def test_two_training_steps_save_a_loadable_checkpoint_and_continue(tmp_path):
 
     # a second phase continues the step count and the learning curve
     out2 = tmp_path / "p2"
-    train.main(["--init-from", str(out), "--out", str(out2), "--max-steps", "1",
-                "--batch-size", "2", "--save-every", "1000"])  # fmt: skip
+    train.main(
+        [
+            "--init-from",
+            str(out),
+            "--out",
+            str(out2),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--save-every",
+            "1000",
+        ]
+    )
     log2 = [json.loads(x) for x in (out2 / "training_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log2] == [1, 2, 3]

@@ -67,10 +67,20 @@ def _rows(preset: Path, name: str = "val.jsonl") -> list[dict]:
 
 def _record(row: dict, i: int, preds: list[dict]) -> dict:
     gt = [{"type": "bbox_2d", "points": o["bbox_2d"], "desc": o["desc"]} for o in row["objects"]]
-    return {"image": row["images"][0], "width": row["width"], "height": row["height"],
-            "mode": "text", "coord_mode": "pixel", "gt": gt, "pred": preds,
-            "image_id": row["image_id"], "sample_id": str(row["image_id"]), "index": i,
-            "pred_score_source": "test", "pred_score_version": 1}  # fmt: skip
+    return {
+        "image": row["images"][0],
+        "width": row["width"],
+        "height": row["height"],
+        "mode": "text",
+        "coord_mode": "pixel",
+        "gt": gt,
+        "pred": preds,
+        "image_id": row["image_id"],
+        "sample_id": str(row["image_id"]),
+        "index": i,
+        "pred_score_source": "test",
+        "pred_score_version": 1,
+    }
 
 
 def _pred(box, desc: str, score: float) -> dict:
@@ -113,10 +123,16 @@ def _pycocotools_stats(annotations: Path, results: Path, img_ids: list[int]) -> 
 
 
 def test_projection_scales_by_original_over_preset_and_clamps():
-    rec = {"image": "a.jpg", "width": 1024, "height": 768, "coord_mode": "pixel",
-           "gt": [{"type": "bbox_2d", "points": [512, 384, 1023, 767], "desc": "cat"}],
-           "pred": [_pred([0, 0, 1023, 767], "cat", 0.5), _pred([10, 10, 5, 20], "dog", 0.4)],
-           "pred_score_source": "test", "pred_score_version": 1}  # fmt: skip
+    rec = {
+        "image": "a.jpg",
+        "width": 1024,
+        "height": 768,
+        "coord_mode": "pixel",
+        "gt": [{"type": "bbox_2d", "points": [512, 384, 1023, 767], "desc": "cat"}],
+        "pred": [_pred([0, 0, 1023, 767], "cat", 0.5), _pred([10, 10, 5, 20], "dog", 0.4)],
+        "pred_score_source": "test",
+        "pred_score_version": 1,
+    }
     out = project_record_to_original(rec, 640, 480)
     assert (out["width"], out["height"], out["preset_width"], out["preset_height"]) == (
         640,
@@ -166,8 +182,18 @@ def test_results_file_loads_in_pycocotools_with_the_same_ap(pristine, tmp_path):
     rows = _rows(preset)
     run = make_run(tmp_path / "run", preset / "val.jsonl", _jittered_records(rows))
     out = tmp_path / "results.json"
-    res = CliRunner().invoke(main, ["export", "coco-results", str(run), "--out", str(out),
-                                    "--annotations", str(fx.annotation_path)])  # fmt: skip
+    res = CliRunner().invoke(
+        main,
+        [
+            "export",
+            "coco-results",
+            str(run),
+            "--out",
+            str(out),
+            "--annotations",
+            str(fx.annotation_path),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"for {len(rows)} images" in res.output
     results = json.loads(out.read_text())
@@ -228,8 +254,13 @@ def test_perfect_predictor_scores_one_and_crowds_are_ignored(clean, tmp_path):
         for k in ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR10", "bbox_AR100"):
             assert m[k] == pytest.approx(1.0, abs=1e-12), (scorer, k)
     # the same box in a class with GT elsewhere is not a crowd match: a false positive
-    other = next(o["desc"] for r in rows if r["image_id"] != 139 for o in r["objects"]
-                 if o["desc"] != names[crowd["category_id"]])  # fmt: skip
+    other = next(
+        o["desc"]
+        for r in rows
+        if r["image_id"] != 139
+        for o in r["objects"]
+        if o["desc"] != names[crowd["category_id"]]
+    )
     run2 = make_run(tmp_path / "run2", preset / "val.coord.jsonl", records(other))
     assert eval_original_scale(run2, fx.annotation_path)["bbox_AP"] < 0.999
 
@@ -255,8 +286,12 @@ def test_descs_map_exactly_then_semantically_at_the_run_threshold(
     fx, preset = pristine
     row = _rows(preset)[0]
     preds = [_pred([1, 1, 50, 50], d, 0.5) for d in ("dog", "puppy", "Dining_Table", "zzz")]
-    run = make_run(tmp_path / "run", preset / "val.jsonl", [_record(row, 0, preds)],
-                   semantic_threshold=threshold)  # fmt: skip
+    run = make_run(
+        tmp_path / "run",
+        preset / "val.jsonl",
+        [_record(row, 0, preds)],
+        semantic_threshold=threshold,
+    )
     exp = build_export(run, encoder=_stub_encoder({"puppy": ("dog", 0.9)}))
     # dog -> 18 exactly; "Dining_Table" normalises to a category (67); puppy at cosine 0.9
     assert [r["category_id"] for r in exp.results] == ([18, 18, 67] if mapped else [18, 67])
@@ -273,8 +308,13 @@ def test_non_coco_data_is_refused_with_a_clear_message(tmp_path):
 
     data = tmp_path / "shapes" / "val.jsonl"
     data.parent.mkdir()
-    row = {"images": ["images/0.png"], "width": 64, "height": 64, "image_id": 0,
-           "objects": [{"bbox_2d": [4, 4, 20, 20], "desc": "circle"}]}  # fmt: skip
+    row = {
+        "images": ["images/0.png"],
+        "width": 64,
+        "height": 64,
+        "image_id": 0,
+        "objects": [{"bbox_2d": [4, 4, 20, 20], "desc": "circle"}],
+    }
     data.write_text(json.dumps(row) + "\n")
     run = make_run(
         tmp_path / "run", data, [_record(row, 0, [_pred([4, 4, 20, 20], "circle", 0.9)])]

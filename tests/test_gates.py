@@ -41,9 +41,15 @@ def test_rule_parsing_and_aliases():
 
 @pytest.mark.parametrize(
     ("rule", "msg"),
-    [("mAP >> 0.3", "expected `<metric> <op> <number>`"), ("mAP >= x1", "value must be a number"), ("mAP 0.3", "expected `<metric> <op> <number>`"),
-     ("mAPP >= 0.3", "unknown metric 'mAPP'"), ("mAP >= nan", "must be finite"), ("delta.nope > 0", "unknown metric")],
-)  # fmt: skip
+    [
+        ("mAP >> 0.3", "expected `<metric> <op> <number>`"),
+        ("mAP >= x1", "value must be a number"),
+        ("mAP 0.3", "expected `<metric> <op> <number>`"),
+        ("mAPP >= 0.3", "unknown metric 'mAPP'"),
+        ("mAP >= nan", "must be finite"),
+        ("delta.nope > 0", "unknown metric"),
+    ],
+)
 def test_malformed_rules_are_one_line_errors_naming_the_rule(rule, msg):
     with pytest.raises(ConfigError, match=msg) as e:
         parse_rule(rule, "g.toml:3 (rule 1)")
@@ -52,8 +58,12 @@ def test_malformed_rules_are_one_line_errors_naming_the_rule(rule, msg):
 
 def test_example_file_loads():
     gates = load_gates(EXAMPLE)
-    assert [g.rule for g in gates] == ["mAP >= 0.30", "delta.AP50 >= 0", "parse.malformed_rate <= 0.01",
-                                       "delta_ci_high.F1@0.5 >= 0"]  # fmt: skip
+    assert [g.rule for g in gates] == [
+        "mAP >= 0.30",
+        "delta.AP50 >= 0",
+        "parse.malformed_rate <= 0.01",
+        "delta_ci_high.F1@0.5 >= 0",
+    ]
 
 
 def test_malformed_files_name_file_and_line(tmp_path):
@@ -86,8 +96,13 @@ def test_evaluation_values_and_verdicts(runs):
     a, b = runs
     res = compare_runs([a, b], n_boot=100)
     map_b, d_ap50 = res.value("b", "mAP"), res.delta("b", "AP50").delta
-    gates = [parse_rule(f"mAP >= {map_b - 0.01}"), parse_rule(f"mAP > {map_b}"), parse_rule("delta.AP50 >= 0"),
-             parse_rule("delta_ci_high.F1@0.5 < 0"), parse_rule("parse.malformed_rate <= 0.01")]  # fmt: skip
+    gates = [
+        parse_rule(f"mAP >= {map_b - 0.01}"),
+        parse_rule(f"mAP > {map_b}"),
+        parse_rule("delta.AP50 >= 0"),
+        parse_rule("delta_ci_high.F1@0.5 < 0"),
+        parse_rule("parse.malformed_rate <= 0.01"),
+    ]
     out = evaluate_gates(gates, res)
     assert [(g.run, g.met) for g in out] == [
         ("b", True),
@@ -139,7 +154,20 @@ def test_cli_exit_codes(runs, tmp_path):
 def test_raw_metric_gate_reaches_the_tables(runs, tmp_path):
     a, b = runs
     p = _write(tmp_path, 'rules = ["bbox_ARm >= 0"]\n')
-    r = CliRunner().invoke(main, ["compare", str(a), str(b), "--gates", str(p), "--n-boot", "0", "--no-log",
-                                  "--format", "csv"])  # fmt: skip
+    r = CliRunner().invoke(
+        main,
+        [
+            "compare",
+            str(a),
+            str(b),
+            "--gates",
+            str(p),
+            "--n-boot",
+            "0",
+            "--no-log",
+            "--format",
+            "csv",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "run,a,,bbox_ARm," in r.stdout and "gate,b,,bbox_ARm >= 0," in r.stdout

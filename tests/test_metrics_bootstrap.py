@@ -68,13 +68,31 @@ def recs_pair(seed: int, n: int = 30) -> tuple[list[dict], list[dict]]:
         gt = []
         for _ in range(int(rng.integers(0, 4))):
             x, y = (int(v) for v in rng.integers(0, 150, 2))
-            gt.append({"type": "bbox_2d", "points": [x, y, x + int(rng.integers(5, 50)), y + int(rng.integers(5, 50))],
-                       "desc": str(rng.choice(["cat", "dog", "car"]))})  # fmt: skip
+            gt.append(
+                {
+                    "type": "bbox_2d",
+                    "points": [x, y, x + int(rng.integers(5, 50)), y + int(rng.integers(5, 50))],
+                    "desc": str(rng.choice(["cat", "dog", "car"])),
+                }
+            )
         pb = [{**g, "score": float(rng.uniform(0.5, 1))} for g in gt]
-        pa = [{**g, "points": [v + int(rng.integers(-6, 7)) for v in g["points"]], "score": float(rng.random())}
-              for g in gt if rng.random() < 0.7]  # fmt: skip
-        base = {"image": f"img{i}.jpg", "width": 200, "height": 200, "gt": gt,
-                "pred_score_source": "test", "pred_score_version": 1}  # fmt: skip
+        pa = [
+            {
+                **g,
+                "points": [v + int(rng.integers(-6, 7)) for v in g["points"]],
+                "score": float(rng.random()),
+            }
+            for g in gt
+            if rng.random() < 0.7
+        ]
+        base = {
+            "image": f"img{i}.jpg",
+            "width": 200,
+            "height": 200,
+            "gt": gt,
+            "pred_score_source": "test",
+            "pred_score_version": 1,
+        }
         a.append({**base, "pred": pa})
         b.append({**base, "pred": pb})
     return a, b
@@ -85,8 +103,13 @@ def test_f1_resampling_equals_rescoring_duplicated_records():
     res = evaluate_records(recs, EvalOptions(pred_scope="all"))
     data = BootstrapData.from_result(res)
     w = resample_counts(len(recs), 2, np.random.default_rng(0))
-    names = tuple(f"f1ish@{t}_{s}_{k}_{a}" for t in ("0.30", "0.50") for s in ("precision", "recall", "f1")
-                  for k in ("loc", "full") for a in ("micro", "macro"))  # fmt: skip
+    names = tuple(
+        f"f1ish@{t}_{s}_{k}_{a}"
+        for t in ("0.30", "0.50")
+        for s in ("precision", "recall", "f1")
+        for k in ("loc", "full")
+        for a in ("micro", "macro")
+    )
     got = resample_metrics(data, w, names)
     for b in range(len(w)):
         dup = [
@@ -158,8 +181,15 @@ def test_bootstrap_reads_an_upstream_eval_dir():
     want = json.loads((outputs / "metrics.json").read_text())["metrics"]
     data = BootstrapData.from_eval_dir(outputs)
     assert data.image_keys[0] == "images/val2017/img0.jpg"
-    names = ("bbox_AP", "bbox_AP50", "bbox_APm", "bbox_AR1", "bbox_ARl", "f1ish@0.50_f1_full_micro",
-             "f1ish@0.30_recall_loc_macro")  # fmt: skip
+    names = (
+        "bbox_AP",
+        "bbox_AP50",
+        "bbox_APm",
+        "bbox_AR1",
+        "bbox_ARl",
+        "f1ish@0.50_f1_full_micro",
+        "f1ish@0.30_recall_loc_macro",
+    )
     got = resample_metrics(data, np.ones((1, 6), np.int64), names)
     for m in names:
         assert got[m][0] == pytest.approx(want[m], abs=1e-12), m

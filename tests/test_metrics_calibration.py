@@ -45,9 +45,20 @@ def test_undefined_statistics_are_none():
 
 
 def test_correctness_is_class_aware_at_iou_half():
-    gt = {"images": [{"id": 0, "width": 100, "height": 100}],
-          "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 40, 40], "area": 1600, "iscrowd": 0}],
-          "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}  # fmt: skip
+    gt = {
+        "images": [{"id": 0, "width": 100, "height": 100}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 0,
+                "category_id": 1,
+                "bbox": [0, 0, 40, 40],
+                "area": 1600,
+                "iscrowd": 0,
+            }
+        ],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
     preds = [
         {
             "image_id": 0,

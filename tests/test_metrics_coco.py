@@ -15,11 +15,14 @@ BOX = "bbox_2d"
 def rec(image: str, gt: list, pred: list, w: int = 200, h: int = 200) -> dict:
     """An upstream-format scored record; gt/pred items are (x1, y1, x2, y2, desc[, score])."""
     return {
-        "image": image, "width": w, "height": h,
+        "image": image,
+        "width": w,
+        "height": h,
         "gt": [{"type": BOX, "points": list(g[:4]), "desc": g[4]} for g in gt],
         "pred": [{"type": BOX, "points": list(p[:4]), "desc": p[4], "score": p[5]} for p in pred],
-        "pred_score_source": "confidence_postop", "pred_score_version": 2,
-    }  # fmt: skip
+        "pred_score_source": "confidence_postop",
+        "pred_score_version": 2,
+    }
 
 
 def random_coco(seed: int, n_img: int = 25, n_cat: int = 6) -> tuple[dict, list]:
@@ -32,19 +35,39 @@ def random_coco(seed: int, n_img: int = 25, n_cat: int = 6) -> tuple[dict, list]
         for _ in range(rng.choice([0, 0, 1, 3, 8])):
             w, h = (int(v) for v in rng.choice([2, 8, 30, 60, 150], 2))
             x, y = int(rng.integers(0, 400 - w)), int(rng.integers(0, 300 - h))
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(rng.integers(1, n_cat + 1)),
-                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": int(rng.integers(1, n_cat + 1)),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     for a in anns:
         if rng.random() < 0.2:
             continue  # an image may end up with GT but no detection
         for _ in range(int(rng.integers(1, 4))):
             x, y, w, h = (np.array(a["bbox"]) + rng.integers(-4, 5, 4)).tolist()
-            dts.append({"image_id": a["image_id"], "bbox": [x, y, max(1, w), max(1, h)],
-                        "category_id": a["category_id"] if rng.random() < 0.8 else int(rng.integers(1, n_cat + 1))})  # fmt: skip
+            dts.append(
+                {
+                    "image_id": a["image_id"],
+                    "bbox": [x, y, max(1, w), max(1, h)],
+                    "category_id": a["category_id"]
+                    if rng.random() < 0.8
+                    else int(rng.integers(1, n_cat + 1)),
+                }
+            )
     for _ in range(n_img):  # false positives, some on images without GT
         w, h = (int(v) for v in rng.integers(1, 120, 2))
-        dts.append({"image_id": int(rng.integers(0, n_img)), "category_id": int(rng.integers(1, n_cat + 1)),
-                    "bbox": [int(rng.integers(0, 280)), int(rng.integers(0, 180)), w, h]})  # fmt: skip
+        dts.append(
+            {
+                "image_id": int(rng.integers(0, n_img)),
+                "category_id": int(rng.integers(1, n_cat + 1)),
+                "bbox": [int(rng.integers(0, 280)), int(rng.integers(0, 180)), w, h],
+            }
+        )
     for d in dts:
         d["score"] = float(rng.choice([0.3, 0.6, 0.9]) if seed % 2 else rng.random())
     cats = [{"id": c, "name": f"c{c}"} for c in range(1, n_cat + 1)]
@@ -122,10 +145,18 @@ def test_categories_mapping_and_detection_order():
         return np.array([table[t] for t in texts], dtype=np.float32)
 
     recs = [
-        rec("a.jpg", [(0, 0, 50, 50, " dog "), (60, 60, 90, 90, "cat")],
-            [(0, 0, 50, 50, "kitty", 0.5), (60, 60, 90, 90, "Cat", 0.5), (0, 0, 9, 9, "tree", 0.4),
-             (1, 1, 40, 40, "", 0.3), (5, 5, 40, 40, "car", 0.2)]),
-    ]  # fmt: skip
+        rec(
+            "a.jpg",
+            [(0, 0, 50, 50, " dog "), (60, 60, 90, 90, "cat")],
+            [
+                (0, 0, 50, 50, "kitty", 0.5),
+                (60, 60, 90, 90, "Cat", 0.5),
+                (0, 0, 9, 9, "tree", 0.4),
+                (1, 1, 40, 40, "", 0.3),
+                (5, 5, 40, 40, "car", 0.2),
+            ],
+        ),
+    ]
     res = evaluate_records(
         recs, EvalOptions(pred_scope="all", semantic_threshold=0.7), encoder=encoder
     )
@@ -193,11 +224,25 @@ def test_malformed_objects_are_counted_not_fatal():
     recs = [
         {**base, "pred": None},
         {**base, "image": "b.jpg", "pred": "garbage", "gt": {"not": "a list"}},
-        {**base, "image": "c.jpg", "pred": ["text", None, {"type": "bbox_2d", "points": [None, 1, 2, 3]},
-                                           {"type": "bbox_2d", "points": [True, 0, 5, 5], "score": 0.5},
-                                           {"bbox_2d": [0, 0, 10, 10], "desc": 7, "score": 0.5}]},
-        {"image": "d.jpg", "gt": [], "pred": [], "pred_score_source": "x", "pred_score_version": 1},  # no size
-    ]  # fmt: skip
+        {
+            **base,
+            "image": "c.jpg",
+            "pred": [
+                "text",
+                None,
+                {"type": "bbox_2d", "points": [None, 1, 2, 3]},
+                {"type": "bbox_2d", "points": [True, 0, 5, 5], "score": 0.5},
+                {"bbox_2d": [0, 0, 10, 10], "desc": 7, "score": 0.5},
+            ],
+        },
+        {
+            "image": "d.jpg",
+            "gt": [],
+            "pred": [],
+            "pred_score_source": "x",
+            "pred_score_version": 1,
+        },  # no size
+    ]
     res = evaluate_records(
         recs, EvalOptions(pred_scope="all"), encoder=lambda t: np.eye(len(t), dtype=np.float32)
     )

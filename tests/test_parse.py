@@ -64,10 +64,12 @@ EXPECTED_STATUS = {
     "numeric_text_norm1000_valid_json": ("ok", ()),
     "numeric_text_auto_mode_small_image_treated_as_pixel": ("ok", ()),
     "numeric_text_truncated_only_first_object_survives": (
-        "truncated", ("dropped_incomplete_tail", "dropped_truncated_record")),
+        "truncated",
+        ("dropped_incomplete_tail", "dropped_truncated_record"),
+    ),
     "numeric_text_missing_desc_kept_with_empty_desc": ("salvaged", ("empty_desc",)),
     "coord_token_out_of_range_1000": ("salvaged", ("wrong_arity",)),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("row", ROWS[::2], ids=[r["case"] for r in ROWS[::2]])
@@ -76,8 +78,12 @@ def test_oracle_status_and_objects(row: dict) -> None:
     p = parse_output(row["raw_text"], surface=_surface(row), width=w, height=h)
     status, issues = EXPECTED_STATUS[row["case"]]
     assert (p.status.value, p.issues) == (status, issues)
-    kept = [o for o in row["expected_pred"] if o["type"] == "poly" or (
-        o["points"][2] > o["points"][0] and o["points"][3] > o["points"][1])]  # fmt: skip
+    kept = [
+        o
+        for o in row["expected_pred"]
+        if o["type"] == "poly"
+        or (o["points"][2] > o["points"][0] and o["points"][3] > o["points"][1])
+    ]
     assert len(p.objects) == len(kept)
     for b in p.objects:
         assert 0 <= b.x0 < b.x1 <= w - 1 and 0 <= b.y0 < b.y1 <= h - 1 and b.score is None
@@ -114,7 +120,11 @@ def test_surface_formulas_hand_computed() -> None:
 
 def test_surface_mapping_and_bad_arguments() -> None:
     assert [upstream_modes(s) for s in SURFACES] == [
-        ("coord", "auto"), ("text", "norm1000"), ("text", "pixel"), ("text", "rel1000")]  # fmt: skip
+        ("coord", "auto"),
+        ("text", "norm1000"),
+        ("text", "pixel"),
+        ("text", "rel1000"),
+    ]
     with pytest.raises(ConfigError, match="surface"):
         parse_output("{}", surface="coords", width=10, height=10)
     with pytest.raises(DataError, match="width"):
@@ -167,8 +177,12 @@ def test_truncated_numeric_option() -> None:
     assert [o["desc"] for o in up.pred] == ["a"]  # upstream pitfall 24
     opts = ParseOptions(keep_truncated_numeric_objects=True)
     ours = parse_output(text, surface="norm1000", width=1024, height=768, options=opts)
-    assert ours.raw_output_json == {"objects": [
-        {"desc": "a", "bbox_2d": [1, 2, 30, 40]}, {"desc": "b", "bbox_2d": [5, 6, 70, 80]}]}  # fmt: skip
+    assert ours.raw_output_json == {
+        "objects": [
+            {"desc": "a", "bbox_2d": [1, 2, 30, 40]},
+            {"desc": "b", "bbox_2d": [5, 6, 70, 80]},
+        ]
+    }
     assert [o["desc"] for o in ours.pred] == ["a", "b"] and ours.status is ParseStatus.TRUNCATED
     assert ours.issues == ("dropped_incomplete_tail",)
 
@@ -180,24 +194,46 @@ def test_truncated_numeric_option() -> None:
     ("text", "raw", "descs"),
     [
         # index-keyed dict: values sorted by int key
-        ('{"1": {"desc": "b", "bbox_2d": [5, 6, 70, 80]}, "0": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}}',
-         {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}, {"desc": "b", "bbox_2d": [5, 6, 70, 80]}]}, ["a", "b"]),
+        (
+            '{"1": {"desc": "b", "bbox_2d": [5, 6, 70, 80]}, "0": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}}',
+            {
+                "objects": [
+                    {"desc": "a", "bbox_2d": [1, 2, 30, 40]},
+                    {"desc": "b", "bbox_2d": [5, 6, 70, 80]},
+                ]
+            },
+            ["a", "b"],
+        ),
         # a single object at the top level
-        ('{"desc": "a", "bbox_2d": [1, 2, 30, 40]}', {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]}, ["a"]),
+        (
+            '{"desc": "a", "bbox_2d": [1, 2, 30, 40]}',
+            {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]},
+            ["a"],
+        ),
         # parse_prediction's last chance: {"obj": {...}} next to another key; raw_output_json stays null
         ('{"obj": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}, "n": 1}', None, ["a"]),
         # extra top-level keys are dropped
-        ('{"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}], "note": "x"}',
-         {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]}, ["a"]),
+        (
+            '{"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}], "note": "x"}',
+            {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]},
+            ["a"],
+        ),
         # `{` then blanks at the very end: upstream salvage accepts an empty, truncated container
         ("nothing here {  ", {"objects": []}, []),
         # a trailing comma in the array is accepted by salvage
-        ('{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}, ]}',
-         {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]}, ["a"]),
+        (
+            '{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}, ]}',
+            {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]},
+            ["a"],
+        ),
         # ints like 0123 / 12.5 are not bare norm1000 ints: the record is dropped (wrong_arity)
-        ('{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, 0123, 30, 40]}]}', {"objects": []}, []),
+        (
+            '{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, 0123, 30, 40]}]}',
+            {"objects": []},
+            [],
+        ),
     ],
-)  # fmt: skip
+)
 def test_upstream_shapes(text: str, raw: dict | None, descs: list[str]) -> None:
     p = parse_output(text, surface="norm1000", width=100, height=100)
     assert p.raw_output_json == raw
@@ -206,13 +242,17 @@ def test_upstream_shapes(text: str, raw: dict | None, descs: list[str]) -> None:
 
 def test_values_upstream_crashes_on_are_dropped() -> None:
     # upstream raises on NaN/inf (int(round())) and on quoted tokens above 999
-    text = ('{"objects": [{"desc": "n", "bbox_2d": [NaN, 1, 2, 3]}, {"desc": "i", "bbox_2d": [1, Infinity, 5, 6]},'
-            ' {"desc": "t", "bbox_2d": ["<|coord_1000|>", 1, 2, 3]}, {"desc": "big", "bbox_2d": [-1e308, 1e308, 1e308, 5]},'
-            ' {"desc": "s", "bbox_2d": ["12", 3, "40", 50]}]}')  # fmt: skip
+    text = (
+        '{"objects": [{"desc": "n", "bbox_2d": [NaN, 1, 2, 3]}, {"desc": "i", "bbox_2d": [1, Infinity, 5, 6]},'
+        ' {"desc": "t", "bbox_2d": ["<|coord_1000|>", 1, 2, 3]}, {"desc": "big", "bbox_2d": [-1e308, 1e308, 1e308, 5]},'
+        ' {"desc": "s", "bbox_2d": ["12", 3, "40", 50]}]}'
+    )
     p = parse_output(text, surface="pixel", width=640, height=480)
     assert p.issues == ("nonfinite", "nonfinite", "coord_parse", "reversed_box")  # "big": y0 > y1
-    assert p.pred == [{"type": "bbox_2d", "points": [0, 479, 639, 5], "desc": "big"},
-                      {"type": "bbox_2d", "points": [12, 3, 40, 50], "desc": "s"}]  # fmt: skip
+    assert p.pred == [
+        {"type": "bbox_2d", "points": [0, 479, 639, 5], "desc": "big"},
+        {"type": "bbox_2d", "points": [12, 3, 40, 50], "desc": "s"},
+    ]
     assert [b.label for b in p.objects] == ["s"]
 
 
@@ -224,9 +264,17 @@ def test_error_entries_are_upstream_messages() -> None:
         height=64,
     )
     assert p.error_entries == [
-        {"code": "invalid_geometry", "message": "Prediction contains invalid geometry.", "stage": "infer.validate_pred"},
-        {"code": "empty_pred", "message": "Prediction parsing produced no valid objects.", "stage": "infer.parse_pred"},
-    ]  # fmt: skip
+        {
+            "code": "invalid_geometry",
+            "message": "Prediction contains invalid geometry.",
+            "stage": "infer.validate_pred",
+        },
+        {
+            "code": "empty_pred",
+            "message": "Prediction parsing produced no valid objects.",
+            "stage": "infer.parse_pred",
+        },
+    ]
 
 
 # --------------------------------------------------------------------------- scanners

@@ -14,10 +14,49 @@ from coordbench.types import SURFACES, ParseStatus
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CANONICAL_CODES = set(CANONICAL.values()) | {"empty_pred"}
 # structural characters and tokens that steer the parser into its less-travelled branches
-PIECES = ['{', '}', '[', ']', '"', '\\', ',', ':', ' ', '\n', '<|', '|>', '<|im_end|>', '<|endoftext|>',
-          '<|coord_5|>', '<|coord_999|>', '<|coord_1000|>', '"objects"', '"desc"', '"bbox_2d"', '"poly"',
-          'NaN', 'Infinity', '-Infinity', '1e308', '-1e308', '1e400', '-7', '0', '999', '1000', '12.5',
-          '"\\ud800"', '\ud800', 'é', '٣', '\x00', 'null', 'true', '{"objects": [', ']}']  # fmt: skip
+PIECES = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    "\\",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "<|",
+    "|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|coord_5|>",
+    "<|coord_999|>",
+    "<|coord_1000|>",
+    '"objects"',
+    '"desc"',
+    '"bbox_2d"',
+    '"poly"',
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "-7",
+    "0",
+    "999",
+    "1000",
+    "12.5",
+    '"\\ud800"',
+    "\ud800",
+    "é",
+    "٣",
+    "\x00",
+    "null",
+    "true",
+    '{"objects": [',
+    "]}",
+]
 SIZES = st.tuples(st.integers(1, 2000), st.integers(1, 2000))
 
 

@@ -43,15 +43,17 @@ def test_rescale_presets(name, max_pixels):
 # Hashes from reference/oracle/prompts.json (upstream's own get_template_prompt_hash).
 @pytest.mark.parametrize(
     ("name", "surface", "layout", "hash_prefix"),
-    [("coco80_desc_first", "coord_tokens", "text_first", "80bc24bfb8e85787"),
-     ("coco80_desc_first_image_first", "coord_tokens", "image_first", "80bc24bfb8e85787"),
-     ("coco80_geometry_first", "coord_tokens", "text_first", "f1decedfadffaa0a"),
-     ("default_desc_first", "coord_tokens", "text_first", "5fae3a67178fa997"),
-     ("default_desc_first_image_first", "coord_tokens", "image_first", "5fae3a67178fa997"),
-     ("coco80_norm1000", "norm1000", "text_first", "e1091c155b70aa7a"),
-     ("qwen25_pixel", "pixel", "text_first", None),
-     ("qwen3_rel1000", "rel1000", "text_first", None)],
-)  # fmt: skip
+    [
+        ("coco80_desc_first", "coord_tokens", "text_first", "80bc24bfb8e85787"),
+        ("coco80_desc_first_image_first", "coord_tokens", "image_first", "80bc24bfb8e85787"),
+        ("coco80_geometry_first", "coord_tokens", "text_first", "f1decedfadffaa0a"),
+        ("default_desc_first", "coord_tokens", "text_first", "5fae3a67178fa997"),
+        ("default_desc_first_image_first", "coord_tokens", "image_first", "5fae3a67178fa997"),
+        ("coco80_norm1000", "norm1000", "text_first", "e1091c155b70aa7a"),
+        ("qwen25_pixel", "pixel", "text_first", None),
+        ("qwen3_rel1000", "rel1000", "text_first", None),
+    ],
+)
 def test_prompt_presets(name, surface, layout, hash_prefix):
     p = load_prompt_preset(name)
     assert (p.name, p.surface, p.layout, p.bbox_format) == (name, surface, layout, "xyxy")
@@ -71,12 +73,32 @@ def test_coco_benchmark_preset_is_the_upstream_setting():
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("greedy", {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1024, "repetition_penalty": 1.0}),
-     ("upstream_bench", {"temperature": 0.1, "top_p": 0.9, "max_new_tokens": 3084, "repetition_penalty": 1.1,
-                         "seed": 42}),
-     ("upstream_default", {"temperature": 0.01, "top_p": 0.95, "max_new_tokens": 1024,
-                           "repetition_penalty": 1.05})],
-)  # fmt: skip
+    [
+        (
+            "greedy",
+            {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1024, "repetition_penalty": 1.0},
+        ),
+        (
+            "upstream_bench",
+            {
+                "temperature": 0.1,
+                "top_p": 0.9,
+                "max_new_tokens": 3084,
+                "repetition_penalty": 1.1,
+                "seed": 42,
+            },
+        ),
+        (
+            "upstream_default",
+            {
+                "temperature": 0.01,
+                "top_p": 0.95,
+                "max_new_tokens": 1024,
+                "repetition_penalty": 1.05,
+            },
+        ),
+    ],
+)
 def test_decode_presets(name, expected):
     assert load_decode_preset(name) == expected
 
@@ -150,21 +172,31 @@ def test_load_by_path_and_defaults(tmp_path):
 
 @pytest.mark.parametrize(
     ("kind", "text", "match"),
-    [("rescale", "factor = 32\n", "missing required key 'budget'"),
-     ("rescale", 'factor = "32"\nbudget = 768\n', "`factor` must be int"),
-     ("rescale", "factor = 32.0\nbudget = 768\n", "`factor` must be int"),
-     ("rescale", "factor = 32\nbudget = 768\nalgorithm = 'qwen'\n", "expected `algorithm` to be one of"),
-     ("rescale", "factor = 32\nbudget = 1\nmin_pixels = 4096\n", "min_pixels <= max_pixels"),
-     ("rescale", "factor = 32\nbudget = 768\nmax_pixels = 786432\n", "unknown key 'max_pixels'"),
-     ("prompt", "variant = 'coco80'\n", "expected `variant` to be one of \\('default', 'coco_80'\\) but got 'coco80'"),
-     ("prompt", "layout = true\n", "`layout` must be str"),
-     ("decode", "temperature = true\n", "`temperature` must be float"),
-     ("decode", "temperature = 0\ntop_p = 0\n", "`top_p` = 0.0 is out of range"),
-     ("decode", "temperature = -1\n", "`temperature` = -1.0 is out of range"),
-     ("decode", "temperature = 0\nmax_new_tokens = 0\n", "`max_new_tokens` = 0 is out of range"),
-     ("decode", "temperature = [\n", "cannot read decode preset"),
-     ("decode", "name = 'other'\ntemperature = 0\n", "must equal the file name 'bad'")],
-)  # fmt: skip
+    [
+        ("rescale", "factor = 32\n", "missing required key 'budget'"),
+        ("rescale", 'factor = "32"\nbudget = 768\n', "`factor` must be int"),
+        ("rescale", "factor = 32.0\nbudget = 768\n", "`factor` must be int"),
+        (
+            "rescale",
+            "factor = 32\nbudget = 768\nalgorithm = 'qwen'\n",
+            "expected `algorithm` to be one of",
+        ),
+        ("rescale", "factor = 32\nbudget = 1\nmin_pixels = 4096\n", "min_pixels <= max_pixels"),
+        ("rescale", "factor = 32\nbudget = 768\nmax_pixels = 786432\n", "unknown key 'max_pixels'"),
+        (
+            "prompt",
+            "variant = 'coco80'\n",
+            "expected `variant` to be one of \\('default', 'coco_80'\\) but got 'coco80'",
+        ),
+        ("prompt", "layout = true\n", "`layout` must be str"),
+        ("decode", "temperature = true\n", "`temperature` must be float"),
+        ("decode", "temperature = 0\ntop_p = 0\n", "`top_p` = 0.0 is out of range"),
+        ("decode", "temperature = -1\n", "`temperature` = -1.0 is out of range"),
+        ("decode", "temperature = 0\nmax_new_tokens = 0\n", "`max_new_tokens` = 0 is out of range"),
+        ("decode", "temperature = [\n", "cannot read decode preset"),
+        ("decode", "name = 'other'\ntemperature = 0\n", "must equal the file name 'bad'"),
+    ],
+)
 def test_invalid_files_are_config_errors_naming_the_file(tmp_path, kind, text, match):
     path = write(tmp_path, "bad.toml", text)
     loader = {

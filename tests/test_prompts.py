@@ -61,9 +61,16 @@ def test_hash_uses_default_json_separators():
     """Compact separators would give another hash: the oracle pins `", "` / `": "`."""
     key = "sorted|coord_tokens|coco_80|desc_first|xyxy"
     p = preset_of(key)
-    payload = {"ordering": "sorted", "coord_mode": "coord_tokens", "prompt_variant": "coco_80",
-               "object_field_order": "desc_first", "bbox_format": "xyxy",
-               "system_prompt": system_prompt(p), "user_prompt": user_prompt(p), "do_resize": False}  # fmt: skip
+    payload = {
+        "ordering": "sorted",
+        "coord_mode": "coord_tokens",
+        "prompt_variant": "coco_80",
+        "object_field_order": "desc_first",
+        "bbox_format": "xyxy",
+        "system_prompt": system_prompt(p),
+        "user_prompt": user_prompt(p),
+        "do_resize": False,
+    }
     compact = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     assert hashlib.sha256(compact.encode()).hexdigest() != ORACLE[key]["prompt_template_hash"]
     ascii_escaped = json.dumps(payload, sort_keys=True)  # the en dash would be escaped
@@ -108,8 +115,10 @@ def test_render_target_matches_the_prompt_example(key):
 
 
 def test_render_target_coord_tokens_desc_first():
-    objs = [{"desc": "person", "bbox_2d": [12, 34, 56, 78]},
-            {"desc": "tv", "bbox_2d": ["<|coord_0|>", "<|coord_1|>", "<|coord_998|>", "<|coord_999|>"]}]  # fmt: skip
+    objs = [
+        {"desc": "person", "bbox_2d": [12, 34, 56, 78]},
+        {"desc": "tv", "bbox_2d": ["<|coord_0|>", "<|coord_1|>", "<|coord_998|>", "<|coord_999|>"]},
+    ]
     assert render_target(objs, PromptPreset("t")) == (
         '{"objects": [{"desc": "person", "bbox_2d": [<|coord_12|>, <|coord_34|>, <|coord_56|>, <|coord_78|>]}, '
         '{"desc": "tv", "bbox_2d": [<|coord_0|>, <|coord_1|>, <|coord_998|>, <|coord_999|>]}]}'
@@ -132,20 +141,29 @@ def test_render_target_empty_image():
 
 @pytest.mark.parametrize(
     ("coord_mode", "box"),
-    [("coord_tokens", [0, 0, 1000, 5]), ("norm1000_text", [0, 0, 1000, 5]), ("rel1000", [0, 0, 1001, 5]),
-     ("pixel", [-1, 0, 5, 5]), ("norm1000_text", [0, 0, 5.0, 5]), ("coord_tokens", ["<|coord_1000|>", 0, 1, 1]),
-     ("norm1000_text", ["<|coord_1|>", 0, 1, 1]), ("coord_tokens", [True, 0, 1, 1])],
-)  # fmt: skip
+    [
+        ("coord_tokens", [0, 0, 1000, 5]),
+        ("norm1000_text", [0, 0, 1000, 5]),
+        ("rel1000", [0, 0, 1001, 5]),
+        ("pixel", [-1, 0, 5, 5]),
+        ("norm1000_text", [0, 0, 5.0, 5]),
+        ("coord_tokens", ["<|coord_1000|>", 0, 1, 1]),
+        ("norm1000_text", ["<|coord_1|>", 0, 1, 1]),
+        ("coord_tokens", [True, 0, 1, 1]),
+    ],
+)
 def test_render_target_rejects_values_off_the_surface(coord_mode, box):
     with pytest.raises(DataError):
         render_target([{"desc": "a", "bbox_2d": box}], PromptPreset("t", coord_mode=coord_mode))
 
 
 def test_render_target_accepts_surface_maxima():
-    assert "[0, 0, 1000, 1000]" in render_target([{"desc": "a", "bbox_2d": [0, 0, 1000, 1000]}],
-                                                  PromptPreset("t", coord_mode="rel1000"))  # fmt: skip
-    assert "[0, 0, 4000, 3000]" in render_target([{"desc": "a", "bbox_2d": [0, 0, 4000, 3000]}],
-                                                  PromptPreset("t", coord_mode="pixel"))  # fmt: skip
+    assert "[0, 0, 1000, 1000]" in render_target(
+        [{"desc": "a", "bbox_2d": [0, 0, 1000, 1000]}], PromptPreset("t", coord_mode="rel1000")
+    )
+    assert "[0, 0, 4000, 3000]" in render_target(
+        [{"desc": "a", "bbox_2d": [0, 0, 4000, 3000]}], PromptPreset("t", coord_mode="pixel")
+    )
 
 
 @pytest.mark.parametrize(
@@ -194,13 +212,30 @@ def test_qwen_native_surfaces_follow_the_norm1000_text_pattern(mode):
 
 @pytest.mark.parametrize(
     ("kw", "message"),
-    [({"variant": "coco80"}, "expected `variant` to be one of ('default', 'coco_80') but got 'coco80'"),
-     ({"ordering": "shuffled"}, "expected `ordering` to be one of ('sorted', 'random') but got 'shuffled'"),
-     ({"field_order": "desc"}, "expected `field_order` to be one of ('desc_first', 'geometry_first')"),
-     ({"coord_mode": "norm1000"}, "expected `coord_mode` to be one of ('coord_tokens', 'norm1000_text', "),
-     ({"bbox_format": "cxcywh"}, "expected `bbox_format` to be one of ('xyxy',) but got 'cxcywh'"),
-     ({"layout": "image_last"}, "expected `layout` to be one of ('text_first', 'image_first')")],
-)  # fmt: skip
+    [
+        (
+            {"variant": "coco80"},
+            "expected `variant` to be one of ('default', 'coco_80') but got 'coco80'",
+        ),
+        (
+            {"ordering": "shuffled"},
+            "expected `ordering` to be one of ('sorted', 'random') but got 'shuffled'",
+        ),
+        (
+            {"field_order": "desc"},
+            "expected `field_order` to be one of ('desc_first', 'geometry_first')",
+        ),
+        (
+            {"coord_mode": "norm1000"},
+            "expected `coord_mode` to be one of ('coord_tokens', 'norm1000_text', ",
+        ),
+        (
+            {"bbox_format": "cxcywh"},
+            "expected `bbox_format` to be one of ('xyxy',) but got 'cxcywh'",
+        ),
+        ({"layout": "image_last"}, "expected `layout` to be one of ('text_first', 'image_first')"),
+    ],
+)
 def test_unknown_values_are_config_errors(kw, message):
     with pytest.raises(ConfigError) as err:
         PromptPreset("t", **kw)

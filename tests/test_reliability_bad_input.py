@@ -48,8 +48,14 @@ def _edit_line(jsonl: Path, index: int, edit) -> None:
     jsonl.write_text("".join(lines))
 
 
-def _refused_up_front(a, finished: Path, *extra: str, data: Path | None = None, ckpt: Path | None = None,
-                      needles: tuple[str, ...] = ()) -> str:  # fmt: skip
+def _refused_up_front(
+    a,
+    finished: Path,
+    *extra: str,
+    data: Path | None = None,
+    ckpt: Path | None = None,
+    needles: tuple[str, ...] = (),
+) -> str:
     """Run against the finished run's name: clean one-line error, run dir byte-identical."""
     before = artifact_bytes(finished)
     p = run_cli(run_args(a, finished.parent, finished.name, *extra, data=data, ckpt=ckpt))
@@ -64,8 +70,12 @@ def _refused_up_front(a, finished: Path, *extra: str, data: Path | None = None, 
 def test_missing_image(tmp_path_factory, tmp_path, finished):
     data = _data_copy(tmp_path_factory, tmp_path)
     (data.parent / "images/val/00003.jpg").unlink()
-    _refused_up_front(assets(tmp_path_factory), finished, data=data,
-                      needles=("image not found", "00003.jpg", "line 4"))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        data=data,
+        needles=("image not found", "00003.jpg", "line 4"),
+    )
 
 
 def test_invalid_jsonl_line_in_the_middle(tmp_path_factory, tmp_path, finished):
@@ -106,10 +116,16 @@ def test_box_outside_the_image_or_reversed(tmp_path_factory, tmp_path, finished)
     data = _data_copy(tmp_path_factory, tmp_path)
     rows = [json.loads(x) for x in data.read_text().splitlines()]
     idx = next(i for i, r in enumerate(rows) if r["objects"])
-    _edit_line(data, idx, lambda r: r["objects"][0].update(bbox_2d=["<|coord_900|>", "<|coord_10|>",
-                                                                    "<|coord_100|>", "<|coord_20|>"]))  # fmt: skip
-    _refused_up_front(assets(tmp_path_factory), finished, data=data,
-                      needles=("reversed", f"line {idx + 1}"))  # fmt: skip
+    _edit_line(
+        data,
+        idx,
+        lambda r: r["objects"][0].update(
+            bbox_2d=["<|coord_900|>", "<|coord_10|>", "<|coord_100|>", "<|coord_20|>"]
+        ),
+    )
+    _refused_up_front(
+        assets(tmp_path_factory), finished, data=data, needles=("reversed", f"line {idx + 1}")
+    )
 
 
 def test_duplicate_sample_id(tmp_path_factory, tmp_path, finished):
@@ -134,8 +150,12 @@ def test_limit_zero(tmp_path_factory, finished):
 
 
 def test_missing_data_file(tmp_path_factory, tmp_path, finished):
-    _refused_up_front(assets(tmp_path_factory), finished, data=tmp_path / "nope.jsonl",
-                      needles=("data file not found", "nope.jsonl"))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        data=tmp_path / "nope.jsonl",
+        needles=("data file not found", "nope.jsonl"),
+    )
 
 
 # --------------------------------------------------------------------------- presets and options
@@ -144,20 +164,35 @@ def test_missing_data_file(tmp_path_factory, tmp_path, finished):
 def test_unknown_key_in_preset_toml(tmp_path_factory, tmp_path, finished):
     toml = tmp_path / "some.toml"
     toml.write_text("factor = 32\nbudget = 64\nmax_pixel = 65536\n")  # typo of a real knob
-    _refused_up_front(assets(tmp_path_factory), finished, "--preset", str(toml),
-                      needles=(str(toml), "'max_pixel'"))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        "--preset",
+        str(toml),
+        needles=(str(toml), "'max_pixel'"),
+    )
 
 
 def test_unknown_prompt_preset(tmp_path_factory, finished):
-    _refused_up_front(assets(tmp_path_factory), finished, "--prompt", "no_such_prompt",
-                      needles=("'no_such_prompt'", "default_desc_first"))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        "--prompt",
+        "no_such_prompt",
+        needles=("'no_such_prompt'", "default_desc_first"),
+    )
 
 
 @pytest.mark.parametrize(
     ("extra", "needle"),
-    [(("--batch-size", "0"), "--batch-size"), (("--top-p", "0"), "top_p"), (("--shard", "3/2"), "--shard"),
-     (("--max-new-tokens", "0"), "--max-new-tokens"), (("--scorer", "nope"), "'nope'")],
-)  # fmt: skip
+    [
+        (("--batch-size", "0"), "--batch-size"),
+        (("--top-p", "0"), "top_p"),
+        (("--shard", "3/2"), "--shard"),
+        (("--max-new-tokens", "0"), "--max-new-tokens"),
+        (("--scorer", "nope"), "'nope'"),
+    ],
+)
 def test_bad_options(tmp_path_factory, finished, extra, needle):
     a = assets(tmp_path_factory)
     p = run_cli(run_args(a, finished.parent, finished.name, *extra))
@@ -174,13 +209,22 @@ def _ckpt_copy(tmp_path_factory, tmp_path: Path) -> Path:
 
 
 def test_checkpoint_dir_missing(tmp_path_factory, tmp_path, finished):
-    _refused_up_front(assets(tmp_path_factory), finished, ckpt=tmp_path / "gone",
-                      needles=("checkpoint", str(tmp_path / "gone")))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        ckpt=tmp_path / "gone",
+        needles=("checkpoint", str(tmp_path / "gone")),
+    )
 
 
 def test_adapter_dir_missing(tmp_path_factory, tmp_path, finished):
-    _refused_up_front(assets(tmp_path_factory), finished, "--adapter", str(tmp_path / "lora"),
-                      needles=("adapter", str(tmp_path / "lora")))  # fmt: skip
+    _refused_up_front(
+        assets(tmp_path_factory),
+        finished,
+        "--adapter",
+        str(tmp_path / "lora"),
+        needles=("adapter", str(tmp_path / "lora")),
+    )
 
 
 def test_remote_code_checkpoint_is_refused_before_anything_is_written(tmp_path_factory, tmp_path):

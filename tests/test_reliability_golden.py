@@ -22,10 +22,25 @@ from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import N_SAMPLES, reference_run
 
-ZERO_METRICS = {k: 0.0 for k in (
-    "bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl", "bbox_AR1", "bbox_AR10", "bbox_AR100",
-    "f1ish@0.50_f1_full_micro", "f1ish@0.30_f1_full_micro", "f1ish@0.50_f1_loc_micro", "f1ish@0.30_f1_loc_micro",
-    "f1ish@0.50_pred_total")}  # fmt: skip
+ZERO_METRICS = {
+    k: 0.0
+    for k in (
+        "bbox_AP",
+        "bbox_AP50",
+        "bbox_AP75",
+        "bbox_APs",
+        "bbox_APm",
+        "bbox_APl",
+        "bbox_AR1",
+        "bbox_AR10",
+        "bbox_AR100",
+        "f1ish@0.50_f1_full_micro",
+        "f1ish@0.30_f1_full_micro",
+        "f1ish@0.50_f1_loc_micro",
+        "f1ish@0.30_f1_loc_micro",
+        "f1ish@0.50_pred_total",
+    )
+}
 
 TINY = {
     "greedy": {
@@ -90,21 +105,37 @@ def test_tiny_random_checkpoint_run_is_pinned(tmp_path_factory, kind):
 
 
 ORACLE_METRICS = {
-    "bbox_AP": 0.7148514851485148, "bbox_AP50": 0.7148514851485148, "bbox_AP75": 0.7148514851485148,
-    "bbox_APs": -1.0, "bbox_APm": 0.7029702970297029, "bbox_APl": 1.0,
-    "bbox_AR1": 0.59, "bbox_AR10": 0.7133333333333333, "bbox_AR100": 0.7133333333333333,
-    "f1ish@0.50_f1_full_micro": 0.8421052631578948, "f1ish@0.30_f1_full_micro": 0.8421052631578948,
-    "f1ish@0.50_f1_loc_micro": 0.8421052631578948, "f1ish@0.30_f1_loc_micro": 0.8421052631578948,
+    "bbox_AP": 0.7148514851485148,
+    "bbox_AP50": 0.7148514851485148,
+    "bbox_AP75": 0.7148514851485148,
+    "bbox_APs": -1.0,
+    "bbox_APm": 0.7029702970297029,
+    "bbox_APl": 1.0,
+    "bbox_AR1": 0.59,
+    "bbox_AR10": 0.7133333333333333,
+    "bbox_AR100": 0.7133333333333333,
+    "f1ish@0.50_f1_full_micro": 0.8421052631578948,
+    "f1ish@0.30_f1_full_micro": 0.8421052631578948,
+    "f1ish@0.50_f1_loc_micro": 0.8421052631578948,
+    "f1ish@0.30_f1_loc_micro": 0.8421052631578948,
     "f1ish@0.50_pred_total": 16.0,
-}  # fmt: skip
+}
 
 
 def test_scoring_of_known_model_text_is_pinned(shapes_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    cfg = RunConfig(ckpt=str(ckpt), data=str(shapes_dir / "val.coord.jsonl"), preset="64",
-                    prompt="default_desc_first", out=str(tmp_path), name="g", batch_size=4, progress=False)  # fmt: skip
+    cfg = RunConfig(
+        ckpt=str(ckpt),
+        data=str(shapes_dir / "val.coord.jsonl"),
+        preset="64",
+        prompt="default_desc_first",
+        out=str(tmp_path),
+        name="g",
+        batch_size=4,
+        progress=False,
+    )
     plan = {1: "drop", 2: "garbage", 5: "drop", 7: "truncate"}
     summary = run(cfg, backend=OracleBackend(shapes_dir / "val.coord.jsonl", plan, logprob=-0.3))
     assert summary["metrics"] == ORACLE_METRICS

@@ -16,7 +16,7 @@ from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import assets, copy_run, reference_run, run_args
 
-BOXES = '{"objects": [{"desc": "circle", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_300|>, <|coord_400|>]}]}<|im_end|>'  # fmt: skip
+BOXES = '{"objects": [{"desc": "circle", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_300|>, <|coord_400|>]}]}<|im_end|>'
 
 
 def _rows(path: Path) -> list:
@@ -59,28 +59,53 @@ def _no_raw(**kw):
 
 # name -> (mutation, None when the command must succeed, else the text its error line must hold)
 EVAL_CASES = {
-    "line_is_a_list": (lambda rd: (rd / A.GT_VS_PRED).write_text("[1, 2]\n" + (rd / A.GT_VS_PRED).read_text()),
-                       "gt_vs_pred.jsonl:1"),
+    "line_is_a_list": (
+        lambda rd: (rd / A.GT_VS_PRED).write_text("[1, 2]\n" + (rd / A.GT_VS_PRED).read_text()),
+        "gt_vs_pred.jsonl:1",
+    ),
     "trace_without_sample_id": (_trace(lambda t: t.pop("sample_id")), "pred_token_trace.jsonl:2"),
     "run_json_is_a_list": (lambda rd: (rd / A.RUN_JSON).write_text("[1]"), "run.json"),
     "config_is_a_list": (_head(lambda h: h.update(config=[1])), "run.json"),
-    "config_value_wrong_type": (_head(lambda h: h["config"].update(semantic_threshold="high")), "semantic_threshold"),
-    "config_bool_as_string": (_head(lambda h: h["config"].update(keep_truncated_numeric_objects="yes")),
-                              "keep_truncated_numeric_objects"),
+    "config_value_wrong_type": (
+        _head(lambda h: h["config"].update(semantic_threshold="high")),
+        "semantic_threshold",
+    ),
+    "config_bool_as_string": (
+        _head(lambda h: h["config"].update(keep_truncated_numeric_objects="yes")),
+        "keep_truncated_numeric_objects",
+    ),
     "width_is_a_string": (_record(lambda r: r.update(width="256")), "width"),
     "gt_not_a_list": (_record(lambda r: r.update(gt="x")), None),
     "gt_items_not_objects": (_record(lambda r: r.update(gt=[1, None])), None),
-    "gt_points_garbage": (_record(lambda r: r.update(gt=[{"type": "bbox_2d", "points": [0, 0, "a"], "desc": 5}])), None),
-    "gt_huge_numbers": (_record(lambda r: r.update(gt=[{"type": "bbox_2d", "points": [0, 0, 10**30, 5], "desc": "x"}])), None),
+    "gt_points_garbage": (
+        _record(lambda r: r.update(gt=[{"type": "bbox_2d", "points": [0, 0, "a"], "desc": 5}])),
+        None,
+    ),
+    "gt_huge_numbers": (
+        _record(
+            lambda r: r.update(gt=[{"type": "bbox_2d", "points": [0, 0, 10**30, 5], "desc": "x"}])
+        ),
+        None,
+    ),
     "raw_text_not_a_string": (_record(lambda r: r.update(raw_text=5)), None),
     "raw_text_with_boxes": (_record(lambda r: r.update(raw_text=BOXES)), None),
     "pred_items_garbage": (_record(_no_raw(pred=[1, "x", None, {"points": "abcd"}])), None),
-    "pred_score_a_string": (_record(_no_raw(pred=[{"type": "bbox_2d", "points": [1, 2, 30, 40], "desc": "c", "score": "hi"}])), None),
+    "pred_score_a_string": (
+        _record(
+            _no_raw(
+                pred=[{"type": "bbox_2d", "points": [1, 2, 30, 40], "desc": "c", "score": "hi"}]
+            )
+        ),
+        None,
+    ),
     "image_absolute_path": (_record(lambda r: r.update(image="/etc/passwd")), None),
     "huge_image_size": (_record(lambda r: r.update(width=10**15, height=10**15)), None),
     "trace_token_texts_ints": (_trace(lambda t: t.update(generated_token_text=[1, 2, 3])), None),
-    "trace_logprobs_garbage": (_trace(lambda t: t.update(token_logprobs_raw="x", token_logprobs=[None, "a"])), None),
-}  # fmt: skip
+    "trace_logprobs_garbage": (
+        _trace(lambda t: t.update(token_logprobs_raw="x", token_logprobs=[None, "a"])),
+        None,
+    ),
+}
 
 
 def _finished(tmp_path_factory, tmp_path: Path) -> Path:
@@ -109,16 +134,27 @@ def test_eval_of_a_hostile_run_dir(tmp_path_factory, tmp_path, case):
 
 
 RUN_CASES = {
-    "record_line_is_a_list": (lambda rd: (rd / A.GT_VS_PRED).write_text("[1]\n" + (rd / A.GT_VS_PRED).read_text()),
-                              "gt_vs_pred.jsonl:1"),
+    "record_line_is_a_list": (
+        lambda rd: (rd / A.GT_VS_PRED).write_text("[1]\n" + (rd / A.GT_VS_PRED).read_text()),
+        "gt_vs_pred.jsonl:1",
+    ),
     "record_without_sample_id": (_record(lambda r: r.pop("sample_id")), "gt_vs_pred.jsonl:2"),
     "trace_without_sample_id": (_trace(lambda t: t.pop("sample_id")), "pred_token_trace.jsonl:2"),
     "identity_hash_not_a_string": (_head(lambda h: h.update(identity_hash=[1])), "--overwrite"),
-    "identity_not_an_object": (_head(lambda h: h.update(identity_hash="x", identity=[[1]])), "--overwrite"),
+    "identity_not_an_object": (
+        _head(lambda h: h.update(identity_hash="x", identity=[[1]])),
+        "--overwrite",
+    ),
     "run_json_is_a_list": (lambda rd: (rd / A.RUN_JSON).write_text("[1]"), "run.json"),
-    "record_garbage_values": (_record(lambda r: r.update(gt=[1], pred="x", raw_text=None, width="w")), "width"),
-    "record_garbage_but_valid_size": (_record(lambda r: r.update(gt=[1], pred="x", raw_text=None)), None),
-}  # fmt: skip
+    "record_garbage_values": (
+        _record(lambda r: r.update(gt=[1], pred="x", raw_text=None, width="w")),
+        "width",
+    ),
+    "record_garbage_but_valid_size": (
+        _record(lambda r: r.update(gt=[1], pred="x", raw_text=None)),
+        None,
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(RUN_CASES))

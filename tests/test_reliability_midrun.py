@@ -61,8 +61,9 @@ def _bad_image_mid_run(tmp_path_factory, tmp_path, spoil):
 
 @pytest.mark.slow
 def test_corrupt_image_mid_run_keeps_finished_batches(tmp_path_factory, tmp_path):
-    rd, img, _, p = _bad_image_mid_run(tmp_path_factory, tmp_path,
-                                       lambda im: im.write_bytes(im.read_bytes()[:2000]))  # fmt: skip
+    rd, img, _, p = _bad_image_mid_run(
+        tmp_path_factory, tmp_path, lambda im: im.write_bytes(im.read_bytes()[:2000])
+    )
     assert_clean_error(p, str(img), "sample 5", only_line=False)
     assert (
         line_count(rd / A.GT_VS_PRED) == 4 and line_count(rd / A.TRACE) == 4
@@ -72,8 +73,9 @@ def test_corrupt_image_mid_run_keeps_finished_batches(tmp_path_factory, tmp_path
 
 @pytest.mark.slow
 def test_image_size_not_matching_its_record_mid_run(tmp_path_factory, tmp_path):
-    rd, img, args, p = _bad_image_mid_run(tmp_path_factory, tmp_path,
-                                          lambda im: Image.new("RGB", (128, 96)).save(im))  # fmt: skip
+    rd, img, args, p = _bad_image_mid_run(
+        tmp_path_factory, tmp_path, lambda im: Image.new("RGB", (128, 96)).save(im)
+    )
     assert_clean_error(p, str(img), "128x96", "256x256", only_line=False)
     assert line_count(rd / A.GT_VS_PRED) == 4
 

@@ -79,12 +79,33 @@ def assets(tmp_path_factory) -> Assets:
     return _CACHE["assets"]  # type: ignore[return-value]
 
 
-def run_args(a: Assets, out: Path, name: str, *extra: str, data: Path | None = None,
-             ckpt: Path | None = None) -> list[str]:  # fmt: skip
+def run_args(
+    a: Assets, out: Path, name: str, *extra: str, data: Path | None = None, ckpt: Path | None = None
+) -> list[str]:
     """`coordbench run` arguments of the suite's standard small run."""
-    return ["run", "--ckpt", str(ckpt or a.ckpt), "--data", str(data or a.data), "--preset", "64",
-            "--prompt", "default_desc_first", "--max-new-tokens", "24", "--batch-size", str(BATCH),
-            "--device", "cpu", "--out", str(out), "--name", name, "--no-progress", *extra]  # fmt: skip
+    return [
+        "run",
+        "--ckpt",
+        str(ckpt or a.ckpt),
+        "--data",
+        str(data or a.data),
+        "--preset",
+        "64",
+        "--prompt",
+        "default_desc_first",
+        "--max-new-tokens",
+        "24",
+        "--batch-size",
+        str(BATCH),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--no-progress",
+        *extra,
+    ]
 
 
 def child_env(fault: str | None = None, **extra: str) -> dict[str, str]:
@@ -92,8 +113,14 @@ def child_env(fault: str | None = None, **extra: str) -> dict[str, str]:
     env.pop("CB_FAULT", None)
     env.pop("COORDBENCH_BENCHMARK_LOG", None)  # default: next to the run dirs, inside tmp_path
     # one thread: deterministic float reductions (the golden test) and a light CPU footprint
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)  # fmt: skip
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     if fault:
         env["CB_FAULT"] = fault
     return env
@@ -109,15 +136,26 @@ def run_cli(
     args: list[str], *, fault: str | None = None, timeout: float = 180, preexec_fn=None, **env: str
 ):
     """Run the CLI to completion; returns the CompletedProcess (text mode)."""
-    return subprocess.run(command(args, fault), env=child_env(fault, **env), capture_output=True, text=True,
-                          timeout=timeout, cwd=str(Path(__file__).resolve().parents[1]),
-                          preexec_fn=preexec_fn)  # fmt: skip
+    return subprocess.run(
+        command(args, fault),
+        env=child_env(fault, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(Path(__file__).resolve().parents[1]),
+        preexec_fn=preexec_fn,
+    )
 
 
 def popen_cli(args: list[str], *, fault: str | None = None, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(command(args, fault), env=child_env(fault, **env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            cwd=str(Path(__file__).resolve().parents[1]))  # fmt: skip
+    return subprocess.Popen(
+        command(args, fault),
+        env=child_env(fault, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
 
 
 def wait_for(

@@ -11,9 +11,19 @@ from coordbench.pipeline.run import run
 from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 
-RUN_FILES = ["run.json", "gt_vs_pred.jsonl", "pred_token_trace.jsonl", "pred_confidence.jsonl",
-             "gt_vs_pred_scored.jsonl", "summary.json", "eval/metrics.json", "eval/per_class.csv",
-             "eval/per_image.json", "eval/coco_gt.json", "eval/coco_preds.json"]  # fmt: skip
+RUN_FILES = [
+    "run.json",
+    "gt_vs_pred.jsonl",
+    "pred_token_trace.jsonl",
+    "pred_confidence.jsonl",
+    "gt_vs_pred_scored.jsonl",
+    "summary.json",
+    "eval/metrics.json",
+    "eval/per_class.csv",
+    "eval/per_image.json",
+    "eval/coco_gt.json",
+    "eval/coco_preds.json",
+]
 DERIVED = [f for f in RUN_FILES if f != "run.json"]
 
 
@@ -21,9 +31,17 @@ def _cfg(shapes_dir, tmp_path, **kw):
     ckpt = tmp_path / "fake-ckpt"  # the oracle backend loads nothing; identity hashes these files
     ckpt.mkdir(exist_ok=True)
     (ckpt / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    return RunConfig(ckpt=str(ckpt), data=str(shapes_dir / "val.coord.jsonl"), preset="64", prompt="default_desc_first",
-                     out=str(tmp_path), name=kw.pop("name", "r"), batch_size=kw.pop("batch_size", 4),
-                     progress=False, **kw)  # fmt: skip
+    return RunConfig(
+        ckpt=str(ckpt),
+        data=str(shapes_dir / "val.coord.jsonl"),
+        preset="64",
+        prompt="default_desc_first",
+        out=str(tmp_path),
+        name=kw.pop("name", "r"),
+        batch_size=kw.pop("batch_size", 4),
+        progress=False,
+        **kw,
+    )
 
 
 def test_perfect_predictions_score_one_and_write_every_artifact(shapes_dir, tmp_path):
@@ -38,8 +56,19 @@ def test_perfect_predictions_score_one_and_write_every_artifact(shapes_dir, tmp_
     assert head["schema_version"] == 1 and len(head["identity_hash"]) == 64
     recs, _ = A.read_jsonl(rd / "gt_vs_pred.jsonl")
     assert [r["index"] for r in recs] == list(range(12))
-    assert list(recs[0])[:11] == ["image", "width", "height", "mode", "coord_mode", "gt", "pred",
-                                  "raw_output_json", "raw_special_tokens", "raw_ends_with_im_end", "errors"]  # fmt: skip
+    assert list(recs[0])[:11] == [
+        "image",
+        "width",
+        "height",
+        "mode",
+        "coord_mode",
+        "gt",
+        "pred",
+        "raw_output_json",
+        "raw_special_tokens",
+        "raw_ends_with_im_end",
+        "errors",
+    ]
 
 
 def test_metrics_equal_a_recomputation_with_pycocotools(shapes_dir, tmp_path):

@@ -56,10 +56,18 @@ def is_oom(exc: BaseException) -> bool:
 class HFBackend:
     """`Backend` over a local transformers checkpoint (see module docstring)."""
 
-    def __init__(self, ckpt: str | Path, *, device: str = "auto", dtype: str = "auto",
-                 adapter: str | Path | None = None, trust_remote_code: bool = False,
-                 allow_pickle: bool = False, attn_implementation: str = "sdpa",
-                 check_resize: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        ckpt: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        adapter: str | Path | None = None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        attn_implementation: str = "sdpa",
+        check_resize: bool = True,
+    ):
         files = inspect_checkpoint(
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
         )
@@ -79,30 +87,48 @@ class HFBackend:
             getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
         )
         if not self.template:
-            raise CheckpointError(f"no chat template in {tok_dir} (chat_template.jinja or tokenizer_config.json)")  # fmt: skip
-        self.model, attn = load_model(files, dtype=self.dtype_name, device=self.device,
-                                      attn_implementation=attn_implementation,
-                                      trust_remote_code=trust_remote_code)  # fmt: skip
+            raise CheckpointError(
+                f"no chat template in {tok_dir} (chat_template.jinja or tokenizer_config.json)"
+            )
+        self.model, attn = load_model(
+            files,
+            dtype=self.dtype_name,
+            device=self.device,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
         if adapter_dir:
             self.model = merge_adapter(self.model, adapter_dir, self.tokenizer)
         self.stop_ids = self._stop_ids()
         self.stats = GenerationStats()
         self._max_batch: int | None = None  # learned from OOMs, kept across calls
-        self.info = self._info(files, adapter_dir, adapter_files, tok_dir, attn, attn_implementation,
-                               processor_path)  # fmt: skip
+        self.info = self._info(
+            files, adapter_dir, adapter_files, tok_dir, attn, attn_implementation, processor_path
+        )
 
     def _stop_ids(self) -> set[int]:
         ids: set[int] = set()
         vocab = self.tokenizer.get_vocab()
         ids.update(vocab[t] for t in STOP_TOKENS if t in vocab)
-        for cfg in (getattr(self.model, "generation_config", None), self.model.config,
-                    getattr(self.model.config, "text_config", None)):  # fmt: skip
+        for cfg in (
+            getattr(self.model, "generation_config", None),
+            self.model.config,
+            getattr(self.model.config, "text_config", None),
+        ):
             eos = getattr(cfg, "eos_token_id", None) if cfg is not None else None
             ids.update([eos] if isinstance(eos, int) else list(eos or []))
         return ids
 
-    def _info(self, files: CheckpointFiles, adapter_dir, adapter_files, tok_dir, attn, attn_req,
-              processor_path) -> BackendInfo:  # fmt: skip
+    def _info(
+        self,
+        files: CheckpointFiles,
+        adapter_dir,
+        adapter_files,
+        tok_dir,
+        attn,
+        attn_req,
+        processor_path,
+    ) -> BackendInfo:
         weights = content_sha256([*files.weights, files.path / "config.json"], files.path)
         identity = {"weights_sha256": weights, "dtype": self.dtype_name, "sampler": SAMPLER}
         extra = list(files.extra)
@@ -114,13 +140,25 @@ class HFBackend:
             ).hexdigest()
             extra += [p for p in adapter_dir.iterdir() if p.is_file() and "token" in p.name]
         identity["processor_sha256"] = content_sha256(extra, files.path)
-        provenance = {**versions(), "attn_implementation": attn, "attn_requested": attn_req,
-                      "processor": processor_path, "tokenizer_dir": str(tok_dir),
-                      "adapter": str(adapter_dir) if adapter_dir else None,
-                      "stop_ids": sorted(self.stop_ids), "check_resize": self.check_resize}  # fmt: skip
-        return BackendInfo(name="hf", model_path=str(files.path), model_type=files.model_type,
-                           dtype=self.dtype_name, device=self.device, identity=identity,
-                           provenance=provenance)  # fmt: skip
+        provenance = {
+            **versions(),
+            "attn_implementation": attn,
+            "attn_requested": attn_req,
+            "processor": processor_path,
+            "tokenizer_dir": str(tok_dir),
+            "adapter": str(adapter_dir) if adapter_dir else None,
+            "stop_ids": sorted(self.stop_ids),
+            "check_resize": self.check_resize,
+        }
+        return BackendInfo(
+            name="hf",
+            model_path=str(files.path),
+            model_type=files.model_type,
+            dtype=self.dtype_name,
+            device=self.device,
+            identity=identity,
+            provenance=provenance,
+        )
 
     # ----------------------------------------------------------------------- resize guard
 
@@ -135,8 +173,9 @@ class HFBackend:
 
     # ----------------------------------------------------------------------- generation
 
-    def generate(self, batch: Sequence[GenerationRequest],
-                 params: GenerationParams) -> list[Generation]:  # fmt: skip
+    def generate(
+        self, batch: Sequence[GenerationRequest], params: GenerationParams
+    ) -> list[Generation]:
         """Generations in request order; on OOM the batch is halved and the same requests rerun."""
         hf_inputs.validate_params(params)
         out: list[Generation] = []
@@ -163,16 +202,26 @@ class HFBackend:
             log.warning("out of memory with a batch of %d; retrying with %d", len(chunk), size)
         return out
 
-    def _run_batch(self, requests: Sequence[GenerationRequest],
-                   params: GenerationParams) -> list[Generation]:  # fmt: skip
+    def _run_batch(
+        self, requests: Sequence[GenerationRequest], params: GenerationParams
+    ) -> list[Generation]:
         """One left-padded batch through prefill + decode (the step the OOM back-off retries)."""
         with torch.inference_mode():
-            inputs = hf_inputs.build_inputs(self.processor, self.template, requests, self.device,
-                                            self.dtype, check_resize=self.check_resize)  # fmt: skip
+            inputs = hf_inputs.build_inputs(
+                self.processor,
+                self.template,
+                requests,
+                self.device,
+                self.dtype,
+                check_resize=self.check_resize,
+            )
             decoder = Decoder(self.model, self.stop_ids, self.stats)
             rows = decoder.run(inputs, [r.seed for r in requests], params)
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
-        return [self._generation(r, row, int(n)) for r, row, n in zip(requests, rows, n_prompt, strict=True)]  # fmt: skip
+        return [
+            self._generation(r, row, int(n))
+            for r, row, n in zip(requests, rows, n_prompt, strict=True)
+        ]
 
     def _generation(self, req: GenerationRequest, row: RowTrace, n_prompt: int) -> Generation:
         tok = self.tokenizer

@@ -62,8 +62,11 @@ def check_safetensors(path: Path) -> None:
             raise CheckpointError(f"corrupt safetensors file {path}: header is not JSON") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"corrupt safetensors file {path}: header is not a JSON object")
-    ends = [t["data_offsets"][1] for k, t in header.items()
-            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]  # fmt: skip
+    ends = [
+        t["data_offsets"][1]
+        for k, t in header.items()
+        if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t
+    ]
     if max(ends, default=0) != size - 8 - n:
         raise CheckpointError(
             f"corrupt safetensors file {path}: {size - 8 - n} data bytes, header says {max(ends, default=0)}"
@@ -99,8 +102,9 @@ def has_tokenizer(path: Path) -> bool:
     return any(all((path / f).is_file() for f in fs) for fs in TOKENIZER_FILE_SETS)
 
 
-def inspect_checkpoint(path: str | Path, *, trust_remote_code: bool = False,
-                       allow_pickle: bool = False) -> CheckpointFiles:  # fmt: skip
+def inspect_checkpoint(
+    path: str | Path, *, trust_remote_code: bool = False, allow_pickle: bool = False
+) -> CheckpointFiles:
     """Preflight a merged checkpoint folder; raises `CheckpointError` naming the path."""
     p = Path(path).expanduser()
     if not p.exists():
@@ -125,7 +129,9 @@ def inspect_checkpoint(path: str | Path, *, trust_remote_code: bool = False,
             f"no tokenizer files in {p} (tokenizer.json or vocab.json + merges.txt)"
         )
     if not any((p / f).is_file() for f in PROCESSOR_FILES):
-        raise CheckpointError(f"no image processor config in {p} (preprocessor_config.json or processor_config.json)")  # fmt: skip
+        raise CheckpointError(
+            f"no image processor config in {p} (preprocessor_config.json or processor_config.json)"
+        )
     extra = [p / f for f in sorted(set(sum(TOKENIZER_FILE_SETS, ())) | {"tokenizer_config.json"})]
     extra += [p / f for f in PROCESSOR_FILES + CHAT_TEMPLATE_FILES]
     return CheckpointFiles(p, config, weights, is_st, p, [f for f in extra if f.is_file()])

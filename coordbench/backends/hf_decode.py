@@ -53,8 +53,9 @@ def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     return scores.masked_fill(remove, float("-inf"))
 
 
-def process_logits(logits: torch.Tensor, seen: torch.Tensor | None,
-                   params: GenerationParams) -> torch.Tensor:  # fmt: skip
+def process_logits(
+    logits: torch.Tensor, seen: torch.Tensor | None, params: GenerationParams
+) -> torch.Tensor:
     """Processed scores in HF order; greedy applies only the repetition penalty (as HF does)."""
     scores = logits
     if params.repetition_penalty != 1.0 and seen is not None:
@@ -82,8 +83,12 @@ def sample_rows(scores: torch.Tensor, generators: list[torch.Generator]) -> torc
     return torch.searchsorted(cdf, target).squeeze(1).clamp_(max=scores.shape[-1] - 1)
 
 
-def select_tokens(logits: torch.Tensor, seen: torch.Tensor | None, params: GenerationParams,
-                  generators: list[torch.Generator] | None):  # fmt: skip
+def select_tokens(
+    logits: torch.Tensor,
+    seen: torch.Tensor | None,
+    params: GenerationParams,
+    generators: list[torch.Generator] | None,
+):
     """(chosen ids, raw logprobs, processed logprobs) for a (rows, vocab) float32 logits block."""
     scores = process_logits(logits, seen, params)
     chosen = scores.argmax(dim=-1) if params.greedy else sample_rows(scores, generators or [])
@@ -153,9 +158,11 @@ class Decoder:
         active = torch.arange(n_rows, device=attn.device)
         for step in range(params.max_new_tokens):
             chosen, raw, proc = select_tokens(
-                logits, None if seen is None else seen[active], params,
+                logits,
+                None if seen is None else seen[active],
+                params,
                 None if gens is None else [gens[i] for i in active.tolist()],
-            )  # fmt: skip
+            )
             keep = self._record(rows, active.tolist(), chosen.tolist(), raw.tolist(), proc.tolist())
             if seen is not None:
                 seen[active, chosen] = True
@@ -190,7 +197,9 @@ class Decoder:
         if deltas is not None:  # multimodal RoPE: text positions continue after the image offset
             pos = (pos + deltas.to(pos.device)).view(1, -1, 1).expand(3, -1, -1)
         _, logits = self._forward(
-            input_ids=chosen[:, None], attention_mask=attn, position_ids=pos,
+            input_ids=chosen[:, None],
+            attention_mask=attn,
+            position_ids=pos,
             **{self.cache_kwarg: cache},
-        )  # fmt: skip
+        )
         return logits, attn, deltas, active

@@ -43,11 +43,18 @@ def split_messages(
     return rendered, images
 
 
-def check_grid(sizes_wh: Sequence[tuple[int, int]], grid_thw: Sequence[Sequence[int]], patch: int,
-               merge: int, where: Sequence[str] | None = None) -> None:  # fmt: skip
+def check_grid(
+    sizes_wh: Sequence[tuple[int, int]],
+    grid_thw: Sequence[Sequence[int]],
+    patch: int,
+    merge: int,
+    where: Sequence[str] | None = None,
+) -> None:
     """Raise if a vision grid (in patches) does not reproduce its image's width x height."""
     if len(sizes_wh) != len(grid_thw):
-        raise BackendError(f"processor returned {len(grid_thw)} vision grids for {len(sizes_wh)} images")  # fmt: skip
+        raise BackendError(
+            f"processor returned {len(grid_thw)} vision grids for {len(sizes_wh)} images"
+        )
     for i, ((w, h), (_, gh, gw)) in enumerate(zip(sizes_wh, grid_thw, strict=True)):
         if (int(gw) * patch, int(gh) * patch) != (w, h):
             prefix = f"sample {where[i]}: " if where else ""
@@ -89,8 +96,14 @@ def render_prompts(tokenizer, template: str | None, requests: Sequence[Generatio
     return prompts, images
 
 
-def build_inputs(processor, template: str | None, requests: Sequence[GenerationRequest],
-                 device: str, dtype, check_resize: bool = True) -> dict[str, Any]:  # fmt: skip
+def build_inputs(
+    processor,
+    template: str | None,
+    requests: Sequence[GenerationRequest],
+    device: str,
+    dtype,
+    check_resize: bool = True,
+) -> dict[str, Any]:
     """Left-padded processor outputs on `device`, after the resize guard."""
     prompts, images = render_prompts(processor.tokenizer, template, requests)
     flat = [img for imgs in images for img in imgs]

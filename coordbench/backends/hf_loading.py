@@ -24,8 +24,16 @@ PROCESSOR_CLASSES = {
     "qwen3_vl": "Qwen3VLProcessor",
     "qwen3_vl_moe": "Qwen3VLProcessor",
 }
-DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
-          "half": "float16", "fp32": "float32", "float32": "float32", "float": "float32"}  # fmt: skip
+DTYPES = {
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+}
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
@@ -37,7 +45,9 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     if dtype not in DTYPES:
-        raise CheckpointError(f"expected `dtype` to be one of ('auto', {', '.join(map(repr, DTYPES))}) but got {dtype!r}")  # fmt: skip
+        raise CheckpointError(
+            f"expected `dtype` to be one of ('auto', {', '.join(map(repr, DTYPES))}) but got {dtype!r}"
+        )
     return device, DTYPES[dtype]
 
 
@@ -53,8 +63,14 @@ def _is_attn_error(exc: Exception, impl: str) -> bool:
     return impl.lower() in msg or "attn" in msg or "attention" in msg
 
 
-def load_model(files: CheckpointFiles, *, dtype: str, device: str, attn_implementation: str,
-               trust_remote_code: bool):  # fmt: skip
+def load_model(
+    files: CheckpointFiles,
+    *,
+    dtype: str,
+    device: str,
+    attn_implementation: str,
+    trust_remote_code: bool,
+):
     """(model in eval mode on `device`, attention implementation that loaded)."""
     import torch
 
@@ -64,22 +80,29 @@ def load_model(files: CheckpointFiles, *, dtype: str, device: str, attn_implemen
         for impl in candidates:
             try:
                 model = cls.from_pretrained(
-                    str(files.path), dtype=getattr(torch, dtype), attn_implementation=impl,
-                    trust_remote_code=trust_remote_code, use_safetensors=files.safetensors,
+                    str(files.path),
+                    dtype=getattr(torch, dtype),
+                    attn_implementation=impl,
+                    trust_remote_code=trust_remote_code,
+                    use_safetensors=files.safetensors,
                     local_files_only=True,
-                )  # fmt: skip
+                )
             except (ImportError, ValueError) as exc:
                 last = exc
                 if "unrecognized configuration class" in str(exc).lower():
                     break  # try the next auto class
                 if not _is_attn_error(exc, impl):
-                    raise CheckpointError(f"cannot load model from {files.path}: {_one_line(exc)}") from exc  # fmt: skip
+                    raise CheckpointError(
+                        f"cannot load model from {files.path}: {_one_line(exc)}"
+                    ) from exc
                 log.warning(
                     "attention %r unavailable (%s); trying the next one", impl, _one_line(exc)
                 )
                 continue
             except (OSError, RuntimeError, KeyError, TypeError) as exc:
-                raise CheckpointError(f"cannot load model from {files.path}: {_one_line(exc)}") from exc  # fmt: skip
+                raise CheckpointError(
+                    f"cannot load model from {files.path}: {_one_line(exc)}"
+                ) from exc
             return model.to(device).eval(), impl
     raise CheckpointError(f"cannot load model from {files.path}: {_one_line(last)}")
 
@@ -153,7 +176,9 @@ def _processor_class_name(files: CheckpointFiles) -> str:
         PROCESSOR_MAPPING_NAMES = {}
     if PROCESSOR_MAPPING_NAMES.get(files.model_type):
         return str(PROCESSOR_MAPPING_NAMES[files.model_type])
-    raise CheckpointError(f"{files.path}: cannot tell which processor class model_type {files.model_type!r} uses")  # fmt: skip
+    raise CheckpointError(
+        f"{files.path}: cannot tell which processor class model_type {files.model_type!r} uses"
+    )
 
 
 def fallback_processor(files: CheckpointFiles, tokenizer_dir: Path, trust_remote_code: bool):
@@ -169,7 +194,9 @@ def fallback_processor(files: CheckpointFiles, tokenizer_dir: Path, trust_remote
     name = _processor_class_name(files)
     cls = getattr(transformers, name, None)
     if cls is None:
-        raise CheckpointError(f"{files.path}: processor class {name!r} is not in transformers {transformers.__version__}")  # fmt: skip
+        raise CheckpointError(
+            f"{files.path}: processor class {name!r} is not in transformers {transformers.__version__}"
+        )
     template = (
         read_chat_template(tokenizer_dir) or read_chat_template(files.path) or tok.chat_template
     )
@@ -179,8 +206,9 @@ def fallback_processor(files: CheckpointFiles, tokenizer_dir: Path, trust_remote
         )
 
 
-def load_processor(files: CheckpointFiles, *, tokenizer_dir: Path | None = None,
-                   trust_remote_code: bool = False):  # fmt: skip
+def load_processor(
+    files: CheckpointFiles, *, tokenizer_dir: Path | None = None, trust_remote_code: bool = False
+):
     """(processor, "auto" | "fallback"): AutoProcessor first, else feasibility §2.2's fallback."""
     import transformers
 
@@ -204,7 +232,9 @@ def load_processor(files: CheckpointFiles, *, tokenizer_dir: Path | None = None,
         except CheckpointError:
             raise
         except (ImportError, AttributeError, OSError, ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(f"cannot load the processor of {files.path}: {_one_line(exc)}") from exc  # fmt: skip
+            raise CheckpointError(
+                f"cannot load the processor of {files.path}: {_one_line(exc)}"
+            ) from exc
     proc.tokenizer.padding_side = "left"  # batched prefill is left padded (DESIGN.md §6)
     if proc.tokenizer.pad_token_id is None:  # upstream: pad = eos when missing (§3.2)
         proc.tokenizer.pad_token = proc.tokenizer.eos_token
@@ -218,8 +248,11 @@ def versions() -> dict[str, Any]:
     import torch
     import transformers
 
-    out: dict[str, Any] = {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "cuda": torch.version.cuda}  # fmt: skip
+    out: dict[str, Any] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+    }
     for pkg in ("accelerate", "peft", "safetensors"):
         try:
             out[pkg] = md.version(pkg)

@@ -53,8 +53,13 @@ def load_encoder(model: str) -> Encoder:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), BATCH_SIZE):
-                enc = tok(texts[i : i + BATCH_SIZE], padding=True, truncation=True,
-                          max_length=MAX_TOKENS, return_tensors="pt")  # fmt: skip
+                enc = tok(
+                    texts[i : i + BATCH_SIZE],
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_TOKENS,
+                    return_tensors="pt",
+                )
                 last = net(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(last.dtype)
                 pooled = (last * mask).sum(1) / mask.sum(1).clamp(min=1e-6)

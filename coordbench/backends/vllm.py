@@ -39,12 +39,18 @@ def sampling_kwargs(params: GenerationParams, seed: int, stop_ids: Sequence[int]
     """`vllm.SamplingParams` keyword arguments for one request (temperature 0 = greedy)."""
     validate_params(params)
     return {
-        "n": 1, "seed": seed, "temperature": params.temperature, "top_p": params.top_p,
+        "n": 1,
+        "seed": seed,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
         "top_k": params.top_k if params.top_k > 0 else -1,  # vLLM: -1 = off (0 = off in HF)
-        "repetition_penalty": params.repetition_penalty, "max_tokens": params.max_new_tokens,
-        "stop_token_ids": sorted(stop_ids), "logprobs": 1, "skip_special_tokens": False,
+        "repetition_penalty": params.repetition_penalty,
+        "max_tokens": params.max_new_tokens,
+        "stop_token_ids": sorted(stop_ids),
+        "logprobs": 1,
+        "skip_special_tokens": False,
         "spaces_between_special_tokens": False,
-    }  # fmt: skip
+    }
 
 
 def generation_from_output(sample_id: str, output: Any, tokenizer, n_prompt: int = 0) -> Generation:
@@ -52,7 +58,9 @@ def generation_from_output(sample_id: str, output: Any, tokenizer, n_prompt: int
     ids = [int(t) for t in output.token_ids]
     steps = output.logprobs or []
     if len(steps) != len(ids):
-        raise BackendError(f"sample {sample_id}: vLLM returned {len(steps)} logprobs for {len(ids)} tokens")  # fmt: skip
+        raise BackendError(
+            f"sample {sample_id}: vLLM returned {len(steps)} logprobs for {len(ids)} tokens"
+        )
     raw = [float(step[t].logprob) for t, step in zip(ids, steps, strict=True)]
     opts = {"skip_special_tokens": False, "clean_up_tokenization_spaces": False}
     return Generation(
@@ -70,34 +78,56 @@ def generation_from_output(sample_id: str, output: Any, tokenizer, n_prompt: int
 class VLLMBackend:
     """`Backend` over an in-process `vllm.LLM` (module docstring)."""
 
-    def __init__(self, ckpt: str | Path, *, trust_remote_code: bool = False, dtype: str = "auto",
-                 adapter: str | None = None, check_resize: bool = True, **llm_kwargs: Any):  # fmt: skip
+    def __init__(
+        self,
+        ckpt: str | Path,
+        *,
+        trust_remote_code: bool = False,
+        dtype: str = "auto",
+        adapter: str | None = None,
+        check_resize: bool = True,
+        **llm_kwargs: Any,
+    ):
         try:
             import vllm
         except ImportError:
             raise BackendError(NOT_INSTALLED) from None
         if adapter:
-            raise BackendError("the vLLM backend does not merge LoRA adapters: merge first or use --backend hf")  # fmt: skip
+            raise BackendError(
+                "the vLLM backend does not merge LoRA adapters: merge first or use --backend hf"
+            )
         files = inspect_checkpoint(ckpt, trust_remote_code=trust_remote_code)
         from transformers import AutoImageProcessor, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(files.path), local_files_only=True)
-        self.image_processor = AutoImageProcessor.from_pretrained(str(files.path), local_files_only=True)  # fmt: skip
+        self.image_processor = AutoImageProcessor.from_pretrained(
+            str(files.path), local_files_only=True
+        )
         self.template = self.tokenizer.chat_template
         vocab = self.tokenizer.get_vocab()
         self.stop_ids = [vocab[t] for t in STOP_TOKENS if t in vocab]
         self.check_resize = check_resize
-        self.llm = vllm.LLM(model=str(files.path), trust_remote_code=trust_remote_code, dtype=dtype,
-                            load_format="safetensors", **llm_kwargs)  # fmt: skip
+        self.llm = vllm.LLM(
+            model=str(files.path),
+            trust_remote_code=trust_remote_code,
+            dtype=dtype,
+            load_format="safetensors",
+            **llm_kwargs,
+        )
         self.stats = GenerationStats()
         self.info = BackendInfo(
-            name="vllm", model_path=str(files.path), model_type=files.model_type, dtype=dtype,
-            device="cuda", identity={"sampler": f"vllm/{vllm.__version__}"},
+            name="vllm",
+            model_path=str(files.path),
+            model_type=files.model_type,
+            dtype=dtype,
+            device="cuda",
+            identity={"sampler": f"vllm/{vllm.__version__}"},
             provenance={"vllm": vllm.__version__, "logprobs": "raw (processed repeats raw)"},
-        )  # fmt: skip
+        )
 
-    def generate(self, batch: Sequence[GenerationRequest],
-                 params: GenerationParams) -> list[Generation]:  # fmt: skip
+    def generate(
+        self, batch: Sequence[GenerationRequest], params: GenerationParams
+    ) -> list[Generation]:
         import time
 
         from vllm import SamplingParams
@@ -105,14 +135,20 @@ class VLLMBackend:
         prompts, images = render_prompts(self.tokenizer, self.template, batch)
         if self.check_resize:
             self._check_sizes(batch, images)
-        inputs = [{"prompt": p, "multi_modal_data": {"image": imgs}} if imgs else {"prompt": p}
-                  for p, imgs in zip(prompts, images, strict=True)]  # fmt: skip
+        inputs = [
+            {"prompt": p, "multi_modal_data": {"image": imgs}} if imgs else {"prompt": p}
+            for p, imgs in zip(prompts, images, strict=True)
+        ]
         sps = [SamplingParams(**sampling_kwargs(params, r.seed, self.stop_ids)) for r in batch]
         t0 = time.perf_counter()
         outs = self.llm.generate(inputs, sps, use_tqdm=False)
         self.stats.decode_seconds += time.perf_counter() - t0
-        gens = [generation_from_output(r.sample_id, o.outputs[0], self.tokenizer,
-                                       len(o.prompt_token_ids or [])) for r, o in zip(batch, outs, strict=True)]  # fmt: skip
+        gens = [
+            generation_from_output(
+                r.sample_id, o.outputs[0], self.tokenizer, len(o.prompt_token_ids or [])
+            )
+            for r, o in zip(batch, outs, strict=True)
+        ]
         self.stats.prefill_tokens += sum(g.n_prompt_tokens for g in gens)
         self.stats.decode_tokens += sum(g.n_new_tokens for g in gens)
         return gens

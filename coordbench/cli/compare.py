@@ -40,14 +40,33 @@ from coordbench.cli.common import CONTEXT, friendly_errors
 @click.option(
     "--top-k", type=int, default=10, show_default=True, help="Per-class / per-image rows each way."
 )
-@click.option("--group-by", default="seed", show_default=True,
-              help="Identity key whose otherwise-identical runs aggregate as mean ± std (seed, dataset, ...).")  # fmt: skip
-@click.option("--log", "log_path", type=click.Path(dir_okay=False),
-              help="Benchmark log to append to (default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder).")  # fmt: skip
+@click.option(
+    "--group-by",
+    default="seed",
+    show_default=True,
+    help="Identity key whose otherwise-identical runs aggregate as mean ± std (seed, dataset, ...).",
+)
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    help="Benchmark log to append to (default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder).",
+)
 @click.option("--no-log", is_flag=True, help="Do not append to the benchmark log.")
 @friendly_errors
-def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str | None, gates: str | None,
-                n_boot: int, seed: int, top_k: int, group_by: str, log_path: str | None, no_log: bool) -> None:  # fmt: skip
+def compare_cmd(
+    runs: tuple[str, ...],
+    baseline: str | None,
+    fmt: str,
+    out: str | None,
+    gates: str | None,
+    n_boot: int,
+    seed: int,
+    top_k: int,
+    group_by: str,
+    log_path: str | None,
+    no_log: bool,
+) -> None:
     """Is B really better than A? Deltas, paired bootstrap CIs, caveats, gates.
 
     RUNS are run dirs (or their summary.json); the first complete one is the baseline.
@@ -69,8 +88,15 @@ def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str 
     gate_list = load_gates(gates) if gates else []
     labels = [m.label for m in METRICS]
     extra = [g.metric for g in gate_list if g.metric not in labels]
-    res = compare_runs(list(runs), baseline=baseline, n_boot=n_boot, seed=seed, top_k=top_k, group_by=group_by,
-                       metrics=[*labels, *dict.fromkeys(extra)])  # fmt: skip
+    res = compare_runs(
+        list(runs),
+        baseline=baseline,
+        n_boot=n_boot,
+        seed=seed,
+        top_k=top_k,
+        group_by=group_by,
+        metrics=[*labels, *dict.fromkeys(extra)],
+    )
     results = evaluate_gates(gate_list, res) if gate_list else []
     text = render(res, fmt, results)
     if out:
@@ -86,17 +112,25 @@ def compare_cmd(runs: tuple[str, ...], baseline: str | None, fmt: str, out: str 
             click.echo(f"warning: {e}", err=True)
     failed = [g for g in results if not g.met]
     if gate_list:
-        click.echo(f"gates: {len(results) - len(failed)} of {len(results)} met"
-                   + "".join(f"\n  NOT MET: {g.rule} on {g.run} (value {g.value}{'; ' + g.detail if g.detail else ''})"
-                             for g in failed), err=True)  # fmt: skip
+        click.echo(
+            f"gates: {len(results) - len(failed)} of {len(results)} met"
+            + "".join(
+                f"\n  NOT MET: {g.rule} on {g.run} (value {g.value}{'; ' + g.detail if g.detail else ''})"
+                for g in failed
+            ),
+            err=True,
+        )
     if failed:
         sys.exit(1)
 
 
 @click.command("log", context_settings=CONTEXT)
 @click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
-@click.option("--path", type=click.Path(dir_okay=False),
-              help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).")  # fmt: skip
+@click.option(
+    "--path",
+    type=click.Path(dir_okay=False),
+    help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).",
+)
 @click.option("--last", type=int, help="Only the last N entries.")
 @friendly_errors
 def log_cmd(fmt: str, path: str | None, last: int | None) -> None:

@@ -64,8 +64,13 @@ def main(verbose: bool) -> None:
 @click.option(
     "--scorer", type=click.Choice(["faster", "pycocotools"]), default="faster", show_default=True
 )
-@click.option("--logprob-source", type=click.Choice(["raw", "processed"]), default="raw", show_default=True,
-              help="Confidence from raw logits (default) or processed scores (upstream parity).")  # fmt: skip
+@click.option(
+    "--logprob-source",
+    type=click.Choice(["raw", "processed"]),
+    default="raw",
+    show_default=True,
+    help="Confidence from raw logits (default) or processed scores (upstream parity).",
+)
 @click.option("--semantic-threshold", type=float, default=0.5, show_default=True)
 @click.option(
     "--trust-remote-code", is_flag=True, help="Allow checkpoints that ship their own code."
@@ -118,11 +123,21 @@ def _print_run(run_dir: Path, summary: dict) -> None:
 @click.option(
     "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
 )
-@click.option("--original-scale", "annotations", type=click.Path(exists=True, dir_okay=False),
-              help="Also score at original COCO scale against this instances json (official areas, crowds).")  # fmt: skip
+@click.option(
+    "--original-scale",
+    "annotations",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also score at original COCO scale against this instances json (official areas, crowds).",
+)
 @friendly_errors
-def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold: float | None, tolerant: bool,
-             annotations: str | None) -> None:  # fmt: skip
+def eval_cmd(
+    path: str,
+    out: str | None,
+    scorer: str | None,
+    semantic_threshold: float | None,
+    tolerant: bool,
+    annotations: str | None,
+) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
 
     \b
@@ -139,8 +154,12 @@ def eval_cmd(path: str, out: str | None, scorer: str | None, semantic_threshold:
     if annotations:
         from coordbench.export.coco_results import eval_original_scale
 
-        stats = eval_original_scale(Path(path), Path(annotations), scorer=scorer or "faster",
-                                    out_dir=Path(out) / EVAL_ORIGINAL_DIR if out else None)  # fmt: skip
+        stats = eval_original_scale(
+            Path(path),
+            Path(annotations),
+            scorer=scorer or "faster",
+            out_dir=Path(out) / EVAL_ORIGINAL_DIR if out else None,
+        )
         click.echo("original scale (official COCO areas, crowd regions ignored):")
         for k, v in stats.items():
             click.echo(f"  {k:<12} {v:.4f}")

@@ -91,19 +91,33 @@ def run_entry(
     head = A.read_json(rd / A.RUN_JSON) if (rd / A.RUN_JSON).exists() else {}
     ident, prov = head.get("identity") or {}, head.get("provenance") or {}
     return {
-        "schema_version": SCHEMA_VERSION, "kind": "run", "timestamp": _now(), "run_dir": str(rd),
-        "name": rd.name, "identity_hash": summary.get("identity_hash") or head.get("identity_hash"),
-        "checkpoint": (ident.get("checkpoint") or {}).get("path_name"), "preset": ident.get("preset"),
-        "dataset": (ident.get("dataset") or {}).get("path_name"), "seed": ident.get("seed"),
-        "package_version": ident.get("package_version"), "n_samples": summary.get("total_emitted"),
-        "metrics": _key_metrics(summary.get("metrics") or {}, (summary.get("parse") or {}).get("rates") or {}),
-        "wall_seconds": prov.get("wall_seconds"), "gates": _gates(gates),
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "timestamp": _now(),
+        "run_dir": str(rd),
+        "name": rd.name,
+        "identity_hash": summary.get("identity_hash") or head.get("identity_hash"),
+        "checkpoint": (ident.get("checkpoint") or {}).get("path_name"),
+        "preset": ident.get("preset"),
+        "dataset": (ident.get("dataset") or {}).get("path_name"),
+        "seed": ident.get("seed"),
+        "package_version": ident.get("package_version"),
+        "n_samples": summary.get("total_emitted"),
+        "metrics": _key_metrics(
+            summary.get("metrics") or {}, (summary.get("parse") or {}).get("rates") or {}
+        ),
+        "wall_seconds": prov.get("wall_seconds"),
+        "gates": _gates(gates),
         "gates_met": None if gates is None else all(g.met for g in gates),
-    }  # fmt: skip
+    }
 
 
-def append_run_entry(run_dir: str | Path, summary: dict[str, Any], log_path: str | Path | None = None,
-                     gates: Sequence[GateResult] | None = None) -> Path | None:  # fmt: skip
+def append_run_entry(
+    run_dir: str | Path,
+    summary: dict[str, Any],
+    log_path: str | Path | None = None,
+    gates: Sequence[GateResult] | None = None,
+) -> Path | None:
     """Log a finished run (called at the end of `coordbench run`). A log that cannot be written
     is a warning, not a failure: the run itself is complete and on disk."""
     path = Path(log_path) if log_path is not None else default_log_path(run_dir)
@@ -118,19 +132,49 @@ def compare_entry(
     result: CompareResult, gates: Sequence[GateResult] | None = None
 ) -> dict[str, Any]:
     keys = [m for m in KEY_METRICS if m in result.metrics]
-    deltas = {p.run: {d.metric: {"delta": d.delta, "ci_low": d.ci_low, "ci_high": d.ci_high, "verdict": d.verdict}
-                      for d in p.deltas if d.metric in keys} for p in result.pairs}  # fmt: skip
+    deltas = {
+        p.run: {
+            d.metric: {
+                "delta": d.delta,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "verdict": d.verdict,
+            }
+            for d in p.deltas
+            if d.metric in keys
+        }
+        for p in result.pairs
+    }
     return {
-        "schema_version": SCHEMA_VERSION, "kind": "compare", "timestamp": _now(), "baseline": result.baseline,
-        "runs": [{"name": r.name, "run_dir": r.path, "identity_hash": r.identity_hash, "n_samples": r.n_samples,
-                  "partial": r.partial, "metrics": {m: r.values.get(m) for m in keys}} for r in result.runs],
-        "deltas": deltas, "n_boot": result.n_boot, "seed": result.seed, "caveats": result.caveats,
-        "gates": _gates(gates), "gates_met": None if gates is None else all(g.met for g in gates),
-    }  # fmt: skip
+        "schema_version": SCHEMA_VERSION,
+        "kind": "compare",
+        "timestamp": _now(),
+        "baseline": result.baseline,
+        "runs": [
+            {
+                "name": r.name,
+                "run_dir": r.path,
+                "identity_hash": r.identity_hash,
+                "n_samples": r.n_samples,
+                "partial": r.partial,
+                "metrics": {m: r.values.get(m) for m in keys},
+            }
+            for r in result.runs
+        ],
+        "deltas": deltas,
+        "n_boot": result.n_boot,
+        "seed": result.seed,
+        "caveats": result.caveats,
+        "gates": _gates(gates),
+        "gates_met": None if gates is None else all(g.met for g in gates),
+    }
 
 
-def append_compare_entry(result: CompareResult, gates: Sequence[GateResult] | None = None,
-                         log_path: str | Path | None = None) -> Path:  # fmt: skip
+def append_compare_entry(
+    result: CompareResult,
+    gates: Sequence[GateResult] | None = None,
+    log_path: str | Path | None = None,
+) -> Path:
     """Log a comparison; default path from the baseline's run dir (see module doc)."""
     if log_path is None:
         base = next((r.path for r in result.runs if r.name == result.baseline), None)
@@ -187,9 +231,15 @@ def _row(e: dict[str, Any]) -> list[str]:
             )
         return [ts, "compare", what, "-", "-", *cells, _gates_cell(e)]
     m = e.get("metrics") or {}
-    return [ts, str(e.get("kind", "?")), str(e.get("name") or e.get("run_dir") or "-"),
-            str(e.get("identity_hash") or "-")[:12], str(e.get("n_samples", "-")),
-            *(_cell(c, m.get(c)) for c in LOG_COLUMNS), _gates_cell(e)]  # fmt: skip
+    return [
+        ts,
+        str(e.get("kind", "?")),
+        str(e.get("name") or e.get("run_dir") or "-"),
+        str(e.get("identity_hash") or "-")[:12],
+        str(e.get("n_samples", "-")),
+        *(_cell(c, m.get(c)) for c in LOG_COLUMNS),
+        _gates_cell(e),
+    ]
 
 
 def render_log(entries: list[dict[str, Any]], fmt: str = "md", skipped: int = 0) -> str:

@@ -54,8 +54,9 @@ def _value(v: Any) -> float | None:
     return None if v is None or v == -1 else float(v)
 
 
-def library_bootstrap(base: RunData, run: RunData, shared: Sequence[str], keys: dict[str, str], n_boot: int,
-                      seed: int) -> dict[str, BootCI] | str:  # fmt: skip
+def library_bootstrap(
+    base: RunData, run: RunData, shared: Sequence[str], keys: dict[str, str], n_boot: int, seed: int
+) -> dict[str, BootCI] | str:
     """label -> BootCI for the metrics in `keys` (label -> metrics key) the library can resample."""
     ok = {
         lab: k
@@ -69,8 +70,14 @@ def library_bootstrap(base: RunData, run: RunData, shared: Sequence[str], keys: 
         if isinstance(d, str):
             return f"COCO AP/AR and F1: no confidence intervals ({d})"
     try:
-        got = lib_paired_bootstrap(da, db, image_keys=list(shared), n=n_boot, seed=seed,
-                                   metrics=tuple(dict.fromkeys(ok.values())))  # fmt: skip
+        got = lib_paired_bootstrap(
+            da,
+            db,
+            image_keys=list(shared),
+            n=n_boot,
+            seed=seed,
+            metrics=tuple(dict.fromkeys(ok.values())),
+        )
     except (ValueError, CoordbenchError) as e:
         return f"COCO AP/AR and F1: no confidence intervals ({e})"
     out = {}

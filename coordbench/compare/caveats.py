@@ -58,8 +58,10 @@ def axes_of(diffs: list[tuple[str, Any, Any]], greedy_side: bool = False) -> lis
 def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tuple[str, list[str]]:
     """An info line naming what differs between two runs, and caveats when it is more than one axis."""
     if base.identity is None or run.identity is None:
-        return "", [f"{run.name} vs {base.name}: identity unknown for "
-                    f"{', '.join(r.name for r in (base, run) if r.identity is None)}; cannot check what differs"]  # fmt: skip
+        return "", [
+            f"{run.name} vs {base.name}: identity unknown for "
+            f"{', '.join(r.name for r in (base, run) if r.identity is None)}; cannot check what differs"
+        ]
     diffs = flat_diff(base.identity, run.identity)
     greedy_side = _greedy(base.identity) or _greedy(run.identity)
     axes = [a for a in axes_of(diffs, greedy_side) if a not in ignore_axes]
@@ -67,15 +69,19 @@ def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tupl
     caveats: list[str] = []
     if len(axes) > 1:
         what = describe(d for d in diffs if d[0].split(".")[0] in axes)
-        caveats.append(f"{run.name} differs from {base.name} in {len(axes)} axes ({', '.join(axes)}): {what}; "
-                       "a delta mixes their effects")  # fmt: skip
+        caveats.append(
+            f"{run.name} differs from {base.name} in {len(axes)} axes ({', '.join(axes)}): {what}; "
+            "a delta mixes their effects"
+        )
     if (
         base.batch_size is not None
         and run.batch_size is not None
         and base.batch_size != run.batch_size
     ):
-        caveats.append(f"batch size differs ({base.name} {base.batch_size}, {run.name} {run.batch_size}): sampled "
-                       "outputs and batched greedy numerics depend on it (upstream pitfall 6)")  # fmt: skip
+        caveats.append(
+            f"batch size differs ({base.name} {base.batch_size}, {run.name} {run.batch_size}): sampled "
+            "outputs and batched greedy numerics depend on it (upstream pitfall 6)"
+        )
     return info, caveats
 
 
@@ -97,9 +103,11 @@ def seed_only_caveat(base: RunData, run: RunData, verdicts: list[str]) -> str | 
     if not hits:
         return None
     have = "metric has" if len(tested) == 1 else "metrics have"
-    return (f"{run.name} and {base.name} differ only in the sampling seed, yet {len(hits)} of {len(tested)} "
-            f"{have} a 95 % CI that excludes 0: at 95 % about 1 in 20 does by chance, so read them as "
-            "seed noise; compare seed groups (mean ± std over several seeds) instead")  # fmt: skip
+    return (
+        f"{run.name} and {base.name} differ only in the sampling seed, yet {len(hits)} of {len(tested)} "
+        f"{have} a 95 % CI that excludes 0: at 95 % about 1 in 20 does by chance, so read them as "
+        "seed noise; compare seed groups (mean ± std over several seeds) instead"
+    )
 
 
 def same_run_caveats(runs: list[RunData]) -> list[str]:
@@ -119,8 +127,10 @@ def same_run_caveats(runs: list[RunData]) -> list[str]:
                     and a.batch_size != b.batch_size
                 ):
                     extra = f"; only the batch size differs ({a.batch_size} vs {b.batch_size})"
-                out.append(f"{b.name} has the same identity as {a.name} (a re-run{extra}): differences between "
-                           "them measure nondeterminism only")  # fmt: skip
+                out.append(
+                    f"{b.name} has the same identity as {a.name} (a re-run{extra}): differences between "
+                    "them measure nondeterminism only"
+                )
     return out
 
 
@@ -129,8 +139,10 @@ def sample_set_caveat(base: RunData, run: RunData, shared: int) -> str | None:
     if shared == 0:
         return f"{run.name} and {base.name} share no samples ({base.name} {na}, {run.name} {nb}): no deltas"
     if shared < na or shared < nb:
-        return (f"different sample sets: only the {shared} samples shared by {base.name} ({na}) and "
-                f"{run.name} ({nb}) are compared in the paired statistics")  # fmt: skip
+        return (
+            f"different sample sets: only the {shared} samples shared by {base.name} ({na}) and "
+            f"{run.name} ({nb}) are compared in the paired statistics"
+        )
     return None
 
 
@@ -151,8 +163,10 @@ def identical_images_caveat(base: RunData, run: RunData, shared: list[str]) -> s
     if sizes_a != sizes_b or None in sizes_a[0]:
         return None
     w, h = sizes_a[0]
-    return (f"{pa} and {pb} presets produced identical images on this dataset (all {len(shared)} shared samples "
-            f"have the same size, e.g. {w}x{h}): a difference cannot come from the resolution")  # fmt: skip
+    return (
+        f"{pa} and {pb} presets produced identical images on this dataset (all {len(shared)} shared samples "
+        f"have the same size, e.g. {w}x{h}): a difference cannot come from the resolution"
+    )
 
 
 def launch_shape(run: RunData) -> tuple[str, str]:

@@ -32,8 +32,17 @@ from coordbench.compare.pairs import (
 from coordbench.errors import ConfigError
 from coordbench.rundir import layout as L
 
-__all__ = ["ClassDelta", "CompareResult", "DeltaRow", "GroupDelta", "GroupRow", "ImageDelta", "PairResult",
-           "RunRow", "compare_runs"]  # fmt: skip
+__all__ = [
+    "ClassDelta",
+    "CompareResult",
+    "DeltaRow",
+    "GroupDelta",
+    "GroupRow",
+    "ImageDelta",
+    "PairResult",
+    "RunRow",
+    "compare_runs",
+]
 
 
 @dataclass
@@ -127,8 +136,16 @@ def pick_baseline(runs: list[RunData], baseline: str | None) -> RunData | None:
     )
 
 
-def _compare_pair(base: RunData, run: RunData, specs: Sequence[MetricSpec], ignore_axes: set[str],
-                  n_boot: int, seed: int, top_k: int, caveats: list[str]) -> PairResult:  # fmt: skip
+def _compare_pair(
+    base: RunData,
+    run: RunData,
+    specs: Sequence[MetricSpec],
+    ignore_axes: set[str],
+    n_boot: int,
+    seed: int,
+    top_k: int,
+    caveats: list[str],
+) -> PairResult:
     shared = [k for k in base.samples if k in run.samples]
     about, id_caveats = C.identity_caveats(base, run, ignore_axes)
     pair = PairResult(run.name, base.name, about, len(base.samples), len(run.samples), len(shared))
@@ -150,8 +167,15 @@ def _compare_pair(base: RunData, run: RunData, specs: Sequence[MetricSpec], igno
     return pair
 
 
-def compare_runs(paths: Sequence[str | Path], baseline: str | None = None, n_boot: int = 1000, seed: int = 0,
-                 top_k: int = 10, group_by: str = "seed", metrics: Sequence[str] | None = None) -> CompareResult:  # fmt: skip
+def compare_runs(
+    paths: Sequence[str | Path],
+    baseline: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    top_k: int = 10,
+    group_by: str = "seed",
+    metrics: Sequence[str] | None = None,
+) -> CompareResult:
     """Compare run dirs against a baseline: per-run table, deltas with paired bootstrap CIs, groups.
 
     Args:
@@ -189,10 +213,18 @@ def compare_runs(paths: Sequence[str | Path], baseline: str | None = None, n_boo
     if base is None:
         caveats.append("no complete run among the inputs: nothing to compare")
     return CompareResult(
-        runs=[_run_row(r, specs) for r in runs], baseline=None if base is None else base.name,
-        caveats=list(dict.fromkeys(caveats)), pairs=pairs, groups=groups, group_deltas=group_deltas,
-        metrics=[s.label for s in specs], n_boot=n_boot, seed=seed, top_k=top_k, group_by=group_by,
-    )  # fmt: skip
+        runs=[_run_row(r, specs) for r in runs],
+        baseline=None if base is None else base.name,
+        caveats=list(dict.fromkeys(caveats)),
+        pairs=pairs,
+        groups=groups,
+        group_deltas=group_deltas,
+        metrics=[s.label for s in specs],
+        n_boot=n_boot,
+        seed=seed,
+        top_k=top_k,
+        group_by=group_by,
+    )
 
 
 def _select(metrics: Sequence[str] | None) -> list[MetricSpec]:

@@ -18,8 +18,10 @@ from coordbench.compare.core import CompareResult, PairResult
 from coordbench.compare.gates import GateResult
 from coordbench.compare.metrics import BY_LABEL
 
-PITFALL_33 = ("Per-class AP on a few hundred images is dominated by classes with 1-2 GT instances "
-              "(±1.0 swings): read the GT column before the Δ (upstream pitfall 33).")  # fmt: skip
+PITFALL_33 = (
+    "Per-class AP on a few hundred images is dominated by classes with 1-2 GT instances "
+    "(±1.0 swings): read the GT column before the Δ (upstream pitfall 33)."
+)
 
 
 def fmt_value(metric: str, v: float | None) -> str:
@@ -57,8 +59,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = ""
     align = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else "---" for a in align]
     esc = [[str(c).replace("|", "\\|") for c in r] for r in [list(header), *rows]]
-    return ["| " + " | ".join(esc[0]) + " |", "| " + " | ".join(sep) + " |",
-            *("| " + " | ".join(r) + " |" for r in esc[1:])]  # fmt: skip
+    return [
+        "| " + " | ".join(esc[0]) + " |",
+        "| " + " | ".join(sep) + " |",
+        *("| " + " | ".join(r) + " |" for r in esc[1:]),
+    ]
 
 
 def _runs_md(res: CompareResult) -> list[str]:
@@ -70,24 +75,51 @@ def _runs_md(res: CompareResult) -> list[str]:
 
 
 def _pair_md(p: PairResult, top_k: int) -> list[str]:
-    out = [f"## {p.run} vs {p.baseline}", "", p.about, "",
-           f"{p.n_shared} shared samples ({p.baseline} {p.n_baseline}, {p.run} {p.n_run}).", ""]  # fmt: skip
+    out = [
+        f"## {p.run} vs {p.baseline}",
+        "",
+        p.about,
+        "",
+        f"{p.n_shared} shared samples ({p.baseline} {p.n_baseline}, {p.run} {p.n_run}).",
+        "",
+    ]
     if p.deltas:
-        rows = [[d.metric, fmt_value(d.metric, d.baseline), fmt_value(d.metric, d.value), fmt_delta(d.metric, d.delta),
-                 fmt_pct(d.delta_pct), fmt_ci(d.metric, d.ci_low, d.ci_high), d.verdict] for d in p.deltas]  # fmt: skip
+        rows = [
+            [
+                d.metric,
+                fmt_value(d.metric, d.baseline),
+                fmt_value(d.metric, d.value),
+                fmt_delta(d.metric, d.delta),
+                fmt_pct(d.delta_pct),
+                fmt_ci(d.metric, d.ci_low, d.ci_high),
+                d.verdict,
+            ]
+            for d in p.deltas
+        ]
         out += _table(
             ["metric", p.baseline, p.run, "Δ", "Δ %", "95 % CI", "verdict"], rows, "lrrrrll"
         ) + [""]
     out += [f"- {n}" for n in p.notes] + ([""] if p.notes else [])
     if p.per_class_gains or p.per_class_losses:
         out += [f"### Per-class AP, top {top_k} gains and losses", ""]
-        rows = [[c.category, str(c.n_gt), f"{c.ap_baseline:.4f}", f"{c.ap_run:.4f}", f"{c.delta:+.4f}"]
-                for c in [*p.per_class_gains, *p.per_class_losses]]  # fmt: skip
+        rows = [
+            [c.category, str(c.n_gt), f"{c.ap_baseline:.4f}", f"{c.ap_run:.4f}", f"{c.delta:+.4f}"]
+            for c in [*p.per_class_gains, *p.per_class_losses]
+        ]
         out += _table(["category", "GT", p.baseline, p.run, "Δ AP"], rows) + ["", PITFALL_33, ""]
     if p.per_image_gains or p.per_image_losses:
         out += [f"### Per-image matched boxes (tp_full@0.50), top {top_k} gains and losses", ""]
-        rows = [[i.sample, i.image, str(i.n_gt), f"{i.tp_baseline} / {i.pred_baseline}", f"{i.tp_run} / {i.pred_run}",
-                 f"{i.delta:+d}"] for i in [*p.per_image_gains, *p.per_image_losses]]  # fmt: skip
+        rows = [
+            [
+                i.sample,
+                i.image,
+                str(i.n_gt),
+                f"{i.tp_baseline} / {i.pred_baseline}",
+                f"{i.tp_run} / {i.pred_run}",
+                f"{i.delta:+d}",
+            ]
+            for i in [*p.per_image_gains, *p.per_image_losses]
+        ]
         out += _table(
             ["sample", "image", "GT", f"{p.baseline} tp / pred", f"{p.run} tp / pred", "Δ tp"],
             rows,
@@ -102,8 +134,10 @@ def _groups_md(res: CompareResult) -> list[str]:
         return []
     out = [f"## Groups: mean ± std over {res.group_by}", ""]
     header = ["metric", *(g.label for g in res.groups)]
-    rows = [["n", *(str(g.n) for g in res.groups)],
-            [res.group_by, *(", ".join(g.axis_values) for g in res.groups)]]  # fmt: skip
+    rows = [
+        ["n", *(str(g.n) for g in res.groups)],
+        [res.group_by, *(", ".join(g.axis_values) for g in res.groups)],
+    ]
     for m in res.metrics:
         cells = []
         for g in res.groups:
@@ -117,9 +151,17 @@ def _groups_md(res: CompareResult) -> list[str]:
             f"### {label} vs {ds[0].baseline_group} ({ds[0].test}-test over {res.group_by})",
             "",
         ]
-        rows = [[d.metric, fmt_value(d.metric, d.mean_baseline), fmt_value(d.metric, d.mean_run),
-                 fmt_delta(d.metric, d.delta), "-" if d.p_value is None else f"{d.p_value:.3g}", d.verdict]
-                for d in ds]  # fmt: skip
+        rows = [
+            [
+                d.metric,
+                fmt_value(d.metric, d.mean_baseline),
+                fmt_value(d.metric, d.mean_run),
+                fmt_delta(d.metric, d.delta),
+                "-" if d.p_value is None else f"{d.p_value:.3g}",
+                d.verdict,
+            ]
+            for d in ds
+        ]
         out += _table(["metric", "baseline mean", "mean", "Δ", "p", "verdict"], rows, "lrrrrl") + [
             ""
         ]
@@ -150,33 +192,117 @@ def to_markdown(res: CompareResult, gates: Sequence[GateResult] = ()) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-CSV_COLUMNS = ("section", "run", "baseline", "metric", "baseline_value", "value", "delta", "delta_pct",
-               "ci_low", "ci_high", "verdict", "n", "note")  # fmt: skip
+CSV_COLUMNS = (
+    "section",
+    "run",
+    "baseline",
+    "metric",
+    "baseline_value",
+    "value",
+    "delta",
+    "delta_pct",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "n",
+    "note",
+)
 
 
 def _csv_rows(res: CompareResult, gates: Sequence[GateResult]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [{"section": "caveat", "note": c} for c in res.caveats]
     for r in res.runs:
-        rows += [{"section": "run", "run": r.name, "metric": m, "value": v, "n": r.n_samples, "note": r.partial or ""}
-                 for m, v in r.values.items()]  # fmt: skip
+        rows += [
+            {
+                "section": "run",
+                "run": r.name,
+                "metric": m,
+                "value": v,
+                "n": r.n_samples,
+                "note": r.partial or "",
+            }
+            for m, v in r.values.items()
+        ]
     for p in res.pairs:
         base = {"run": p.run, "baseline": p.baseline}
-        rows += [{"section": "delta", **base, "metric": d.metric, "baseline_value": d.baseline, "value": d.value,
-                  "delta": d.delta, "delta_pct": d.delta_pct, "ci_low": d.ci_low, "ci_high": d.ci_high,
-                  "verdict": d.verdict, "n": p.n_shared} for d in p.deltas]  # fmt: skip
-        rows += [{"section": "per_class", **base, "metric": c.category, "baseline_value": c.ap_baseline,
-                  "value": c.ap_run, "delta": c.delta, "n": c.n_gt} for c in [*p.per_class_gains, *p.per_class_losses]]  # fmt: skip
-        rows += [{"section": "per_image", **base, "metric": i.sample, "baseline_value": i.tp_baseline,
-                  "value": i.tp_run, "delta": i.delta, "n": i.n_gt, "note": i.image}
-                 for i in [*p.per_image_gains, *p.per_image_losses]]  # fmt: skip
+        rows += [
+            {
+                "section": "delta",
+                **base,
+                "metric": d.metric,
+                "baseline_value": d.baseline,
+                "value": d.value,
+                "delta": d.delta,
+                "delta_pct": d.delta_pct,
+                "ci_low": d.ci_low,
+                "ci_high": d.ci_high,
+                "verdict": d.verdict,
+                "n": p.n_shared,
+            }
+            for d in p.deltas
+        ]
+        rows += [
+            {
+                "section": "per_class",
+                **base,
+                "metric": c.category,
+                "baseline_value": c.ap_baseline,
+                "value": c.ap_run,
+                "delta": c.delta,
+                "n": c.n_gt,
+            }
+            for c in [*p.per_class_gains, *p.per_class_losses]
+        ]
+        rows += [
+            {
+                "section": "per_image",
+                **base,
+                "metric": i.sample,
+                "baseline_value": i.tp_baseline,
+                "value": i.tp_run,
+                "delta": i.delta,
+                "n": i.n_gt,
+                "note": i.image,
+            }
+            for i in [*p.per_image_gains, *p.per_image_losses]
+        ]
     for g in res.groups:
-        rows += [{"section": "group", "run": g.label, "metric": m, "value": g.mean.get(m), "n": g.n,
-                  "note": f"std {g.std.get(m)}; members {' '.join(g.members)}"} for m in res.metrics]  # fmt: skip
-    rows += [{"section": "group_delta", "run": d.group, "baseline": d.baseline_group, "metric": d.metric,
-              "baseline_value": d.mean_baseline, "value": d.mean_run, "delta": d.delta, "verdict": d.verdict,
-              "note": f"{d.test} p={d.p_value}"} for d in res.group_deltas]  # fmt: skip
-    rows += [{"section": "gate", "run": g.run, "metric": g.rule, "value": g.value,
-              "verdict": "met" if g.met else "NOT MET", "note": g.detail} for g in gates]  # fmt: skip
+        rows += [
+            {
+                "section": "group",
+                "run": g.label,
+                "metric": m,
+                "value": g.mean.get(m),
+                "n": g.n,
+                "note": f"std {g.std.get(m)}; members {' '.join(g.members)}",
+            }
+            for m in res.metrics
+        ]
+    rows += [
+        {
+            "section": "group_delta",
+            "run": d.group,
+            "baseline": d.baseline_group,
+            "metric": d.metric,
+            "baseline_value": d.mean_baseline,
+            "value": d.mean_run,
+            "delta": d.delta,
+            "verdict": d.verdict,
+            "note": f"{d.test} p={d.p_value}",
+        }
+        for d in res.group_deltas
+    ]
+    rows += [
+        {
+            "section": "gate",
+            "run": g.run,
+            "metric": g.rule,
+            "value": g.value,
+            "verdict": "met" if g.met else "NOT MET",
+            "note": g.detail,
+        }
+        for g in gates
+    ]
     return rows
 
 

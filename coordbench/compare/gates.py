@@ -69,8 +69,10 @@ def _gate(target: str, op: str, value: Any, run: str | None, where: str, text: s
     )
     spec = resolve_metric(metric)
     if spec is None:
-        raise ConfigError(f"{where}: gate {text!r}: unknown metric {metric!r} (e.g. mAP, AP50, F1@0.5, "
-                          "parse.malformed_rate, wall_seconds, bbox_ARs)")  # fmt: skip
+        raise ConfigError(
+            f"{where}: gate {text!r}: unknown metric {metric!r} (e.g. mAP, AP50, F1@0.5, "
+            "parse.malformed_rate, wall_seconds, bbox_ARs)"
+        )
     if op not in OPS:
         raise ConfigError(f"{where}: gate {text!r}: op must be one of {', '.join(OPS)}, got {op!r}")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -139,8 +141,10 @@ def load_gates(path: str | Path) -> list[Gate]:
         where = f"{path}:{gate_lines[i] if i < len(gate_lines) else '?'} ([[gate]] {i + 1})"
         extra = set(t) - GATE_KEYS
         if extra or not {"metric", "op", "value"} <= set(t):
-            raise ConfigError(f"{where}: a [[gate]] needs metric, op, value (and optional run); "
-                              f"got {', '.join(sorted(t)) or 'nothing'}")  # fmt: skip
+            raise ConfigError(
+                f"{where}: a [[gate]] needs metric, op, value (and optional run); "
+                f"got {', '.join(sorted(t)) or 'nothing'}"
+            )
         run = t.get("run")
         if run is not None and not isinstance(run, str):
             raise ConfigError(f'{where}: `run` must be a run name or "all"')

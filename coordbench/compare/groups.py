@@ -84,8 +84,9 @@ def _verdict(delta: float | None, p: float | None, direction: int) -> str:
     return "better" if (delta > 0) == (direction > 0) else "worse"
 
 
-def group_runs(runs: Sequence[RunData], axis: str, base: RunData | None,
-               specs: Sequence[MetricSpec]) -> tuple[list[GroupRow], list[GroupDelta]]:  # fmt: skip
+def group_runs(
+    runs: Sequence[RunData], axis: str, base: RunData | None, specs: Sequence[MetricSpec]
+) -> tuple[list[GroupRow], list[GroupDelta]]:
     """Groups of >= 2 runs equal in identity except `axis`, and each group against the baseline's group."""
     buckets: dict[str, dict[str, RunData]] = {}
     for r in runs:  # one run per axis value: a re-run of the same identity is not another seed
@@ -95,8 +96,13 @@ def group_runs(runs: Sequence[RunData], axis: str, base: RunData | None,
     rows: list[GroupRow] = []
     members_of: dict[str, list[RunData]] = {}
     for i, members in enumerate(list(b.values()) for b in buckets.values() if len(b) > 1):
-        row = GroupRow(_label(members, axis, i + 1), axis, [m.name for m in members],
-                       [_axis_value(m.identity or {}, axis) for m in members], len(members))  # fmt: skip
+        row = GroupRow(
+            _label(members, axis, i + 1),
+            axis,
+            [m.name for m in members],
+            [_axis_value(m.identity or {}, axis) for m in members],
+            len(members),
+        )
         for s in specs:
             row.mean[s.label], row.std[s.label], _ = mean_std([_value(s, m) for m in members])
         rows.append(row)
@@ -116,8 +122,14 @@ def _value(spec: MetricSpec, run: RunData) -> float | None:
     return metric_value(spec, run.metrics, run.parse_rates, run.provenance)
 
 
-def _group_deltas(ga: GroupRow, gb: GroupRow, ma: list[RunData], mb: list[RunData], axis: str,
-                  specs: Sequence[MetricSpec]) -> list[GroupDelta]:  # fmt: skip
+def _group_deltas(
+    ga: GroupRow,
+    gb: GroupRow,
+    ma: list[RunData],
+    mb: list[RunData],
+    axis: str,
+    specs: Sequence[MetricSpec],
+) -> list[GroupDelta]:
     va = {_axis_value(m.identity or {}, axis): m for m in ma}
     vb = {_axis_value(m.identity or {}, axis): m for m in mb}
     paired = set(va) == set(vb)
@@ -135,6 +147,17 @@ def _group_deltas(ga: GroupRow, gb: GroupRow, ma: list[RunData], mb: list[RunDat
             p, test = welch_p(xa, xb), "Welch t"
         a, b = ga.mean.get(s.label), gb.mean.get(s.label)
         delta = None if a is None or b is None else b - a
-        out.append(GroupDelta(gb.label, ga.label, test if p is not None else "n/a", s.label, a, b, delta, p,
-                              _verdict(delta, p, s.direction)))  # fmt: skip
+        out.append(
+            GroupDelta(
+                gb.label,
+                ga.label,
+                test if p is not None else "n/a",
+                s.label,
+                a,
+                b,
+                delta,
+                p,
+                _verdict(delta, p, s.direction),
+            )
+        )
     return out

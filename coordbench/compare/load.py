@@ -96,8 +96,14 @@ def _samples(run_dir: Path) -> dict[str, SampleInfo]:
         descs = tuple(
             str(o.get("desc", "")).strip() for o in r.get("gt") or [] if isinstance(o, dict)
         )
-        out[key] = SampleInfo(key, str(r.get("image", "")), r.get("width"), r.get("height"),
-                              str(r.get("parse_status", "ok")), descs)  # fmt: skip
+        out[key] = SampleInfo(
+            key,
+            str(r.get("image", "")),
+            r.get("width"),
+            r.get("height"),
+            str(r.get("parse_status", "ok")),
+            descs,
+        )
     return out
 
 
@@ -177,13 +183,21 @@ def load_run(path: str | Path) -> RunData:
         metrics.update({k: v for k, v in _obj(summary.get("metrics")).items() if v is not None})
     notes = [] if head else [f"no {A.RUN_JSON}: identity unknown (an upstream run dir?)"]
     return RunData(
-        path=run_dir, name=run_dir.name, identity=head.get("identity"), identity_hash=head.get("identity_hash")
-        or (summary or {}).get("identity_hash"), config=_obj(head.get("config")), provenance=prov,
-        summary=summary, metrics={k: v for k, v in metrics.items() if _finite_or_str(v)},
-        parse_rates=_parse_rates(summary, samples), per_class=_per_class(run_dir / PER_CLASS),
+        path=run_dir,
+        name=run_dir.name,
+        identity=head.get("identity"),
+        identity_hash=head.get("identity_hash") or (summary or {}).get("identity_hash"),
+        config=_obj(head.get("config")),
+        provenance=prov,
+        summary=summary,
+        metrics={k: v for k, v in metrics.items() if _finite_or_str(v)},
+        parse_rates=_parse_rates(summary, samples),
+        per_class=_per_class(run_dir / PER_CLASS),
         per_image=_per_image(run_dir / PER_IMAGE, samples) if summary is not None else {},
-        samples=samples, partial_reason=partial, notes=notes,
-    )  # fmt: skip
+        samples=samples,
+        partial_reason=partial,
+        notes=notes,
+    )
 
 
 def _finite_or_str(v: Any) -> bool:

@@ -51,8 +51,17 @@ METRICS: tuple[MetricSpec, ...] = _catalogue()
 BY_LABEL = {m.label.lower(): m for m in METRICS}
 BY_KEY = {m.key.lower(): m for m in METRICS if m.source == "metrics"}
 # Spellings people type: "AP" for mAP, "AP_S" as in the issue's example.
-ALIASES = {"ap": "mAP", "bbox_ap": "mAP", "ap_s": "APs", "ap_m": "APm", "ap_l": "APl",
-           "f1": "F1@0.5", "f1@0.50": "F1@0.5", "f1@0.30": "F1@0.3", "wall": "wall_seconds"}  # fmt: skip
+ALIASES = {
+    "ap": "mAP",
+    "bbox_ap": "mAP",
+    "ap_s": "APs",
+    "ap_m": "APm",
+    "ap_l": "APl",
+    "f1": "F1@0.5",
+    "f1@0.50": "F1@0.5",
+    "f1@0.30": "F1@0.3",
+    "wall": "wall_seconds",
+}
 # Metrics shown in the log and in one-line summaries.
 KEY_METRICS = ("mAP", "AP50", "AR100", "F1@0.5", "F1loc@0.5", "pred_total", "parse.malformed_rate")
 
@@ -78,8 +87,19 @@ def resolve_metric(name: str) -> MetricSpec | None:
     return None
 
 
-_COUNT_SUFFIXES = ("_tp_loc", "_fp_loc", "_fn_loc", "_tp_full", "_fp_full", "_fn_full", "_pred_total",
-                   "_pred_eval", "_pred_ignored", "_matched_sem_ok", "_matched_sem_bad")  # fmt: skip
+_COUNT_SUFFIXES = (
+    "_tp_loc",
+    "_fp_loc",
+    "_fn_loc",
+    "_tp_full",
+    "_fp_full",
+    "_fn_full",
+    "_pred_total",
+    "_pred_eval",
+    "_pred_ignored",
+    "_matched_sem_ok",
+    "_matched_sem_bad",
+)
 
 
 def _guess_direction(key: str) -> int:
@@ -90,8 +110,12 @@ def _guess_direction(key: str) -> int:
     return +1
 
 
-def metric_value(spec: MetricSpec, metrics: dict[str, Any], parse_rates: dict[str, Any],
-                 provenance: dict[str, Any]) -> float | None:  # fmt: skip
+def metric_value(
+    spec: MetricSpec,
+    metrics: dict[str, Any],
+    parse_rates: dict[str, Any],
+    provenance: dict[str, Any],
+) -> float | None:
     """The value of one metric for one run, or None when the run does not record it."""
     if spec.source == "parse":
         v = parse_rates.get(spec.key)

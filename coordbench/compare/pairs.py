@@ -57,8 +57,14 @@ class ImageDelta:
     pred_run: int
 
 
-def _bootstrap(base: RunData, run: RunData, shared: list[str], specs: Sequence[MetricSpec],
-               n_boot: int, seed: int) -> tuple[dict[str, BootCI], list[str]]:  # fmt: skip
+def _bootstrap(
+    base: RunData,
+    run: RunData,
+    shared: list[str],
+    specs: Sequence[MetricSpec],
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, BootCI], list[str]]:
     """One resample matrix over the shared samples for every metric.
 
     COCO AP/AR and F1 come from `coordbench.metrics.bootstrap`; pred_total and parse rates (sums
@@ -77,8 +83,10 @@ def _bootstrap(base: RunData, run: RunData, shared: list[str], specs: Sequence[M
     if ta is not None and tb is not None:
         boots.update(paired_bootstrap_counts(ta, tb, [s.label for s in specs], weights))
     else:
-        notes.append("no per-image data (eval/per_image.json) for every shared sample: no CIs for F1, "
-                     "pred_total or parse rates")  # fmt: skip
+        notes.append(
+            "no per-image data (eval/per_image.json) for every shared sample: no CIs for F1, "
+            "pred_total or parse rates"
+        )
     if not lib:
         if any(s.coco for s in specs):
             notes.append(
@@ -97,8 +105,15 @@ def _finite(v: float) -> float | None:
     return None if math.isnan(v) else v
 
 
-def pair_deltas(base: RunData, run: RunData, shared: list[str], specs: Sequence[MetricSpec], same_sets: bool,
-                n_boot: int, seed: int) -> tuple[list[DeltaRow], list[str]]:  # fmt: skip
+def pair_deltas(
+    base: RunData,
+    run: RunData,
+    shared: list[str],
+    specs: Sequence[MetricSpec],
+    same_sets: bool,
+    n_boot: int,
+    seed: int,
+) -> tuple[list[DeltaRow], list[str]]:
     """Delta rows for every metric; values on the shared samples when the sample sets differ."""
     if not shared:
         return [], [f"{run.name} and {base.name} share no samples: no deltas"]

@@ -19,8 +19,12 @@ from coordbench.compare.load import RunData
 from coordbench.metrics.summary import PARSE_STATUSES
 
 CI_LEVEL = 0.95  # two-sided percentile interval
-_F1 = {"F1@0.5": ("0.50", "full"), "F1@0.3": ("0.30", "full"),
-       "F1loc@0.5": ("0.50", "loc"), "F1loc@0.3": ("0.30", "loc")}  # fmt: skip
+_F1 = {
+    "F1@0.5": ("0.50", "full"),
+    "F1@0.3": ("0.30", "full"),
+    "F1loc@0.5": ("0.50", "loc"),
+    "F1loc@0.3": ("0.30", "loc"),
+}
 _COUNTS = ("tp", "fp", "fn")
 
 

@@ -26,10 +26,16 @@ PRED_SCORE_SOURCE = "confidence_postop"
 PRED_SCORE_VERSION = 2
 CONFIDENCE_METHOD = "bbox_logprob_confidence_exp"
 FAILURE_REASONS = (
-    "missing_trace", "trace_len_mismatch", "unsupported_geometry_type", "missing_coord_bins",
-    "missing_span", "nonfinite_logprob", "pred_alignment_mismatch", "object_idx_oob",
+    "missing_trace",
+    "trace_len_mismatch",
+    "unsupported_geometry_type",
+    "missing_coord_bins",
+    "missing_span",
+    "nonfinite_logprob",
+    "pred_alignment_mismatch",
+    "object_idx_oob",
     "missing_desc_span",
-)  # fmt: skip
+)
 
 
 def _mean_exp(logprobs: Sequence[float]) -> float | None:
@@ -49,14 +55,29 @@ def _valid(score: float | None) -> bool:
     return score is not None and math.isfinite(score) and 0.0 < score <= 1.0
 
 
-def _result(idx: int, pred: Mapping, *, reason: str | None = None, score: float | None = None,
-            count: int = 0, indices: Sequence[int] = (), ambiguous: int = 0, mode: str | None = None,
-            geom: float | None = None, desc: float | None = None, fusion: float | None = None,
-            desc_idx: Sequence[int] | None = None, weights: tuple[float, float] | None = None) -> dict:  # fmt: skip
+def _result(
+    idx: int,
+    pred: Mapping,
+    *,
+    reason: str | None = None,
+    score: float | None = None,
+    count: int = 0,
+    indices: Sequence[int] = (),
+    ambiguous: int = 0,
+    mode: str | None = None,
+    geom: float | None = None,
+    desc: float | None = None,
+    fusion: float | None = None,
+    desc_idx: Sequence[int] | None = None,
+    weights: tuple[float, float] | None = None,
+) -> dict:
     details: dict[str, Any] = {
-        "method": CONFIDENCE_METHOD, "coord_token_count": count,
-        "matched_token_indices": list(indices), "ambiguous_matches": ambiguous, "failure_reason": reason,
-    }  # fmt: skip
+        "method": CONFIDENCE_METHOD,
+        "coord_token_count": count,
+        "matched_token_indices": list(indices),
+        "ambiguous_matches": ambiguous,
+        "failure_reason": reason,
+    }
     if mode is not None:
         details["geom_span_mode"] = mode
     if desc_idx is not None:
@@ -64,11 +85,18 @@ def _result(idx: int, pred: Mapping, *, reason: str | None = None, score: float 
     if weights is not None:
         details["fusion_weights"] = {"w_geom": weights[0], "w_desc": weights[1]}
     return {
-        "object_idx": idx, "type": str(pred.get("type", "")), "desc": str(pred.get("desc", "")),
-        "points": list(pred.get("points") or []), "confidence": score, "score": score,
-        "score_geom": geom, "score_desc": desc, "score_fusion": fusion, "kept": reason is None,
+        "object_idx": idx,
+        "type": str(pred.get("type", "")),
+        "desc": str(pred.get("desc", "")),
+        "points": list(pred.get("points") or []),
+        "confidence": score,
+        "score": score,
+        "score_geom": geom,
+        "score_desc": desc,
+        "score_fusion": fusion,
+        "kept": reason is None,
         "confidence_details": details,
-    }  # fmt: skip
+    }
 
 
 # --------------------------------------------------------------------------- scoring
@@ -119,8 +147,14 @@ def _spans(tokens: Sequence[str], bins: list, modes: list[str | None]) -> dict[i
     return out
 
 
-def _score_desc(pred: Mapping, tokens: Sequence[str], logprobs: Sequence[float], first: int,
-                window: int, options: ConfidenceOptions) -> tuple[str | None, float | None, list[int] | None]:  # fmt: skip
+def _score_desc(
+    pred: Mapping,
+    tokens: Sequence[str],
+    logprobs: Sequence[float],
+    first: int,
+    window: int,
+    options: ConfidenceOptions,
+) -> tuple[str | None, float | None, list[int] | None]:
     """(failure reason, desc score, desc token indices) for a coord-token box."""
     idx = desc_span(tokens, first, window)
     if idx is None:
@@ -131,8 +165,13 @@ def _score_desc(pred: Mapping, tokens: Sequence[str], logprobs: Sequence[float],
     return (None if _valid(score) else "nonfinite_logprob"), (score if _valid(score) else None), idx
 
 
-def _score_objects(record: Mapping, preds: list[Mapping], tokens: Sequence[str],
-                   logprobs: Sequence[float], options: ConfidenceOptions) -> list[dict]:  # fmt: skip
+def _score_objects(
+    record: Mapping,
+    preds: list[Mapping],
+    tokens: Sequence[str],
+    logprobs: Sequence[float],
+    options: ConfidenceOptions,
+) -> list[dict]:
     aligned = aligned_bins(record, preds, options.upstream_numeric_bin_range)
     if isinstance(aligned, str):
         return [_result(i, p, reason=aligned) for i, p in enumerate(preds)]
@@ -170,17 +209,43 @@ def _score_objects(record: Mapping, preds: list[Mapping], tokens: Sequence[str],
             reason = "nonfinite_logprob"
         if reason is not None:
             keep_fusion = reason == "nonfinite_logprob" and desc is not None
-            results.append(_result(i, pred, reason=reason, geom=geom, desc=desc if keep_fusion else None,
-                                   fusion=fusion if keep_fusion else None, desc_idx=desc_idx,
-                                   weights=fw, **span))  # fmt: skip
+            results.append(
+                _result(
+                    i,
+                    pred,
+                    reason=reason,
+                    geom=geom,
+                    desc=desc if keep_fusion else None,
+                    fusion=fusion if keep_fusion else None,
+                    desc_idx=desc_idx,
+                    weights=fw,
+                    **span,
+                )
+            )
             continue
-        results.append(_result(i, pred, score=fusion, geom=geom, desc=desc, fusion=fusion,
-                               desc_idx=desc_idx, weights=fw, **span))  # fmt: skip
+        results.append(
+            _result(
+                i,
+                pred,
+                score=fusion,
+                geom=geom,
+                desc=desc,
+                fusion=fusion,
+                desc_idx=desc_idx,
+                weights=fw,
+                **span,
+            )
+        )
     return results
 
 
-def confidence_for_record(record: dict, line_idx: int, token_texts: list[str] | None,
-                          logprobs: list[float] | None, options: ConfidenceOptions) -> dict:  # fmt: skip
+def confidence_for_record(
+    record: dict,
+    line_idx: int,
+    token_texts: list[str] | None,
+    logprobs: list[float] | None,
+    options: ConfidenceOptions,
+) -> dict:
     """One `pred_confidence.jsonl` line: a result per `record["pred"]` object, in order.
 
     `token_texts`/`logprobs` are the sample's trace (None: no trace); the caller picks raw or
@@ -238,9 +303,13 @@ def postop_summary(confidence_lines: list[dict]) -> dict:
             reason = reason if reason in FAILURE_REASONS else "object_idx_oob"
             dropped[reason] = dropped.get(reason, 0) + 1
     return {
-        "total_samples": len(confidence_lines), "total_pred_objects": total,
-        "kept_pred_objects": kept, "dropped_pred_objects": total - kept,
-        "kept_fraction": kept / total if total else 1.0, "dropped_by_reason": dropped,
-        "pred_score_source": PRED_SCORE_SOURCE, "pred_score_version": PRED_SCORE_VERSION,
+        "total_samples": len(confidence_lines),
+        "total_pred_objects": total,
+        "kept_pred_objects": kept,
+        "dropped_pred_objects": total - kept,
+        "kept_fraction": kept / total if total else 1.0,
+        "dropped_by_reason": dropped,
+        "pred_score_source": PRED_SCORE_SOURCE,
+        "pred_score_version": PRED_SCORE_VERSION,
         "confidence_method": CONFIDENCE_METHOD,
-    }  # fmt: skip
+    }

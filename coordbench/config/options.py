@@ -102,9 +102,11 @@ class ConfidenceOptions:
                 raise ConfigError(f"expected `{name}` to be a finite number >= 0 but got {v!r}")
         if self.w_geom + self.w_desc <= 0:
             raise ConfigError("expected `w_geom + w_desc` > 0 but both are 0")
-        for name, allowed in (("desc_span_policy", ("best_effort", "strict")),
-                              ("empty_desc_policy", ("geom_only", "drop")),
-                              ("logprob_source", ("raw", "processed"))):  # fmt: skip
+        for name, allowed in (
+            ("desc_span_policy", ("best_effort", "strict")),
+            ("empty_desc_policy", ("geom_only", "drop")),
+            ("logprob_source", ("raw", "processed")),
+        ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"expected `{name}` to be one of {allowed} but got {getattr(self, name)!r}"

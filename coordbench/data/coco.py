@@ -88,8 +88,9 @@ def _bad(stats: ConversionStats, skip_bad: bool, msg: str) -> None:
         stats.bad_items.append(msg)
 
 
-def _keep_ann(ann: dict, wh: tuple[int, int], cats: dict[int, str], stats: ConversionStats,
-              skip_bad: bool) -> dict[str, Any] | None:  # fmt: skip
+def _keep_ann(
+    ann: dict, wh: tuple[int, int], cats: dict[int, str], stats: ConversionStats, skip_bad: bool
+) -> dict[str, Any] | None:
     """One annotation -> an object, or None when a §1.3 rule drops it (counted)."""
     if int(ann.get("iscrowd", 0)) == 1:
         stats.anns_skipped_crowd += 1
@@ -117,8 +118,13 @@ def _keep_ann(ann: dict, wh: tuple[int, int], cats: dict[int, str], stats: Conve
         stats.anns_skipped_missing_category += 1
         return None
     stats.anns_kept += 1
-    return {"bbox_2d": [x1, y1, x2, y2], "desc": name, "category_id": cat, "category_name": name,
-            "coco_ann_id": int(ann.get("id", 0))}  # fmt: skip
+    return {
+        "bbox_2d": [x1, y1, x2, y2],
+        "desc": name,
+        "category_id": cat,
+        "category_name": name,
+        "coco_ann_id": int(ann.get("id", 0)),
+    }
 
 
 def _positive_int(v: Any) -> bool:
@@ -155,8 +161,14 @@ def category_names(coco: dict[str, Any]) -> dict[int, str]:
     }
 
 
-def raw_records(coco: dict[str, Any], cats: dict[int, str], split: str, stats: ConversionStats, *,
-                skip_bad: bool) -> list[dict]:  # fmt: skip
+def raw_records(
+    coco: dict[str, Any],
+    cats: dict[int, str],
+    split: str,
+    stats: ConversionStats,
+    *,
+    skip_bad: bool,
+) -> list[dict]:
     """COCO instances -> upstream's raw pixel records (original size, float boxes), by image id."""
     anns_by_image: dict[int, list[dict]] = {}
     annotations = coco.get("annotations") or []
@@ -178,8 +190,17 @@ def raw_records(coco: dict[str, Any], cats: dict[int, str], split: str, stats: C
             stats.images_skipped_empty += 1
             continue
         rel = f"images/{split}/{name}"
-        out.append({"images": [rel], "objects": objs, "width": w, "height": h, "image_id": image_id,
-                    "file_name": rel, "metadata": {"source": "coco2017", "split": short}})  # fmt: skip
+        out.append(
+            {
+                "images": [rel],
+                "objects": objs,
+                "width": w,
+                "height": h,
+                "image_id": image_id,
+                "file_name": rel,
+                "metadata": {"source": "coco2017", "split": short},
+            }
+        )
     return out
 
 
@@ -219,8 +240,14 @@ def _preset_rows(
 ) -> tuple[dict, dict, dict]:
     """Raw record -> (pixel, norm1000, coord-token) records; key order as upstream, plus orig size."""
     w, h = raw["width"], raw["height"]
-    pixel = {**raw, "objects": rescale_objects(raw["objects"], (w, h), size), "width": size[0],
-             "height": size[1], "orig_width": w, "orig_height": h}  # fmt: skip
+    pixel = {
+        **raw,
+        "objects": rescale_objects(raw["objects"], (w, h), size),
+        "width": size[0],
+        "height": size[1],
+        "orig_width": w,
+        "orig_height": h,
+    }
     norm_objs, dropped = objects_to_norm1000(pixel["objects"], *size)
     stats.objects_dropped_invalid_bbox += dropped
     stats.objects_written += len(norm_objs)
@@ -245,9 +272,14 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _check_replaceable(out_dir: Path, short: str) -> None:
-    if out_dir.exists() and not (out_dir.is_dir() and (
-        not any(out_dir.iterdir()) or (out_dir / "conversion_stats.json").exists() or (out_dir / f"{short}.jsonl").exists()
-    )):  # fmt: skip
+    if out_dir.exists() and not (
+        out_dir.is_dir()
+        and (
+            not any(out_dir.iterdir())
+            or (out_dir / "conversion_stats.json").exists()
+            or (out_dir / f"{short}.jsonl").exists()
+        )
+    ):
         raise DataError(f"refusing to replace {out_dir}: it exists and is not a preset folder")
 
 
@@ -286,15 +318,22 @@ class _Plan:
     skip_bad: bool
 
     def job(self, rec: dict) -> _Job:
-        size = smart_resize(rec["width"], rec["height"], factor=self.factor, max_pixels=self.max_pixels,
-                            min_pixels=self.min_pixels, algorithm=self.algorithm)  # fmt: skip
+        size = smart_resize(
+            rec["width"],
+            rec["height"],
+            factor=self.factor,
+            max_pixels=self.max_pixels,
+            min_pixels=self.min_pixels,
+            algorithm=self.algorithm,
+        )
         rel = rec["images"][0]
         prev = self.out_dir / rel if self.out_dir.exists() else None
         return _Job(rec, self.root / self.split / Path(rel).name, self.tmp / rel, prev, size)
 
 
-def _build_rows(plan: _Plan, candidates: list[dict], limit: int | None, stats: ConversionStats,
-                bar) -> list[tuple[dict, dict, dict]]:  # fmt: skip
+def _build_rows(
+    plan: _Plan, candidates: list[dict], limit: int | None, stats: ConversionStats, bar
+) -> list[tuple[dict, dict, dict]]:
     """Resize the first `limit` candidates; with --skip-bad, bad images are replaced by the next."""
     todo = iter(candidates)
     rows: list[tuple[dict, dict, dict]] = []
@@ -344,8 +383,18 @@ def convert_coco(
         kept = [r for r in candidates if len(r["objects"]) <= max_objects]
         stats.images_skipped_max_objects = len(candidates) - len(kept)
         candidates = kept
-    plan = _Plan(root, split, out_dir, out_dir.with_name(f".{out_dir.name}.partial"), factor,
-                 factor * factor * budget, min_pixels, algorithm, workers, skip_bad)  # fmt: skip
+    plan = _Plan(
+        root,
+        split,
+        out_dir,
+        out_dir.with_name(f".{out_dir.name}.partial"),
+        factor,
+        factor * factor * budget,
+        min_pixels,
+        algorithm,
+        workers,
+        skip_bad,
+    )
     plan.tmp.mkdir(parents=True, exist_ok=True)
     total = len(candidates) if limit is None else min(limit, len(candidates))
     with tqdm(
@@ -363,9 +412,17 @@ def convert_coco(
     _write_json(
         plan.tmp / "categories.json", [{"id": i, "name": n} for i, n in sorted(cats.items())]
     )
-    params = {"coco_root": str(root), "split": split, "factor": factor, "budget": budget,
-              "max_pixels": plan.max_pixels, "min_pixels": min_pixels, "algorithm": algorithm,
-              "max_objects": max_objects, "limit": limit}  # fmt: skip
+    params = {
+        "coco_root": str(root),
+        "split": split,
+        "factor": factor,
+        "budget": budget,
+        "max_pixels": plan.max_pixels,
+        "min_pixels": min_pixels,
+        "algorithm": algorithm,
+        "max_objects": max_objects,
+        "limit": limit,
+    }
     _write_json(
         plan.tmp / "conversion_stats.json",
         {"schema_version": SCHEMA_VERSION, **asdict(stats), "params": params},

@@ -32,9 +32,19 @@ log = logging.getLogger("coordbench")
 # Upstream validator: legacy/unsupported geometry keys are errors, not ignored (§1.2).
 REJECTED_GEOMETRY_KEYS = ("bbox", "polygon", "line", "line_points", "poly", "points")
 KNOWN_RECORD_KEYS = frozenset(
-    {"images", "width", "height", "objects", "image_id", "file_name", "metadata",
-     "orig_width", "orig_height", "summary"}
-)  # fmt: skip
+    {
+        "images",
+        "width",
+        "height",
+        "objects",
+        "image_id",
+        "file_name",
+        "metadata",
+        "orig_width",
+        "orig_height",
+        "summary",
+    }
+)
 KNOWN_OBJECT_KEYS = frozenset({"bbox_2d", "desc", "category_id", "category_name", "coco_ann_id"})
 EXTRA_KEYS = ("file_name", "metadata", "orig_width", "orig_height")
 FRAMES = ("pixel", "norm1000", "coord_tokens")
@@ -220,9 +230,16 @@ def parse_record(rec: dict, *, path: Path, line: int, index: int, frame: str) ->
             for o in objects
         ]
     return Sample(
-        sample_id=where.sample, index=index, image_path=str(image_path), image=rel, width=w, height=h,
-        boxes=boxes, image_id=image_id if isinstance(image_id, int) else None, extra=extra,
-    )  # fmt: skip
+        sample_id=where.sample,
+        index=index,
+        image_path=str(image_path),
+        image=rel,
+        width=w,
+        height=h,
+        boxes=boxes,
+        image_id=image_id if isinstance(image_id, int) else None,
+        extra=extra,
+    )
 
 
 # --------------------------------------------------------------------------- public API

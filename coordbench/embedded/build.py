@@ -12,11 +12,26 @@ from pathlib import Path
 
 from coordbench.embedded.tokenizer import COORD_TOKENS, build_tokenizer
 
-TEXT = dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2,
-            intermediate_size=512, head_dim=32, mrope_section=[4, 6, 6])  # fmt: skip
-VISION = dict(depth=3, hidden_size=128, num_heads=4, intermediate_size=256, patch_size=16,
-              spatial_merge_size=2, temporal_patch_size=2, window_size=128,
-              fullatt_block_indexes=[2])  # fmt: skip
+TEXT = dict(
+    hidden_size=192,
+    num_hidden_layers=4,
+    num_attention_heads=6,
+    num_key_value_heads=2,
+    intermediate_size=512,
+    head_dim=32,
+    mrope_section=[4, 6, 6],
+)
+VISION = dict(
+    depth=3,
+    hidden_size=128,
+    num_heads=4,
+    intermediate_size=256,
+    patch_size=16,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+    window_size=128,
+    fullatt_block_indexes=[2],
+)
 # The processor must never resize a preset image: min 4 merged tokens, max far above any preset.
 MIN_PIXELS, MAX_PIXELS = 32 * 32 * 4, 32 * 32 * 16384
 
@@ -28,15 +43,23 @@ def tiny_config(vocab_size: int, tok, text: dict | None = None, vision: dict | N
     v = {**VISION, **(vision or {})}
     ids = tok.convert_tokens_to_ids
     text_config = {
-        "vocab_size": vocab_size, "hidden_size": t["hidden_size"],
-        "num_hidden_layers": t["num_hidden_layers"], "num_attention_heads": t["num_attention_heads"],
-        "num_key_value_heads": t["num_key_value_heads"], "intermediate_size": t["intermediate_size"],
-        "max_position_embeddings": 8192, "rms_norm_eps": 1e-6,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                            "mrope_section": t["mrope_section"]},
-        "bos_token_id": ids("<|endoftext|>"), "eos_token_id": ids("<|im_end|>"),
+        "vocab_size": vocab_size,
+        "hidden_size": t["hidden_size"],
+        "num_hidden_layers": t["num_hidden_layers"],
+        "num_attention_heads": t["num_attention_heads"],
+        "num_key_value_heads": t["num_key_value_heads"],
+        "intermediate_size": t["intermediate_size"],
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": t["mrope_section"],
+        },
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
         "pad_token_id": ids("<|endoftext|>"),
-    }  # fmt: skip
+    }
     vision_config = {**v, "out_hidden_size": t["hidden_size"], "in_channels": 3}
     return Qwen2_5_VLConfig(
         text_config=text_config,
@@ -55,10 +78,11 @@ def image_processor():
     )
 
     return Qwen2VLImageProcessorPil(
-        patch_size=VISION["patch_size"], merge_size=VISION["spatial_merge_size"],
+        patch_size=VISION["patch_size"],
+        merge_size=VISION["spatial_merge_size"],
         temporal_patch_size=VISION["temporal_patch_size"],
         size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
-    )  # fmt: skip
+    )
 
 
 def init_coord_embeddings(model, tok, scale: float = 1.0) -> None:
@@ -84,8 +108,9 @@ def init_coord_embeddings(model, tok, scale: float = 1.0) -> None:
         emb[ids] = typical * scale * (z * u - z**2 * v) + 0.3 * emb[ids]
 
 
-def build_tiny_model(seed: int = 0, n_ranks: int = 4096, text: dict | None = None,
-                     vision: dict | None = None):  # fmt: skip
+def build_tiny_model(
+    seed: int = 0, n_ranks: int = 4096, text: dict | None = None, vision: dict | None = None
+):
     """(model, tokenizer, image_processor) with random, seeded weights (fp32)."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration

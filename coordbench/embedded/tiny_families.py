@@ -25,54 +25,94 @@ PROCESSOR_CLASS = {
 # (feasibility.md §2.1; Qwen3-VL interleaves its sections). initializer_range 0.2 rather than the
 # hub's 0.02: with tied embeddings a 0.02 init makes greedy decoding echo the last prompt token
 # forever, while 0.2 gives varied, input-dependent tokens that batch-invariance tests can compare.
-TEXT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, head_dim=16, initializer_range=0.2)  # fmt: skip
-VISION = dict(depth=2, hidden_size=32, num_heads=2, intermediate_size=64, patch_size=16,
-              spatial_merge_size=2, temporal_patch_size=2)  # fmt: skip
+TEXT = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    head_dim=16,
+    initializer_range=0.2,
+)
+VISION = dict(
+    depth=2,
+    hidden_size=32,
+    num_heads=2,
+    intermediate_size=64,
+    patch_size=16,
+    spatial_merge_size=2,
+    temporal_patch_size=2,
+)
 
 
 def _text_config(family: str, vocab_size: int, tok, text: dict) -> dict:
     ids = tok.convert_tokens_to_ids
-    rope = {"rope_type": "default", "rope_theta": 1e6,
-            "mrope_section": [4, 2, 2] if family == "qwen3_vl" else [2, 3, 3]}  # fmt: skip
+    rope = {
+        "rope_type": "default",
+        "rope_theta": 1e6,
+        "mrope_section": [4, 2, 2] if family == "qwen3_vl" else [2, 3, 3],
+    }
     if family == "qwen3_vl":
         rope["mrope_interleaved"] = True
     cfg = {
-        "vocab_size": vocab_size, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
-        "rope_parameters": rope, "bos_token_id": ids("<|endoftext|>"),
-        "eos_token_id": ids("<|im_end|>"), "pad_token_id": ids("<|endoftext|>"),
-        **{k: text[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                "num_key_value_heads", "intermediate_size", "initializer_range")},
-    }  # fmt: skip
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": rope,
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+        **{
+            k: text[k]
+            for k in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "intermediate_size",
+                "initializer_range",
+            )
+        },
+    }
     if family != "qwen2_vl":  # Qwen2-VL derives head_dim from hidden / heads
         cfg["head_dim"] = text["head_dim"]
     return cfg
 
 
 def _vision_config(family: str, hidden: int, v: dict) -> dict:
-    common = {k: v[k] for k in ("depth", "num_heads", "patch_size", "spatial_merge_size",
-                                "temporal_patch_size")}  # fmt: skip
+    common = {
+        k: v[k]
+        for k in ("depth", "num_heads", "patch_size", "spatial_merge_size", "temporal_patch_size")
+    }
     common["in_channels"] = 3
     if family == "qwen2_vl":  # embed_dim = vision width, hidden_size = merger output
         return {**common, "embed_dim": v["hidden_size"], "hidden_size": hidden, "mlp_ratio": 2}
-    out = {**common, "hidden_size": v["hidden_size"], "intermediate_size": v["intermediate_size"],
-           "out_hidden_size": hidden}  # fmt: skip
+    out = {
+        **common,
+        "hidden_size": v["hidden_size"],
+        "intermediate_size": v["intermediate_size"],
+        "out_hidden_size": hidden,
+    }
     if family == "qwen2_5_vl":
         return {**out, "window_size": 64, "fullatt_block_indexes": [v["depth"] - 1]}
     # Qwen3-VL: learned position table of 12x12 patches (interpolated), deepstack after layer 0.
     return {**out, "num_position_embeddings": 144, "deepstack_visual_indexes": [0]}
 
 
-def tiny_config(family: str, tok, vocab_size: int, text: dict | None = None,
-                vision: dict | None = None):  # fmt: skip
+def tiny_config(
+    family: str, tok, vocab_size: int, text: dict | None = None, vision: dict | None = None
+):
     """A transformers config of the given family with tiny towers and the tokenizer's special ids."""
     import transformers
 
     if family not in FAMILIES:
         raise ValueError(f"expected `family` to be one of {FAMILIES} but got {family!r}")
     t, v = {**TEXT, **(text or {})}, {**VISION, **(vision or {})}
-    cls = {"qwen2_vl": transformers.Qwen2VLConfig, "qwen2_5_vl": transformers.Qwen2_5_VLConfig,
-           "qwen3_vl": transformers.Qwen3VLConfig}[family]  # fmt: skip
+    cls = {
+        "qwen2_vl": transformers.Qwen2VLConfig,
+        "qwen2_5_vl": transformers.Qwen2_5_VLConfig,
+        "qwen3_vl": transformers.Qwen3VLConfig,
+    }[family]
     ids = tok.convert_tokens_to_ids
     cfg = cls(
         text_config=_text_config(family, vocab_size, tok, t),
@@ -93,30 +133,45 @@ def tiny_image_processor(patch_size: int = 16, merge_size: int = 2):
     )
 
     return Qwen2VLImageProcessorPil(
-        patch_size=patch_size, merge_size=merge_size, temporal_patch_size=2,
+        patch_size=patch_size,
+        merge_size=merge_size,
+        temporal_patch_size=2,
         size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
-    )  # fmt: skip
+    )
 
 
-def build_tiny(family: str, seed: int = 0, n_ranks: int = 512, text: dict | None = None,
-               vision: dict | None = None):  # fmt: skip
+def build_tiny(
+    family: str,
+    seed: int = 0,
+    n_ranks: int = 512,
+    text: dict | None = None,
+    vision: dict | None = None,
+):
     """(model, tokenizer, image_processor) of `family` with random fp32 weights seeded by `seed`."""
     import torch
     import transformers
 
     tok = build_tokenizer(n_ranks)
     cfg = tiny_config(family, tok, 64 * math.ceil(len(tok) / 64), text, vision)
-    cls = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
-           "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
-           "qwen3_vl": transformers.Qwen3VLForConditionalGeneration}[family]  # fmt: skip
+    cls = {
+        "qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
+        "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration,
+        "qwen3_vl": transformers.Qwen3VLForConditionalGeneration,
+    }[family]
     torch.manual_seed(seed)
     model = cls._from_config(cfg, dtype=torch.float32)
     v = {**VISION, **(vision or {})}
     return model, tok, tiny_image_processor(v["patch_size"], v["spatial_merge_size"])
 
 
-def save_tiny(family: str, out_dir: str | Path, seed: int = 0, n_ranks: int = 512,
-              layout: str = "preprocessor", **overrides) -> Path:  # fmt: skip
+def save_tiny(
+    family: str,
+    out_dir: str | Path,
+    seed: int = 0,
+    n_ranks: int = 512,
+    layout: str = "preprocessor",
+    **overrides,
+) -> Path:
     """Build and save a tiny checkpoint in the hub layout.
 
     `layout="processor"` writes the transformers-5 `processor_config.json` (image processor nested

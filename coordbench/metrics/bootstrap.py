@@ -23,8 +23,16 @@ from coordbench.metrics.resample import STATS, CocoResampler
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 
-DEFAULT_METRICS = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
-                   "f1ish@0.50_f1_loc_micro", "f1ish@0.30_f1_full_micro")  # fmt: skip
+DEFAULT_METRICS = (
+    "bbox_AP",
+    "bbox_AP50",
+    "bbox_AP75",
+    "bbox_AR1",
+    "bbox_AR100",
+    "f1ish@0.50_f1_full_micro",
+    "f1ish@0.50_f1_loc_micro",
+    "f1ish@0.30_f1_full_micro",
+)
 F1_RE = re.compile(r"^f1ish@(\d\.\d\d)_(precision|recall|f1)_(loc|full)_(micro|macro)$")
 
 
@@ -146,8 +154,15 @@ def _summary(a: np.ndarray, b: np.ndarray, ci: float) -> dict[str, Any]:
     d = (vb - va)[1:]
     d = d[np.isfinite(d)]
     point = float(vb[0] - va[0]) if np.isfinite(vb[0] - va[0]) else None
-    out = {"a": float(a[0]), "b": float(b[0]), "delta": point, "ci_low": None, "ci_high": None,
-           "verdict": "undefined", "n_valid": int(len(d))}  # fmt: skip
+    out = {
+        "a": float(a[0]),
+        "b": float(b[0]),
+        "delta": point,
+        "ci_low": None,
+        "ci_high": None,
+        "verdict": "undefined",
+        "n_valid": int(len(d)),
+    }
     if len(d):
         lo, hi = np.percentile(d, [50 * (1 - ci), 50 * (1 + ci)])
         out.update(
@@ -158,8 +173,15 @@ def _summary(a: np.ndarray, b: np.ndarray, ci: float) -> dict[str, Any]:
     return out
 
 
-def paired_bootstrap(result_a: Any, result_b: Any, image_keys: list[str] | None = None, n: int = 1000,
-                     seed: int = 0, metrics: tuple[str, ...] = DEFAULT_METRICS, ci: float = 0.95) -> dict[str, Any]:  # fmt: skip
+def paired_bootstrap(
+    result_a: Any,
+    result_b: Any,
+    image_keys: list[str] | None = None,
+    n: int = 1000,
+    seed: int = 0,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    ci: float = 0.95,
+) -> dict[str, Any]:
     """Delta B - A per metric with a percentile CI from `n` paired image resamples.
 
     `result_a` / `result_b`: an EvalResult, a BootstrapData or an eval dir. Images are paired by
@@ -184,7 +206,11 @@ def paired_bootstrap(result_a: Any, result_b: Any, image_keys: list[str] | None 
     wb[:, [pos_b[k] for k in keys]] = wc
     va, vb = resample_metrics(da, wa, tuple(metrics)), resample_metrics(db, wb, tuple(metrics))
     return {
-        "n_resamples": n, "seed": seed, "ci": ci, "n_images": len(keys),
-        "only_a": len(set(pos_a) - set(keys)), "only_b": len(set(pos_b) - set(keys)),
+        "n_resamples": n,
+        "seed": seed,
+        "ci": ci,
+        "n_images": len(keys),
+        "only_a": len(set(pos_a) - set(keys)),
+        "only_b": len(set(pos_b) - set(keys)),
         "metrics": {m: _summary(va[m], vb[m], ci) for m in metrics},
-    }  # fmt: skip
+    }

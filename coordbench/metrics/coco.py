@@ -65,19 +65,31 @@ def to_coco_gt(images: list[EvalImage], categories: dict[str, int]) -> dict[str,
         for g in img.gts:
             x1, y1, x2, y2 = g["bbox"]
             w, h = x2 - x1, y2 - y1
-            anns.append({"id": len(anns) + 1, "image_id": img.index,
-                         "category_id": categories[str(g.get("desc") or "").strip()],
-                         "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0})  # fmt: skip
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img.index,
+                    "category_id": categories[str(g.get("desc") or "").strip()],
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     return {
-        "info": {}, "licenses": [],
-        "images": [{"id": i.index, "file_name": i.file_name, "width": i.width, "height": i.height} for i in images],
+        "info": {},
+        "licenses": [],
+        "images": [
+            {"id": i.index, "file_name": i.file_name, "width": i.width, "height": i.height}
+            for i in images
+        ],
         "annotations": anns,
         "categories": [{"id": cid, "name": name} for name, cid in categories.items()],
-    }  # fmt: skip
+    }
 
 
-def map_descs(images: list[EvalImage], categories: dict[str, int], semantic: Semantic,
-              threshold: float) -> tuple[dict[str, int | None], dict[str, Any] | None]:  # fmt: skip
+def map_descs(
+    images: list[EvalImage], categories: dict[str, int], semantic: Semantic, threshold: float
+) -> tuple[dict[str, int | None], dict[str, Any] | None]:
     """Category id (or None = drop) for every non-category pred desc, plus upstream's report."""
     counts: dict[str, int] = {}
     for img in images:
@@ -101,14 +113,23 @@ def map_descs(images: list[EvalImage], categories: dict[str, int], semantic: Sem
             {"pred_desc": desc, "count": n, "best_gt_desc": names[j], "score": score, "mapped": ok}
         )
     rows.sort(key=lambda r: (-r["count"], -r["score"]))
-    report = {"semantic_model": semantic.model, "semantic_threshold": float(threshold),
-              "semantic_behavior": "map-or-drop", "unique_unknown_desc": len(counts),
-              "unknown_total_preds": sum(counts.values()), "rows": rows[:SEMANTIC_REPORT_ROWS]}  # fmt: skip
+    report = {
+        "semantic_model": semantic.model,
+        "semantic_threshold": float(threshold),
+        "semantic_behavior": "map-or-drop",
+        "unique_unknown_desc": len(counts),
+        "unknown_total_preds": sum(counts.values()),
+        "rows": rows[:SEMANTIC_REPORT_ROWS],
+    }
     return mapping, report
 
 
-def to_coco_preds(images: list[EvalImage], categories: dict[str, int], mapping: dict[str, int | None],
-                  counters: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
+def to_coco_preds(
+    images: list[EvalImage],
+    categories: dict[str, int],
+    mapping: dict[str, int | None],
+    counters: dict[str, int],
+) -> list[dict[str, Any]]:
     """COCO results in record order then pred order; unmapped descs dropped and counted."""
     out = []
     for img in images:
@@ -122,8 +143,14 @@ def to_coco_preds(images: list[EvalImage], categories: dict[str, int], mapping: 
                     continue
                 counters["semantic_mapped"] += 1
             x1, y1, x2, y2 = p["bbox"]
-            out.append({"image_id": img.index, "category_id": cid, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": parse_score(p.get("score"), img.index, j)})  # fmt: skip
+            out.append(
+                {
+                    "image_id": img.index,
+                    "category_id": cid,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": parse_score(p.get("score"), img.index, j),
+                }
+            )
     return out
 
 
@@ -135,8 +162,12 @@ def coco_copy(coco_gt: dict[str, Any]) -> dict[str, Any]:
     return {**coco_gt, **lists}
 
 
-def run_cocoeval(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str,
-                 steps: tuple[str, ...] = ("evaluate", "accumulate", "summarize")) -> Any:  # fmt: skip
+def run_cocoeval(
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]],
+    scorer: str,
+    steps: tuple[str, ...] = ("evaluate", "accumulate", "summarize"),
+) -> Any:
     """A COCOeval of the chosen backend after running `steps`, quietly."""
     preds = [dict(p) for p in coco_preds]  # loadRes adds keys to each result
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -183,8 +214,13 @@ def coco_stats(
     )
 
 
-def evaluate_coco(images: list[EvalImage], semantic: Semantic, threshold: float, scorer: str,
-                  counters: dict[str, int]) -> CocoOutput:  # fmt: skip
+def evaluate_coco(
+    images: list[EvalImage],
+    semantic: Semantic,
+    threshold: float,
+    scorer: str,
+    counters: dict[str, int],
+) -> CocoOutput:
     categories = build_categories(images)
     coco_gt = to_coco_gt(images, categories)
     mapping, report = map_descs(images, categories, semantic, threshold)

@@ -55,12 +55,25 @@ def _decode_area(ev: Any, a: int, n_thr: int) -> AreaEval:
     one = lambda key: np.concatenate(rows[key]) if rows[key] else np.zeros(0, np.int64)  # noqa: E731
     two = lambda key: np.concatenate(rows[key], axis=1) if rows[key] else np.zeros((n_thr, 0), bool)  # noqa: E731
     pig = np.array(rows["pig"], dtype=np.int64).reshape(-1, 3)
-    return AreaEval(one("cat"), one("img"), one("rank"), one("score").astype(float), two("tp"), two("ign"),
-                    pig[:, 0], pig[:, 1], pig[:, 2])  # fmt: skip
+    return AreaEval(
+        one("cat"),
+        one("img"),
+        one("rank"),
+        one("score").astype(float),
+        two("tp"),
+        two("ign"),
+        pig[:, 0],
+        pig[:, 1],
+        pig[:, 2],
+    )
 
 
-def per_image_eval(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], method: str = "numpy",
-                   areas: tuple[str, ...] = AREA_NAMES) -> PerImageEval:  # fmt: skip
+def per_image_eval(
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]],
+    method: str = "numpy",
+    areas: tuple[str, ...] = AREA_NAMES,
+) -> PerImageEval:
     """Per-image evaluation of the requested area ranges (maxDets 100, default IoU thresholds)."""
     from pycocotools.cocoeval import Params
 

@@ -30,13 +30,27 @@ def unique_keys(names: list[str]) -> list[str]:
 def per_image_rows(
     images: list[EvalImage], f1_counts: list[dict[str, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    return [{"image_id": img.index, "file_name": img.file_name, "gt_count": len(img.gts),
-             "pred_count": len(img.preds), "invalid_gt": img.invalid_gt, "invalid_pred": img.invalid_pred,
-             "f1ish": f1} for img, f1 in zip(images, f1_counts, strict=True)]  # fmt: skip
+    return [
+        {
+            "image_id": img.index,
+            "file_name": img.file_name,
+            "gt_count": len(img.gts),
+            "pred_count": len(img.preds),
+            "invalid_gt": img.invalid_gt,
+            "invalid_pred": img.invalid_pred,
+            "f1ish": f1,
+        }
+        for img, f1 in zip(images, f1_counts, strict=True)
+    ]
 
 
-def score_detections(records: list[dict[str, Any]], options: EvalOptions, *, encoder: Encoder | None = None,
-                  invalid_json: int = 0) -> EvalResult:  # fmt: skip
+def score_detections(
+    records: list[dict[str, Any]],
+    options: EvalOptions,
+    *,
+    encoder: Encoder | None = None,
+    invalid_json: int = 0,
+) -> EvalResult:
     """COCO + F1-ish only (no calibration, no diagnostics): what baselines re-run."""
     check_score_provenance(records)
     counters = new_counters()
@@ -48,8 +62,15 @@ def score_detections(records: list[dict[str, Any]], options: EvalOptions, *, enc
         images, options.f1_iou_thrs, options.pred_scope, semantic, options.semantic_threshold
     )
     return EvalResult(
-        metrics={**coco.metrics, **f1.metrics}, counters=counters, per_class=coco.per_class,
-        per_image=per_image_rows(images, f1.per_image), coco_gt=coco.coco_gt, coco_preds=coco.coco_preds,
-        matches=f1.matches, primary_key=f1.primary_key, image_keys=unique_keys([i.file_name for i in images]),
-        semantic_report=coco.semantic_report, options=options,
-    )  # fmt: skip
+        metrics={**coco.metrics, **f1.metrics},
+        counters=counters,
+        per_class=coco.per_class,
+        per_image=per_image_rows(images, f1.per_image),
+        coco_gt=coco.coco_gt,
+        coco_preds=coco.coco_preds,
+        matches=f1.matches,
+        primary_key=f1.primary_key,
+        image_keys=unique_keys([i.file_name for i in images]),
+        semantic_report=coco.semantic_report,
+        options=options,
+    )

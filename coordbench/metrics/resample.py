@@ -132,8 +132,9 @@ def recall_points(npig: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
     return np.take_along_axis(cand, ok.argmax(axis=2)[..., None], axis=2)[..., 0]
 
 
-def interpolated(pr: np.ndarray, seg_total: np.ndarray, segs: np.ndarray, npig: np.ndarray,
-                 rec_thrs: np.ndarray) -> np.ndarray:  # fmt: skip
+def interpolated(
+    pr: np.ndarray, seg_total: np.ndarray, segs: np.ndarray, npig: np.ndarray, rec_thrs: np.ndarray
+) -> np.ndarray:
     """(S, R) COCO interpolated precision of the given segments (0 where recall is not reached)."""
     values, inverse = np.unique(npig, return_inverse=True)  # few distinct GT counts (one per class)
     m_r = recall_points(values, rec_thrs)[inverse]
@@ -150,8 +151,9 @@ def interpolated(pr: np.ndarray, seg_total: np.ndarray, segs: np.ndarray, npig: 
     return np.maximum.accumulate(q[:, ::-1], axis=1)[:, ::-1]  # envelope: max over later points
 
 
-def precision_table(streams: PrecisionStreams, w: np.ndarray, npig_k: np.ndarray,
-                    rec_thrs: np.ndarray) -> np.ndarray:  # fmt: skip
+def precision_table(
+    streams: PrecisionStreams, w: np.ndarray, npig_k: np.ndarray, rec_thrs: np.ndarray
+) -> np.ndarray:
     """(T, R, K) precision at maxDets 100 as pycocotools' `eval['precision']` (-1: no GT)."""
     n_thr, n_cats = streams.n_thr, streams.n_cats
     pr, seg_total = streams.tp_precisions(w)
@@ -170,11 +172,19 @@ def summarize(s: np.ndarray) -> float:
 
 # stat -> (precision or recall, area range, maxDets, IoU threshold or None for all), as `summarize`
 STATS = {
-    "AP": ("p", "all", 100, None), "AP50": ("p", "all", 100, 0.5), "AP75": ("p", "all", 100, 0.75),
-    "APs": ("p", "small", 100, None), "APm": ("p", "medium", 100, None), "APl": ("p", "large", 100, None),
-    "AR1": ("r", "all", 1, None), "AR10": ("r", "all", 10, None), "AR100": ("r", "all", 100, None),
-    "ARs": ("r", "small", 100, None), "ARm": ("r", "medium", 100, None), "ARl": ("r", "large", 100, None),
-}  # fmt: skip
+    "AP": ("p", "all", 100, None),
+    "AP50": ("p", "all", 100, 0.5),
+    "AP75": ("p", "all", 100, 0.75),
+    "APs": ("p", "small", 100, None),
+    "APm": ("p", "medium", 100, None),
+    "APl": ("p", "large", 100, None),
+    "AR1": ("r", "all", 1, None),
+    "AR10": ("r", "all", 10, None),
+    "AR100": ("r", "all", 100, None),
+    "ARs": ("r", "small", 100, None),
+    "ARm": ("r", "medium", 100, None),
+    "ARl": ("r", "large", 100, None),
+}
 
 
 def _times(w: np.ndarray, mat: sp.csr_matrix) -> np.ndarray:

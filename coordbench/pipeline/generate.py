@@ -25,33 +25,50 @@ def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> 
 
     mode, pred_coord_mode = upstream_modes(surface)
     rec: dict[str, Any] = {
-        "image": sample.image, "width": sample.width, "height": sample.height,
-        "mode": mode, "coord_mode": "pixel", "gt": gt_objects(sample),
-        "pred": parsed.pred, "raw_output_json": parsed.raw_output_json,
-        "raw_special_tokens": parsed.raw_special_tokens, "raw_ends_with_im_end": parsed.raw_ends_with_im_end,
-        "errors": parsed.errors, "error_entries": parsed.error_entries,
-    }  # fmt: skip
+        "image": sample.image,
+        "width": sample.width,
+        "height": sample.height,
+        "mode": mode,
+        "coord_mode": "pixel",
+        "gt": gt_objects(sample),
+        "pred": parsed.pred,
+        "raw_output_json": parsed.raw_output_json,
+        "raw_special_tokens": parsed.raw_special_tokens,
+        "raw_ends_with_im_end": parsed.raw_ends_with_im_end,
+        "errors": parsed.errors,
+        "error_entries": parsed.error_entries,
+    }
     if sample.image_id is not None:
         rec["image_id"] = sample.image_id
     if "metadata" in sample.extra:
         rec["metadata"] = sample.extra["metadata"]
     rec.update(
         pred_coord_mode=pred_coord_mode,
-        sample_id=sample.sample_id, index=sample.index, raw_text=gen.text,
-        parse_status=parsed.status.value, parse_issues=list(parsed.issues),
-        finish_reason=gen.finish_reason, n_new_tokens=gen.n_new_tokens, n_prompt_tokens=gen.n_prompt_tokens,
-    )  # fmt: skip
+        sample_id=sample.sample_id,
+        index=sample.index,
+        raw_text=gen.text,
+        parse_status=parsed.status.value,
+        parse_issues=list(parsed.issues),
+        finish_reason=gen.finish_reason,
+        n_new_tokens=gen.n_new_tokens,
+        n_prompt_tokens=gen.n_prompt_tokens,
+    )
     return rec
 
 
 def build_trace(gen: Generation, line_idx: int) -> dict[str, Any]:
     """One pred_token_trace.jsonl line: upstream §5.2 keys (processed logprobs) plus raw ones."""
     return {
-        "line_idx": line_idx, "sample_id": gen.sample_id, "generated_token_text": gen.token_texts,
-        "token_logprobs": gen.logprobs_processed, "token_logprobs_raw": gen.logprobs_raw,
-        "token_ids": gen.token_ids, "finish_reason": gen.finish_reason, "text": gen.text,
+        "line_idx": line_idx,
+        "sample_id": gen.sample_id,
+        "generated_token_text": gen.token_texts,
+        "token_logprobs": gen.logprobs_processed,
+        "token_logprobs_raw": gen.logprobs_raw,
+        "token_ids": gen.token_ids,
+        "finish_reason": gen.finish_reason,
+        "text": gen.text,
         "n_prompt_tokens": gen.n_prompt_tokens,
-    }  # fmt: skip
+    }
 
 
 def make_backend(cfg: RunConfig, dist: Dist) -> Any:
@@ -61,8 +78,14 @@ def make_backend(cfg: RunConfig, dist: Dist) -> Any:
         device = cfg.device
         if dist.enabled and device == "auto":
             device = f"cuda:{dist.local_rank}" if cuda_available() else "cpu"
-        return cls(cfg.ckpt, device=device, dtype=cfg.dtype, adapter=cfg.adapter,
-                   trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)  # fmt: skip
+        return cls(
+            cfg.ckpt,
+            device=device,
+            dtype=cfg.dtype,
+            adapter=cfg.adapter,
+            trust_remote_code=cfg.trust_remote_code,
+            allow_pickle=cfg.allow_pickle,
+        )
     if cfg.backend == "vllm":
         return cls(cfg.ckpt, trust_remote_code=cfg.trust_remote_code)
     return cls(cfg.backend.split(":", 1)[1])
@@ -92,15 +115,25 @@ def generate_into(
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start : start + cfg.batch_size]
             reqs = [
-                GenerationRequest(s.sample_id, build_messages(plan.prompt, open_image(s)), None,
-                                  sample_seed(cfg.seed, s.sample_id))
+                GenerationRequest(
+                    s.sample_id,
+                    build_messages(plan.prompt, open_image(s)),
+                    None,
+                    sample_seed(cfg.seed, s.sample_id),
+                )
                 for s in batch
-            ]  # fmt: skip
+            ]
             gens = backend.generate(reqs, plan.params)
             recs, traces = [], []
             for s, g in zip(batch, gens, strict=True):
-                parsed = parse_output(g.text, surface=plan.prompt.surface, width=s.width, height=s.height,
-                                      options=popts, finished=g.finish_reason != "length")  # fmt: skip
+                parsed = parse_output(
+                    g.text,
+                    surface=plan.prompt.surface,
+                    width=s.width,
+                    height=s.height,
+                    options=popts,
+                    finished=g.finish_reason != "length",
+                )
                 traces.append(build_trace(g, line_idx))
                 recs.append(build_record(s, g, parsed, plan.prompt.surface))
                 line_idx += 1
@@ -116,15 +149,27 @@ def generate_into(
             timing.update(_stats_dict(stats))
         timing["generate_seconds"] = round(time.perf_counter() - t1, 3)
         if hasattr(backend, "info"):
-            timing["backend"] = {"name": backend.info.name, "device": backend.info.device,
-                                 "dtype": backend.info.dtype, **backend.info.provenance}  # fmt: skip
+            timing["backend"] = {
+                "name": backend.info.name,
+                "device": backend.info.device,
+                "dtype": backend.info.dtype,
+                **backend.info.provenance,
+            }
         backend.close()
     return timing
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:
-    d = {k: getattr(stats, k) for k in ("prefill_tokens", "prefill_seconds", "decode_tokens",
-                                        "decode_seconds", "oom_retries")}  # fmt: skip
+    d = {
+        k: getattr(stats, k)
+        for k in (
+            "prefill_tokens",
+            "prefill_seconds",
+            "decode_tokens",
+            "decode_seconds",
+            "oom_retries",
+        )
+    }
     if stats.prefill_seconds:
         d["prefill_tokens_per_s"] = round(stats.prefill_tokens / stats.prefill_seconds, 1)
     if stats.decode_seconds:
@@ -135,5 +180,12 @@ def _stats_dict(stats: Any) -> dict[str, Any]:
 def _progress(total: int, initial: int, enabled: bool, work_dir: Path):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="img", dynamic_ncols=True,
-                desc=f"generate {work_dir.name}", smoothing=0.1)  # fmt: skip
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        unit="img",
+        dynamic_ncols=True,
+        desc=f"generate {work_dir.name}",
+        smoothing=0.1,
+    )

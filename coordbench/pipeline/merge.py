@@ -56,8 +56,11 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     A.write_jsonl(run_dir / A.TRACE, out_traces)
     A.write_jsonl(run_dir / A.GT_VS_PRED, recs)
     head = dict(heads[0])
-    head["provenance"] = {**head.get("provenance", {}), "merged_from": [str(d) for d in shard_dirs],
-                          "shards": [h.get("provenance", {}) for h in heads]}  # fmt: skip
+    head["provenance"] = {
+        **head.get("provenance", {}),
+        "merged_from": [str(d) for d in shard_dirs],
+        "shards": [h.get("provenance", {}) for h in heads],
+    }
     A.write_json(run_dir / A.RUN_JSON, head)
     return head
 

@@ -36,8 +36,11 @@ FINGERPRINT_NAMES = ("merges.txt", "tokenizer.model")
 
 
 def _fingerprint_files(root: Path) -> list[Path]:
-    files = [p for p in root.iterdir() if p.is_file() and (p.suffix in FINGERPRINT_SUFFIXES
-                                                            or p.name in FINGERPRINT_NAMES)]  # fmt: skip
+    files = [
+        p
+        for p in root.iterdir()
+        if p.is_file() and (p.suffix in FINGERPRINT_SUFFIXES or p.name in FINGERPRINT_NAMES)
+    ]
     if not any(p.suffix == ".safetensors" for p in files):  # --allow-pickle: the .bin weights load
         files += [p for p in root.glob("*.bin") if p.is_file()]
     return files
@@ -98,19 +101,35 @@ def plan_run(config: RunConfig) -> Plan:
     params = cfg.generation_params()
     identity = {
         "package_version": package_version(),
-        "checkpoint": {"path_name": Path(cfg.ckpt).name, "sha256": checkpoint_fingerprint(cfg.ckpt, cfg.adapter),
-                       "adapter": Path(cfg.adapter).name if cfg.adapter else None},
-        "dataset": {"path_name": Path(cfg.data).name, "sha256": dataset_fingerprint(cfg.data, samples),
-                    "num_samples": len(samples), "limit": cfg.limit},
+        "checkpoint": {
+            "path_name": Path(cfg.ckpt).name,
+            "sha256": checkpoint_fingerprint(cfg.ckpt, cfg.adapter),
+            "adapter": Path(cfg.adapter).name if cfg.adapter else None,
+        },
+        "dataset": {
+            "path_name": Path(cfg.data).name,
+            "sha256": dataset_fingerprint(cfg.data, samples),
+            "num_samples": len(samples),
+            "limit": cfg.limit,
+        },
         "preset": cfg.preset,
-        "prompt": {"name": cfg.prompt, "template_hash": prompt_template_hash(prompt), "layout": prompt.layout,
-                   "surface": prompt.surface},
-        "decode": {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k,
-                   "repetition_penalty": cfg.repetition_penalty, "max_new_tokens": cfg.max_new_tokens},
+        "prompt": {
+            "name": cfg.prompt,
+            "template_hash": prompt_template_hash(prompt),
+            "layout": prompt.layout,
+            "surface": prompt.surface,
+        },
+        "decode": {
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "top_k": cfg.top_k,
+            "repetition_penalty": cfg.repetition_penalty,
+            "max_new_tokens": cfg.max_new_tokens,
+        },
         "seed": cfg.seed,
         "backend": cfg.backend,
         "options": option_identity(cfg),
-    }  # fmt: skip
+    }
     return Plan(
         cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes
     )

@@ -60,10 +60,12 @@ def _check_finished_images(work_dir: Path, plan: Plan) -> None:
 
 def run_json(plan: Plan, provenance: dict[str, Any]) -> dict[str, Any]:
     return {
-        "identity_hash": plan.identity_hash, "identity": plan.identity,
-        "config": plan.cfg.to_dict(), "provenance": {**base_provenance(), **provenance},
+        "identity_hash": plan.identity_hash,
+        "identity": plan.identity,
+        "config": plan.cfg.to_dict(),
+        "provenance": {**base_provenance(), **provenance},
         "image_bytes": plan.image_bytes,
-    }  # fmt: skip
+    }
 
 
 def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
@@ -80,8 +82,13 @@ def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
     run_dir = cfg.run_dir()
     mine = [s for s in plan.samples if s.index % shard.count == shard.index]
     work_dir = shard_dir(run_dir, shard) if shard.count > 1 else run_dir
-    extra = {"world_size": dist.world, "rank": dist.rank, "shard": str(shard), "batch_size": cfg.batch_size,
-             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    extra = {
+        "world_size": dist.world,
+        "rank": dist.rank,
+        "shard": str(shard),
+        "batch_size": cfg.batch_size,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     with A.run_lock(work_dir):
         _prepare_dir(work_dir, plan, cfg.overwrite and not dist.enabled, extra)
         timing = generate_into(work_dir, plan, mine, dist, backend)
