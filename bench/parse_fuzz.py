@@ -148,7 +148,8 @@ def main() -> int:
         "1 MB truncated answer (11k boxes)": '{"objects": ['
         + ", ".join(
             [
-                '{"desc": "person", "bbox_2d": [<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]}'
+                '{"desc": "person", "bbox_2d": '
+                "[<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]}"
             ]
             * 11_000
         ),
@@ -157,7 +158,8 @@ def main() -> int:
         t0 = time.perf_counter()
         p = parse_output(text, surface="coord_tokens", width=1024, height=768)
         print(
-            f"{name:34s} {time.perf_counter() - t0:6.3f} s  {p.status.value}, {len(p.objects)} boxes"
+            f"{name:34s} {time.perf_counter() - t0:6.3f} s  "
+            f"{p.status.value}, {len(p.objects)} boxes"
         )
     return 1 if exceptions else 0
 

@@ -17,13 +17,13 @@ import time
 import numpy as np
 
 COCO_NAMES = (
-    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
-    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella "
-    "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard "
-    "surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange "
-    "broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop "
-    "mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
-    "teddy_bear hair_drier toothbrush"
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant "
+    "stop_sign parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe "
+    "backpack umbrella handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat "
+    "baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl "
+    "banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch "
+    "potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave "
+    "oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
 )
 COCO_NAMES = tuple(n.replace("_", " ") for n in COCO_NAMES.split())
 N_CLASSES = len(COCO_NAMES)  # 80
@@ -155,7 +155,8 @@ def main() -> int:
         f"pycocotools  (loadRes+evaluate+accumulate+summarize): {t4 - t3:7.2f} s   AP {ref[0]:.6f}"
     )
     print(
-        f"coordbench   (faster-coco-eval, same dicts):           {t5 - t4:7.2f} s   AP {ours[0]:.6f}"
+        f"coordbench   (faster-coco-eval, same dicts):           "
+        f"{t5 - t4:7.2f} s   AP {ours[0]:.6f}"
     )
     print(f"speed-up x{(t4 - t3) / (t5 - t4):.1f}; max |diff| over the 12 stats = {diff:.3g}")
     if diff > 1e-12:

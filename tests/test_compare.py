@@ -25,7 +25,8 @@ N_BOOT = 200
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """a: noisy predictor; a_s1: the same predictor, another seed; crippled: a's boxes, every second dropped."""
+    """a: noisy predictor; a_s1: the same predictor, another seed;
+    crippled: a's boxes, every second dropped."""
     root = tmp_path_factory.mktemp("runs")
     samples = make_samples(60)
     preds = noisy_predictor(samples, 1)
@@ -504,7 +505,8 @@ def test_a_rescored_dir_without_gt_vs_pred_is_keyed_by_its_scored_records(runs, 
 
 
 def _coco_stats_on_multiset(eval_dir, counts):
-    """Oracle: pycocotools on the image multiset (image i copied counts[i] times, copies renamed)."""
+    """Oracle: pycocotools on the image multiset
+    (image i copied counts[i] times, copies renamed)."""
     import contextlib
     import io
 
@@ -567,7 +569,8 @@ def test_a_seed_only_pair_with_significant_verdicts_is_called_seed_noise(runs, t
     tested = [d for d in res.pairs[0].deltas if d.verdict != "n/a"]
     assert hits
     want = (
-        f"hot_s2 and hot_s1 differ only in the sampling seed, yet {len(hits)} of {len(tested)} metrics "
+        "hot_s2 and hot_s1 differ only in the sampling seed, "
+        f"yet {len(hits)} of {len(tested)} metrics "
         "have a 95 % CI that excludes 0"
     )
     assert any(c.startswith(want) for c in res.caveats), res.caveats

@@ -154,7 +154,9 @@ def test_compare_and_log_are_registered_and_documented():
 
 def test_importing_compare_does_not_import_torch():
     code = (
-        "import sys, coordbench.cli.main, coordbench.cli.compare, coordbench.compare.core, coordbench.compare.format, "
-        "coordbench.compare.gates, coordbench.compare.benchlog; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, coordbench.cli.main, coordbench.cli.compare, coordbench.compare.core, "
+        "coordbench.compare.format, "
+        "coordbench.compare.gates, coordbench.compare.benchlog; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

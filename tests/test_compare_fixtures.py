@@ -52,7 +52,8 @@ BASE_IDENTITY: dict[str, Any] = {
 
 
 def one_hot_encoder(texts: list[str]):
-    """Stand-in for MiniLM: each class name its own axis, so distinct classes have cosine 0 (no torch)."""
+    """Stand-in for MiniLM: each class name its own axis, so distinct classes have
+    cosine 0 (no torch)."""
     import numpy as np
 
     out = np.zeros((len(texts), len(CLASSES) + len(texts)), dtype=np.float32)
@@ -103,7 +104,8 @@ def noisy_predictor(
     wrong_class: float = 0.1,
     extra: float = 0.3,
 ) -> list[list[dict]]:
-    """Per sample: each GT found with prob `keep` (jittered, sometimes the wrong class), plus spurious boxes."""
+    """Per sample: each GT found with prob `keep` (jittered, sometimes the wrong class),
+    plus spurious boxes."""
     rng = random.Random(seed)
     preds = []
     for s in samples:
@@ -154,7 +156,8 @@ def make_run(
     wall_seconds: float = 10.0,
     provenance: dict | None = None,
 ) -> Path:
-    """Write a run dir; `identity` entries override BASE_IDENTITY (nested dicts merged one level)."""
+    """Write a run dir; `identity` entries override BASE_IDENTITY
+    (nested dicts merged one level)."""
     from coordbench.metrics.eval_files import write_eval_dir
     from coordbench.metrics.scoring import EvalOptions
     from coordbench.metrics.scoring import score_detections as score_records

@@ -60,7 +60,10 @@ def _record(text: str, surface: str, w: int, h: int) -> dict:
     }
 
 
-WINE = '{"objects": [{"desc": "wine glass", "bbox_2d": [<|coord_100|>, <|coord_200|>, <|coord_300|>, <|coord_400|>]}]}'
+WINE = (
+    '{"objects": [{"desc": "wine glass", "bbox_2d": '
+    "[<|coord_100|>, <|coord_200|>, <|coord_300|>, <|coord_400|>]}]}"
+)
 WINE_TOKENS = [
     '{"',
     "objects",
@@ -288,12 +291,18 @@ def test_failure_reasons_and_scored_record() -> None:
 
 
 def test_poly_and_desc_policies() -> None:
-    poly = '{"objects": [{"desc": "a", "poly": [<|coord_0|>, <|coord_0|>, <|coord_9|>, <|coord_0|>, <|coord_9|>, <|coord_9|>]}]}'
+    poly = (
+        '{"objects": [{"desc": "a", "poly": '
+        "[<|coord_0|>, <|coord_0|>, <|coord_9|>, <|coord_0|>, <|coord_9|>, <|coord_9|>]}]}"
+    )
     record = _record(poly, "coord_tokens", 100, 100)
     line = confidence_for_record(record, 0, ["<|coord_0|>"], [0.0], ConfidenceOptions())
     assert _reason(line) == ["unsupported_geometry_type"]
     # geometry_first: no `desc` token before the box -> desc span missing
-    geo = '{"objects": [{"bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>], "desc": "dog"}]}'
+    geo = (
+        '{"objects": [{"bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>], '
+        '"desc": "dog"}]}'
+    )
     tokens = [
         '{"',
         "objects",

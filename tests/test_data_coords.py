@@ -83,7 +83,8 @@ def test_hand_computed_round_trips():
     # 1024x768: 100/999*1023 = 102.4 -> 102; 200/999*767 = 153.55 -> 154 (upstream §4.4 example)
     assert box_norm1000_to_px([100, 200, 300, 400], 1024, 768) == [102, 154, 307, 307]
     assert norm1000_to_px(999, 1024) == 1023 and norm1000_to_px(0, 1024) == 0
-    # pixel -> norm: x1 = floor(10/1023*999) = floor(9.765) = 9, x2 = ceil(20/1023*999) = ceil(19.53) = 20
+    # pixel -> norm: x1 = floor(10/1023*999) = floor(9.765) = 9,
+    # x2 = ceil(20/1023*999) = ceil(19.53) = 20
     assert box_px_to_norm1000([10, 10, 20, 20], 1024, 768) == [9, 13, 20, 27]
     # the last pixel column/row is bin 999 ((W-1) denominators, not W)
     assert box_px_to_norm1000([0, 0, 1023, 767], 1024, 768) == [0, 0, 999, 999]

@@ -81,7 +81,8 @@ def test_frame_comes_from_the_file_not_the_values(tmp_path):
     _image(tmp_path)
     box = [100, 200, 300, 400]  # small numbers that would fit the image either way (pitfall 22)
     tokens = [f"<|coord_{v}|>" for v in box]
-    # round(k/999*(W-1)): 100/999*63 = 6.31, 200/999*31 = 6.21, 300/999*63 = 18.92, 400/999*31 = 12.41
+    # round(k/999*(W-1)): 100/999*63 = 6.31, 200/999*31 = 6.21,
+    # 300/999*63 = 18.92, 400/999*31 = 12.41
     expected = [6, 6, 19, 12]
     norm = load_samples(
         _write(tmp_path, [_rec(objects=[{"bbox_2d": box, "desc": "a"}])], "val.norm.jsonl")

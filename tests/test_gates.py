@@ -77,7 +77,8 @@ def test_malformed_files_name_file_and_line(tmp_path):
         load_gates(_write(tmp_path, 'rules = ["mAP >= 0.3"\n'))
     p = _write(
         tmp_path,
-        '[[gate]]\nmetric = "mAP"\nop = ">="\nvalue = 0.3\n\n[[gate]]\nmetric = "AP50"\nvalue = 1\n',
+        '[[gate]]\nmetric = "mAP"\nop = ">="\nvalue = 0.3\n\n'
+        '[[gate]]\nmetric = "AP50"\nvalue = 1\n',
     )
     with pytest.raises(
         ConfigError, match=r"g\.toml:6 \(\[\[gate\]\] 2\): a \[\[gate\]\] needs metric, op, value"

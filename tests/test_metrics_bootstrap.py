@@ -22,7 +22,8 @@ from tests.test_metrics_coco import random_coco
 
 
 def duplicated(gt: dict, dts: list, w: np.ndarray) -> tuple[dict, list]:
-    """The COCO dicts of the multiset `w`: copy c of image i becomes a new image, in (i, c) order."""
+    """The COCO dicts of the multiset `w`: copy c of image i becomes a new image,
+    in (i, c) order."""
     images, anns, preds = [], [], []
     for i, im in enumerate(gt["images"]):
         for _ in range(w[i]):
@@ -145,7 +146,8 @@ def test_paired_bootstrap_verdicts_and_pairing(tmp_path):
         0.0,
         "noise",
     )
-    # B's records in another order (and from its eval dir): pairing by image key gives the same answer
+    # B's records in another order (and from its eval dir): pairing by image key
+    # gives the same answer
     shuffled = evaluate_records(rb[::-1], EvalOptions())
     write_eval_dir(shuffled, tmp_path / "b")
     again = paired_bootstrap(a, tmp_path / "b", n=200, seed=3)
@@ -173,7 +175,8 @@ def test_restricting_to_shared_keys_and_empty_sets():
 
 
 def test_bootstrap_reads_an_upstream_eval_dir():
-    """Upstream's own eval files (oracle) feed the bootstrap; the full set reproduces its metrics."""
+    """Upstream's own eval files (oracle) feed the bootstrap; the full set reproduces
+    its metrics."""
     import json
     from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""COCO scoring: upstream rules (§7.2), the empty-GT deviation, and faster-coco-eval == pycocotools."""
+"""COCO scoring: upstream rules (§7.2), the empty-GT deviation, and
+faster-coco-eval == pycocotools."""
 
 from __future__ import annotations
 
@@ -164,7 +165,8 @@ def test_categories_mapping_and_detection_order():
         "dog",
         "cat",
     ]  # stripped, first appearance
-    # kitty -> cat (1.0), Cat -> cat (normalised equal), tree -> dropped (-1.0), "" dropped, car -> dog (0.8)
+    # kitty -> cat (1.0), Cat -> cat (normalised equal), tree -> dropped (-1.0), "" dropped,
+    # car -> dog (0.8)
     assert [(p["category_id"], p["score"]) for p in res.coco_preds] == [
         (2, 0.5),
         (2, 0.5),

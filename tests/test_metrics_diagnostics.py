@@ -49,7 +49,8 @@ def test_rates_duplicates_collapse_and_warnings():
     }
     assert d["truncation_rate"] == 0.25 and d["empty_pred_rate"] == 0.25
     assert (d["missed_images"], d["images_with_gt"]) == (1, 3)
-    # IoU([0,0,50,50],[0,0,50,51]) = 2500/2550 = 0.98 same class -> 1 duplicate; the dog box is another class
+    # IoU([0,0,50,50],[0,0,50,51]) = 2500/2550 = 0.98 same class -> 1 duplicate;
+    # the dog box is another class
     assert (d["duplicate_pairs"], d["duplicate_preds"], d["images_with_duplicates"]) == (1, 1, 1)
     assert d["duplicate_rate"] == pytest.approx(1 / 5)
     assert d["top_pred_class"] == "cat" and d["top_pred_share"] == pytest.approx(4 / 5)

@@ -52,7 +52,8 @@ def test_normalize_desc_and_model_resolution():
 
 def test_metrics_import_is_torch_free():
     code = (
-        "import coordbench.metrics.scoring, coordbench.metrics.bootstrap, coordbench.metrics.diagnostics, sys; "
+        "import coordbench.metrics.scoring, coordbench.metrics.bootstrap, "
+        "coordbench.metrics.diagnostics, sys; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -146,7 +146,10 @@ def test_coord_surface_rejects_out_of_range_numbers() -> None:
 
 
 def test_status_rules() -> None:
-    ok = '{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}]}'
+    ok = (
+        '{"objects": [{"desc": "a", "bbox_2d": '
+        "[<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}]}"
+    )
 
     def st(text: str, finished: bool | None = None) -> str:
         return parse_output(
@@ -164,7 +167,10 @@ def test_status_rules() -> None:
 
 
 def test_reversed_box_in_pred_not_in_objects() -> None:
-    text = '{"objects": [{"desc": "a", "bbox_2d": [500, 500, 100, 100]}, {"desc": "b", "bbox_2d": [1, 1, 9, 9]}]}'
+    text = (
+        '{"objects": [{"desc": "a", "bbox_2d": [500, 500, 100, 100]}, '
+        '{"desc": "b", "bbox_2d": [1, 1, 9, 9]}]}'
+    )
     p = parse_output(text, surface="pixel", width=640, height=480)
     assert [o["points"] for o in p.pred] == [[500, 479, 100, 100], [1, 1, 9, 9]]  # y clamps to H-1
     assert [(b.label, b.xyxy()) for b in p.objects] == [("b", [1.0, 1.0, 9.0, 9.0])]
@@ -172,7 +178,10 @@ def test_reversed_box_in_pred_not_in_objects() -> None:
 
 
 def test_truncated_numeric_option() -> None:
-    text = '{"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}, {"desc": "b", "bbox_2d": [5, 6, 70, 80]}, {"desc": "c", "bbox_2d": [5'
+    text = (
+        '{"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}, '
+        '{"desc": "b", "bbox_2d": [5, 6, 70, 80]}, {"desc": "c", "bbox_2d": [5'
+    )
     up = parse_output(text, surface="norm1000", width=1024, height=768)
     assert [o["desc"] for o in up.pred] == ["a"]  # upstream pitfall 24
     opts = ParseOptions(keep_truncated_numeric_objects=True)
@@ -195,7 +204,8 @@ def test_truncated_numeric_option() -> None:
     [
         # index-keyed dict: values sorted by int key
         (
-            '{"1": {"desc": "b", "bbox_2d": [5, 6, 70, 80]}, "0": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}}',
+            '{"1": {"desc": "b", "bbox_2d": [5, 6, 70, 80]}, '
+            '"0": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}}',
             {
                 "objects": [
                     {"desc": "a", "bbox_2d": [1, 2, 30, 40]},
@@ -210,7 +220,8 @@ def test_truncated_numeric_option() -> None:
             {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]},
             ["a"],
         ),
-        # parse_prediction's last chance: {"obj": {...}} next to another key; raw_output_json stays null
+        # parse_prediction's last chance: {"obj": {...}} next to another key;
+        # raw_output_json stays null
         ('{"obj": {"desc": "a", "bbox_2d": [1, 2, 30, 40]}, "n": 1}', None, ["a"]),
         # extra top-level keys are dropped
         (
@@ -222,7 +233,8 @@ def test_truncated_numeric_option() -> None:
         ("nothing here {  ", {"objects": []}, []),
         # a trailing comma in the array is accepted by salvage
         (
-            '{"objects": [{"desc": "a", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}, ]}',
+            '{"objects": [{"desc": "a", "bbox_2d": '
+            "[<|coord_1|>, <|coord_2|>, <|coord_30|>, <|coord_40|>]}, ]}",
             {"objects": [{"desc": "a", "bbox_2d": [1, 2, 30, 40]}]},
             ["a"],
         ),
@@ -243,8 +255,10 @@ def test_upstream_shapes(text: str, raw: dict | None, descs: list[str]) -> None:
 def test_values_upstream_crashes_on_are_dropped() -> None:
     # upstream raises on NaN/inf (int(round())) and on quoted tokens above 999
     text = (
-        '{"objects": [{"desc": "n", "bbox_2d": [NaN, 1, 2, 3]}, {"desc": "i", "bbox_2d": [1, Infinity, 5, 6]},'
-        ' {"desc": "t", "bbox_2d": ["<|coord_1000|>", 1, 2, 3]}, {"desc": "big", "bbox_2d": [-1e308, 1e308, 1e308, 5]},'
+        '{"objects": [{"desc": "n", "bbox_2d": [NaN, 1, 2, 3]},'
+        ' {"desc": "i", "bbox_2d": [1, Infinity, 5, 6]},'
+        ' {"desc": "t", "bbox_2d": ["<|coord_1000|>", 1, 2, 3]},'
+        ' {"desc": "big", "bbox_2d": [-1e308, 1e308, 1e308, 5]},'
         ' {"desc": "s", "bbox_2d": ["12", 3, "40", 50]}]}'
     )
     p = parse_output(text, surface="pixel", width=640, height=480)

@@ -120,7 +120,8 @@ def test_render_target_coord_tokens_desc_first():
         {"desc": "tv", "bbox_2d": ["<|coord_0|>", "<|coord_1|>", "<|coord_998|>", "<|coord_999|>"]},
     ]
     assert render_target(objs, PromptPreset("t")) == (
-        '{"objects": [{"desc": "person", "bbox_2d": [<|coord_12|>, <|coord_34|>, <|coord_56|>, <|coord_78|>]}, '
+        '{"objects": [{"desc": "person", "bbox_2d": '
+        "[<|coord_12|>, <|coord_34|>, <|coord_56|>, <|coord_78|>]}, "
         '{"desc": "tv", "bbox_2d": [<|coord_0|>, <|coord_1|>, <|coord_998|>, <|coord_999|>]}]}'
     )
 

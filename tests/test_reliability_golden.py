@@ -1,8 +1,8 @@
 """Golden numbers: any change that moves them must show up here, in review.
 
-1. `coordbench run` (subprocess, one thread) on the seeded tiny random Qwen2.5-VL built at test time:
-   the first sample's token ids and logprobs, greedy and sampled, finish reasons, parse counts and
-   metrics. A random model mostly loops on coord tokens, so its metrics are 0; the token ids pin
+1. `coordbench run` (subprocess, one thread) on the seeded tiny random Qwen2.5-VL built at test
+   time: the first sample's token ids and logprobs, greedy and sampled, finish reasons, parse counts
+   and metrics. A random model mostly loops on coord tokens, so its metrics are 0; the token ids pin
    the prompt, processor, model and sampler path.
 2. The full scoring path on known model text (the ground-truth backend with dropped, garbage and
    truncated answers): COCO, F1 and calibration numbers, pinned to the last bit.

@@ -1,6 +1,7 @@
-"""Hostile or damaged run dirs (someone else's run, a bad disk, a hand edit) fed to `coordbench eval`
-and to a resuming `coordbench run`: each either works or stops with one `error:` line naming the
-file (and line), never a traceback, and never rewrites the generated records it was given.
+"""Hostile or damaged run dirs (someone else's run, a bad disk, a hand edit) fed to
+`coordbench eval` and to a resuming `coordbench run`: each either works or stops with one
+`error:` line naming the file (and line), never a traceback, and never rewrites the generated
+records it was given.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from coordbench.rundir import files as A
 from tests.conftest import OracleBackend
 from tests.test_reliability_support import assets, copy_run, reference_run, run_args
 
-BOXES = '{"objects": [{"desc": "circle", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_300|>, <|coord_400|>]}]}<|im_end|>'
+BOXES = (
+    '{"objects": [{"desc": "circle", "bbox_2d": '
+    "[<|coord_1|>, <|coord_2|>, <|coord_300|>, <|coord_400|>]}]}<|im_end|>"
+)
 
 
 def _rows(path: Path) -> list:

@@ -2,10 +2,11 @@
 shapes split built once per session, `coordbench run` in a subprocess (optionally with a fault
 injected at an fsync), reference runs, and artifact comparison.
 
-Faults are injected by wrapping `os.fsync`, the call every durable write in `coordbench.rundir.files`
-makes (appends and atomic temp-file writes alike), so the tests do not depend on internals: at the
-n-th fsync of a named file the child either SIGKILLs itself (`kill`), cuts the file's last line in
-half and then SIGKILLs itself (`torn`), or stops there holding the run lock (`pause`).
+Faults are injected by wrapping `os.fsync`, the call every durable write in
+`coordbench.rundir.files` makes (appends and atomic temp-file writes alike), so the tests do not
+depend on internals: at the n-th fsync of a named file the child either SIGKILLs itself (`kill`),
+cuts the file's last line in half and then SIGKILLs itself (`torn`), or stops there holding the
+run lock (`pause`).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def check_safetensors(path: Path) -> None:
     ]
     if max(ends, default=0) != size - 8 - n:
         raise CheckpointError(
-            f"corrupt safetensors file {path}: {size - 8 - n} data bytes, header says {max(ends, default=0)}"
+            f"corrupt safetensors file {path}: {size - 8 - n} data bytes, "
+            f"header says {max(ends, default=0)}"
         )
 
 
@@ -116,7 +117,8 @@ def inspect_checkpoint(
     config = read_json(p / "config.json")
     if config.get("auto_map") and not trust_remote_code:
         raise CheckpointError(
-            f"{p / 'config.json'} asks for remote code (auto_map); pass --trust-remote-code to run it"
+            f"{p / 'config.json'} asks for remote code (auto_map); "
+            "pass --trust-remote-code to run it"
         )
     if not isinstance(config.get("vision_config"), dict):
         raise CheckpointError(

@@ -31,7 +31,8 @@ class RowTrace:
 
 
 def repetition_penalty(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """HF `RepetitionPenaltyLogitsProcessor`: seen tokens' logits x penalty if < 0, else / penalty."""
+    """HF `RepetitionPenaltyLogitsProcessor`: seen tokens' logits x penalty if < 0,
+    else / penalty."""
     penalised = torch.where(scores < 0, scores * penalty, scores / penalty)
     return torch.where(seen, penalised, scores)
 

@@ -72,7 +72,8 @@ def patch_merge(image_processor) -> tuple[int, int]:
 
 
 def expected_grid(image_processor, width: int, height: int) -> tuple[int, int, int]:
-    """The (t, h, w) patch grid the processor gives a width x height image (runs it on a blank one)."""
+    """The (t, h, w) patch grid the processor gives a width x height image
+    (runs it on a blank one)."""
     from PIL import Image
 
     out = image_processor(images=[Image.new("RGB", (width, height))], return_tensors="np")

@@ -46,7 +46,8 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     if dtype not in DTYPES:
         raise CheckpointError(
-            f"expected `dtype` to be one of ('auto', {', '.join(map(repr, DTYPES))}) but got {dtype!r}"
+            f"expected `dtype` to be one of ('auto', {', '.join(map(repr, DTYPES))}) "
+            f"but got {dtype!r}"
         )
     return device, DTYPES[dtype]
 
@@ -195,7 +196,8 @@ def fallback_processor(files: CheckpointFiles, tokenizer_dir: Path, trust_remote
     cls = getattr(transformers, name, None)
     if cls is None:
         raise CheckpointError(
-            f"{files.path}: processor class {name!r} is not in transformers {transformers.__version__}"
+            f"{files.path}: processor class {name!r} is not in transformers "
+            f"{transformers.__version__}"
         )
     template = (
         read_chat_template(tokenizer_dir) or read_chat_template(files.path) or tok.chat_template

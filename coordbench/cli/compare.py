@@ -44,13 +44,18 @@ from coordbench.cli.common import CONTEXT, friendly_errors
     "--group-by",
     default="seed",
     show_default=True,
-    help="Identity key whose otherwise-identical runs aggregate as mean ± std (seed, dataset, ...).",
+    help=(
+        "Identity key whose otherwise-identical runs aggregate as mean ± std (seed, dataset, ...)."
+    ),
 )
 @click.option(
     "--log",
     "log_path",
     type=click.Path(dir_okay=False),
-    help="Benchmark log to append to (default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder).",
+    help=(
+        "Benchmark log to append to "
+        "(default: $COORDBENCH_BENCHMARK_LOG or next to the runs folder)."
+    ),
 )
 @click.option("--no-log", is_flag=True, help="Do not append to the benchmark log.")
 @friendly_errors
@@ -115,7 +120,8 @@ def compare_cmd(
         click.echo(
             f"gates: {len(results) - len(failed)} of {len(results)} met"
             + "".join(
-                f"\n  NOT MET: {g.rule} on {g.run} (value {g.value}{'; ' + g.detail if g.detail else ''})"
+                f"\n  NOT MET: {g.rule} on {g.run} "
+                f"(value {g.value}{'; ' + g.detail if g.detail else ''})"
                 for g in failed
             ),
             err=True,

@@ -87,8 +87,10 @@ def run(**kw) -> None:
     \b
     Examples:
       coordbench run
-      coordbench run --ckpt ckpt/merged --preset 768 --limit 200 --temperature 0.1 --top-p 0.9 --seed 42
-      coordbench run --ckpt ckpt/merged --preset 1024 --shard 3/8 --name big   # then: coordbench merge
+      coordbench run --ckpt ckpt/merged --preset 768 --limit 200 \\
+          --temperature 0.1 --top-p 0.9 --seed 42
+      coordbench run --ckpt ckpt/merged --preset 1024 --shard 3/8 --name big
+          # then: coordbench merge
     """
     from coordbench.config.run import RunConfig, Shard
     from coordbench.pipeline.run import run as run_fn
@@ -101,7 +103,8 @@ def run(**kw) -> None:
         return
     if "shard" in summary:
         click.echo(
-            f"shard {summary['shard']} written to {summary['work_dir']}; merge with `coordbench merge`"
+            f"shard {summary['shard']} written to {summary['work_dir']}; "
+            "merge with `coordbench merge`"
         )
         return
     _print_run(Path(cfg.resolved().run_dir()), summary)

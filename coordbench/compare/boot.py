@@ -32,7 +32,8 @@ def library_available() -> bool:
 
 
 def shared_weights(n_shared: int, n_boot: int, seed: int) -> np.ndarray:
-    """The (n_boot, n_shared) counts `paired_bootstrap(n=n_boot, seed=seed)` draws for n_shared images."""
+    """The (n_boot, n_shared) counts `paired_bootstrap(n=n_boot, seed=seed)` draws
+    for n_shared images."""
     return resample_counts(n_shared, n_boot, np.random.default_rng(seed)).astype(np.float64)
 
 

@@ -1,4 +1,5 @@
-"""What makes a comparison misleading, said before any number (DESIGN §10, upstream pitfalls 6, 19, 34).
+"""What makes a comparison misleading, said before any number
+(DESIGN §10, upstream pitfalls 6, 19, 34).
 
 Each check returns plain sentences; `compare` prints them above the tables.
 """
@@ -56,11 +57,13 @@ def axes_of(diffs: list[tuple[str, Any, Any]], greedy_side: bool = False) -> lis
 
 
 def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tuple[str, list[str]]:
-    """An info line naming what differs between two runs, and caveats when it is more than one axis."""
+    """An info line naming what differs between two runs, and caveats when it is more
+    than one axis."""
     if base.identity is None or run.identity is None:
         return "", [
             f"{run.name} vs {base.name}: identity unknown for "
-            f"{', '.join(r.name for r in (base, run) if r.identity is None)}; cannot check what differs"
+            f"{', '.join(r.name for r in (base, run) if r.identity is None)}; "
+            "cannot check what differs"
         ]
     diffs = flat_diff(base.identity, run.identity)
     greedy_side = _greedy(base.identity) or _greedy(run.identity)
@@ -79,7 +82,8 @@ def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tupl
         and base.batch_size != run.batch_size
     ):
         caveats.append(
-            f"batch size differs ({base.name} {base.batch_size}, {run.name} {run.batch_size}): sampled "
+            f"batch size differs ({base.name} {base.batch_size}, {run.name} {run.batch_size}): "
+            "sampled "
             "outputs and batched greedy numerics depend on it (upstream pitfall 6)"
         )
     return info, caveats
@@ -104,7 +108,8 @@ def seed_only_caveat(base: RunData, run: RunData, verdicts: list[str]) -> str | 
         return None
     have = "metric has" if len(tested) == 1 else "metrics have"
     return (
-        f"{run.name} and {base.name} differ only in the sampling seed, yet {len(hits)} of {len(tested)} "
+        f"{run.name} and {base.name} differ only in the sampling seed, "
+        f"yet {len(hits)} of {len(tested)} "
         f"{have} a 95 % CI that excludes 0: at 95 % about 1 in 20 does by chance, so read them as "
         "seed noise; compare seed groups (mean ± std over several seeds) instead"
     )
@@ -117,7 +122,8 @@ def same_run_caveats(runs: list[RunData]) -> list[str]:
         for b in runs[i + 1 :]:
             if a.path.resolve() == b.path.resolve():
                 out.append(
-                    f"{b.name} is the same run dir as {a.name} ({b.path}): every delta between them is 0"
+                    f"{b.name} is the same run dir as {a.name} ({b.path}): "
+                    "every delta between them is 0"
                 )
             elif a.identity_hash and a.identity_hash == b.identity_hash:
                 extra = ""
@@ -128,7 +134,8 @@ def same_run_caveats(runs: list[RunData]) -> list[str]:
                 ):
                     extra = f"; only the batch size differs ({a.batch_size} vs {b.batch_size})"
                 out.append(
-                    f"{b.name} has the same identity as {a.name} (a re-run{extra}): differences between "
+                    f"{b.name} has the same identity as {a.name} (a re-run{extra}): "
+                    "differences between "
                     "them measure nondeterminism only"
                 )
     return out
@@ -137,7 +144,10 @@ def same_run_caveats(runs: list[RunData]) -> list[str]:
 def sample_set_caveat(base: RunData, run: RunData, shared: int) -> str | None:
     na, nb = len(base.samples), len(run.samples)
     if shared == 0:
-        return f"{run.name} and {base.name} share no samples ({base.name} {na}, {run.name} {nb}): no deltas"
+        return (
+            f"{run.name} and {base.name} share no samples "
+            f"({base.name} {na}, {run.name} {nb}): no deltas"
+        )
     if shared < na or shared < nb:
         return (
             f"different sample sets: only the {shared} samples shared by {base.name} ({na}) and "
@@ -154,7 +164,8 @@ def preset_of(run: RunData) -> str | None:
 
 
 def identical_images_caveat(base: RunData, run: RunData, shared: list[str]) -> str | None:
-    """Two presets whose images came out the same size for every shared sample (upstream pitfall 19)."""
+    """Two presets whose images came out the same size for every shared sample
+    (upstream pitfall 19)."""
     pa, pb = preset_of(base), preset_of(run)
     if pa is None or pb is None or pa == pb or not shared:
         return None
@@ -164,7 +175,8 @@ def identical_images_caveat(base: RunData, run: RunData, shared: list[str]) -> s
         return None
     w, h = sizes_a[0]
     return (
-        f"{pa} and {pb} presets produced identical images on this dataset (all {len(shared)} shared samples "
+        f"{pa} and {pb} presets produced identical images on this dataset "
+        f"(all {len(shared)} shared samples "
         f"have the same size, e.g. {w}x{h}): a difference cannot come from the resolution"
     )
 
@@ -186,7 +198,10 @@ def throughput_caveat(runs: list[RunData]) -> str | None:
     if len(set(shapes.values())) <= 1:
         return None
     desc = "; ".join(f"{n}: world_size {w}, device {d}" for n, (w, d) in shapes.items())
-    return f"wall time and samples/s are not comparable across launch shapes ({desc}) (upstream pitfall 34)"
+    return (
+        f"wall time and samples/s are not comparable across launch shapes ({desc}) "
+        "(upstream pitfall 34)"
+    )
 
 
 def partial_caveat(run: RunData) -> str | None:

@@ -1,8 +1,10 @@
-"""`compare_runs`: is B really better than A? Plain-data results the CLI formats (DESIGN §10, upstream §8).
+"""`compare_runs`: is B really better than A? Plain-data results the CLI formats
+(DESIGN §10, upstream §8).
 
     from coordbench.compare.core import compare_runs
     res = compare_runs(["output/runs/a", "output/runs/b"], n_boot=1000, seed=0)
-    res.delta("b", "mAP")   # DeltaRow(metric='mAP', baseline=..., delta=..., ci_low=..., verdict=...)
+    res.delta("b", "mAP")
+    # -> DeltaRow(metric='mAP', baseline=..., delta=..., ci_low=..., verdict=...)
 
 Deltas are run minus baseline on the samples both runs share; 95 % CIs come from a paired
 image-level bootstrap (same resampled images for both runs), and the verdict says whether
@@ -128,7 +130,8 @@ def pick_baseline(runs: list[RunData], baseline: str | None) -> RunData | None:
         if _names(r, Path(baseline)):
             if r.summary is None:
                 raise ConfigError(
-                    f"baseline {baseline} is partial ({r.partial_reason}); pick another with --baseline"
+                    f"baseline {baseline} is partial ({r.partial_reason}); "
+                    "pick another with --baseline"
                 )
             return r
     raise ConfigError(
@@ -205,7 +208,8 @@ def compare_runs(
     pairs = []
     for r in complete:
         if base is not None and r is not base:
-            # Runs that are both in groups are compared by their group means: the group axis is expected.
+            # Runs that are both in groups are compared by their group means:
+            # the group axis is expected.
             ignore = {group_by} if base.name in grouped and r.name in grouped else set()
             pairs.append(_compare_pair(base, r, specs, ignore, n_boot, seed, top_k, caveats))
     if c := C.throughput_caveat(complete):

@@ -181,7 +181,10 @@ def gates_md(gates: Sequence[GateResult]) -> list[str]:
 
 
 def to_markdown(res: CompareResult, gates: Sequence[GateResult] = ()) -> str:
-    boot = f"paired bootstrap over shared images: {res.n_boot} resamples, seed {res.seed}, 95 % percentile CI"
+    boot = (
+        f"paired bootstrap over shared images: {res.n_boot} resamples, seed {res.seed}, "
+        "95 % percentile CI"
+    )
     out = ["# coordbench compare", "", f"Baseline: **{res.baseline or '-'}**; {boot}.", ""]
     if res.caveats:
         out += ["## Caveats", "", *(f"- {c}" for c in res.caveats), ""]

@@ -1,4 +1,5 @@
-"""Pass/fail gates over a comparison, from a TOML file (DESIGN §10); `compare --gates` exits 1 if any fails.
+"""Pass/fail gates over a comparison, from a TOML file (DESIGN §10);
+`compare --gates` exits 1 if any fails.
 
 A gate is `<target> <op> <number>` where target is a metric label (`mAP`, `AP50`, `F1@0.5`,
 `parse.malformed_rate`, `wall_seconds`, or a raw eval/metrics.json key such as `bbox_ARs`),

@@ -87,7 +87,8 @@ def _verdict(delta: float | None, p: float | None, direction: int) -> str:
 def group_runs(
     runs: Sequence[RunData], axis: str, base: RunData | None, specs: Sequence[MetricSpec]
 ) -> tuple[list[GroupRow], list[GroupDelta]]:
-    """Groups of >= 2 runs equal in identity except `axis`, and each group against the baseline's group."""
+    """Groups of >= 2 runs equal in identity except `axis`, and each group against
+    the baseline's group."""
     buckets: dict[str, dict[str, RunData]] = {}
     for r in runs:  # one run per axis value: a re-run of the same identity is not another seed
         if r.identity is not None:

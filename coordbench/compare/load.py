@@ -65,7 +65,8 @@ class RunData:
 
 
 def run_dir_of(path: str | Path) -> Path:
-    """The run dir for a CLI argument: the dir itself, or the folder of a summary.json / run.json."""
+    """The run dir for a CLI argument: the dir itself, or the folder of a
+    summary.json / run.json."""
     p = Path(path)
     if p.is_file() and p.name in (A.SUMMARY, A.RUN_JSON):
         return p.parent
@@ -121,7 +122,8 @@ def _per_class(path: Path) -> dict[str, float]:
 
 
 def _per_image(path: Path, samples: dict[str, SampleInfo]) -> dict[str, dict[str, Any]]:
-    """per_image.json entries keyed like the samples: by position when files line up, else by image."""
+    """per_image.json entries keyed like the samples: by position when files line up,
+    else by image."""
     if not path.exists():
         return {}
     rows = A.read_json(path)
@@ -165,7 +167,8 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 
 def load_run(path: str | Path) -> RunData:
-    """Load one run dir (or its summary.json); raises ArtifactError naming a path that is not one."""
+    """Load one run dir (or its summary.json); raises ArtifactError naming a path
+    that is not one."""
     run_dir = run_dir_of(path)
     head = _json_object(run_dir / A.RUN_JSON) or {}
     summary = _json_object(run_dir / A.SUMMARY)

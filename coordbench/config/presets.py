@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from coordbench.config.options import GenerationParams
 from coordbench.config.prompts import PromptPreset
 from coordbench.errors import ConfigError
 
@@ -109,16 +110,10 @@ def load_decode_preset(name: str) -> dict[str, Any]:
     """Decode parameters (no `name`), ready for `dataclasses.replace(run_config, **params)`."""
     data, path = _load("decode", name)
     params = {k: v for k, v in data.items() if k != "name"}
-    checks = {
-        "temperature": lambda v: v >= 0,
-        "top_p": lambda v: 0 < v <= 1,
-        "top_k": lambda v: v >= 0,
-        "max_new_tokens": lambda v: v >= 1,
-        "repetition_penalty": lambda v: v > 0,
-    }
-    for key, ok in checks.items():
-        if key in params and not ok(params[key]):
-            raise ConfigError(f"{path}: `{key}` = {params[key]!r} is out of range")
+    try:  # the values are checked by their owner, GenerationParams
+        replace(GenerationParams(), **params).check(ConfigError)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return params
 
 

@@ -134,7 +134,8 @@ def _positive_int(v: Any) -> bool:
 def _image_entry(
     img: Any, stats: ConversionStats, skip_bad: bool
 ) -> tuple[int, str, int, int] | None:
-    """(id, file_name, width, height) of a usable image entry; else an error, or None if skipping."""
+    """(id, file_name, width, height) of a usable image entry; else an error,
+    or None if skipping."""
     if isinstance(img, dict):
         iid, name, w, h = (img.get(k) for k in ("id", "file_name", "width", "height"))
         plain = (
@@ -238,7 +239,8 @@ def _run_jobs(jobs: list[_Job], workers: int, bar) -> Iterator[tuple[_Job, str, 
 def _preset_rows(
     raw: dict, size: tuple[int, int], stats: ConversionStats
 ) -> tuple[dict, dict, dict]:
-    """Raw record -> (pixel, norm1000, coord-token) records; key order as upstream, plus orig size."""
+    """Raw record -> (pixel, norm1000, coord-token) records; key order as upstream,
+    plus orig size."""
     w, h = raw["width"], raw["height"]
     pixel = {
         **raw,
@@ -368,7 +370,8 @@ def convert_coco(
     algorithm: str = "current",
     min_pixels: int = MIN_PIXELS,
 ) -> ConversionStats:
-    """Build a preset folder from `coco_root/annotations/instances_{split}.json` + `coco_root/{split}/`."""
+    """Build a preset folder from `coco_root/annotations/instances_{split}.json`
+    + `coco_root/{split}/`."""
     from tqdm.auto import tqdm
 
     if (limit is not None and limit < 0) or (max_objects is not None and max_objects < 0):

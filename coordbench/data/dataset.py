@@ -260,7 +260,8 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
         s = parse_record(rec, path=path, line=line, index=index, frame=frame)
         if s.sample_id in seen:
             raise DataError(
-                f"duplicate sample id {s.sample_id!r} in {path} lines {seen[s.sample_id]} and {line} "
+                f"duplicate sample id {s.sample_id!r} in {path} "
+                f"lines {seen[s.sample_id]} and {line} "
                 "(ids are image_id when present, else images[0])"
             )
         seen[s.sample_id] = line
@@ -269,7 +270,8 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
 
 
 def gt_objects(sample: Sample) -> list[dict[str, Any]]:
-    """The upstream `gt` list (§5.1): `{"type": "bbox_2d", "points": [ints], "desc"}`, pixel space."""
+    """The upstream `gt` list (§5.1): `{"type": "bbox_2d", "points": [ints], "desc"}`,
+    pixel space."""
     return [
         {"type": "bbox_2d", "points": [int(b.x0), int(b.y0), int(b.x1), int(b.y1)], "desc": b.label}
         for b in sample.boxes

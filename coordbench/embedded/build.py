@@ -1,4 +1,5 @@
-"""Build tiny Qwen2.5-VL-architecture checkpoints offline (config + weights + tokenizer + processor).
+"""Build tiny Qwen2.5-VL-architecture checkpoints offline
+(config + weights + tokenizer + processor).
 
 Used by the embedded-model training script and by tests that need a real `from_pretrained`
 folder. The vision patch is 16 px with 2x2 merge, a 32-px grid: preset images (multiples of 32)

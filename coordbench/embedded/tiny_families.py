@@ -102,7 +102,8 @@ def _vision_config(family: str, hidden: int, v: dict) -> dict:
 def tiny_config(
     family: str, tok, vocab_size: int, text: dict | None = None, vision: dict | None = None
 ):
-    """A transformers config of the given family with tiny towers and the tokenizer's special ids."""
+    """A transformers config of the given family with tiny towers and the tokenizer's
+    special ids."""
     import transformers
 
     if family not in FAMILIES:

@@ -73,7 +73,8 @@ class BootstrapData:
         return cls(keys, coco_gt, coco_preds, [r.get("f1ish", {}) for r in per_image], method)
 
     def coco(self, stats: tuple[str, ...]) -> CocoResampler:
-        """A resampler for these COCO stats; the per-image matching is computed once per area set."""
+        """A resampler for these COCO stats; the per-image matching is computed once
+        per area set."""
         areas = tuple(a for a in AREA_NAMES if any(STATS[s][1] == a for s in stats))
         if areas not in self._pie:
             self._pie[areas] = per_image_eval(self.coco_gt, self.coco_preds, self.method, areas)
@@ -113,7 +114,8 @@ def f1_metric(data: BootstrapData, name: str, w: np.ndarray) -> np.ndarray:
     m = F1_RE.match(name)
     if m is None:
         raise ValueError(
-            f"cannot bootstrap {name!r}: expected bbox_<stat> or f1ish@t_<precision|recall|f1>_<loc|full>_<micro|macro>"
+            f"cannot bootstrap {name!r}: expected bbox_<stat> or "
+            "f1ish@t_<precision|recall|f1>_<loc|full>_<micro|macro>"
         )
     key, stat, kind, agg = m.groups()
     c = f1_counts(data, key, kind)

@@ -81,9 +81,11 @@ def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
             or s.width * s.height > rescale.max_pixels
         ):
             raise DataError(
-                f"{data}: sample {s.sample_id} is {s.width}x{s.height}, not a {rescale.name} preset image "
+                f"{data}: sample {s.sample_id} is {s.width}x{s.height}, "
+                f"not a {rescale.name} preset image "
                 f"(multiples of {rescale.factor}, <= {rescale.max_pixels} pixels); "
-                "build the data with `coordbench data coco --preset ...` or pass the matching --preset"
+                "build the data with `coordbench data coco --preset ...` "
+                "or pass the matching --preset"
             )
 
 

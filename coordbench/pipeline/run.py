@@ -50,8 +50,10 @@ def _check_finished_images(work_dir: Path, plan: Plan) -> None:
             sid = rec.get("sample_id")
             if sid in by_id and sid in old and old[sid] != plan.image_bytes.get(sid):
                 raise ResumeError(
-                    f"image {by_id[sid].image_path} changed on disk ({old[sid]} -> {plan.image_bytes.get(sid)} "
-                    f"bytes) after sample {sid} was generated; restore it, or pass --overwrite to start afresh"
+                    f"image {by_id[sid].image_path} changed on disk "
+                    f"({old[sid]} -> {plan.image_bytes.get(sid)} "
+                    f"bytes) after sample {sid} was generated; restore it, "
+                    "or pass --overwrite to start afresh"
                 )
     if old != plan.image_bytes:
         data["image_bytes"] = plan.image_bytes
