@@ -268,6 +268,37 @@ def save_all(model, tok, improc, aux_head, out: Path, log: list[dict]) -> None:
     (out / "training_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
 
 
+def initial_model(seed: int, init_from: str | None):
+    """(model, tok, improc, previous training log): the seeded tiny model, or the weights of
+    `init_from` (a saved checkpoint, whose learning curve is continued)."""
+    model, tok, improc = build_tiny_model(seed=seed)
+    if init_from:
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init_from, dtype=torch.float32)
+        prev = Path(init_from) / "training_log.jsonl"
+        log_prev = [json.loads(x) for x in prev.read_text().splitlines()] if prev.exists() else []
+    else:
+        log_prev = []
+    return model, tok, improc, log_prev
+
+
+def initial_aux_head(model, batcher, args: argparse.Namespace) -> torch.nn.Linear:
+    """A fresh aux head, or the one saved with `--init-from` (fitted afresh when it is missing or
+    of another shape)."""
+    aux_head = torch.nn.Linear(model.config.text_config.hidden_size, 5 + AUX_CLASSES)
+    saved = None
+    if args.init_from and (Path(args.init_from) / AUX_HEAD_FILE).exists():
+        from safetensors.torch import load_file
+
+        saved = load_file(Path(args.init_from) / AUX_HEAD_FILE)
+    if saved is not None and saved["weight"].shape == aux_head.weight.shape:
+        aux_head.load_state_dict(saved)
+    elif args.init_from:
+        fit_aux_head(model, aux_head, batcher, args.aux_fit_steps, args.batch_size)
+    return aux_head
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="coordbench/embedded/shapes-qwen25vl")
@@ -301,32 +332,13 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    model, tok, improc = build_tiny_model(seed=args.seed)
-    if args.init_from:
-        from transformers import Qwen2_5_VLForConditionalGeneration
-
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            args.init_from, dtype=torch.float32
-        )
-        prev = Path(args.init_from) / "training_log.jsonl"
-        log_prev = [json.loads(x) for x in prev.read_text().splitlines()] if prev.exists() else []
-    else:
-        log_prev = []
+    model, tok, improc, log_prev = initial_model(args.seed, args.init_from)
     model.train()
     batcher = Batcher(tok, improc, args.seed)
     batcher.desc_weight = args.desc_weight
     batcher.coord_jitter, batcher.jitter_prob = args.coord_jitter, args.jitter_prob
     coord_lo = tok.convert_tokens_to_ids(COORD_TOKENS[0])
-    aux_head = torch.nn.Linear(model.config.text_config.hidden_size, 5 + AUX_CLASSES)
-    saved = None
-    if args.init_from and (Path(args.init_from) / AUX_HEAD_FILE).exists():
-        from safetensors.torch import load_file
-
-        saved = load_file(Path(args.init_from) / AUX_HEAD_FILE)
-    if saved is not None and saved["weight"].shape == aux_head.weight.shape:
-        aux_head.load_state_dict(saved)
-    elif args.init_from:
-        fit_aux_head(model, aux_head, batcher, args.aux_fit_steps, args.batch_size)
+    aux_head = initial_aux_head(model, batcher, args)
     params = list(model.parameters()) + list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     budget = args.minutes * 60

@@ -294,27 +294,35 @@ def test_error_entries_are_upstream_messages() -> None:
 # --------------------------------------------------------------------------- scanners
 
 
+def _naive_block_end(text: str, start: int) -> int | None:
+    """End of the balanced block opening at `text[start]`, string/escape aware; None if open."""
+    depth, in_string, escaped = 0, False, False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{}":
+            depth += 1 if c == "{" else -1
+            if depth == 0:
+                return i + 1
+    return None
+
+
 def _naive_block(text: str) -> tuple[int, int] | None:
     """Spec §4.1 literally: scan from every `{`, string/escape aware, first balanced wins."""
     for start, ch in enumerate(text):
         if ch != "{":
             continue
-        depth, in_string, escaped = 0, False, False
-        for i in range(start, len(text)):
-            c = text[i]
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif c == "\\":
-                    escaped = True
-                elif c == '"':
-                    in_string = False
-            elif c == '"':
-                in_string = True
-            elif c in "{}":
-                depth += 1 if c == "{" else -1
-                if depth == 0:
-                    return start, i + 1
+        end = _naive_block_end(text, start)
+        if end is not None:
+            return start, end
     return None
 
 

@@ -109,9 +109,8 @@ def _line_of(lines: list[str], needle: str, default: int) -> int:
     return default
 
 
-def load_gates(path: str | Path) -> list[Gate]:
-    """Read a gates TOML file; every error is one line naming the file and the line or rule."""
-    path = Path(path)
+def _read_toml(path: Path) -> tuple[str, dict]:
+    """The text of a gates file and its parsed TOML; read and syntax errors as ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -121,6 +120,28 @@ def load_gates(path: str | Path) -> list[Gate]:
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"at line (\d+)", str(e))
         raise ConfigError(f"{path}{':' + m[1] if m else ''}: invalid TOML: {e}") from None
+    return text, data
+
+
+def _table_gate(t: Any, where: str) -> Gate:
+    """One `[[gate]]` table as a Gate; `where` names the file, line and table number."""
+    extra = set(t) - GATE_KEYS
+    if extra or not {"metric", "op", "value"} <= set(t):
+        raise ConfigError(
+            f"{where}: a [[gate]] needs metric, op, value (and optional run); "
+            f"got {', '.join(sorted(t)) or 'nothing'}"
+        )
+    run = t.get("run")
+    if run is not None and not isinstance(run, str):
+        raise ConfigError(f'{where}: `run` must be a run name or "all"')
+    text_rule = f"{t['metric']} {t['op']} {t['value']}"
+    return _gate(str(t["metric"]), str(t["op"]), t["value"], run, where, text_rule)
+
+
+def load_gates(path: str | Path) -> list[Gate]:
+    """Read a gates TOML file; every error is one line naming the file and the line or rule."""
+    path = Path(path)
+    text, data = _read_toml(path)
     unknown = set(data) - {"rules", "gate"}
     if unknown:
         raise ConfigError(
@@ -140,17 +161,7 @@ def load_gates(path: str | Path) -> list[Gate]:
     gate_lines = [i for i, line in enumerate(lines, 1) if line.strip().startswith("[[gate]]")]
     for i, t in enumerate(tables):
         where = f"{path}:{gate_lines[i] if i < len(gate_lines) else '?'} ([[gate]] {i + 1})"
-        extra = set(t) - GATE_KEYS
-        if extra or not {"metric", "op", "value"} <= set(t):
-            raise ConfigError(
-                f"{where}: a [[gate]] needs metric, op, value (and optional run); "
-                f"got {', '.join(sorted(t)) or 'nothing'}"
-            )
-        run = t.get("run")
-        if run is not None and not isinstance(run, str):
-            raise ConfigError(f'{where}: `run` must be a run name or "all"')
-        text_rule = f"{t['metric']} {t['op']} {t['value']}"
-        gates.append(_gate(str(t["metric"]), str(t["op"]), t["value"], run, where, text_rule))
+        gates.append(_table_gate(t, where))
     if not gates:
         raise ConfigError(f'{path}: no gates (add `rules = ["mAP >= 0.30"]` or a [[gate]] table)')
     return gates

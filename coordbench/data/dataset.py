@@ -53,6 +53,16 @@ FRAMES = ("pixel", "norm1000", "coord_tokens")
 # --------------------------------------------------------------------------- reading lines
 
 
+def _read_data_file(path: Path) -> bytes:
+    """The bytes of a data file; a missing or unreadable file is a DataError."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read data file {path}: {e}") from None
+
+
 def read_dataset_lines(
     path: str | Path, *, limit: int | None = None, errors: list[str] | None = None
 ) -> list[tuple[int, bytes, dict]]:
@@ -65,12 +75,7 @@ def read_dataset_lines(
     path = Path(path)
     if limit is not None and limit < 0:
         raise DataError(f"--limit must be >= 0, got {limit}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file not found: {path}") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {path}: {e}") from None
+    data = _read_data_file(path)
     out: list[tuple[int, bytes, dict]] = []
     for ln in iter_lines(data):
         if limit is not None and len(out) >= limit:

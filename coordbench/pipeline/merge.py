@@ -12,8 +12,8 @@ from coordbench.rundir import files as A
 from coordbench.rundir.layout import RunDir
 
 
-def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
-    """Merge shard dirs of one identity into run_dir, checking coverage; returns run.json."""
+def _shard_heads(shard_dirs: list[Path]) -> list[dict[str, Any]]:
+    """The run.json of every shard; all must exist and share one identity."""
     heads = []
     for d in shard_dirs:
         if not (d / A.RUN_JSON).exists():
@@ -26,14 +26,11 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
             next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"],
         )
         raise ArtifactError(f"cannot merge runs with different identities: {'; '.join(diff[:6])}")
-    expected = heads[0]["identity"]["dataset"]["num_samples"]
-    recs, traces = [], {}
-    for d in shard_dirs:
-        r, _ = A.read_jsonl(d / A.GT_VS_PRED, require=("sample_id", "index"))
-        t, _ = A.read_jsonl(d / A.TRACE, require=("sample_id",))
-        recs += r
-        for row in t:
-            traces[row["sample_id"]] = row
+    return heads
+
+
+def _check_coverage(recs: list[dict[str, Any]], expected: int) -> None:
+    """Every sample index in 0..expected-1 exactly once across the shards' records."""
     seen: dict[int, str] = {}
     for r in recs:
         if r["index"] in seen:
@@ -45,6 +42,20 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
         raise ArtifactError(
             f"{missing} of {expected} samples missing from the shards (indices {gaps}...)"
         )
+
+
+def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
+    """Merge shard dirs of one identity into run_dir, checking coverage; returns run.json."""
+    heads = _shard_heads(shard_dirs)
+    expected = heads[0]["identity"]["dataset"]["num_samples"]
+    recs, traces = [], {}
+    for d in shard_dirs:
+        r, _ = A.read_jsonl(d / A.GT_VS_PRED, require=("sample_id", "index"))
+        t, _ = A.read_jsonl(d / A.TRACE, require=("sample_id",))
+        recs += r
+        for row in t:
+            traces[row["sample_id"]] = row
+    _check_coverage(recs, expected)
     recs.sort(key=lambda r: r["index"])
     out_traces = []
     for i, r in enumerate(recs):
