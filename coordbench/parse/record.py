@@ -128,6 +128,16 @@ def value_end(text: str, i: int, end: int) -> int:
     return j
 
 
+def _separator(text: str, i: int, end: int, close: str, reason: str) -> tuple[int, bool]:
+    """After a value: `,` continues, `close` ends the container, anything else is `reason`."""
+    i = skip_ws(text, i, end)
+    if i < end and text[i] == ",":
+        return i + 1, False
+    if i < end and text[i] == close:
+        return i + 1, True
+    raise RecordError(reason)
+
+
 def parse_record_fields(text: str, start: int, end: int) -> Record:
     """Split `text[start:end]` (a balanced `{...}`) into keys and raw value spans."""
     rec = Record(span=(start, end))
@@ -154,14 +164,9 @@ def parse_record_fields(text: str, start: int, end: int) -> Record:
             v_end = value_end(text, v_start, end)
             keys.append(key)
             rec.values[key] = (v_start, v_end)  # upstream: the last duplicate wins
-            i = skip_ws(text, v_end, end)
-            if i < end and text[i] == ",":
-                i += 1
-                continue
-            if i < end and text[i] == "}":
-                i += 1
+            i, closed = _separator(text, v_end, end, "}", "other")
+            if closed:
                 break
-            raise RecordError("other")
         if skip_ws(text, i, end) != end:
             raise RecordError("other")
     except RecordError as e:
@@ -204,14 +209,9 @@ def _coord_array(text: str, start: int, end: int) -> list[int]:
         if m is None or int(m.group(1)) > 999:
             raise RecordError("wrong_arity")
         values.append(int(m.group(1)))
-        i = skip_ws(text, m.end(), end)
-        if i < end and text[i] == ",":
-            i += 1
-            continue
-        if i < end and text[i] == "]":
-            i += 1
+        i, closed = _separator(text, m.end(), end, "]", "wrong_arity")
+        if closed:
             break
-        raise RecordError("wrong_arity")
     if skip_ws(text, i, end) != end:
         raise RecordError("other")
     return values

@@ -114,12 +114,8 @@ def first_json_block(text: str) -> tuple[int, int] | None:
             ins, esc = _merge(ins, esc), None
         prev_end = m.end()
         c = run[0]
-        if c == '"':
-            out, ins, esc = ins, _merge(out, esc), None
-            continue
-        if c == "\\":
-            if len(run) % 2:
-                ins, esc = esc, ins
+        if c in '"\\':
+            out, ins, esc = _string_step(c, len(run), out, ins, esc)
             continue
         if esc is not None:  # the brace is the escaped character
             ins, esc = _merge(ins, esc), None
@@ -133,6 +129,16 @@ def first_json_block(text: str) -> tuple[int, int] | None:
                 if ins is None and esc is None:
                     break  # nothing pending; any later start lies right of `best`
     return best
+
+
+def _string_step(
+    c: str, n: int, out: list[int] | None, ins: list[int] | None, esc: list[int] | None
+) -> tuple[list[int] | None, list[int] | None, list[int] | None]:
+    """The worlds after a `"` (swaps outside and inside) or a run of `n` backslashes (an odd
+    run swaps inside and inside-after-backslash)."""
+    if c == '"':
+        return ins, _merge(out, esc), None
+    return (out, esc, ins) if n % 2 else (out, ins, esc)
 
 
 def _close(
