@@ -1,9 +1,10 @@
-"""What every click command module shares: help options and one-line errors (click only)."""
+"""What every click command module shares: help options, one-line errors, the run table."""
 
 from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -30,3 +31,12 @@ def friendly_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+def print_run(run_dir: Path, summary: dict) -> None:
+    """The end-of-run table (summary plus run.json provenance)."""
+    from coordbench.metrics.summary import format_summary
+    from coordbench.rundir.files import RUN_JSON, read_json
+
+    prov = read_json(run_dir / RUN_JSON).get("provenance", {})
+    click.echo(format_summary(summary, prov, str(run_dir)))

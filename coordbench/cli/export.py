@@ -76,7 +76,3 @@ def coco_results_cmd(
         f"({c['semantic_mapped']} semantic-mapped, {c['unknown_dropped']} dropped: unmapped desc, "
         f"{c['invalid_geometry'] + c['invalid_coord'] + c['degenerate']} dropped: invalid box)"
     )
-
-
-def register(group: click.Group) -> None:
-    group.add_command(export_group)

@@ -53,6 +53,12 @@ class GenerationParams:
                     f"`{name}` = {value!r} is out of range ({flag}): expected `{name}` {rule}"
                 )
 
+    def identity(self) -> dict[str, Any]:
+        """The decode part of the run identity (the seed is an identity key of its own)."""
+        d = asdict(self)
+        del d["seed"]
+        return d
+
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0

@@ -9,7 +9,7 @@ from typing import Any
 from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
 from coordbench.config.options import GenerationParams
 from coordbench.config.presets import load_prompt_preset, load_rescale_preset
-from coordbench.config.prompts import prompt_template_hash
+from coordbench.config.prompts import PromptPreset, prompt_template_hash
 from coordbench.config.run import RunConfig, hash_files, identity_hash, package_version
 from coordbench.data.dataset import dataset_fingerprint, image_sizes, load_samples
 from coordbench.errors import CheckpointError, DataError
@@ -121,24 +121,18 @@ def plan_run(config: RunConfig) -> Plan:
             "layout": prompt.layout,
             "surface": prompt.surface,
         },
-        "decode": {
-            "temperature": cfg.temperature,
-            "top_p": cfg.top_p,
-            "top_k": cfg.top_k,
-            "repetition_penalty": cfg.repetition_penalty,
-            "max_new_tokens": cfg.max_new_tokens,
-        },
-        "seed": cfg.seed,
+        "decode": params.identity(),
+        "seed": params.seed,
         "backend": cfg.backend,
-        "options": option_identity(cfg),
+        "options": option_identity(cfg, prompt),
     }
     return Plan(
         cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes
     )
 
 
-def option_identity(cfg: RunConfig) -> dict[str, Any]:
-    prompt = load_prompt_preset(cfg.prompt)
+def option_identity(cfg: RunConfig, prompt: PromptPreset) -> dict[str, Any]:
+    """The identity of each option type, derived from the type itself."""
     return {
         "parse": cfg.parse_options(prompt.field_order).identity(),
         "confidence": cfg.confidence_options().identity(),

@@ -1,0 +1,64 @@
+"""`coordbench eval`.
+
+Command modules import click and light config at module level only; the library is imported
+inside the command, so `coordbench --help` does not pay for numpy, PIL or the scorers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from coordbench.cli.common import CONTEXT, friendly_errors
+from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
+
+
+@click.command("eval", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(), help="Eval dir (default: PATH/eval or next to the file).")
+@click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
+@click.option("--semantic-threshold", type=float, default=None)
+@click.option(
+    "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
+)
+@click.option(
+    "--original-scale",
+    "annotations",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also score at original COCO scale against this instances json (official areas, crowds).",
+)
+@friendly_errors
+def eval_cmd(
+    path: str,
+    out: str | None,
+    scorer: str | None,
+    semantic_threshold: float | None,
+    tolerant: bool,
+    annotations: str | None,
+) -> None:
+    """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
+
+    \b
+    Examples:
+      coordbench eval output/runs/NAME
+      coordbench eval upstream/gt_vs_pred_scored.jsonl --out eval_dir --scorer pycocotools
+    """
+    from coordbench.pipeline.rescore import eval_path
+
+    text = eval_path(
+        Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant
+    )
+    click.echo(text)
+    if annotations:
+        from coordbench.export.coco_results import eval_original_scale
+
+        stats = eval_original_scale(
+            Path(path),
+            Path(annotations),
+            scorer=scorer or "faster",
+            out_dir=Path(out) / EVAL_ORIGINAL_DIR if out else None,
+        )
+        click.echo("original scale (official COCO areas, crowd regions ignored):")
+        for k, v in stats.items():
+            click.echo(f"  {k:<12} {v:.4f}")

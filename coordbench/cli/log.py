@@ -1,0 +1,36 @@
+"""`coordbench log`.
+
+Command modules import click and light config at module level only; the library is imported
+inside the command, so `coordbench --help` does not pay for numpy, PIL or the scorers.
+"""
+
+from __future__ import annotations
+
+import click
+
+from coordbench.cli.common import CONTEXT, friendly_errors
+
+
+@click.command("log", context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option(
+    "--path",
+    type=click.Path(dir_okay=False),
+    help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).",
+)
+@click.option("--last", type=int, help="Only the last N entries.")
+@friendly_errors
+def log_cmd(fmt: str, path: str | None, last: int | None) -> None:
+    """Show the append-only benchmark log (one entry per run and compare).
+
+    \b
+    Examples:
+      coordbench log
+      coordbench log --last 20 --format json
+    """
+    from coordbench.compare.benchlog import default_log_path, read_log, render_log
+
+    entries, skipped = read_log(path or default_log_path())
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    click.echo(render_log(entries, fmt, skipped), nl=False)

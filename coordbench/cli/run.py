@@ -1,0 +1,111 @@
+"""`coordbench run`.
+
+Command modules import click and light config at module level only; the library is imported
+inside the command, so `coordbench --help` does not pay for numpy, PIL or the scorers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from coordbench.cli.common import CONTEXT, friendly_errors, print_run
+from coordbench.config.run import RunConfig, Shard
+
+DEFAULTS = RunConfig()  # every option's default is the library's, never a second copy
+
+
+@click.command("run", context_settings=CONTEXT)
+@click.option(
+    "--ckpt", type=click.Path(), help="Merged HF checkpoint dir (default: the embedded model)."
+)
+@click.option(
+    "--adapter", type=click.Path(), help="LoRA adapter dir merged into --ckpt at load (needs peft)."
+)
+@click.option(
+    "--data",
+    type=click.Path(),
+    help="Dataset JSONL (default: the preset's data / embedded shapes).",
+)
+@click.option("--preset", help="Rescale preset: 64 (embedded), 768, 1024, or a .toml path.")
+@click.option("--prompt", help="Prompt preset (configs/prompt/*.toml), e.g. coco80_desc_first.")
+@click.option("--limit", type=int, help="Only the first N records (val200 = --limit 200).")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
+@click.option(
+    "--temperature", type=float, default=DEFAULTS.temperature, show_default=True, help="0 = greedy."
+)
+@click.option("--top-p", type=float, default=DEFAULTS.top_p, show_default=True)
+@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True)
+@click.option(
+    "--repetition-penalty", type=float, default=DEFAULTS.repetition_penalty, show_default=True
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=DEFAULTS.seed,
+    show_default=True,
+    help="Per-sample seeds derive from it.",
+)
+@click.option("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, show_default=True)
+@click.option("--out", type=click.Path(), default=DEFAULTS.out, show_default=True)
+@click.option("--name", help="Run dir name under --out (default: derived from the run).")
+@click.option("--shard", help="i/N: run only this shard (SLURM arrays); then `coordbench merge`.")
+@click.option(
+    "--backend", default=DEFAULTS.backend, show_default=True, help="hf | vllm | replay:RUN_DIR"
+)
+@click.option("--device", default=DEFAULTS.device, show_default=True)
+@click.option(
+    "--dtype", default=DEFAULTS.dtype, show_default=True, help="auto = bf16 on GPU, fp32 on CPU."
+)
+@click.option(
+    "--scorer",
+    type=click.Choice(["faster", "pycocotools"]),
+    default=DEFAULTS.scorer,
+    show_default=True,
+)
+@click.option(
+    "--logprob-source",
+    type=click.Choice(["raw", "processed"]),
+    default=DEFAULTS.logprob_source,
+    show_default=True,
+    help="Confidence from raw logits (default) or processed scores (upstream parity).",
+)
+@click.option(
+    "--semantic-threshold", type=float, default=DEFAULTS.semantic_threshold, show_default=True
+)
+@click.option(
+    "--trust-remote-code", is_flag=True, help="Allow checkpoints that ship their own code."
+)
+@click.option("--allow-pickle", is_flag=True, help="Allow .bin/pickle weights (unsafe).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace an existing run dir with another identity."
+)
+@click.option("--no-progress", is_flag=True)
+@friendly_errors
+def run(**kw) -> None:
+    """Generate, parse and score one run; resumes if the run dir already holds this run.
+
+    \b
+    Examples:
+      coordbench run
+      coordbench run --ckpt ckpt/merged --preset 768 --limit 200 \\
+          --temperature 0.1 --top-p 0.9 --seed 42
+      coordbench run --ckpt ckpt/merged --preset 1024 --shard 3/8 --name big
+          # then: coordbench merge
+    """
+    from coordbench.pipeline.run import run as run_fn
+
+    progress = not kw.pop("no_progress")
+    shard = Shard.parse(kw.pop("shard"))
+    cfg = RunConfig(**kw, shard=shard, progress=progress)
+    summary = run_fn(cfg)
+    if not summary:
+        return
+    if "shard" in summary:
+        click.echo(
+            f"shard {summary['shard']} written to {summary['work_dir']}; "
+            "merge with `coordbench merge`"
+        )
+        return
+    print_run(Path(cfg.resolved().run_dir()), summary)
