@@ -10,13 +10,15 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from coordbench.compare.core import CompareResult, PairResult
-from coordbench.compare.gates import GateResult
 from coordbench.compare.metrics import BY_LABEL
+
+if TYPE_CHECKING:  # annotations only
+    from coordbench.compare.core import CompareResult, PairResult
+    from coordbench.compare.gates import GateResult
 
 PITFALL_33 = (
     "Per-class AP on a few hundred images is dominated by classes with 1-2 GT instances "

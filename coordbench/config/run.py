@@ -17,7 +17,7 @@ from coordbench.config.options import (
     GenerationParams,
     ParseOptions,
 )
-from coordbench.errors import ConfigError
+from coordbench.errors import ArtifactError, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_CKPT = Path(__file__).resolve().parents[1] / "embedded" / "shapes-qwen25vl"
@@ -170,3 +170,28 @@ def package_version() -> str:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def config_from_run_json(head: Any, path: Path) -> RunConfig:
+    """The RunConfig a run was made with, from its parsed run.json, type-checked field by field."""
+    data = head.get("config", {}) if isinstance(head, dict) else None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected an object with a `config` object")
+    fields = RunConfig.__dataclass_fields__
+    kw = {k: v for k, v in data.items() if k in fields and k != "shard"}
+    for k, v in kw.items():
+        if not _fits(v, fields[k].default):
+            raise ArtifactError(f"{path}: config.{k} has the wrong type: {v!r}")
+    shard = data.get("shard")
+    return RunConfig(**kw, shard=Shard.parse(shard if isinstance(shard, str) else None))
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether a run.json value can stand in for a RunConfig field with this default."""
+    if default is None:  # optional fields (ckpt, data, limit, ...): None, a str or an int
+        return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not isinstance(value, bool)

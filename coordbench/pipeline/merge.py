@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from coordbench.config.run import config_from_run_json
 from coordbench.errors import ArtifactError
 from coordbench.pipeline.finalize import finalize
-from coordbench.pipeline.rescore import config_of
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import RunDir
 
@@ -91,6 +91,6 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
         raise ArtifactError(f"no shards found in {', '.join(map(str, dirs))}")
     with A.run_lock(run_dir):
         merge_shards(run_dir, shard_dirs)
-        cfg = config_of(run_dir)
+        cfg = config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON)
         summary = finalize(run_dir, cfg)
     return run_dir, summary

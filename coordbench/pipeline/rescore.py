@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.config.presets import load_prompt_preset
-from coordbench.config.run import RunConfig, Shard
+from coordbench.config.run import RunConfig, config_from_run_json
 from coordbench.errors import ArtifactError
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.scoring import (
@@ -20,33 +20,6 @@ from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.output import parse_output
 from coordbench.pipeline.finalize import score_records
 from coordbench.rundir import files as A
-
-
-def config_of(run_dir: Path) -> RunConfig:
-    """The RunConfig a run dir was made with (from run.json), type-checked field by field."""
-    path = run_dir / A.RUN_JSON
-    head = A.read_json(path)
-    data = head.get("config", {}) if isinstance(head, dict) else None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected an object with a `config` object")
-    fields = RunConfig.__dataclass_fields__
-    kw = {k: v for k, v in data.items() if k in fields and k != "shard"}
-    for k, v in kw.items():
-        if not _fits(v, fields[k].default):
-            raise ArtifactError(f"{path}: config.{k} has the wrong type: {v!r}")
-    shard = data.get("shard")
-    return RunConfig(**kw, shard=Shard.parse(shard if isinstance(shard, str) else None))
-
-
-def _fits(value: Any, default: Any) -> bool:
-    """Whether a run.json value can stand in for a RunConfig field with this default."""
-    if default is None:  # optional fields (ckpt, data, limit, ...): None, a str or an int
-        return value is None or (isinstance(value, str | int) and not isinstance(value, bool))
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, type(default)) and not isinstance(value, bool)
 
 
 def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
@@ -68,7 +41,10 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
 
 
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
-    cfg = replace(config_of(run_dir), **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(
+        config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON),
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
     recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
