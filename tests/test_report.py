@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coordbench.report.curves import collect_detections, match_image, pr_curve, reliability
+from coordbench.metrics.calibration import matched_detections, reliability_bins
+from coordbench.metrics.scoring import evaluate_records, write_eval_dir
+from coordbench.report.curves import pr_curve
 from coordbench.report.gallery import outcome
 from coordbench.report.html import write_compare_report, write_run_report
 
@@ -56,6 +58,15 @@ def _match_row(i, rec, matches, unmatched_pred, unmatched_gt):
             "ignored_pred_indices": [], "unmatched_gt_indices": unmatched_gt}  # fmt: skip
 
 
+def _no_model(texts):
+    """Encoder stub: different descs have cosine 0 (the XSS desc maps to no class)."""
+    return np.zeros((len(texts), 1), np.float32)
+
+
+def _scored(recs):
+    return [{**r, "pred_score_source": "test", "pred_score_version": 1} for r in recs]
+
+
 def _write_lines(path: Path, rows) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -88,9 +99,9 @@ def make_run(tmp_path: Path, *, images: bool = True, finished: bool = True) -> P
                          "decode": {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 77}, "seed": 7, "backend": "hf"},
             "config": {"ckpt": "/ckpts/my-model", "data": str(data / "val.jsonl"), "name": "r1"}, "provenance": prov}  # fmt: skip
     (rd / "run.json").write_text(json.dumps(head))
-    scored = [
-        {k: v for k, v in r.items() if k != "raw_text"} for r in recs
-    ]  # raw text joined from gt_vs_pred
+    scored = _scored(
+        [{k: v for k, v in r.items() if k != "raw_text"} for r in recs]
+    )  # raw text joined from gt_vs_pred
     _write_lines(rd / "gt_vs_pred_scored.jsonl", scored)
     _write_lines(rd / "gt_vs_pred.jsonl", recs)
     if not finished:
@@ -99,7 +110,8 @@ def make_run(tmp_path: Path, *, images: bool = True, finished: bool = True) -> P
                "parse": {"counts": {"ok": 2, "salvaged": 0, "empty": 0, "truncated": 1, "malformed": 0}},
                "diagnostics": {"warnings": [f"class collapse: {XSS}"]}}  # fmt: skip
     (rd / "summary.json").write_text(json.dumps(summary))
-    (rd / "eval/metrics.json").write_text(json.dumps({"metrics": METRICS, "counters": {}}))
+    # the real eval dir of these records (COCO files, calibration), then hand-made CSV and matches
+    write_eval_dir(evaluate_records(scored, encoder=_no_model), rd / "eval")
     (rd / "eval/per_class.csv").write_text("category,AP\ncat,0.8765\ndog,0.0\n")
     m0 = [{"pred_idx": 0, "gt_idx": 0, "iou": 1.0, "sem_ok": True}]
     m1 = [{"pred_idx": 0, "gt_idx": 0, "iou": 1.0, "sem_ok": True}]
@@ -191,7 +203,8 @@ def test_outcome_counts_equal_upstream_per_image(oracle_dir):
 
 
 def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
-    """Per-detection TP flags at IoU 0.5 equal COCOeval.evaluateImg's dtMatches (area all)."""
+    """Per-detection TP flags at IoU 0.5 (the PR curves' and calibration's) equal
+    COCOeval.evaluateImg's dtMatches (area all)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -201,7 +214,7 @@ def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
     ]
     cats = sorted({g["desc"] for r in recs for g in r["gt"]})
     cid = {c: i + 1 for i, c in enumerate(cats)}
-    gts, dts, where = [], [], {}
+    gts, dts = [], []
 
     def xywh(p):
         return [p[0], p[1], p[2] - p[0], p[3] - p[1]]
@@ -210,7 +223,7 @@ def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
         for g in r["gt"]:
             gts.append({"id": len(gts) + 1, "image_id": i, "category_id": cid[g["desc"]], "bbox": xywh(g["points"]),
                         "area": xywh(g["points"])[2] * xywh(g["points"])[3], "iscrowd": 0})  # fmt: skip
-        for k, p in enumerate(r["pred"]):
+        for p in r["pred"]:
             dts.append(
                 {
                     "id": len(dts) + 1,
@@ -220,50 +233,59 @@ def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
                     "score": p["score"],
                 }
             )
-            where[len(dts)] = (i, k)
+    dataset = {"images": [{"id": i} for i in range(len(recs))], "annotations": gts,
+               "categories": [{"id": v, "name": k} for k, v in cid.items()]}  # fmt: skip
     coco = COCO()
-    coco.dataset = {"images": [{"id": i} for i in range(len(recs))], "annotations": gts,
-                    "categories": [{"id": v, "name": k} for k, v in cid.items()]}  # fmt: skip
+    coco.dataset = json.loads(json.dumps(dataset))
     coco.createIndex()
-    ev = COCOeval(coco, coco.loadRes(dts), "bbox")
+    ev = COCOeval(coco, coco.loadRes(json.loads(json.dumps(dts))), "bbox")
     ev.params.iouThrs = np.array([0.5])
     ev.evaluate()
-    expected = {}
+    name = {v: k for k, v in cid.items()}
+    expected = []
     for e in ev.evalImgs:
         if e is not None and e["aRng"] == ev.params.areaRng[0]:
             for dt_id, m in zip(e["dtIds"], e["dtMatches"][0], strict=True):
-                expected[where[dt_id]] = bool(m > 0)
-    got = {
-        (i, k): t
-        for i, r in enumerate(recs)
-        for k, t in enumerate(match_image(r["gt"], r["pred"]).pred_tp)
-    }
-    assert got == expected and len(got) == 11
-    assert 0 < sum(got.values()) < 11
+                d = dts[dt_id - 1]
+                expected.append((name[d["category_id"]], d["image_id"], d["score"], bool(m > 0)))
+    det = matched_detections(dataset, dts)
+    img = {(name[d["category_id"]], d["score"]): d["image_id"] for d in dts}
+    got = [
+        (c, img[c, s], s, t)
+        for c, s, t in zip(det.category, det.scores.tolist(), det.tp.tolist(), strict=True)
+    ]
+    assert sorted(got) == sorted(expected) and len(got) == 11
+    assert 0 < sum(det.tp) < 11
+    assert det.n_gt == {k: sum(g["category_id"] == v for g in gts) for k, v in cid.items()}
 
 
 def test_pr_curve_and_reliability_by_hand():
-    det = collect_detections(_records())
-    assert sorted(zip(det.scores.tolist(), det.tp.tolist(), strict=True)) == [
-        (0.6, False),
-        (0.8, True),
-        (0.9, True),
-    ]
-    assert sum(det.n_gt.values()) == 4
-    recall, precision, ap = pr_curve(det.scores, det.tp, 4)
+    recall, precision, ap = pr_curve(np.array([0.6, 0.8, 0.9]), np.array([False, True, True]), 4)
     assert recall.tolist() == [0.25, 0.5, 0.5] and precision.tolist() == pytest.approx(
         [1, 1, 2 / 3]
     )
     assert ap == pytest.approx(0.5)  # 0.25 * 1 + 0.25 * 1
-    rel = reliability(det.scores, det.tp, 10)
-    assert rel.ece == pytest.approx((0.1 + 0.2 + 0.6) / 3)
-    assert rel.count.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 1, 1]
-    assert reliability(np.array([1.0, 0.0]), np.array([True, False]), 4).count.tolist() == [
+    assert [
+        b["count"] for b in reliability_bins(np.array([1.0, 0.0]), np.array([True, False]), 4)
+    ] == [
         1,
         0,
         0,
         1,
     ]
+    # The report's curves are the evaluation's: the XSS-desc box of s0 maps to no class, so COCO
+    # (and the calibration) never sees it; cat and dog have two GT boxes each.
+    result = evaluate_records(_scored(_records()), encoder=_no_model)
+    det = matched_detections(result.coco_gt, result.coco_preds)
+    assert sorted(zip(det.scores.tolist(), det.tp.tolist(), strict=True)) == [
+        (0.8, True),
+        (0.9, True),
+    ]
+    assert det.n_gt == {"cat": 2, "dog": 2}
+    assert pr_curve(det.scores, det.tp, 4)[2] == pytest.approx(0.5)
+    cal = result.calibration
+    assert (cal["n_preds"], cal["n_tp"]) == (2, 2) and cal["ece"] == pytest.approx((0.1 + 0.2) / 2)
+    assert [b["count"] for b in cal["bins"]] == [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
 
 
 def test_compare_report_escapes_and_renders_tables(tmp_path):

@@ -10,6 +10,7 @@ predictions, all TP, constant scores), never NaN.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,34 @@ from coordbench.metrics.coco_match import CocoTables
 IOU_THRESHOLD = 0.5  # brief: TP = matched at IoU 0.5 (COCO AP50 / F1@0.5)
 
 
+@dataclass(frozen=True)
+class Detections:
+    """The detections COCOeval evaluates at IoU 0.5 (area "all"), one entry each, and the GT count
+    per category: what the calibration statistics and the report's PR curves are computed from."""
+
+    scores: np.ndarray  # (n,) float64
+    tp: np.ndarray  # (n,) bool
+    category: np.ndarray  # (n,) object: the category name of each detection
+    n_gt: dict[str, int]  # category name -> GT instances COCOeval counts (npig), category order
+
+
+def matched_detections(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]) -> Detections:
+    """Scores, TP flags and categories of the evaluated detections, matched as COCOeval at IoU 0.5."""
+    ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
+    names = [str(c["name"]) for c in sorted(coco_gt["categories"], key=lambda c: c["id"])]
+    n_gt = dict.fromkeys(names, 0)
+    for k, n in zip(ev.npig_cat.tolist(), ev.npig.tolist(), strict=True):
+        n_gt[names[k]] += int(n)
+    category = np.array([names[k] for k in ev.cat.tolist()], dtype=object)
+    return Detections(ev.score, ev.tp[0], category, n_gt)
+
+
 def tp_flags(
     coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
-    ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
-    return ev.score, ev.tp[0]
+    det = matched_detections(coco_gt, coco_preds)
+    return det.scores, det.tp
 
 
 def spearman(scores: np.ndarray, correct: np.ndarray) -> float | None:

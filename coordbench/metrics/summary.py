@@ -17,7 +17,14 @@ HEADLINE = (
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
 
 
-def build_summary(head: dict, recs: list[dict], result: Any, diag: dict) -> dict[str, Any]:
+def build_summary(
+    head: dict, recs: list[dict], result: Any, diag: dict | None = None
+) -> dict[str, Any]:
+    """summary.json from run.json's head, the run's records and its one evaluation.
+
+    `diagnostics` and `calibration` are the evaluation's own (the dicts eval/metrics.json holds,
+    computed once, with the run's EvalOptions); `diag` replaces the diagnostics (tests).
+    """
     ident, cfg = head["identity"], head.get("config", {})
     errors = Counter(code for r in recs for code in r.get("errors", []))
     status = Counter(r.get("parse_status", "ok") for r in recs)
@@ -43,7 +50,7 @@ def build_summary(head: dict, recs: list[dict], result: Any, diag: dict) -> dict
         "calibration": getattr(result, "calibration", None) or metrics.get("calibration"),
         "parse": {"counts": {s: status.get(s, 0) for s in PARSE_STATUSES},
                   "rates": {s: status.get(s, 0) / n for s in PARSE_STATUSES}},
-        "diagnostics": diag,
+        "diagnostics": getattr(result, "diagnostics", None) if diag is None else diag,
     }  # fmt: skip
 
 

@@ -13,8 +13,7 @@ from typing import Any
 from coordbench.compare.benchlog import append_run_entry
 from coordbench.confidence.score import confidence_for_record, postop_summary, scored_record
 from coordbench.config.run import RunConfig
-from coordbench.metrics.diagnostics import diagnostics
-from coordbench.metrics.scoring import evaluate_records, write_eval_dir
+from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_dir
 from coordbench.metrics.summary import build_summary
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
@@ -28,8 +27,9 @@ def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
 
 def score_records(
     recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path
-) -> dict[str, Any]:
-    """Confidence -> scored records -> COCO/F1/calibration; writes the eval dir; returns metrics."""
+) -> EvalResult:
+    """Confidence -> scored records -> the one evaluation (COCO, F1, calibration, diagnostics, with
+    the run's EvalOptions); writes the eval dir and returns it (summary.json reuses its dicts)."""
     copts = cfg.confidence_options()
     key = "token_logprobs_raw" if copts.logprob_source == "raw" else "token_logprobs"
     conf_lines, scored = [], []
@@ -62,7 +62,7 @@ def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) 
     t0 = time.perf_counter()
     result = score_records(recs, traces, cfg, run_dir / "eval")
     head = A.read_json(run_dir / A.RUN_JSON)
-    summary = build_summary(head, recs, result, diagnostics(recs))
+    summary = build_summary(head, recs, result)
     A.write_json(run_dir / A.SUMMARY, summary)
     prov = head.setdefault("provenance", {})
     prov["score_seconds"] = round(time.perf_counter() - t0, 3)

@@ -9,7 +9,6 @@ from typing import Any
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
 from coordbench.errors import ArtifactError
-from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.scoring import (
     EvalOptions,
     evaluate_records,
@@ -56,7 +55,7 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
         eval_dir = Path(out) / "eval"
     result = score_records(recs, traces, cfg, eval_dir)
     head = A.read_json(run_dir / A.RUN_JSON)
-    summary = build_summary(head, recs, result, diagnostics(recs))
+    summary = build_summary(head, recs, result)
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
     return format_summary(summary, None, str(eval_dir.parent))
 

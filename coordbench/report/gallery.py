@@ -3,9 +3,12 @@
 Colours follow eval/matches.jsonl (the f1ish matching behind the F1 numbers): a prediction matched
 with the right class is TP (green); unmatched or matched with the wrong class is FP (red); a GT
 box left unmatched or matched with the wrong class is FN (orange, dashed), as upstream counts
-`fp_full` / `fn_full` (spec §7.3); out-of-scope predictions are grey. Without a usable matches
-row, a class-aware score-ranked matching (`curves.match_image`) decides. A missing or unreadable
-image becomes a grey canvas with the boxes on it and a note naming the path: never a crash.
+`fp_full` / `fn_full` (spec §7.3); out-of-scope predictions are grey. A matches row counts only
+the objects the scorer accepted, so a record holding invalid boxes has its row mapped back to the
+record's own positions; a record with no row at all (a run still in progress has no eval dir)
+gets one from the same matcher (`metrics.f1`), with descs compared exactly since the report loads
+no model. A missing or unreadable image becomes a grey canvas with the boxes on it and a note
+naming the path: never a crash.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.data.dataset import unsafe_image_path
-from coordbench.report.curves import box_of, match_image, score_of
+from coordbench.report.curves import box_of, score_of
 from coordbench.report.page import esc, fmt, img_tag
 
 MAX_SIDE = 384  # brief: gallery images at most 384 px on the long side keep the page small
@@ -56,17 +59,12 @@ def dataset_root(data: str | None, run_dir: Path) -> Path | None:
     return next((c.parent for c in candidates if c.parent.is_dir()), None)
 
 
-def outcome_from_matches(rec: dict, row: dict | None) -> Outcome | None:
-    """Statuses from a matches.jsonl row, or None when the row does not fit the record."""
-    gt, pred = rec.get("gt") or [], rec.get("pred") or []
-    if (
-        not isinstance(row, dict)
-        or row.get("gt_count") != len(gt)
-        or row.get("pred_count") != len(pred)
-    ):
+def _statuses(row: Any, n_pred: int, n_gt: int) -> Outcome | None:
+    """Statuses of a matches.jsonl row for `n_pred` preds and `n_gt` GT, or None when it does not fit."""
+    if not isinstance(row, dict) or row.get("gt_count") != n_gt or row.get("pred_count") != n_pred:
         return None
-    ps: list[str | None] = [None] * len(pred)
-    gs: list[str | None] = [None] * len(gt)
+    ps: list[str | None] = [None] * n_pred
+    gs: list[str | None] = [None] * n_gt
     try:
         for i in row.get("unmatched_pred_indices") or []:
             ps[i] = "fp"
@@ -83,18 +81,54 @@ def outcome_from_matches(rec: dict, row: dict | None) -> Outcome | None:
     return Outcome(ps, gs)
 
 
+def outcome_from_matches(rec: dict, row: dict | None) -> Outcome | None:
+    """Statuses from a matches.jsonl row, or None when the row does not fit the record."""
+    return _statuses(row, len(rec.get("pred") or []), len(rec.get("gt") or []))
+
+
+def _no_model(texts: list[str]) -> Any:
+    """Encoder of the fallback: two different normalised descs have cosine 0 (exact match only)."""
+    import numpy as np
+
+    return np.zeros((len(texts), 1), np.float32)
+
+
+def _positions(objs: list, invalid: list[dict]) -> list[int]:
+    """Record positions of the objects the scorer kept (it keeps them in order, the rest aside)."""
+    bad = {id(e.get("raw")) for e in invalid}
+    return [j for j, o in enumerate(objs) if id(o) not in bad]
+
+
 def outcome(rec: dict, row: dict | None, iou_threshold: float = 0.5) -> Outcome:
+    """Statuses of one record: its matches row, mapped back to record positions when the scorer
+    dropped invalid objects, or a row made by the eval's own matcher when there is none."""
     got = outcome_from_matches(rec, row)
     if got is not None:
         return got
+    from coordbench.metrics.f1 import evaluate_f1, thr_key
+    from coordbench.metrics.ingest import new_counters, prepare_image
+    from coordbench.metrics.semantic import Semantic
+
     gt, pred = rec.get("gt") or [], rec.get("pred") or []
-    m = match_image(gt, pred, iou_threshold)
-    ps = [None if t is None else ("tp" if t else "fp") for t in m.pred_tp]
-    gs = [
-        None if box_of(g) is None else ("hit" if h else "fn")
-        for g, h in zip(gt, m.gt_hit, strict=True)
-    ]
-    return Outcome(ps, gs)
+    unjudged = Outcome([None] * len(pred), [None] * len(gt))
+    try:
+        img = prepare_image(rec, 0, new_counters())
+        if img is None:
+            return unjudged
+        got = _statuses(row, len(img.preds), len(img.gts))
+        if got is None:
+            f1 = evaluate_f1([img], (iou_threshold,), "all", Semantic("", _no_model), 1.0)
+            got = _statuses(f1.matches[thr_key(iou_threshold)][0], len(img.preds), len(img.gts))
+        p_pos, g_pos = _positions(pred, img.invalid_pred), _positions(gt, img.invalid_gt)
+    except Exception:  # noqa: BLE001 - a hostile record must leave its boxes unjudged, never stop the report
+        return unjudged
+    if got is None or len(p_pos) != len(got.pred) or len(g_pos) != len(got.gt):
+        return unjudged
+    for e, j in enumerate(p_pos):
+        unjudged.pred[j] = got.pred[e]
+    for e, j in enumerate(g_pos):
+        unjudged.gt[j] = got.gt[e]
+    return unjudged
 
 
 def worst_first(outcomes: list[Outcome]) -> list[int]:

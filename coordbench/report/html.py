@@ -1,7 +1,10 @@
 """Self-contained HTML reports: `write_run_report` for a run dir, `write_compare_report` for compare.
 
 The run report reads only the run dir's files (schema: DESIGN §9) and the dataset images; every
-file is optional, so a partial or damaged run still gets a page that says what is missing.
+file is optional, so a partial or damaged run still gets a page that says what is missing. It
+computes no metric of its own: the calibration table and the reliability diagram print the
+`calibration` dict of eval/metrics.json, the PR curves use the same COCOeval matching over
+eval/coco_gt.json + eval/coco_preds.json, and GT counts per class are eval/metrics.json's.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from typing import Any
 import orjson
 
 from coordbench.errors import ArtifactError
+from coordbench.metrics.calibration import Detections, matched_detections
 from coordbench.metrics.summary import HEADLINE, PARSE_STATUSES
-from coordbench.report.curves import collect_detections, norm_desc
 from coordbench.report.gallery import dataset_root, gallery_html
 from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
-from coordbench.report.plots import calibration_figure, pr_figure
+from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
 from coordbench.rundir import files as A
 
 REPORT = "report.html"
@@ -41,6 +44,24 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
     except OSError:
         return [], 0
     return A.parse_jsonl_lenient(data)
+
+
+def _detections(eval_dir: Path) -> Detections | None:
+    """The evaluated detections (COCOeval matching at IoU 0.5) of the eval dir's COCO files, or None."""
+    try:
+        coco_gt = orjson.loads((eval_dir / "coco_gt.json").read_bytes())
+        coco_preds = orjson.loads((eval_dir / "coco_preds.json").read_bytes())
+        return matched_detections(coco_gt, coco_preds)
+    except Exception:  # noqa: BLE001 - missing, torn or foreign COCO files: no PR curve, no crash
+        return None
+
+
+def _calibration(metrics_doc: dict, summary: dict) -> dict | None:
+    """The evaluation's calibration dict (eval/metrics.json, else summary.json), None if unusable."""
+    for calib in (metrics_doc.get("calibration"), summary.get("calibration")):
+        if isinstance(calib, dict) and isinstance(calib.get("bins"), list):
+            return calib
+    return None
 
 
 def _per_class(path: Path) -> list[tuple[str, float]]:
@@ -129,7 +150,7 @@ def _metric(value: Any) -> Any:
     return "n/a (-1: no GT in range)" if value == -1 else value
 
 
-def _summary_section(summary: dict, metrics: dict) -> str:
+def _summary_section(summary: dict, metrics: dict, calib: dict | None) -> str:
     m = _d(summary.get("metrics")) or metrics
     out = [
         "<h2>Summary</h2>",
@@ -144,10 +165,9 @@ def _summary_section(summary: dict, metrics: dict) -> str:
         total = max(1, sum(n.values()))
         rows = [(s, n[s], n[s] / total) for s in PARSE_STATUSES]
         out.append("<h3>Parse status</h3>" + table(["status", "count", "rate"], rows))
-    calib = summary.get("calibration")
-    if isinstance(calib, dict) and calib:
+    if calib:
         out.append(
-            "<h3>Calibration (summary.json)</h3>"
+            "<h3>Calibration (eval/metrics.json)</h3>"
             + kv_table((k, v) for k, v in calib.items() if not isinstance(v, dict | list))
         )
     diag = _d(summary.get("diagnostics"))
@@ -170,22 +190,36 @@ def _per_class_section(rows: list[tuple[str, float]], n_gt: dict[str, int]) -> s
     if not rows:
         return '<h2>Per-class AP</h2><p class="muted">eval/per_class.csv not available</p>'
 
-    body = [(cat, ap, n_gt.get(norm_desc(cat), 0)) for cat, ap in rows]
+    body = [(cat, ap, n_gt.get(cat, "-")) for cat, ap in rows]
     return "<h2>Per-class AP</h2>" + table(["category", "AP (COCO, IoU .50:.95)", "GT boxes"], body)
 
 
-def _plots_section(records: list[dict], det: Any) -> str:
-    if not records:
+def _plots_section(det: Detections | None, calib: dict | None) -> str:
+    if det is None and calib is None:
         return ""
     try:
-        pr_png, cal_png = pr_figure(det, PLOT_IOU), calibration_figure(det, 10, PLOT_IOU)
-    except ImportError as e:
+        pr_png = None if det is None else pr_figure(det, PLOT_IOU)
+        cal_png = None if calib is None else calibration_figure(calib)
+    except (ImportError, KeyError, TypeError, ValueError) as e:  # no matplotlib; a damaged dict
         return f'<h2>Plots</h2><p class="muted">plots unavailable: {esc(e)}</p>'
-    note = ("Class-aware matching by descending score at IoU 0.5 (classes = exact normalised desc; "
-            "the COCO eval's semantic desc mapping is not applied here). ECE over 10 equal-width bins.")  # fmt: skip
-    return (f'<h2>Precision-recall and calibration</h2><p class="muted">{esc(note)}</p>'
-            f'{img_tag(pr_png, "image/png", "precision-recall curves", "plot")}'
-            f'{img_tag(cal_png, "image/png", "reliability diagram", "plot")}')  # fmt: skip
+    note = ("COCOeval matching at IoU 0.5 (area all, at most 100 detections per image and class), "
+            "the detections and matching of the COCO numbers and the calibration table.")  # fmt: skip
+    parts = [f'<h2>Precision-recall and calibration</h2><p class="muted">{esc(note)}</p>']
+    if pr_png is not None:
+        parts.append(img_tag(pr_png, "image/png", "precision-recall curves", "plot"))
+    else:
+        parts.append(
+            '<p class="muted">PR curves: eval/coco_gt.json or coco_preds.json unreadable</p>'
+        )
+    if cal_png is not None and calib is not None:
+        label = calibration_label(calib)
+        parts.append(img_tag(cal_png, "image/png", label, "plot"))
+        parts.append(f'<p class="calibration">{esc(label)}</p>')
+    else:
+        parts.append(
+            '<p class="muted">reliability diagram: no calibration in eval/metrics.json</p>'
+        )
+    return "".join(parts)
 
 
 def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
@@ -194,7 +228,10 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     if not run_dir.is_dir():
         raise ArtifactError(f"run dir not found: {run_dir}")
     head, summary = _json(run_dir / A.RUN_JSON), _json(run_dir / A.SUMMARY)
-    metrics = _d(_json(run_dir / "eval" / "metrics.json").get("metrics"))
+    metrics_doc = _json(run_dir / "eval" / "metrics.json")
+    metrics = _d(metrics_doc.get("metrics"))
+    calib = _calibration(metrics_doc, summary)
+    det = _detections(run_dir / "eval")
     records, source, bad = _load_records(run_dir)
     rows, _ = _jsonl(run_dir / "eval" / "matches.jsonl")
     matches = {
@@ -202,13 +239,13 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
         for r in rows
         if isinstance(r.get("image_id"), int) and r.get("iou_thr") == PLOT_IOU
     }
-    det = collect_detections(records, PLOT_IOU)
     parts = [_header(run_dir, head, summary)]
     if bad:
         parts.append(f'<p class="warn">{bad} unreadable JSONL lines skipped</p>')
-    parts.append(_summary_section(summary, metrics))
-    parts.append(_per_class_section(_per_class(run_dir / "eval" / "per_class.csv"), dict(det.n_gt)))
-    parts.append(_plots_section(records, det))
+    parts.append(_summary_section(summary, metrics, calib))
+    n_gt = _d(metrics_doc.get("per_class_gt")) or (det.n_gt if det is not None else {})
+    parts.append(_per_class_section(_per_class(run_dir / "eval" / "per_class.csv"), n_gt))
+    parts.append(_plots_section(det, calib))
     if max_gallery > 0 and records:
         data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
         parts.append(

@@ -1,5 +1,9 @@
 """Report figures as PNG bytes: precision-recall at IoU 0.5 and a reliability diagram.
 
+Both draw the evaluation's own numbers: the PR curves the COCOeval-matched detections
+(`metrics.calibration.matched_detections`), the reliability diagram the `calibration` dict of
+eval/metrics.json, whose ECE and prediction count its title prints as the report's table does.
+
 matplotlib is imported inside the functions (Agg canvas on a bare `Figure`, no pyplot global
 state), so importing this module costs nothing for the CLI.
 """
@@ -11,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.report.curves import Detections, pr_curve, reliability
+from coordbench.metrics.calibration import Detections
+from coordbench.report.curves import pr_curve
+from coordbench.report.page import fmt
 
 MAX_CLASS_CURVES = 8  # more lines than this make the per-class panel unreadable
 
@@ -40,23 +46,23 @@ def pr_figure(det: Detections, iou_threshold: float = 0.5) -> bytes:
     ax_all, ax_cls = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91, wspace=0.22)
     total_gt = sum(det.n_gt.values())
+    by_count = sorted(det.n_gt.items(), key=lambda kv: -kv[1])  # stable: category order on ties
     rec, prec, ap = pr_curve(det.scores, det.tp, total_gt)
     if len(rec):
         ax_all.plot(
             np.concatenate([[0.0], rec]), np.concatenate([[prec[0]], prec]), color="#1f77b4"
         )
     ax_all.set_title(f"all classes pooled @IoU {iou_threshold:.2f}: AP {ap:.3f}", fontsize=10)
-    top = [c for c, _ in det.n_gt.most_common(MAX_CLASS_CURVES)]
-    classes = np.asarray(det.classes, dtype=object)
+    top = [c for c, n in by_count[:MAX_CLASS_CURVES] if n > 0]
     for cls in top:
-        mask = classes == cls if len(classes) else np.zeros(0, dtype=bool)
+        mask = det.category == cls if len(det.category) else np.zeros(0, dtype=bool)
         r, p, a = pr_curve(det.scores[mask], det.tp[mask], det.n_gt[cls])
         label = f"{cls[:24]} ({a:.2f})"
         if len(r):
             ax_cls.plot(np.concatenate([[0.0], r]), np.concatenate([[p[0]], p]), label=label)
         else:
             ax_cls.plot([], [], label=label)
-    extra = len(det.n_gt) - len(top)
+    extra = sum(n > 0 for n in det.n_gt.values()) - len(top)
     ax_cls.set_title(
         f"per class (top {len(top)} by GT count" + (f", {extra} more" if extra > 0 else "") + ")",
         fontsize=10,
@@ -72,35 +78,51 @@ def pr_figure(det: Detections, iou_threshold: float = 0.5) -> bytes:
     return _png(fig)
 
 
-def calibration_figure(det: Detections, n_bins: int = 10, iou_threshold: float = 0.5) -> bytes:
-    """Reliability diagram: fraction TP per confidence bin vs the diagonal, bin counts below."""
-    rel = reliability(det.scores, det.tp, n_bins)
+def calibration_label(calib: dict[str, Any]) -> str:
+    """`reliability @IoU 0.50: ECE 0.1234 (56 preds)`: numbers formatted as the report's tables."""
+    return (
+        f"reliability @IoU {fmt(calib.get('iou_threshold'), 2)}: "
+        f"ECE {fmt(calib.get('ece'))} ({fmt(calib.get('n_preds'))} preds)"
+    )
+
+
+def _bin_value(b: dict, key: str) -> float:
+    v = b.get(key)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
+
+
+def calibration_figure(calib: dict[str, Any]) -> bytes:
+    """Reliability diagram of a `metrics.calibration` dict: fraction TP per confidence bin vs the
+    diagonal, bin counts below; its title is `calibration_label`."""
+    bins = [b for b in calib["bins"] if isinstance(b, dict)]
+    lo, hi = (
+        np.array([_bin_value(b, "lo") for b in bins]),
+        np.array([_bin_value(b, "hi") for b in bins]),
+    )
+    count = np.array([_bin_value(b, "count") for b in bins])
+    accuracy = np.array([_bin_value(b, "tp_rate") for b in bins])
+    confidence = np.array([_bin_value(b, "mean_score") for b in bins])
     fig = _figure(4.6, 4.6)
     ax, ax_n = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.11, top=0.93, hspace=0.08)
-    centers = (rel.edges[:-1] + rel.edges[1:]) / 2
-    width = rel.edges[1] - rel.edges[0]
-    ok = rel.count > 0
+    centers, width = (lo + hi) / 2, hi - lo
+    ok = (count > 0) & np.isfinite(accuracy) & np.isfinite(confidence)
     ax.bar(
         centers[ok],
-        rel.accuracy[ok],
-        width=width * 0.9,
+        accuracy[ok],
+        width=width[ok] * 0.9,
         color="#4c9f70",
         edgecolor="#2d6a47",
         label="fraction TP",
     )
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.plot(rel.confidence[ok], rel.accuracy[ok], "o", color="black", ms=3, label="mean confidence")
-    ece = "n/a" if np.isnan(rel.ece) else f"{rel.ece:.3f}"
-    ax.set_title(
-        f"reliability @IoU {iou_threshold:.2f}: ECE {ece} ({int(rel.count.sum())} preds)",
-        fontsize=10,
-    )
+    ax.plot(confidence[ok], accuracy[ok], "o", color="black", ms=3, label="mean confidence")
+    ax.set_title(calibration_label(calib), fontsize=10)
     ax.set_ylabel("fraction TP")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="upper left")
-    ax_n.bar(centers, rel.count, width=width * 0.9, color="#999999")
+    ax_n.bar(centers, np.nan_to_num(count), width=width * 0.9, color="#999999")
     ax_n.set_xlabel("confidence")
     ax_n.set_ylabel("preds")
     return _png(fig)
