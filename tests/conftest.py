@@ -94,7 +94,7 @@ def approx(a: float, b: float, tol: float = 1e-9) -> bool:
     return math.isclose(a, b, rel_tol=0, abs_tol=tol)
 
 
-ORACLE_DIR = Path(__file__).resolve().parent / "oracle"  # copied from shared/reference/oracle
+ORACLE_DIR = Path(__file__).resolve().parent / "oracle"  # upstream reference outputs (README there)
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,7 @@ from coordbench.config.prompts import (
 from coordbench.errors import ConfigError, DataError
 from coordbench.types import SURFACES
 
-# A copy inside the repo wins; the shared reference folder is where the oracles were produced.
-_CANDIDATES = [
-    Path(__file__).parent / "oracle" / "prompts.json",
-    Path("/work/shared/reference/oracle/prompts.json"),
-]
-ORACLE_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
-if not ORACLE_PATH.exists():
-    pytest.skip(f"oracle not found: {ORACLE_PATH}", allow_module_level=True)
+ORACLE_PATH = Path(__file__).parent / "oracle" / "prompts.json"  # upstream's rendered prompts
 ORACLE = json.loads(ORACLE_PATH.read_text(encoding="utf-8"))
 
 
