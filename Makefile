@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint lint-imports bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,9 +22,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP) lint-imports
 	$(BIN)/ruff check coordbench tests bench scripts
 	$(BIN)/ruff format --check coordbench tests bench scripts
+
+# the package layers and the torch-only-in-backends rule ([tool.importlinter] in pyproject.toml);
+# --no-cache: no .import_linter_cache folder left in the checkout (the check takes a second)
+lint-imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python bench/scoring_speed.py

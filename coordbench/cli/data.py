@@ -7,15 +7,18 @@ from pathlib import Path
 import click
 
 from coordbench.cli.common import CONTEXT, friendly_errors
+from coordbench.config.run import user_data_root
 from coordbench.errors import DataError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_out_dir(factor: int, budget: int, max_objects: int | None) -> Path:
-    """`public_data/coco/rescale_{factor}_{budget}[_max{N}]`, upstream's preset naming (§1.1)."""
+    """`public_data/coco/rescale_{factor}_{budget}[_max{N}]`, upstream's preset naming (§1.1).
+
+    Under the checkout's top-level `public_data/`, or the working directory's when installed
+    (where `coordbench run --preset N` looks for it too).
+    """
     name = f"rescale_{factor}_{budget}" + (f"_max{max_objects}" if max_objects is not None else "")
-    return REPO_ROOT / "public_data" / "coco" / name
+    return user_data_root() / "public_data" / "coco" / name
 
 
 @click.group("data", context_settings=CONTEXT)

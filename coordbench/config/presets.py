@@ -1,8 +1,8 @@
 """TOML presets under `configs/{rescale,prompt,decode}/`: data, validated, unknown keys rejected.
 
 A preset is named by its file stem (`--preset 768` -> `configs/rescale/768.toml`) or given as a
-path to a `.toml` file. The configs folder is the repo checkout's `configs/`, or
-`$COORDBENCH_CONFIGS` when set.
+path to a `.toml` file. The configs folder is `$COORDBENCH_CONFIGS` when set, else the copy shipped
+as package data (`coordbench/resources/configs`, a symlink to the repo's top-level `configs/`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,16 @@ _SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
 
 
 def configs_dir() -> Path:
-    """`$COORDBENCH_CONFIGS`, else `configs/` at the top of the repo checkout."""
+    """`$COORDBENCH_CONFIGS`, else the presets shipped as package data.
+
+    In a checkout `coordbench/resources/configs` is a symlink to the top-level `configs/` (the one
+    copy that is edited); resolving it names that folder, as before. An installed wheel holds a
+    real copy in site-packages.
+    """
     env = os.environ.get("COORDBENCH_CONFIGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if env:
+        return Path(env)
+    return Path(str(resources.files("coordbench") / "resources" / "configs")).resolve()
 
 
 def list_presets(kind: str) -> list[str]:

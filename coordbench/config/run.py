@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,30 @@ from coordbench.config.options import (
 )
 from coordbench.errors import ArtifactError, ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EMBEDDED_CKPT = Path(__file__).resolve().parents[1] / "embedded" / "shapes-qwen25vl"
-EMBEDDED_DATA = REPO_ROOT / "public_data" / "shapes" / "val.coord.jsonl"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_DIR.parent
+# A source checkout (editable install, PYTHONPATH) has pyproject.toml beside the package; an
+# installed wheel sits in site-packages, where there is none.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file()
+EMBEDDED_CKPT = PACKAGE_DIR / "embedded" / "shapes-qwen25vl"
+# Package data; in a checkout `resources/shapes` is a symlink to the top-level
+# `public_data/shapes/`, so the resolved path names that folder there, as before.
+EMBEDDED_DATA = Path(
+    str(resources.files("coordbench") / "resources" / "shapes" / "val.coord.jsonl")
+).resolve()
 EMBEDDED_PRESET = "64"
 EMBEDDED_PROMPT = "default_desc_first"
 DEFAULT_PROMPT = "coco80_desc_first"  # the upstream COCO benchmark setting
 _GEN, _PARSE, _CONF, _EVAL = GenerationParams(), ParseOptions(), ConfidenceOptions(), EvalOptions()
+
+
+def user_data_root() -> Path:
+    """Where user-built data (`public_data/coco/...` from `coordbench data coco`) lives.
+
+    A checkout keeps it in its own top-level `public_data/` (whatever the working directory); an
+    installed wheel has no such folder, so it is `./public_data/` of the current working directory.
+    """
+    return REPO_ROOT if IN_CHECKOUT else Path.cwd()
 
 
 @dataclass(frozen=True)
@@ -89,13 +107,8 @@ class RunConfig:
         ckpt = self.ckpt or str(EMBEDDED_CKPT)
         preset = self.preset or (EMBEDDED_PRESET if embedded and self.data is None else "768")
         if self.data is None:
-            data = (
-                str(EMBEDDED_DATA)
-                if preset == EMBEDDED_PRESET
-                else str(
-                    REPO_ROOT / "public_data" / "coco" / f"rescale_32_{preset}" / "val.coord.jsonl"
-                )
-            )
+            coco = user_data_root() / "public_data" / "coco" / f"rescale_32_{preset}"
+            data = str(EMBEDDED_DATA if preset == EMBEDDED_PRESET else coco / "val.coord.jsonl")
         else:
             data = self.data
         prompt = self.prompt or (EMBEDDED_PROMPT if embedded else DEFAULT_PROMPT)

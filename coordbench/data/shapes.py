@@ -144,10 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     """Regenerate the committed embedded split: `python -m coordbench.data.shapes`."""
     import argparse
 
+    from coordbench.config.run import user_data_root
+
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument(
-        "--out", default=str(Path(__file__).resolve().parents[2] / "public_data" / "shapes")
-    )
+    # the checkout's public_data/shapes (shipped as package data through a symlink); when
+    # installed, ./public_data/shapes of the working directory, never site-packages
+    ap.add_argument("--out", default=str(user_data_root() / "public_data" / "shapes"))
     ap.add_argument("--split", default="val")
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)

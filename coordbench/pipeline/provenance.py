@@ -17,9 +17,19 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
+
+
 def git_sha() -> str | None:
-    """The sha of the coordbench checkout (not of the cwd), if it is a git checkout."""
-    root = Path(__file__).resolve().parents[2]
+    """The sha of the coordbench checkout (not of the cwd), if it is a git checkout.
+
+    None when installed: site-packages is no checkout, and a venv inside some other repository
+    must not report that repository's sha, so git is asked only where `.git` sits beside the
+    package (a file in a worktree, a folder in a clone).
+    """
+    root = CHECKOUT_ROOT
+    if not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5, check=False)  # fmt: skip
