@@ -33,29 +33,75 @@ def _box(points, desc, score=None):
 def _records():
     """Three images: s0 has a TP, an FP (XSS desc) and an FN; s1 is perfect; s2's image is missing."""
     return [
-        {"image": ODD_NAME, "width": 64, "height": 48, "sample_id": "s0", "index": 0,
-         "gt": [_box([4, 4, 30, 30], "cat"), _box([34, 10, 60, 40], "dog")],
-         "pred": [_box([4, 4, 30, 30], "cat", 0.9), _box([40, 2, 60, 20], XSS, 0.6)],
-         "raw_text": f'{{"objects": [{{"desc": "{XSS}"}}]}}', "parse_status": "ok", "finish_reason": "stop"},
-        {"image": "images/ok1.jpg", "width": 64, "height": 64, "sample_id": "s1", "index": 1,
-         "gt": [_box([10, 10, 40, 40], "cat")], "pred": [_box([10, 10, 40, 40], "cat", 0.8)],
-         "raw_text": "fine", "parse_status": "ok", "finish_reason": "stop"},
-        {"image": "images/missing.png", "width": 32, "height": 32, "sample_id": "s2", "index": 2,
-         "gt": [_box([0, 0, 20, 20], "dog")], "pred": [], "raw_text": "x" * 2500,
-         "parse_status": "truncated", "finish_reason": "length"},
-    ]  # fmt: skip
+        {
+            "image": ODD_NAME,
+            "width": 64,
+            "height": 48,
+            "sample_id": "s0",
+            "index": 0,
+            "gt": [_box([4, 4, 30, 30], "cat"), _box([34, 10, 60, 40], "dog")],
+            "pred": [_box([4, 4, 30, 30], "cat", 0.9), _box([40, 2, 60, 20], XSS, 0.6)],
+            "raw_text": f'{{"objects": [{{"desc": "{XSS}"}}]}}',
+            "parse_status": "ok",
+            "finish_reason": "stop",
+        },
+        {
+            "image": "images/ok1.jpg",
+            "width": 64,
+            "height": 64,
+            "sample_id": "s1",
+            "index": 1,
+            "gt": [_box([10, 10, 40, 40], "cat")],
+            "pred": [_box([10, 10, 40, 40], "cat", 0.8)],
+            "raw_text": "fine",
+            "parse_status": "ok",
+            "finish_reason": "stop",
+        },
+        {
+            "image": "images/missing.png",
+            "width": 32,
+            "height": 32,
+            "sample_id": "s2",
+            "index": 2,
+            "gt": [_box([0, 0, 20, 20], "dog")],
+            "pred": [],
+            "raw_text": "x" * 2500,
+            "parse_status": "truncated",
+            "finish_reason": "length",
+        },
+    ]
 
 
-METRICS = {"bbox_AP": 0.4321, "bbox_AP50": 0.6543, "bbox_AP75": 0.3, "bbox_APs": -1.0, "bbox_APm": 0.2,
-           "bbox_APl": 0.1, "bbox_AR1": 0.25, "bbox_AR10": 0.5, "bbox_AR100": 0.5,
-           "f1ish@0.50_f1_full_micro": 0.5714, "f1ish@0.30_f1_full_micro": 0.5714,
-           "f1ish@0.50_f1_loc_micro": 0.5714, "f1ish@0.30_f1_loc_micro": 0.5714, "f1ish@0.50_pred_total": 3}  # fmt: skip
+METRICS = {
+    "bbox_AP": 0.4321,
+    "bbox_AP50": 0.6543,
+    "bbox_AP75": 0.3,
+    "bbox_APs": -1.0,
+    "bbox_APm": 0.2,
+    "bbox_APl": 0.1,
+    "bbox_AR1": 0.25,
+    "bbox_AR10": 0.5,
+    "bbox_AR100": 0.5,
+    "f1ish@0.50_f1_full_micro": 0.5714,
+    "f1ish@0.30_f1_full_micro": 0.5714,
+    "f1ish@0.50_f1_loc_micro": 0.5714,
+    "f1ish@0.30_f1_loc_micro": 0.5714,
+    "f1ish@0.50_pred_total": 3,
+}
 
 
 def _match_row(i, rec, matches, unmatched_pred, unmatched_gt):
-    return {"image_id": i, "file_name": rec["image"], "iou_thr": 0.5, "gt_count": len(rec["gt"]),
-            "pred_count": len(rec["pred"]), "matches": matches, "unmatched_pred_indices": unmatched_pred,
-            "ignored_pred_indices": [], "unmatched_gt_indices": unmatched_gt}  # fmt: skip
+    return {
+        "image_id": i,
+        "file_name": rec["image"],
+        "iou_thr": 0.5,
+        "gt_count": len(rec["gt"]),
+        "pred_count": len(rec["pred"]),
+        "matches": matches,
+        "unmatched_pred_indices": unmatched_pred,
+        "ignored_pred_indices": [],
+        "unmatched_gt_indices": unmatched_gt,
+    }
 
 
 def _no_model(texts):
@@ -92,12 +138,26 @@ def make_run(tmp_path: Path, *, images: bool = True, finished: bool = True) -> P
     }
     if finished:
         prov["finished_at"] = "2025-01-01T00:00:00+0000"
-    head = {"schema_version": 1, "identity_hash": "f" * 64,
-            "identity": {"checkpoint": {"path_name": "ck", "sha256": "c" * 64}, "dataset": {"num_samples": 3, "limit": None},
-                         "preset": "64", "prompt": {"name": "default_desc_first", "layout": "text_first",
-                                                     "surface": "coord_tokens", "template_hash": "abc"},
-                         "decode": {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 77}, "seed": 7, "backend": "hf"},
-            "config": {"ckpt": "/ckpts/my-model", "data": str(data / "val.jsonl"), "name": "r1"}, "provenance": prov}  # fmt: skip
+    head = {
+        "schema_version": 1,
+        "identity_hash": "f" * 64,
+        "identity": {
+            "checkpoint": {"path_name": "ck", "sha256": "c" * 64},
+            "dataset": {"num_samples": 3, "limit": None},
+            "preset": "64",
+            "prompt": {
+                "name": "default_desc_first",
+                "layout": "text_first",
+                "surface": "coord_tokens",
+                "template_hash": "abc",
+            },
+            "decode": {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 77},
+            "seed": 7,
+            "backend": "hf",
+        },
+        "config": {"ckpt": "/ckpts/my-model", "data": str(data / "val.jsonl"), "name": "r1"},
+        "provenance": prov,
+    }
     (rd / "run.json").write_text(json.dumps(head))
     scored = _scored(
         [{k: v for k, v in r.items() if k != "raw_text"} for r in recs]
@@ -106,9 +166,13 @@ def make_run(tmp_path: Path, *, images: bool = True, finished: bool = True) -> P
     _write_lines(rd / "gt_vs_pred.jsonl", recs)
     if not finished:
         return rd
-    summary = {"schema_version": 1, "identity_hash": "f" * 64, "metrics": METRICS,
-               "parse": {"counts": {"ok": 2, "salvaged": 0, "empty": 0, "truncated": 1, "malformed": 0}},
-               "diagnostics": {"warnings": [f"class collapse: {XSS}"]}}  # fmt: skip
+    summary = {
+        "schema_version": 1,
+        "identity_hash": "f" * 64,
+        "metrics": METRICS,
+        "parse": {"counts": {"ok": 2, "salvaged": 0, "empty": 0, "truncated": 1, "malformed": 0}},
+        "diagnostics": {"warnings": [f"class collapse: {XSS}"]},
+    }
     (rd / "summary.json").write_text(json.dumps(summary))
     # the real eval dir of these records (COCO files, calibration), then hand-made CSV and matches
     write_eval_dir(evaluate_records(scored, encoder=_no_model), rd / "eval")
@@ -221,8 +285,16 @@ def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
 
     for i, r in enumerate(recs):
         for g in r["gt"]:
-            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": cid[g["desc"]], "bbox": xywh(g["points"]),
-                        "area": xywh(g["points"])[2] * xywh(g["points"])[3], "iscrowd": 0})  # fmt: skip
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": i,
+                    "category_id": cid[g["desc"]],
+                    "bbox": xywh(g["points"]),
+                    "area": xywh(g["points"])[2] * xywh(g["points"])[3],
+                    "iscrowd": 0,
+                }
+            )
         for p in r["pred"]:
             dts.append(
                 {
@@ -233,8 +305,11 @@ def test_score_matching_equals_pycocotools_dt_matches(oracle_dir):
                     "score": p["score"],
                 }
             )
-    dataset = {"images": [{"id": i} for i in range(len(recs))], "annotations": gts,
-               "categories": [{"id": v, "name": k} for k, v in cid.items()]}  # fmt: skip
+    dataset = {
+        "images": [{"id": i} for i in range(len(recs))],
+        "annotations": gts,
+        "categories": [{"id": v, "name": k} for k, v in cid.items()],
+    }
     coco = COCO()
     coco.dataset = json.loads(json.dumps(dataset))
     coco.createIndex()
@@ -289,10 +364,19 @@ def test_pr_curve_and_reliability_by_hand():
 
 
 def test_compare_report_escapes_and_renders_tables(tmp_path):
-    data = {"title": "A vs <i>B</i>", "caveats": ["decode differs: http://x.y"],
-            "tables": [{"title": "summary", "columns": ["run", "mAP"], "rows": [["<b>a</b>", 0.51234], ["b", 0.4]]},
-                       {"title": "per class", "rows": [{"class": "cat", "delta": -0.1}]}],
-            "gates": [["gate", "status"], ["mAP >= 0.5", "met"]]}  # fmt: skip
+    data = {
+        "title": "A vs <i>B</i>",
+        "caveats": ["decode differs: http://x.y"],
+        "tables": [
+            {
+                "title": "summary",
+                "columns": ["run", "mAP"],
+                "rows": [["<b>a</b>", 0.51234], ["b", 0.4]],
+            },
+            {"title": "per class", "rows": [{"class": "cat", "delta": -0.1}]},
+        ],
+        "gates": [["gate", "status"], ["mAP >= 0.5", "met"]],
+    }
     text = write_compare_report(data, tmp_path / "c.html").read_text(encoding="utf-8")
     assert "<i>" not in text and "&lt;b&gt;a&lt;/b&gt;" in text and "http://" not in text
     assert (
@@ -304,8 +388,10 @@ def test_compare_report_escapes_and_renders_tables(tmp_path):
 
 
 def test_report_modules_import_no_matplotlib_or_pil():
-    code = ("import sys, coordbench.report.html, coordbench.report.gallery, coordbench.report.plots; "
-            "assert not any(m.split('.')[0] in ('matplotlib', 'PIL', 'torch') for m in sys.modules), 'heavy import'")  # fmt: skip
+    code = (
+        "import sys, coordbench.report.html, coordbench.report.gallery, coordbench.report.plots; "
+        "assert not any(m.split('.')[0] in ('matplotlib', 'PIL', 'torch') for m in sys.modules), 'heavy import'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

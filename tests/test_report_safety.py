@@ -77,8 +77,16 @@ def test_report_of_a_hostile_run_shows_everything_as_text(shapes_dir, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    cfg = RunConfig(ckpt=str(ckpt), data=str(data), preset="64", prompt="default_desc_first",
-                    out=str(tmp_path / "runs"), name=RUN_NAME, batch_size=4, progress=False)  # fmt: skip
+    cfg = RunConfig(
+        ckpt=str(ckpt),
+        data=str(data),
+        preset="64",
+        prompt="default_desc_first",
+        out=str(tmp_path / "runs"),
+        name=RUN_NAME,
+        batch_size=4,
+        progress=False,
+    )
     run(cfg, backend=HostileBackend(data))
     html = (tmp_path / "runs" / RUN_NAME / "report.html").read_text(encoding="utf-8")
 

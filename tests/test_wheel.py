@@ -47,8 +47,15 @@ def _env() -> dict[str, str]:
 
 
 def _check(cmd: list[str], cwd: Path, timeout: float) -> str:
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -34,25 +34,62 @@ def data_group() -> None:
 
 
 @data_group.command("coco", context_settings=CONTEXT)
-@click.option("--coco-root", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder with annotations/instances_<split>.json and <split>/*.jpg.")  # fmt: skip
+@click.option(
+    "--coco-root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder with annotations/instances_<split>.json and <split>/*.jpg.",
+)
 @click.option("--split", default="val2017", show_default=True, help="COCO split folder name.")
-@click.option("--preset", default="768", show_default=True,
-              help="Rescale preset (configs/rescale/*.toml): 768 -> 32*32*768 pixels.")  # fmt: skip
-@click.option("--max-objects", type=click.IntRange(min=0), default=None,
-              help="Drop (never truncate) images with more objects, e.g. 60 as upstream's _max60.")  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=0), default=None,
-              help="Keep the first N images by COCO id after all filters (200 = val200).")  # fmt: skip
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output folder [default: public_data/coco/rescale_32_<budget>[_max<N>]].")  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Threads resizing images.")  # fmt: skip
-@click.option("--skip-bad", is_flag=True,
-              help="Skip and count missing/corrupt images and bad annotations instead of failing.")  # fmt: skip
+@click.option(
+    "--preset",
+    default="768",
+    show_default=True,
+    help="Rescale preset (configs/rescale/*.toml): 768 -> 32*32*768 pixels.",
+)
+@click.option(
+    "--max-objects",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Drop (never truncate) images with more objects, e.g. 60 as upstream's _max60.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep the first N images by COCO id after all filters (200 = val200).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder [default: public_data/coco/rescale_32_<budget>[_max<N>]].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Threads resizing images.",
+)
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Skip and count missing/corrupt images and bad annotations instead of failing.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @friendly_errors
-def coco_cmd(coco_root: str, split: str, preset: str, max_objects: int | None, limit: int | None,
-             out: str | None, workers: int, skip_bad: bool, no_progress: bool) -> None:  # fmt: skip
+def coco_cmd(
+    coco_root: str,
+    split: str,
+    preset: str,
+    max_objects: int | None,
+    limit: int | None,
+    out: str | None,
+    workers: int,
+    skip_bad: bool,
+    no_progress: bool,
+) -> None:
     """Build a preset from COCO 2017 instances: the upstream val.jsonl / .norm / .coord files.
 
     Drops crowd, zero-size and out-of-bounds boxes and images left empty, smart-resizes every
@@ -65,10 +102,19 @@ def coco_cmd(coco_root: str, split: str, preset: str, max_objects: int | None, l
     rp = load_rescale_preset(preset)
     out_dir = Path(out) if out else default_out_dir(rp.factor, rp.budget, max_objects)
     stats = convert_coco(
-        coco_root, split=split, budget=rp.budget, factor=rp.factor, max_objects=max_objects,
-        limit=limit, out_dir=out_dir, workers=workers, skip_bad=skip_bad, progress=not no_progress,
-        algorithm=rp.algorithm, min_pixels=rp.min_pixels,
-    )  # fmt: skip
+        coco_root,
+        split=split,
+        budget=rp.budget,
+        factor=rp.factor,
+        max_objects=max_objects,
+        limit=limit,
+        out_dir=out_dir,
+        workers=workers,
+        skip_bad=skip_bad,
+        progress=not no_progress,
+        algorithm=rp.algorithm,
+        min_pixels=rp.min_pixels,
+    )
     short = split.removesuffix("2017")
     click.echo(f"wrote {stats.images_written} images, {stats.objects_written} objects to {out_dir}")
     click.echo(

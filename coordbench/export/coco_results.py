@@ -86,9 +86,16 @@ def project_record_to_original(rec: dict, orig_w: int, orig_h: int) -> dict:
     if img is None:
         raise DataError(f"record {rec.get('image')!r} has no width/height to project from")
     proj = _project_image(img, (orig_w, orig_h))
-    return {**rec, "width": orig_w, "height": orig_h, "preset_width": img.width,
-            "preset_height": img.height, "coord_mode": "pixel",
-            "gt": [_bbox_obj(g) for g in proj.gts], "pred": [_bbox_obj(p) for p in proj.preds]}  # fmt: skip
+    return {
+        **rec,
+        "width": orig_w,
+        "height": orig_h,
+        "preset_width": img.width,
+        "preset_height": img.height,
+        "coord_mode": "pixel",
+        "gt": [_bbox_obj(g) for g in proj.gts],
+        "pred": [_bbox_obj(p) for p in proj.preds],
+    }
 
 
 # --------------------------------------------------------------------------- inputs
@@ -168,9 +175,14 @@ def load_categories(path: Path) -> list[dict[str, Any]]:
 
 
 def check_categories(cats: Any, where: Path | str) -> list[dict[str, Any]]:
-    ok = isinstance(cats, list) and cats and all(
-        isinstance(c, dict) and _positive_int(c.get("id")) and isinstance(c.get("name"), str) for c in cats
-    )  # fmt: skip
+    ok = (
+        isinstance(cats, list)
+        and cats
+        and all(
+            isinstance(c, dict) and _positive_int(c.get("id")) and isinstance(c.get("name"), str)
+            for c in cats
+        )
+    )
     if not ok:
         raise DataError(f"{where}: expected a non-empty list of {{id, name}} COCO categories")
     return cats
@@ -188,8 +200,13 @@ def _semantic_options(head: dict[str, Any]) -> tuple[str, float]:
 # --------------------------------------------------------------------------- results
 
 
-def build_export(run_dir: Path, *, categories: list[dict] | None = None, data: Path | None = None,
-                 encoder: Encoder | None = None) -> Export:  # fmt: skip
+def build_export(
+    run_dir: Path,
+    *,
+    categories: list[dict] | None = None,
+    data: Path | None = None,
+    encoder: Encoder | None = None,
+) -> Export:
     """Project a run's scored predictions to original scale with official category ids."""
     run_dir = Path(run_dir)
     head = A.read_json(run_dir / A.RUN_JSON)
@@ -226,8 +243,13 @@ def build_export(run_dir: Path, *, categories: list[dict] | None = None, data: P
     return exp
 
 
-def coco_results(run_dir: Path, *, categories: list[dict] | None = None, data: Path | None = None,
-                 encoder: Encoder | None = None) -> list[dict]:  # fmt: skip
+def coco_results(
+    run_dir: Path,
+    *,
+    categories: list[dict] | None = None,
+    data: Path | None = None,
+    encoder: Encoder | None = None,
+) -> list[dict]:
     """COCO results (`[{image_id, category_id, bbox: [x, y, w, h], score}]`) at original scale."""
     return build_export(run_dir, categories=categories, data=data, encoder=encoder).results
 
@@ -273,13 +295,24 @@ def restrict_annotations(coco: dict[str, Any], exp: Export, where: Path) -> dict
         if isinstance(a, dict) and a.get("image_id") in wanted
     ]
     cats = sorted(coco["categories"], key=lambda c: c["id"])  # per-class rows follow catIds order
-    return {"info": coco.get("info", {}), "licenses": coco.get("licenses", []), "images": images,
-            "annotations": anns, "categories": cats}  # fmt: skip
+    return {
+        "info": coco.get("info", {}),
+        "licenses": coco.get("licenses", []),
+        "images": images,
+        "annotations": anns,
+        "categories": cats,
+    }
 
 
-def eval_original_scale(run_dir: Path, annotations_json: Path, *, scorer: str = "faster",
-                        out_dir: Path | None = None, data: Path | None = None,
-                        encoder: Encoder | None = None) -> dict[str, float]:  # fmt: skip
+def eval_original_scale(
+    run_dir: Path,
+    annotations_json: Path,
+    *,
+    scorer: str = "faster",
+    out_dir: Path | None = None,
+    data: Path | None = None,
+    encoder: Encoder | None = None,
+) -> dict[str, float]:
     """Score a run against untouched COCO annotations at original scale; the 12 bbox stats.
 
     Writes `metrics.json` and `coco_results.json` to `out_dir` (default RUN_DIR/eval_original).
@@ -295,12 +328,20 @@ def eval_original_scale(run_dir: Path, annotations_json: Path, *, scorer: str = 
     metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
     out = Path(out_dir) if out_dir is not None else run_dir / EVAL_ORIGINAL
     out.mkdir(parents=True, exist_ok=True)
-    A.write_json(out / L.METRICS, {
-        "metrics": metrics, "counters": exp.counters, "scale": "original", "scorer": scorer,
-        "annotations": str(annotations_json), "images": len(gt["images"]),
-        "gt_annotations": len(gt["annotations"]), "detections": len(exp.results),
-        "per_class": {n: (None if math.isnan(v) else v) for n, v in per_class},
-        "semantic_report": exp.semantic_report,
-    })  # fmt: skip
+    A.write_json(
+        out / L.METRICS,
+        {
+            "metrics": metrics,
+            "counters": exp.counters,
+            "scale": "original",
+            "scorer": scorer,
+            "annotations": str(annotations_json),
+            "images": len(gt["images"]),
+            "gt_annotations": len(gt["annotations"]),
+            "detections": len(exp.results),
+            "per_class": {n: (None if math.isnan(v) else v) for n, v in per_class},
+            "semantic_report": exp.semantic_report,
+        },
+    )
     write_results(out / "coco_results.json", exp.results)
     return metrics

@@ -78,9 +78,15 @@ def reliability_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> li
     for k in range(n_bins):
         m = idx == k
         n = int(m.sum())
-        rows.append({"lo": k / n_bins, "hi": (k + 1) / n_bins, "count": n,
-                     "mean_score": float(scores[m].mean()) if n else None,
-                     "tp_rate": float(correct[m].mean()) if n else None})  # fmt: skip
+        rows.append(
+            {
+                "lo": k / n_bins,
+                "hi": (k + 1) / n_bins,
+                "count": n,
+                "mean_score": float(scores[m].mean()) if n else None,
+                "tp_rate": float(correct[m].mean()) if n else None,
+            }
+        )
     return rows
 
 

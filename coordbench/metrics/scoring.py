@@ -62,8 +62,13 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict
     return recs, skipped
 
 
-def evaluate_records(records: list[dict[str, Any]], options: EvalOptions | None = None, *,
-                     encoder: Encoder | None = None, invalid_json: int = 0) -> EvalResult:  # fmt: skip
+def evaluate_records(
+    records: list[dict[str, Any]],
+    options: EvalOptions | None = None,
+    *,
+    encoder: Encoder | None = None,
+    invalid_json: int = 0,
+) -> EvalResult:
     """Score scored records (upstream format); `encoder` replaces the MiniLM encoder (tests)."""
     options = options or EvalOptions()
     result = score_detections(records, options, encoder=encoder, invalid_json=invalid_json)

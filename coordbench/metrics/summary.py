@@ -8,12 +8,21 @@ from collections import Counter
 from typing import Any
 
 HEADLINE = (
-    ("mAP", "bbox_AP"), ("AP50", "bbox_AP50"), ("AP75", "bbox_AP75"), ("APs", "bbox_APs"),
-    ("APm", "bbox_APm"), ("APl", "bbox_APl"), ("AR1", "bbox_AR1"), ("AR10", "bbox_AR10"),
-    ("AR100", "bbox_AR100"), ("F1@0.5", "f1ish@0.50_f1_full_micro"), ("F1@0.3", "f1ish@0.30_f1_full_micro"),
-    ("F1loc@0.5", "f1ish@0.50_f1_loc_micro"), ("F1loc@0.3", "f1ish@0.30_f1_loc_micro"),
+    ("mAP", "bbox_AP"),
+    ("AP50", "bbox_AP50"),
+    ("AP75", "bbox_AP75"),
+    ("APs", "bbox_APs"),
+    ("APm", "bbox_APm"),
+    ("APl", "bbox_APl"),
+    ("AR1", "bbox_AR1"),
+    ("AR10", "bbox_AR10"),
+    ("AR100", "bbox_AR100"),
+    ("F1@0.5", "f1ish@0.50_f1_full_micro"),
+    ("F1@0.3", "f1ish@0.30_f1_full_micro"),
+    ("F1loc@0.5", "f1ish@0.50_f1_loc_micro"),
+    ("F1loc@0.3", "f1ish@0.30_f1_loc_micro"),
     ("pred_total", "f1ish@0.50_pred_total"),
-)  # fmt: skip
+)
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
 
 
@@ -40,18 +49,30 @@ def build_summary(
         "error_codes": sorted(errors),
         "total_read": len(recs),
         "total_emitted": len(recs),
-        "backend": {"type": ident["backend"], "model_checkpoint": cfg.get("ckpt"),
-                    "adapter_checkpoint": cfg.get("adapter"), "checkpoint_sha256": ident["checkpoint"]["sha256"]},
+        "backend": {
+            "type": ident["backend"],
+            "model_checkpoint": cfg.get("ckpt"),
+            "adapter_checkpoint": cfg.get("adapter"),
+            "checkpoint_sha256": ident["checkpoint"]["sha256"],
+        },
         "generation": {**ident["decode"], "seed": ident["seed"]},
-        "infer": {"gt_jsonl": cfg.get("data"), "preset": ident["preset"], "prompt_preset": ident["prompt"]["name"],
-                  "prompt_template_hash": ident["prompt"]["template_hash"], "message_layout": ident["prompt"]["layout"],
-                  "coord_surface": ident["prompt"]["surface"], "limit": ident["dataset"]["limit"]},
+        "infer": {
+            "gt_jsonl": cfg.get("data"),
+            "preset": ident["preset"],
+            "prompt_preset": ident["prompt"]["name"],
+            "prompt_template_hash": ident["prompt"]["template_hash"],
+            "message_layout": ident["prompt"]["layout"],
+            "coord_surface": ident["prompt"]["surface"],
+            "limit": ident["dataset"]["limit"],
+        },
         "metrics": {key: metrics.get(key) for _, key in HEADLINE},
         "calibration": getattr(result, "calibration", None) or metrics.get("calibration"),
-        "parse": {"counts": {s: status.get(s, 0) for s in PARSE_STATUSES},
-                  "rates": {s: status.get(s, 0) / n for s in PARSE_STATUSES}},
+        "parse": {
+            "counts": {s: status.get(s, 0) for s in PARSE_STATUSES},
+            "rates": {s: status.get(s, 0) / n for s in PARSE_STATUSES},
+        },
         "diagnostics": getattr(result, "diagnostics", None) if diag is None else diag,
-    }  # fmt: skip
+    }
 
 
 def _fmt(v: Any) -> str:

@@ -41,11 +41,15 @@ from coordbench.types import SURFACES, Box, ParseStatus
 
 # upstream engine `ERROR_CANONICAL` and its per-code message/stage (§3.7)
 CANONICAL = {
-    "geometry_keys": "invalid_geometry", "geometry_points": "invalid_geometry",
-    "geometry_kind": "invalid_geometry", "bbox_points": "invalid_geometry",
-    "poly_points": "invalid_geometry", "degenerate": "invalid_geometry",
-    "coord_parse": "invalid_coord", "coord_range": "invalid_coord",
-}  # fmt: skip
+    "geometry_keys": "invalid_geometry",
+    "geometry_points": "invalid_geometry",
+    "geometry_kind": "invalid_geometry",
+    "bbox_points": "invalid_geometry",
+    "poly_points": "invalid_geometry",
+    "degenerate": "invalid_geometry",
+    "coord_parse": "invalid_coord",
+    "coord_range": "invalid_coord",
+}
 _MESSAGES = {
     "empty_pred": ("Prediction parsing produced no valid objects.", "infer.parse_pred"),
     "invalid_coord": ("Prediction contains invalid coordinate values.", "infer.validate_pred"),
@@ -298,7 +302,12 @@ def parse_output(
     errors = [CANONICAL.get(c, c) for c in codes]
     return ParsedOutput(
         status=_status(text, loaded, tuple(objects), issues, finished),
-        objects=tuple(objects), pred=pred, raw_output_json=loaded.payload,
-        raw_special_tokens=special_tokens(text), raw_ends_with_im_end=text.endswith("<|im_end|>"),
-        errors=errors, error_entries=[_error_entry(c) for c in errors], issues=tuple(issues),
-    )  # fmt: skip
+        objects=tuple(objects),
+        pred=pred,
+        raw_output_json=loaded.payload,
+        raw_special_tokens=special_tokens(text),
+        raw_ends_with_im_end=text.endswith("<|im_end|>"),
+        errors=errors,
+        error_entries=[_error_entry(c) for c in errors],
+        issues=tuple(issues),
+    )

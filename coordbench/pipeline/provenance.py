@@ -31,8 +31,13 @@ def git_sha() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)  # fmt: skip
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -58,6 +63,6 @@ def base_provenance() -> dict[str, Any]:
                 "pycocotools",
                 "numpy",
             )
-        },  # fmt: skip
+        },
         "cuda": cuda,
     }

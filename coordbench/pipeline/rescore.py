@@ -30,12 +30,27 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
         if "raw_text" not in r:
             out.append(r)
             continue
-        p = parse_output(r["raw_text"], surface=prompt.surface, width=r["width"], height=r["height"],
-                         options=popts, finished=r.get("finish_reason") != "length")  # fmt: skip
-        out.append({**r, "pred": p.pred, "raw_output_json": p.raw_output_json,
-                    "raw_special_tokens": p.raw_special_tokens, "raw_ends_with_im_end": p.raw_ends_with_im_end,
-                    "errors": p.errors, "error_entries": p.error_entries, "parse_status": p.status.value,
-                    "parse_issues": list(p.issues)})  # fmt: skip
+        p = parse_output(
+            r["raw_text"],
+            surface=prompt.surface,
+            width=r["width"],
+            height=r["height"],
+            options=popts,
+            finished=r.get("finish_reason") != "length",
+        )
+        out.append(
+            {
+                **r,
+                "pred": p.pred,
+                "raw_output_json": p.raw_output_json,
+                "raw_special_tokens": p.raw_special_tokens,
+                "raw_ends_with_im_end": p.raw_ends_with_im_end,
+                "errors": p.errors,
+                "error_entries": p.error_entries,
+                "parse_status": p.status.value,
+                "parse_issues": list(p.issues),
+            }
+        )
     return out
 
 
@@ -69,8 +84,16 @@ def eval_scored_file(
     eval_dir = out or path.parent / "eval"
     write_eval_dir(result, eval_dir)
     m = result.metrics
-    keys = ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_AR1", "bbox_AR100", "f1ish@0.50_f1_full_micro",
-            "f1ish@0.30_f1_full_micro", "f1ish@0.50_pred_total")  # fmt: skip
+    keys = (
+        "bbox_AP",
+        "bbox_AP50",
+        "bbox_AP75",
+        "bbox_AR1",
+        "bbox_AR100",
+        "f1ish@0.50_f1_full_micro",
+        "f1ish@0.30_f1_full_micro",
+        "f1ish@0.50_pred_total",
+    )
     lines = [
         f"scored {len(recs)} records from {path} -> {eval_dir}"
         + (f" ({skipped} malformed lines skipped)" if skipped else "")
@@ -79,8 +102,14 @@ def eval_scored_file(
     return "\n".join(lines)
 
 
-def eval_path(path: Path, *, out: str | None, scorer: str | None, semantic_threshold: float | None,
-              tolerant: bool = False) -> str:  # fmt: skip
+def eval_path(
+    path: Path,
+    *,
+    out: str | None,
+    scorer: str | None,
+    semantic_threshold: float | None,
+    tolerant: bool = False,
+) -> str:
     overrides = {"scorer": scorer, "semantic_threshold": semantic_threshold}
     if path.is_dir():
         if not (path / A.RUN_JSON).exists():

@@ -267,8 +267,10 @@ def _boxes_table(rec: dict, oc: Outcome) -> str:
             if isinstance(obj, dict):
                 score = fmt(score_of(obj), 3) if kind == "pred" else ""
                 cls = {"tp": "tp", "fp": "fp", "fn": "fn", "ignored": "ign"}.get(st or "", "")
-                rows.append(f'<tr><td class="{cls}">{esc(kind)} {esc(st or "-")}</td><td>{esc(obj.get("desc"))}</td>'
-                            f'<td class="num">{esc(score)}</td><td>{esc(obj.get("points"))}</td></tr>')  # fmt: skip
+                rows.append(
+                    f'<tr><td class="{cls}">{esc(kind)} {esc(st or "-")}</td><td>{esc(obj.get("desc"))}</td>'
+                    f'<td class="num">{esc(score)}</td><td>{esc(obj.get("points"))}</td></tr>'
+                )
     more = (
         f'<p class="muted">{len(rows) - MAX_BOX_ROWS} more boxes not listed</p>'
         if len(rows) > MAX_BOX_ROWS
@@ -315,7 +317,9 @@ def gallery_html(
     outcomes = [outcome(r, matches.get(i)) for i, r in enumerate(records)]
     chosen = worst_first(outcomes)[: max(0, max_items)]
     items = "".join(gallery_item(i, records[i], root, outcomes[i]) for i in chosen)
-    legend = ('<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> <span class="fn">▭ FN (dashed GT)</span> '
-              '<span class="ign">■ out of scope</span> · thin blue dashed: matched GT · labels: desc score · '
-              f"{len(chosen)} of {len(records)} images, most FP+FN first (IoU 0.5)</p>")  # fmt: skip
+    legend = (
+        '<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> <span class="fn">▭ FN (dashed GT)</span> '
+        '<span class="ign">■ out of scope</span> · thin blue dashed: matched GT · labels: desc score · '
+        f"{len(chosen)} of {len(records)} images, most FP+FN first (IoU 0.5)</p>"
+    )
     return legend + f'<div class="grid">{items}</div>'

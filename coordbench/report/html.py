@@ -126,21 +126,37 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
     )
     pairs = [
         ("identity hash", head.get("identity_hash") or summary.get("identity_hash")),
-        ("checkpoint", f"{cfg.get('ckpt', '-')}" + (f" + adapter {cfg['adapter']}" if cfg.get("adapter") else "")),
+        (
+            "checkpoint",
+            f"{cfg.get('ckpt', '-')}"
+            + (f" + adapter {cfg['adapter']}" if cfg.get("adapter") else ""),
+        ),
         ("checkpoint sha256", ck.get("sha256")),
         ("dataset", cfg.get("data") or _d(summary.get("infer")).get("gt_jsonl")),
         ("samples", f"{ds.get('num_samples', '-')} (limit {ds.get('limit')})"),
         ("preset", ident.get("preset")),
-        ("prompt", f"{pr.get('name', '-')} · layout {pr.get('layout', '-')} · surface {pr.get('surface', '-')} · hash {pr.get('template_hash', '-')}"),
+        (
+            "prompt",
+            f"{pr.get('name', '-')} · layout {pr.get('layout', '-')} · surface {pr.get('surface', '-')} · hash {pr.get('template_hash', '-')}",
+        ),
         ("decode", ", ".join(f"{k}={v}" for k, v in decode.items() if k != "seed")),
         ("seed", ident.get("seed", decode.get("seed"))),
-        ("backend", f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · dtype {cfg.get('dtype', '-')} · batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · world {prov.get('world_size', 1)}"),
-        ("wall time", f"{fmt(prov.get('wall_seconds'), 1)} s (generate {gen_s:.1f} s, score {fmt(prov.get('score_seconds'), 1)} s)"),
+        (
+            "backend",
+            f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · dtype {cfg.get('dtype', '-')} · batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · world {prov.get('world_size', 1)}",
+        ),
+        (
+            "wall time",
+            f"{fmt(prov.get('wall_seconds'), 1)} s (generate {gen_s:.1f} s, score {fmt(prov.get('score_seconds'), 1)} s)",
+        ),
         ("samples/s", fmt(prov.get("samples_per_s"), 3)),
         ("decode tokens/s", fmt(sessions[-1].get("decode_tokens_per_s"), 1) if sessions else "-"),
         ("versions", " · ".join(f"{k} {v}" for k, v in _d(prov.get("versions")).items()) or "-"),
-        ("git / started / finished", f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · {prov.get('finished_at', '-')}"),
-    ]  # fmt: skip
+        (
+            "git / started / finished",
+            f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · {prov.get('finished_at', '-')}",
+        ),
+    ]
     name = cfg.get("name") or run_dir.name
     return f'<h1>coordbench run: {esc(name)} {status}</h1><p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
 
@@ -202,8 +218,10 @@ def _plots_section(det: Detections | None, calib: dict | None) -> str:
         cal_png = None if calib is None else calibration_figure(calib)
     except (ImportError, KeyError, TypeError, ValueError) as e:  # no matplotlib; a damaged dict
         return f'<h2>Plots</h2><p class="muted">plots unavailable: {esc(e)}</p>'
-    note = ("COCOeval matching at IoU 0.5 (area all, at most 100 detections per image and class), "
-            "the detections and matching of the COCO numbers and the calibration table.")  # fmt: skip
+    note = (
+        "COCOeval matching at IoU 0.5 (area all, at most 100 detections per image and class), "
+        "the detections and matching of the COCO numbers and the calibration table."
+    )
     parts = [f'<h2>Precision-recall and calibration</h2><p class="muted">{esc(note)}</p>']
     if pr_png is not None:
         parts.append(img_tag(pr_png, "image/png", "precision-recall curves", "plot"))
