@@ -40,13 +40,15 @@ def main() -> int:
     t3 = time.perf_counter()
     n_det = sum(len(r.coco_preds) for r in results)
     print(
-        f"{args.images} images, {n_det} detections in 2 runs (generated + scored in {t1 - t0:.1f} s)"
+        f"{args.images} images, {n_det} detections in 2 runs "
+        f"(generated + scored in {t1 - t0:.1f} s)"
     )
     print(f"per-image matching, both runs:          {t2 - t1:6.2f} s")
     print(f"{args.resamples} paired resamples, {len(DEFAULT_METRICS)} metrics: {t3 - t2:6.2f} s")
     for m, row in out["metrics"].items():
         print(
-            f"  {m:<26} delta {row['delta']:+.5f}  95% CI [{row['ci_low']:+.5f}, {row['ci_high']:+.5f}]  {row['verdict']}"
+            f"  {m:<26} delta {row['delta']:+.5f}  "
+            f"95% CI [{row['ci_low']:+.5f}, {row['ci_high']:+.5f}]  {row['verdict']}"
         )
     return 0
 

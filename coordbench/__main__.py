@@ -1,4 +1,5 @@
-"""`python -m coordbench` (used by torchrun: `torchrun --nproc_per_node N -m coordbench run ...`)."""
+"""`python -m coordbench` (used by torchrun:
+`torchrun --nproc_per_node N -m coordbench run ...`)."""
 
 from coordbench.cli.main import main
 

@@ -1,4 +1,5 @@
-"""The append-only benchmark log: entries, byte-for-byte append-only, torn lines, `coordbench log`."""
+"""The append-only benchmark log: entries, byte-for-byte append-only, torn lines,
+`coordbench log`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""smart_resize against upstream's worked values (upstream_spec §1.4) and resize_image's contract."""
+"""smart_resize against upstream's worked values (upstream_spec §1.4) and resize_image's
+contract."""
 
 from __future__ import annotations
 

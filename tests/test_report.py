@@ -31,7 +31,8 @@ def _box(points, desc, score=None):
 
 
 def _records():
-    """Three images: s0 has a TP, an FP (XSS desc) and an FN; s1 is perfect; s2's image is missing."""
+    """Three images: s0 has a TP, an FP (XSS desc) and an FN; s1 is perfect; s2's image is
+    missing."""
     return [
         {
             "image": ODD_NAME,
@@ -232,8 +233,9 @@ def test_gallery_colours_tp_fp_fn(tmp_path):
     img = np.asarray(
         Image.open(io.BytesIO(_data_uris(text, "image/jpeg")[0])).convert("RGB"), dtype=float
     )
-    # s0 is 64x48 shown at 4x (256 px long side): TP cat box left edge x=4 -> 16, FP box x=40 -> 160,
-    # FN dog GT box right edge x=60 -> 240 (dashed); strips straddle the 2-px lines, below the labels.
+    # s0 is 64x48 shown at 4x (256 px long side): TP cat box left edge x=4 -> 16,
+    # FP box x=40 -> 160, FN dog GT box right edge x=60 -> 240 (dashed); strips straddle
+    # the 2-px lines, below the labels.
     tp = img[60:110, 15:19].mean(axis=(0, 1))
     fp = img[40:76, 159:163].mean(axis=(0, 1))
     fn = img[100:160, 238:243].mean(axis=(0, 1))
@@ -390,7 +392,8 @@ def test_compare_report_escapes_and_renders_tables(tmp_path):
 def test_report_modules_import_no_matplotlib_or_pil():
     code = (
         "import sys, coordbench.report.html, coordbench.report.gallery, coordbench.report.plots; "
-        "assert not any(m.split('.')[0] in ('matplotlib', 'PIL', 'torch') for m in sys.modules), 'heavy import'"
+        "assert not any(m.split('.')[0] in ('matplotlib', 'PIL', 'torch') for m in sys.modules), "
+        "'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -416,7 +419,8 @@ def test_damaged_run_dir_still_renders(tmp_path):
         '{"metrics": [1], "parse": {"counts": {"ok": "x"}}, "diagnostics": {"warnings": "w"}}'
     )
     (rd / "run.json").write_text(
-        '{"identity": 3, "config": {"data": 5}, "provenance": {"sessions": [1, {"generation": {"generate_seconds": "x"}}]}}'
+        '{"identity": 3, "config": {"data": 5}, '
+        '"provenance": {"sessions": [1, {"generation": {"generate_seconds": "x"}}]}}'
     )
     text = write_run_report(rd).read_text(encoding="utf-8")
     assert "2 unreadable JSONL lines skipped" in text

@@ -50,7 +50,10 @@ class HostileBackend(OracleBackend):
         if idx == 3:
             return RAW_TEXT, "stop"
         if idx == 4:
-            extra = '{"desc": "%s", "bbox_2d": [<|coord_100|>, <|coord_100|>, <|coord_300|>, <|coord_300|>]}'
+            extra = (
+                '{"desc": "%s", '
+                '"bbox_2d": [<|coord_100|>, <|coord_100|>, <|coord_300|>, <|coord_300|>]}'
+            )
             text = text.replace('{"objects": [', '{"objects": [' + extra % PRED_DESC + ", ", 1)
         return text, finish
 

@@ -1,4 +1,5 @@
-"""A built wheel, installed into a fresh venv, runs the embedded default from an unrelated directory.
+"""A built wheel, installed into a fresh venv, runs the embedded default from an unrelated
+directory.
 
 How, and why this way (measured on a 2-core CI machine):
 

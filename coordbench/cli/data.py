@@ -123,12 +123,15 @@ def coco_cmd(
         f"limit {stats.images_skipped_limit}, bad {stats.images_skipped_bad}"
     )
     click.echo(
-        f"  annotations {stats.anns_total}: kept {stats.anns_kept}, crowd {stats.anns_skipped_crowd}, "
+        f"  annotations {stats.anns_total}: kept {stats.anns_kept}, "
+        f"crowd {stats.anns_skipped_crowd}, "
         f"zero-size {stats.anns_skipped_invalid_bbox}, outside {stats.anns_skipped_outside_image}, "
-        f"no bbox {stats.anns_skipped_missing_bbox}, unknown category {stats.anns_skipped_missing_category}"
+        f"no bbox {stats.anns_skipped_missing_bbox}, "
+        f"unknown category {stats.anns_skipped_missing_category}"
     )
     click.echo(
-        f"run it: coordbench run --ckpt CKPT --preset {preset} --data {out_dir / f'{short}.coord.jsonl'}"
+        f"run it: coordbench run --ckpt CKPT --preset {preset} "
+        f"--data {out_dir / f'{short}.coord.jsonl'}"
     )
 
 

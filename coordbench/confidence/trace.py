@@ -101,7 +101,8 @@ def _numeric_index(tokens: Sequence[str]) -> dict[str, list[tuple[int, tuple[int
 def assign_numeric_spans(
     tokens: Sequence[str], expected: Sequence[Sequence[int]]
 ) -> list[SpanMatch | None]:
-    """Numeric-text spans: each of an object's integers is the first literal match after the cursor."""
+    """Numeric-text spans: each of an object's integers is the first literal match after the
+    cursor."""
     index = _numeric_index(tokens)
     cursor, out = 0, []
     for values in expected:

@@ -94,13 +94,15 @@ def load_rescale_preset(name: str) -> RescalePreset:
     preset = RescalePreset(name=data.get("name", path.stem), **kw)
     if preset.algorithm not in RESIZE_ALGORITHMS:
         raise ConfigError(
-            f"{path}: expected `algorithm` to be one of {RESIZE_ALGORITHMS} but got {preset.algorithm!r}"
+            f"{path}: expected `algorithm` to be one of {RESIZE_ALGORITHMS} "
+            f"but got {preset.algorithm!r}"
         )
     if preset.factor < 1 or preset.budget < 1:
         raise ConfigError(f"{path}: `factor` and `budget` must be >= 1")
     if not 0 < preset.min_pixels <= preset.max_pixels:
         raise ConfigError(
-            f"{path}: need 0 < min_pixels <= max_pixels ({preset.max_pixels}), got {preset.min_pixels}"
+            f"{path}: need 0 < min_pixels <= max_pixels ({preset.max_pixels}), "
+            f"got {preset.min_pixels}"
         )
     return preset
 

@@ -133,7 +133,8 @@ class PromptPreset:
     variant: str = "default"
     field_order: str = "desc_first"
     bbox_format: str = "xyxy"
-    layout: str = "text_first"  # text_first = upstream inference, image_first = upstream training (§2.3, pitfall 3)
+    # text_first = upstream inference, image_first = upstream training (§2.3, pitfall 3)
+    layout: str = "text_first"
 
     def __post_init__(self) -> None:
         _check_choice("ordering", self.ordering, ORDERINGS)
@@ -149,7 +150,7 @@ class PromptPreset:
         return _SURFACE[self.coord_mode]
 
 
-# --------------------------------------------------------------------------- text parts (upstream §2.2)
+# ----------------------------------------------------------------------- text parts (upstream §2.2)
 
 _SYSTEM_HEAD = (
     "You are a general-purpose object detection and grounding assistant. "
@@ -173,22 +174,29 @@ _FIELD_ORDER_USER = {
 _BBOX_SYSTEM_RULE = {"xyxy": "bbox_2d is [x1, y1, x2, y2] with x1<=x2 and y1<=y2."}
 _BBOX_USER_RULE = {"xyxy": "Use bbox_2d as [x1, y1, x2, y2]."}
 _POLY_RULES = (
-    "  * poly is a flat list [x1, y1, x2, y2, ...] with an even number of coords and >= 6 entries.\n"
-    "    - Preserve adjacency: consecutive vertices are connected, and the last connects back to the first.\n"
+    "  * poly is a flat list [x1, y1, x2, y2, ...] with an even number of coords "
+    "and >= 6 entries.\n"
+    "    - Preserve adjacency: consecutive vertices are connected, "
+    "and the last connects back to the first.\n"
     "    - Use a consistent vertex order: start from the top-most (then left-most) vertex, "
     "then go clockwise around the centroid.\n"
     "    - Do NOT sort poly points by x/y; that can create self-intersections.\n"
 )
 _LAYOUT_RULE = (
-    "- JSON layout: single line; one space after colons and commas; double quotes for keys/strings; "
+    "- JSON layout: single line; one space after colons and commas; "
+    "double quotes for keys/strings; "
     "no trailing text.\n"
 )
 _ORDER_RULE = {
-    "sorted": "- Order objects by image-space top-left anchor (y1, x1): top-to-bottom then left-to-right.\n"
+    "sorted": "- Order objects by image-space top-left anchor (y1, x1): "
+    "top-to-bottom then left-to-right.\n"
     "  For poly, anchor is (minY, minX) over polygon vertices.\n",
     "random": "- Object order is unrestricted; any ordering is acceptable.\n",
 }
-_PRIOR_RULES = "Prior rules:\n- Open-domain object detection/grounding on public datasets; cover all visible targets.\n"
+_PRIOR_RULES = (
+    "Prior rules:\n"
+    "- Open-domain object detection/grounding on public datasets; cover all visible targets.\n"
+)
 
 _USER_OPENING = {
     "sorted": "Detect and list every clearly visible object instance in the image, ordered by "
@@ -219,18 +227,21 @@ def _numeric_examples(intro: str) -> str:
 
 _SURFACE_TEXT = {
     "coord_tokens": _Surface(
-        "- Coordinates must be written as coord tokens `<|coord_N|>` only. Examples that tokenize correctly:\n"
+        "- Coordinates must be written as coord tokens `<|coord_N|>` only. "
+        "Examples that tokenize correctly:\n"
         "  * bbox_2d: [<|coord_12|>, <|coord_34|>, <|coord_256|>, <|coord_480|>]\n"
         "  * poly: [<|coord_10|>, <|coord_20|>, <|coord_200|>, <|coord_20|>, <|coord_200|>, "
         "<|coord_220|>, <|coord_10|>, <|coord_220|>]\n"
-        "- Coordinates are integers in [0,999]; always keep bare `<|coord_...|>` literals (no quotes) "
+        "- Coordinates are integers in [0,999]; "
+        "always keep bare `<|coord_...|>` literals (no quotes) "
         "in geometry arrays.\n",
         "bare `<|coord_N|>` tokens (0\u2013999)",  # EN DASH, as upstream
         "Do not quote coord tokens, do not emit extra keys, and emit no extra text.",
     ),
     "norm1000_text": _Surface(
         _numeric_examples("bare JSON integers in [0,999]")
-        + "- Coordinates are always normalized to the shared 0..999 lattice. Do not emit coord tokens, "
+        + "- Coordinates are always normalized to the shared 0..999 lattice. "
+        "Do not emit coord tokens, "
         "quoted numbers, floats, or pixel-space coordinates.\n",
         "bare JSON integer coordinates (0\u2013999)",
         _NUMERIC_CLOSING,
@@ -239,15 +250,17 @@ _SURFACE_TEXT = {
     # pixel = absolute pixels of the image the model sees (Qwen2.5-VL grounding style).
     "pixel": _Surface(
         _numeric_examples("bare JSON integers in absolute pixels of the input image")
-        + "- Coordinates are absolute pixel positions in the image as given: 0 <= x <= width-1 and "
-        "0 <= y <= height-1. Do not emit coord tokens, quoted numbers, floats, or normalized coordinates.\n",
+        + "- Coordinates are absolute pixel positions in the image as given: "
+        "0 <= x <= width-1 and 0 <= y <= height-1. "
+        "Do not emit coord tokens, quoted numbers, floats, or normalized coordinates.\n",
         "bare JSON integer pixel coordinates of the input image",
         _NUMERIC_CLOSING,
     ),
     # rel1000 = relative to the image size on a 0..1000 scale (Qwen3-VL grounding style).
     "rel1000": _Surface(
         _numeric_examples("bare JSON integers in [0,1000]")
-        + "- Coordinates are relative to the image size on a 0..1000 scale (x/width*1000, y/height*1000). "
+        + "- Coordinates are relative to the image size on a 0..1000 scale "
+        "(x/width*1000, y/height*1000). "
         "Do not emit coord tokens, quoted numbers, floats, or pixel-space coordinates.\n",
         "bare JSON integer coordinates relative to the image size (0\u20131000)",
         _NUMERIC_CLOSING,
@@ -259,26 +272,28 @@ _COCO80_LIST = ", ".join(COCO80_CLASSES)
 _VARIANT_SUFFIX = {
     "default": ("", ""),
     "coco_80": (
-        "- COCO-80 closed-class policy: `desc` must be exactly one canonical class name from this list "
-        f"(case-sensitive): {_COCO80_LIST}.\n"
-        "- Do not emit any class outside this list; if uncertain, choose the closest canonical class and "
-        "keep details concise.\n"
-        "- Coverage: locate each clearly visible object instance, including small or partially occluded "
-        "instances when they are still localizable; when multiple instances of the same class exist, "
+        "- COCO-80 closed-class policy: `desc` must be exactly one canonical class name "
+        f"from this list (case-sensitive): {_COCO80_LIST}.\n"
+        "- Do not emit any class outside this list; "
+        "if uncertain, choose the closest canonical class and keep details concise.\n"
+        "- Coverage: locate each clearly visible object instance, "
+        "including small or partially occluded instances when they are still localizable; "
+        "when multiple instances of the same class exist, "
         "output multiple records (one per instance).\n"
-        "- Atomic instances: each record must refer to exactly one object instance; each bbox_2d must "
-        "tightly cover a single instance.\n"
-        "- Prefer one tight atomic box for a clearly visible instance rather than omitting it because the "
-        "boundary is slightly uncertain.\n"
-        "- Do not output group boxes that cover multiple instances (e.g., a long thin strip over a crowd "
-        "or shelf row).\n"
+        "- Atomic instances: each record must refer to exactly one object instance; "
+        "each bbox_2d must tightly cover a single instance.\n"
+        "- Prefer one tight atomic box for a clearly visible instance "
+        "rather than omitting it because the boundary is slightly uncertain.\n"
+        "- Do not output group boxes that cover multiple instances "
+        "(e.g., a long thin strip over a crowd or shelf row).\n"
         "- Avoid duplicates: do not output multiple near-identical boxes for the same instance.\n",
         f" Restrict `desc` to this COCO-80 class list: {_COCO80_LIST}."
-        " Locate each clearly visible object instance, including small or partially occluded instances "
+        " Locate each clearly visible object instance, "
+        "including small or partially occluded instances "
         "when they are still localizable; output one record per instance."
         f" {_PREFER}"
-        " Each record must correspond to exactly one object instance with an atomic bbox; do not use one "
-        "box to cover multiple objects and do not repeat near-identical boxes.",
+        " Each record must correspond to exactly one object instance with an atomic bbox; "
+        "do not use one box to cover multiple objects and do not repeat near-identical boxes.",
     ),
 }
 

@@ -43,7 +43,8 @@ def smart_resize(
         raise DataError(f"image size must be positive, got {width}x{height}")
     if factor <= 0 or max_pixels <= 0 or min_pixels <= 0:
         raise ConfigError(
-            f"factor, max_pixels and min_pixels must be positive, got {factor}, {max_pixels}, {min_pixels}"
+            "factor, max_pixels and min_pixels must be positive, "
+            f"got {factor}, {max_pixels}, {min_pixels}"
         )
     if max_pixels < min_pixels:
         raise ConfigError(f"max_pixels ({max_pixels}) must be >= min_pixels ({min_pixels})")
@@ -210,7 +211,8 @@ def ensure_resized(
         raise DataError(f"cannot read image {src}")
     if src_size is not None and actual != tuple(src_size):
         raise DataError(
-            f"image {src} is {actual[0]}x{actual[1]} but the annotation says {src_size[0]}x{src_size[1]}"
+            f"image {src} is {actual[0]}x{actual[1]} "
+            f"but the annotation says {src_size[0]}x{src_size[1]}"
         )
     resize_image(src, dst, size)
     return "resized"

@@ -60,7 +60,8 @@ class ValidationReport:
         ]
         if self.off_grid or self.over_budget:
             lines.append(
-                f"  not on the preset grid: {self.off_grid}, over the pixel budget: {self.over_budget}"
+                f"  not on the preset grid: {self.off_grid}, "
+                f"over the pixel budget: {self.over_budget}"
             )
         for title, n, msgs in (
             ("errors", self.n_errors, self.errors),
@@ -111,7 +112,8 @@ def validate_jsonl(
         report.empty_records += not s.boxes
         if s.sample_id in seen:
             report.error(
-                f"line {line}: duplicate sample id {s.sample_id!r} (first on line {seen[s.sample_id]})"
+                f"line {line}: duplicate sample id {s.sample_id!r} "
+                f"(first on line {seen[s.sample_id]})"
             )
         seen.setdefault(s.sample_id, line)
         report.off_grid += bool(factor) and (s.width % factor != 0 or s.height % factor != 0)

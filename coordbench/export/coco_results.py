@@ -255,7 +255,8 @@ def coco_results(
 
 
 def write_results(path: Path, results: list[dict[str, Any]]) -> None:
-    """The plain list COCO's `loadRes` and the test-dev server expect (no schema_version wrapper)."""
+    """The plain list COCO's `loadRes` and the test-dev server expect (no schema_version
+    wrapper)."""
     A.write_bytes_atomic(Path(path), orjson.dumps(results))
 
 

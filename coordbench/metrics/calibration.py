@@ -32,7 +32,8 @@ class Detections:
 
 
 def matched_detections(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]) -> Detections:
-    """Scores, TP flags and categories of the evaluated detections, matched as COCOeval at IoU 0.5."""
+    """Scores, TP flags and categories of the evaluated detections, matched as COCOeval at IoU
+    0.5."""
     ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
     names = [str(c["name"]) for c in sorted(coco_gt["categories"], key=lambda c: c["id"])]
     n_gt = dict.fromkeys(names, 0)

@@ -37,7 +37,8 @@ def detect_dist() -> Dist:
     state = accelerate_state()
     if state.num_processes != world:  # feasibility §5: silently duplicated work otherwise
         raise ConfigError(
-            f"launcher reports WORLD_SIZE={world} but accelerate sees {state.num_processes} processes"
+            f"launcher reports WORLD_SIZE={world} "
+            f"but accelerate sees {state.num_processes} processes"
         )
     return Dist(state.process_index, state.num_processes, state.local_process_index, state)
 

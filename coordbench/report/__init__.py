@@ -1,4 +1,5 @@
-"""Self-contained HTML reports (run and compare); matplotlib and PIL load only when one is written."""
+"""Self-contained HTML reports (run and compare); matplotlib and PIL load only when one is
+written."""
 
 from coordbench.report.html import write_compare_report, write_run_report
 

@@ -32,7 +32,8 @@ def box_of(obj: Any) -> XYXY | None:
 
 
 def score_of(obj: dict) -> float:
-    """A prediction's score; unscored predictions count as 1.0 (upstream's constant score source)."""
+    """A prediction's score; unscored predictions count as 1.0 (upstream's constant score
+    source)."""
     s = obj.get("score")
     try:
         s = float(s)

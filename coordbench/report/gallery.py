@@ -48,7 +48,8 @@ class Outcome:
 
 
 def dataset_root(data: str | None, run_dir: Path) -> Path | None:
-    """Folder of the dataset JSONL (record images are relative to it), tried as given then under run_dir."""
+    """Folder of the dataset JSONL (record images are relative to it), tried as given then under
+    run_dir."""
     if not isinstance(data, str) or not data:
         return None
     p = Path(data)
@@ -60,7 +61,8 @@ def dataset_root(data: str | None, run_dir: Path) -> Path | None:
 
 
 def _statuses(row: Any, n_pred: int, n_gt: int) -> Outcome | None:
-    """Statuses of a matches.jsonl row for `n_pred` preds and `n_gt` GT, or None when it does not fit."""
+    """Statuses of a matches.jsonl row for `n_pred` preds and `n_gt` GT, or None when it does not
+    fit."""
     if not isinstance(row, dict) or row.get("gt_count") != n_gt or row.get("pred_count") != n_pred:
         return None
     ps: list[str | None] = [None] * n_pred
@@ -238,7 +240,8 @@ def _image_path(rel: Any, root: Path | None) -> Path | None:
 def render_image(
     rec: dict, root: Path | None, oc: Outcome
 ) -> tuple[bytes, tuple[int, int], Path | None, bool]:
-    """JPEG bytes of the record's image with boxes, its size, the path tried, and whether it was found."""
+    """JPEG bytes of the record's image with boxes, its size, the path tried, and whether it was
+    found."""
     from PIL import Image, ImageDraw
 
     path = _image_path(rec.get("image"), root)
@@ -268,7 +271,8 @@ def _boxes_table(rec: dict, oc: Outcome) -> str:
                 score = fmt(score_of(obj), 3) if kind == "pred" else ""
                 cls = {"tp": "tp", "fp": "fp", "fn": "fn", "ignored": "ign"}.get(st or "", "")
                 rows.append(
-                    f'<tr><td class="{cls}">{esc(kind)} {esc(st or "-")}</td><td>{esc(obj.get("desc"))}</td>'
+                    f'<tr><td class="{cls}">{esc(kind)} {esc(st or "-")}</td>'
+                    f"<td>{esc(obj.get('desc'))}</td>"
                     f'<td class="num">{esc(score)}</td><td>{esc(obj.get("points"))}</td></tr>'
                 )
     more = (
@@ -287,7 +291,9 @@ def gallery_item(pos: int, rec: dict, root: Path | None, oc: Outcome) -> str:
     missing = (
         ""
         if found
-        else f'<div class="missing">image not found: {esc(path if path else rec.get("image"))}</div>'
+        else (
+            f'<div class="missing">image not found: {esc(path if path else rec.get("image"))}</div>'
+        )
     )
     raw = rec.get("raw_text")
     if raw is None:
@@ -302,9 +308,12 @@ def gallery_item(pos: int, rec: dict, root: Path | None, oc: Outcome) -> str:
         raw_html = f"<pre>{esc(raw[:RAW_TEXT_LIMIT] + cut)}</pre>"
     return (
         f"<figure>{img_tag(data, 'image/jpeg', str(rec.get('image', '')), size=size)}{missing}"
-        f"<figcaption><strong>#{esc(rec.get('index', pos))}</strong> {esc(rec.get('sample_id', ''))} · {esc(rec.get('image', ''))}<br>"
-        f'<span class="tp">TP {c["tp"]}</span> · <span class="fp">FP {c["fp"]}</span> · <span class="fn">FN {c["fn"]}</span>'
-        f" · parse {esc(rec.get('parse_status', '-'))} · finish {esc(rec.get('finish_reason', '-'))}</figcaption>"
+        f"<figcaption><strong>#{esc(rec.get('index', pos))}</strong> "
+        f"{esc(rec.get('sample_id', ''))} · {esc(rec.get('image', ''))}<br>"
+        f'<span class="tp">TP {c["tp"]}</span> · <span class="fp">FP {c["fp"]}</span> · '
+        f'<span class="fn">FN {c["fn"]}</span>'
+        f" · parse {esc(rec.get('parse_status', '-'))} · "
+        f"finish {esc(rec.get('finish_reason', '-'))}</figcaption>"
         f"<details><summary>boxes</summary>{_boxes_table(rec, oc)}</details>"
         f"<details open><summary>raw model text</summary>{raw_html}</details></figure>"
     )
@@ -318,8 +327,10 @@ def gallery_html(
     chosen = worst_first(outcomes)[: max(0, max_items)]
     items = "".join(gallery_item(i, records[i], root, outcomes[i]) for i in chosen)
     legend = (
-        '<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> <span class="fn">▭ FN (dashed GT)</span> '
-        '<span class="ign">■ out of scope</span> · thin blue dashed: matched GT · labels: desc score · '
+        '<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> '
+        '<span class="fn">▭ FN (dashed GT)</span> '
+        '<span class="ign">■ out of scope</span> · thin blue dashed: matched GT · '
+        "labels: desc score · "
         f"{len(chosen)} of {len(records)} images, most FP+FN first (IoU 0.5)</p>"
     )
     return legend + f'<div class="grid">{items}</div>'

@@ -1,4 +1,5 @@
-"""Self-contained HTML reports: `write_run_report` for a run dir, `write_compare_report` for compare.
+"""Self-contained HTML reports: `write_run_report` for a run dir, `write_compare_report` for
+compare.
 
 The run report reads only the run dir's files (schema: DESIGN §9) and the dataset images; every
 file is optional, so a partial or damaged run still gets a page that says what is missing. It
@@ -47,7 +48,8 @@ def _jsonl(path: Path) -> tuple[list[dict], int]:
 
 
 def _detections(eval_dir: Path) -> Detections | None:
-    """The evaluated detections (COCOeval matching at IoU 0.5) of the eval dir's COCO files, or None."""
+    """The evaluated detections (COCOeval matching at IoU 0.5) of the eval dir's COCO files, or
+    None."""
     try:
         coco_gt = orjson.loads((eval_dir / "coco_gt.json").read_bytes())
         coco_preds = orjson.loads((eval_dir / "coco_preds.json").read_bytes())
@@ -57,7 +59,8 @@ def _detections(eval_dir: Path) -> Detections | None:
 
 
 def _calibration(metrics_doc: dict, summary: dict) -> dict | None:
-    """The evaluation's calibration dict (eval/metrics.json, else summary.json), None if unusable."""
+    """The evaluation's calibration dict (eval/metrics.json, else summary.json), None if
+    unusable."""
     for calib in (metrics_doc.get("calibration"), summary.get("calibration")):
         if isinstance(calib, dict) and isinstance(calib.get("bins"), list):
             return calib
@@ -80,7 +83,8 @@ def _per_class(path: Path) -> list[tuple[str, float]]:
 
 
 def _load_records(run_dir: Path) -> tuple[list[dict], str, int]:
-    """Scored records (raw text joined from gt_vs_pred when missing), their source file, bad lines."""
+    """Scored records (raw text joined from gt_vs_pred when missing), their source file, bad
+    lines."""
     scored, bad = _jsonl(run_dir / A.SCORED)
     if not scored:
         recs, bad2 = _jsonl(run_dir / A.GT_VS_PRED)
@@ -137,28 +141,37 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("preset", ident.get("preset")),
         (
             "prompt",
-            f"{pr.get('name', '-')} · layout {pr.get('layout', '-')} · surface {pr.get('surface', '-')} · hash {pr.get('template_hash', '-')}",
+            f"{pr.get('name', '-')} · layout {pr.get('layout', '-')} · "
+            f"surface {pr.get('surface', '-')} · hash {pr.get('template_hash', '-')}",
         ),
         ("decode", ", ".join(f"{k}={v}" for k, v in decode.items() if k != "seed")),
         ("seed", ident.get("seed", decode.get("seed"))),
         (
             "backend",
-            f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · dtype {cfg.get('dtype', '-')} · batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · world {prov.get('world_size', 1)}",
+            f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · "
+            f"dtype {cfg.get('dtype', '-')} · "
+            f"batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · "
+            f"world {prov.get('world_size', 1)}",
         ),
         (
             "wall time",
-            f"{fmt(prov.get('wall_seconds'), 1)} s (generate {gen_s:.1f} s, score {fmt(prov.get('score_seconds'), 1)} s)",
+            f"{fmt(prov.get('wall_seconds'), 1)} s (generate {gen_s:.1f} s, "
+            f"score {fmt(prov.get('score_seconds'), 1)} s)",
         ),
         ("samples/s", fmt(prov.get("samples_per_s"), 3)),
         ("decode tokens/s", fmt(sessions[-1].get("decode_tokens_per_s"), 1) if sessions else "-"),
         ("versions", " · ".join(f"{k} {v}" for k, v in _d(prov.get("versions")).items()) or "-"),
         (
             "git / started / finished",
-            f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · {prov.get('finished_at', '-')}",
+            f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · "
+            f"{prov.get('finished_at', '-')}",
         ),
     ]
     name = cfg.get("name") or run_dir.name
-    return f'<h1>coordbench run: {esc(name)} {status}</h1><p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
+    return (
+        f"<h1>coordbench run: {esc(name)} {status}</h1>"
+        f'<p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
+    )
 
 
 def _metric(value: Any) -> Any:
@@ -297,8 +310,9 @@ def write_compare_report(compare_data: dict, out_path: Path) -> Path:
     """Render a compare result to one self-contained HTML page and return its path.
 
     `compare_data`: optional `title` (str), `caveats` / `notes` (lists of str), and `tables`, either
-    a list of `{"title", "columns"?, "rows"}` or a dict title -> rows; rows are dicts, or lists whose
-    first row is the header when no `columns` is given. Other list-valued keys render as tables too.
+    a list of `{"title", "columns"?, "rows"}` or a dict title -> rows; rows are dicts, or lists
+    whose first row is the header when no `columns` is given. Other list-valued keys render as
+    tables too.
     """
     title = str(compare_data.get("title") or "coordbench compare")
     parts = [f"<h1>{esc(title)}</h1>"]

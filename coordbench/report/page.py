@@ -16,16 +16,20 @@ from typing import Any
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 CSS = """
-body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;\
+max-width:1400px;padding:0 1em;color:#222}
 h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0}\
+td,th{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.kv th{width:14em}.warn{color:#a40;font-weight:600}.badge{padding:1px 6px;border-radius:3px;background:#eee}
+.kv th{width:14em}.warn{color:#a40;font-weight:600}\
+.badge{padding:1px 6px;border-radius:3px;background:#eee}
 .partial{background:#fdd}.muted{color:#777}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(400px,1fr));gap:14px}
 figure{margin:0;border:1px solid #ddd;padding:6px;border-radius:4px;background:#fafafa}
 figure img{display:block;max-width:100%;height:auto;image-rendering:auto}
-.missing{background:#eee;border:1px dashed #999;padding:4px;color:#555;word-break:break-all;font-size:12px}
+.missing{background:#eee;border:1px dashed #999;padding:4px;color:#555;word-break:break-all;\
+font-size:12px}
 pre{white-space:pre-wrap;word-break:break-all;background:#f6f6f6;padding:6px;max-height:18em;overflow:auto;font-size:12px}
 .tp{color:#1a8a2e}.fp{color:#d62728}.fn{color:#e67e00}.ign{color:#888}
 img.plot{max-width:100%;height:auto}

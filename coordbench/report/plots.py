@@ -41,7 +41,8 @@ def _png(fig: Any) -> bytes:
 
 
 def pr_figure(det: Detections, iou_threshold: float = 0.5) -> bytes:
-    """Overall PR curve (all classes pooled) and per-class curves of the most frequent GT classes."""
+    """Overall PR curve (all classes pooled) and per-class curves of the most frequent GT
+    classes."""
     fig = _figure(9.0, 3.8)
     ax_all, ax_cls = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91, wspace=0.22)

@@ -233,7 +233,8 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
     old_identity = old.get("identity")
     diff = identity_diff(old_identity if isinstance(old_identity, dict) else {}, identity)
     raise ResumeError(
-        f"{run_dir} holds a run with a different identity ({'; '.join(diff[:6]) or 'hash differs'}); "
+        f"{run_dir} holds a run with a different identity "
+        f"({'; '.join(diff[:6]) or 'hash differs'}); "
         "pass --overwrite to replace it or --name to start a new run"
     )
 
