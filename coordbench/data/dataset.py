@@ -18,14 +18,14 @@ from typing import Any
 
 import orjson
 
-from coordbench.data.coords import (
+from coordbench.errors import DataError
+from coordbench.geometry import (
     COORD_MAX,
     box_norm1000_to_px,
     box_px_round_clamp,
     is_coord_token,
     parse_coord_token,
 )
-from coordbench.errors import DataError
 from coordbench.types import Box, Sample
 
 log = logging.getLogger("coordbench")
