@@ -12,9 +12,10 @@ from PIL import Image
 
 from coordbench.config.prompts import COCO80_CLASSES
 from coordbench.data.coco import convert_coco
-from coordbench.data.coords import box_px_to_norm1000, objects_to_tokens
+from coordbench.data.coords import objects_to_tokens
 from coordbench.data.dataset import load_samples
 from coordbench.errors import DataError
+from coordbench.geometry import box_px_to_norm1000
 
 # sha256 of upstream's own val.jsonl + val.norm.jsonl + val.coord.jsonl for this fixture (seed 0),
 # produced by running CoordExp cd05f3b's convert_coco2017_instances.py -> rescale_jsonl.py ->

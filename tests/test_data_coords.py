@@ -7,19 +7,21 @@ import json
 import pytest
 
 from coordbench.data.coords import (
+    objects_to_norm1000,
+    objects_to_tokens,
+    rescale_objects,
+    sort_objects,
+)
+from coordbench.data.resize import smart_resize
+from coordbench.geometry import (
     box_norm1000_to_px,
     box_px_to_norm1000,
     coord_token,
     is_coord_token,
     norm1000_to_px,
-    objects_to_norm1000,
-    objects_to_tokens,
     parse_coord_token,
-    rescale_objects,
     scale_box_px,
-    sort_objects,
 )
-from coordbench.data.resize import smart_resize
 
 
 def _rows(oracle_dir, name):

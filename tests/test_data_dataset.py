@@ -247,7 +247,8 @@ def test_open_image(tmp_path):
 
 def test_pixel_and_coord_files_describe_the_same_boxes(tmp_path):
     """A norm1000 file's GT is the pixel GT grown by at most ~1 bin per side (pitfall 17)."""
-    from coordbench.data.coords import box_px_to_norm1000, objects_to_tokens
+    from coordbench.data.coords import objects_to_tokens
+    from coordbench.geometry import box_px_to_norm1000
 
     _image(tmp_path, size=(W, H))
     px_objs = [{"bbox_2d": [3, 4, 40, 30], "desc": "a"}, {"bbox_2d": [0, 0, 63, 31], "desc": "b"}]

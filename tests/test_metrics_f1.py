@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coordbench.metrics.f1 import greedy_match, iou_matrix, prf, primary_threshold
+from coordbench.metrics.f1 import greedy_match, object_iou_matrix, prf, primary_threshold
 from coordbench.metrics.scoring import EvalOptions, evaluate_records, write_eval_dir
 
 
@@ -37,13 +37,13 @@ def test_iou_is_continuous_box_area():
         {"type": "bbox_2d", "bbox": [5, 0, 15, 10]},
         {"type": "bbox_2d", "bbox": [10, 0, 20, 10]},
     ]
-    assert iou_matrix(boxes, other, 100, 100).tolist() == [[50 / 150, 0.0]]
+    assert object_iou_matrix(boxes, other, 100, 100).tolist() == [[50 / 150, 0.0]]
 
 
 def test_polygon_uses_mask_iou():
     gt = [{"type": "poly", "points": [0, 0, 20, 0, 20, 20, 0, 20], "bbox": [0, 0, 20, 20]}]
     pred = [{"type": "bbox_2d", "bbox": [0, 0, 20, 20], "points": [0, 0, 20, 20]}]
-    assert iou_matrix(pred, gt, 50, 50)[0, 0] == pytest.approx(1.0)
+    assert object_iou_matrix(pred, gt, 50, 50)[0, 0] == pytest.approx(1.0)
 
 
 def test_prf_conventions():

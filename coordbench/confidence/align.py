@@ -11,13 +11,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from coordbench.geometry import COORD_MAX, is_coord_token
 from coordbench.parse.standardize import (
-    MAX_BIN,
     ObjectError,
     decode_coord,
     flatten_points,
     geometry,
-    is_coord_token,
     standardize,
 )
 
@@ -85,7 +84,7 @@ def _bins(raw: Mapping, upstream_range: bool) -> list[int] | None:
         if not math.isfinite(x):
             return None
         b = int(round(x))
-        if b < 0 or (upstream_range and b > MAX_BIN):
+        if b < 0 or (upstream_range and b > COORD_MAX):
             return None
         bins.append(b)
     return bins

@@ -16,14 +16,14 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from coordbench.data.coords import (
+from coordbench.errors import DataError
+from coordbench.geometry import (
     COORD_MAX,
     box_norm1000_to_px,
     box_px_round_clamp,
     is_coord_token,
     parse_coord_token,
 )
-from coordbench.errors import DataError
 from coordbench.rundir.jsonl import iter_lines
 from coordbench.types import Box, Sample
 

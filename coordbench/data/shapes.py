@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from coordbench.data.coords import box_px_to_norm1000
+from coordbench.geometry import box_px_to_norm1000
 
 SIZE = 256  # 256x256 = 32*32*64 pixels: the fixpoint of smart_resize under the "64" preset
 CLASSES: dict[str, tuple[int, int, int]] = {

@@ -5,7 +5,8 @@ ties) and cut at maxDets[-1] = 100; GT sorted with ignored ones last (stable); e
 turn takes the free GT with the highest IoU >= threshold (the last one on exact ties), a
 non-ignored GT before an ignored one; unmatched detections outside the area range are ignored.
 Detections of one rank are matched together across all pairs and thresholds, ranks in order.
-IoU is pycocotools' `bbIou` (xywh, no +1). Crowd GT is not supported (coordbench never has it).
+IoU is pycocotools' `bbIou` (xywh, no +1), as `geometry.iou_pairs_xywh`. Crowd GT is not
+supported (coordbench never has it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from coordbench.geometry import iou_pairs_xywh
 
 AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -88,7 +91,7 @@ class CocoTables:
         n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
         det, off = _ragged(n_pair)
         gt = g_start[det] + off
-        ious = _bb_iou(self.d_box[det], g_box[gt])
+        ious = iou_pairs_xywh(self.d_box[det], g_box[gt])
         thr = np.minimum(iou_thrs, 1 - 1e-10)[:, None]  # pycocotools caps the threshold
         match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, thr, len(g_key))
         out_of_range = (self.d_area < lo) | (self.d_area > hi)
@@ -97,16 +100,6 @@ class CocoTables:
         has = np.flatnonzero(npig)
         return AreaEval(self.d_key // self.n_img, self.d_key % self.n_img, self.d_rank, self.d_score,
                         (match >= 0) & ~det_ign, det_ign, has % self.n_img, has // self.n_img, npig[has])  # fmt: skip
-
-
-def _bb_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """pycocotools `bbIou` for paired rows of xywh boxes (non-crowd)."""
-    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
-    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
-    inter = w * h
-    ok = (w > 0) & (h > 0)
-    union = d[:, 2] * d[:, 3] + g[:, 2] * g[:, 3] - inter
-    return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
 
 
 def _pick(score: np.ndarray, pair_idx: np.ndarray, starts: np.ndarray, n_det: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from coordbench.metrics.detection import score_detections
-from coordbench.metrics.f1 import iou_matrix
+from coordbench.metrics.f1 import object_iou_matrix as iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.result import EvalOptions
 from coordbench.metrics.semantic import Encoder, normalize_desc

@@ -16,6 +16,7 @@ import numpy as np
 
 from coordbench.config.options import SCOPES
 from coordbench.errors import ConfigError
+from coordbench.geometry import iou_matrix
 from coordbench.metrics.ingest import EvalImage
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
@@ -55,21 +56,14 @@ def _mask_iou(a: dict, b: dict, w: int, h: int) -> float:
         return 0.0
 
 
-def iou_matrix(preds: list[dict], gts: list[dict], w: int, h: int) -> np.ndarray:
-    """(P, G) IoU; boxes with continuous areas, mask IoU when either side is a polygon."""
+def object_iou_matrix(preds: list[dict], gts: list[dict], w: int, h: int) -> np.ndarray:
+    """(P, G) IoU of objects: box IoU of their xyxy `bbox`, mask IoU when either is a polygon.
+
+    Boxes go through `geometry.iou_matrix`; polygons are rasterised on the w x h image.
+    """
     if not preds or not gts:
         return np.zeros((len(preds), len(gts)))
-    p = np.array([o["bbox"] for o in preds], dtype=np.float64)[:, None, :]
-    g = np.array([o["bbox"] for o in gts], dtype=np.float64)[None, :, :]
-    iw = np.clip(np.minimum(p[..., 2], g[..., 2]) - np.maximum(p[..., 0], g[..., 0]), 0.0, None)
-    ih = np.clip(np.minimum(p[..., 3], g[..., 3]) - np.maximum(p[..., 1], g[..., 1]), 0.0, None)
-    inter = iw * ih
-    union = (
-        (p[..., 2] - p[..., 0]) * (p[..., 3] - p[..., 1])
-        + (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
-        - inter
-    )
-    ious = np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)
+    ious = iou_matrix([o["bbox"] for o in preds], [o["bbox"] for o in gts])
     for i, po in enumerate(preds):
         for j, go in enumerate(gts):
             if po["type"] == "poly" or go["type"] == "poly":
@@ -130,7 +124,7 @@ def match_images(images: list[EvalImage], thrs: list[float], scope: str, semanti
     out = []
     for img in images:
         keep, drop = split_scope(img, scope, semantic, threshold)
-        ious = iou_matrix([img.preds[i] for i in keep], img.gts, img.width, img.height)
+        ious = object_iou_matrix([img.preds[i] for i in keep], img.gts, img.width, img.height)
         out.append(ImageMatches(img, keep, drop, {thr_key(t): greedy_match(ious, t) for t in thrs}))
     return out
 

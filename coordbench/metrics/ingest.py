@@ -13,8 +13,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordbench.data.coords import COORD_MAX, is_coord_token, parse_coord_token
 from coordbench.errors import DataError
+from coordbench.geometry import (
+    is_coord_token,
+    norm1000_to_px,
+    parse_coord_token,
+    round_clamp_px,
+)
 
 # upstream EvalCounters (spec §5.8), in its order; metrics.json `counters` has exactly these keys
 COUNTER_KEYS = tuple(
@@ -80,12 +85,9 @@ def _to_pixels(raw: list[Any], width: int, height: int, norm1000: bool) -> list[
                 return None
             k = v
         vals.append(float(k))
-    if tokens or norm1000:  # §4.4: norm1000 -> pixel is round(k/999*(W-1))
-        sx, sy = max(1.0, width - 1.0), max(1.0, height - 1.0)
-        vals = [
-            float(round(v)) / COORD_MAX * (sx if i % 2 == 0 else sy) for i, v in enumerate(vals)
-        ]
-    return [max(0, min(lim[i % 2], int(round(v)))) for i, v in enumerate(vals)]
+    size = (width, height)
+    to_px = norm1000_to_px if tokens or norm1000 else round_clamp_px  # §4.4
+    return [to_px(v, size[i % 2]) for i, v in enumerate(vals)]
 
 
 def _extent(pts: list[int]) -> list[int]:

@@ -9,16 +9,20 @@ range token strings, digit keys `int()` cannot read) the object is dropped with 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coordbench.geometry import COORD_MAX as MAX_BIN  # upstream's name for the top bin
+from coordbench.geometry import (
+    is_coord_token,
+    norm1000_to_px_float,
+    parse_coord_token,
+    rel1000_to_px_float,
+    round_clamp_px,
+)
 from coordbench.parse.record import GEOMETRY_KEYS
 
-MAX_BIN = 999  # coord tokens and norm1000 ints are 0..999 (upstream `MAX_BIN`)
-# upstream `COORD_TOKEN_PATTERN`; `$` also matches before a final "\n", as upstream's does
-COORD_TOKEN = re.compile(r"^<\|coord_(\d{1,4})\|>$")
 # surface -> (upstream `mode`, upstream `pred_coord_mode`); rel1000 is coordbench's own
 UPSTREAM_MODES = {
     "coord_tokens": ("coord", "auto"),
@@ -36,22 +40,13 @@ class ObjectError(ValueError):
         self.code = code
 
 
-def is_coord_token(value: Any) -> bool:
-    return isinstance(value, str) and COORD_TOKEN.match(value) is not None
-
-
-def token_value(value: str) -> int:
-    return int(COORD_TOKEN.match(value).group(1))
-
-
 def decode_coord(value: Any) -> int | None:
     """A coord token or number as an int bin in 0..999, else None (upstream `decode_coord`).
 
     Upstream raises on tokens above 999; here they are simply not bins.
     """
     if is_coord_token(value):
-        v = token_value(value)
-        return v if v <= MAX_BIN else None
+        return parse_coord_token(value)
     try:
         v = int(round(float(value)))
     except (TypeError, ValueError, OverflowError):
@@ -211,7 +206,7 @@ def _frame(mode: str, pred_mode: str, points: list[float], had_tokens: bool, w: 
 def _clamp(v: float, hi: int) -> int:
     if not math.isfinite(v):
         raise ObjectError("nonfinite")  # upstream: ValueError (NaN) or OverflowError (inf)
-    return max(0, min(hi - 1, int(round(v))))
+    return round_clamp_px(v, hi)
 
 
 def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> list[int]:
@@ -222,9 +217,9 @@ def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> l
         if frame == "norm1000":
             if not math.isfinite(v):
                 raise ObjectError("nonfinite")
-            v = float(int(round(v))) / float(MAX_BIN) * max(1.0, float(size) - 1.0)
+            v = norm1000_to_px_float(v, size)
         elif frame == "rel1000":
-            v = float(v) / 1000.0 * float(size)  # Qwen3-VL: 0..1000 relative to the full side
+            v = rel1000_to_px_float(v, size)  # Qwen3-VL: 0..1000 relative to the full side
         out.append(_clamp(float(v), size))
     return out
 
