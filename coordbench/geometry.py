@@ -9,8 +9,8 @@ Python's `round` (half to even), as upstream.
 
 IoU is on xyxy boxes with continuous areas (no +1), as pycocotools' `bbIou`.
 
-Pure functions on stdlib and numpy only, in the foundations layer: every package above it may
-import this module (rundir/ and config/ sit beside it, so they may not).
+Pure functions on stdlib and numpy only, in the lowest layer but types/errors: every other
+package may import this module.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 COORD_MAX = 999  # coord tokens and norm1000 ints live on 0..999 (upstream §1.2 `MAX_BIN`)
 REL1000_MAX = 1000  # rel1000 values are 0..1000 of the full side (Qwen3-VL)
 # upstream `COORD_TOKEN_PATTERN` (§1.2); `$` also matches before a final "\n", as upstream's does
-TOKEN_RE = re.compile(r"^<\|coord_(\d{1,4})\|>$")
+TOKEN_PATTERN = r"<\|coord_(\d{1,4})\|>"  # upstream token regex; k may have up to 4 digits
+TOKEN_RE = re.compile(f"^{TOKEN_PATTERN}$")
 
 
 # --------------------------------------------------------------------------- tokens

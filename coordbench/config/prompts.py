@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from coordbench.errors import ConfigError, DataError
+from coordbench.geometry import COORD_MAX, coord_token, parse_coord_token
 
 ORDERINGS = ("sorted", "random")
 COORD_MODES = ("coord_tokens", "norm1000_text", "pixel", "rel1000")
@@ -395,15 +395,18 @@ def render_target(objects: list[dict[str, Any]], preset: PromptPreset) -> str:
 
 # --------------------------------------------------------------------------- rendering
 
-_COORD_TOKEN = re.compile(r"^<\|coord_(\d{1,4})\|>$")  # upstream token regex (§1.2)
 # inclusive upper bound per surface; pixel has none here (the image size is not known)
-_MAX_VALUE = {"coord_tokens": 999, "norm1000_text": 999, "rel1000": 1000, "pixel": math.inf}
+_MAX_VALUE = {
+    "coord_tokens": COORD_MAX,
+    "norm1000_text": COORD_MAX,
+    "rel1000": 1000,
+    "pixel": math.inf,
+}
 
 
 def _render_coord(value: Any, coord_mode: str) -> str:
     if coord_mode == "coord_tokens" and isinstance(value, str):
-        m = _COORD_TOKEN.match(value)
-        if m and int(m.group(1)) <= 999:
+        if parse_coord_token(value) is not None:
             return value
         raise DataError(f"not a coord token in [0,999]: {value!r}")
     hi = _MAX_VALUE[coord_mode]
@@ -411,7 +414,7 @@ def _render_coord(value: Any, coord_mode: str) -> str:
         raise DataError(
             f"bbox_2d value {value!r} is not an int in [0, {hi}] for coord_mode {coord_mode!r}"
         )
-    return f"<|coord_{value}|>" if coord_mode == "coord_tokens" else str(value)
+    return coord_token(value) if coord_mode == "coord_tokens" else str(value)
 
 
 def _render_object(desc: str, box: Any, preset: PromptPreset) -> str:

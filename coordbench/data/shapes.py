@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from coordbench.geometry import box_px_to_norm1000
+from coordbench.config.run import user_data_root
+from coordbench.geometry import box_px_to_norm1000, coord_token
 
 SIZE = 256  # 256x256 = 32*32*64 pixels: the fixpoint of smart_resize under the "64" preset
 CLASSES: dict[str, tuple[int, int, int]] = {
@@ -124,7 +125,7 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
         pixel = [{"bbox_2d": list(o.bbox_px), "desc": o.desc} for o in objects]
         norm = objects_norm1000(objects)
         coord = [
-            {"bbox_2d": [f"<|coord_{v}|>" for v in o["bbox_2d"]], "desc": o["desc"]} for o in norm
+            {"bbox_2d": [coord_token(v) for v in o["bbox_2d"]], "desc": o["desc"]} for o in norm
         ]
         for key, objs in (("pixel", pixel), ("norm", norm), ("coord", coord)):
             files[key].append({**head, "objects": objs, **tail})
@@ -143,8 +144,6 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
 def main(argv: list[str] | None = None) -> None:
     """Regenerate the committed embedded split: `python -m coordbench.data.shapes`."""
     import argparse
-
-    from coordbench.config.run import user_data_root
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     # the checkout's public_data/shapes (shipped as package data through a symlink); when

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from coordbench.metrics.detection import score_detections
-from coordbench.metrics.f1 import object_iou_matrix as iou_matrix
+from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.result import EvalOptions
 from coordbench.metrics.semantic import Encoder, normalize_desc
@@ -37,7 +37,7 @@ def duplicates(images: list[EvalImage]) -> dict[str, int]:
     for img in images:
         if len(img.preds) < 2:
             continue
-        ious = iou_matrix(img.preds, img.preds, img.width, img.height)
+        ious = object_iou_matrix(img.preds, img.preds, img.width, img.height)
         cls = np.array([normalize_desc(p["desc"]) for p in img.preds], dtype=object)
         same = (cls[:, None] == cls[None, :]) & (ious >= DUPLICATE_IOU)
         upper = np.triu(same, k=1)

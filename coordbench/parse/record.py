@@ -13,12 +13,14 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from coordbench.geometry import TOKEN_PATTERN
+
 GEOMETRY_KEYS = ("bbox_2d", "poly")
 
 _WS = re.compile(r"\s*")
 # the body of a JSON string up to its closing quote; upstream skips any char after a backslash
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_COORD = re.compile(r"<\|coord_(\d{1,4})\|>")  # upstream `_COORD_LITERAL_RE`
+_COORD = re.compile(TOKEN_PATTERN)  # upstream `_COORD_LITERAL_RE`
 _INT = re.compile(r"(0|[1-9]\d{0,2})")  # upstream `_INT_LITERAL_RE` (so 1000, 01, -1 fail)
 _VALUE_EVENT = re.compile(r'[{}\[\]"<]')
 _VALUE_END = re.compile(r"[,}\]]")

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.data.dataset import unsafe_image_path
+from coordbench.metrics.f1 import evaluate_f1, thr_key
+from coordbench.metrics.ingest import new_counters, prepare_image
+from coordbench.metrics.semantic import Semantic
 from coordbench.report.curves import box_of, score_of
 from coordbench.report.page import esc, fmt, img_tag
 
@@ -107,10 +110,6 @@ def outcome(rec: dict, row: dict | None, iou_threshold: float = 0.5) -> Outcome:
     got = outcome_from_matches(rec, row)
     if got is not None:
         return got
-    from coordbench.metrics.f1 import evaluate_f1, thr_key
-    from coordbench.metrics.ingest import new_counters, prepare_image
-    from coordbench.metrics.semantic import Semantic
-
     gt, pred = rec.get("gt") or [], rec.get("pred") or []
     unjudged = Outcome([None] * len(pred), [None] * len(gt))
     try:
