@@ -31,10 +31,11 @@ def alignment_modes(record: Mapping) -> list[str]:
     raw = record.get("raw_output_json")
     objects = raw.get("objects") if isinstance(raw, Mapping) else None
     numeric = any(
-        isinstance(o, Mapping) and (flat := flatten_points(raw_points(o))) is not None
+        isinstance(o, Mapping)
+        and (flat := flatten_points(raw_points(o))) is not None
         and not any(is_coord_token(v) for v in flat)
         for o in (objects if isinstance(objects, list) else [])
-    )  # fmt: skip
+    )
     if record_has_coord_tokens(record) or numeric:
         # rel1000 (ours) last: an upstream record's pred always matches an earlier mode
         extra = (

@@ -14,7 +14,7 @@ from coordbench.geometry import box_px_to_norm1000, coord_token, scale_box_px
 
 
 def sort_objects(objects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stable sort by the norm1000 top-left anchor (y1, x1), as upstream's `.norm`/`.coord` files."""
+    """Stable sort by the norm1000 top-left anchor (y1, x1), as in upstream's `.norm`/`.coord`."""
     return sorted(objects, key=lambda o: (float(o["bbox_2d"][1]), float(o["bbox_2d"][0])))
 
 

@@ -23,13 +23,13 @@ AREA_RANGES = {
     "small": (0.0, 32.0**2),
     "medium": (32.0**2, 96.0**2),
     "large": (96.0**2, 1e5**2),
-}  # fmt: skip  (pycocotools Params.areaRng)
+}  # (pycocotools Params.areaRng)
 MAX_DETS = 100  # pycocotools Params.maxDets[-1]
 
 
 @dataclass
 class AreaEval:
-    """All evaluated detections of one area range, one row each, sorted by (category, image, rank)."""
+    """All evaluated detections of one area range, one row each, by (category, image, rank)."""
 
     cat: np.ndarray  # (n,) category position k (in sorted category ids)
     img: np.ndarray  # (n,) image position (in sorted image ids)
@@ -98,8 +98,17 @@ class CocoTables:
         det_ign |= (match < 0) & out_of_range[None, :]
         npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
         has = np.flatnonzero(npig)
-        return AreaEval(self.d_key // self.n_img, self.d_key % self.n_img, self.d_rank, self.d_score,
-                        (match >= 0) & ~det_ign, det_ign, has % self.n_img, has // self.n_img, npig[has])  # fmt: skip
+        return AreaEval(
+            self.d_key // self.n_img,
+            self.d_key % self.n_img,
+            self.d_rank,
+            self.d_score,
+            (match >= 0) & ~det_ign,
+            det_ign,
+            has % self.n_img,
+            has // self.n_img,
+            npig[has],
+        )
 
 
 def _pick(score: np.ndarray, pair_idx: np.ndarray, starts: np.ndarray, n_det: int) -> np.ndarray:
@@ -112,8 +121,15 @@ def _pick(score: np.ndarray, pair_idx: np.ndarray, starts: np.ndarray, n_det: in
     return np.maximum.reduceat(np.where(at_best, pair_idx, -1), starts, axis=1)
 
 
-def _greedy(rank: np.ndarray, det: np.ndarray, gt: np.ndarray, ious: np.ndarray, g_ign: np.ndarray,
-            thr: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _greedy(
+    rank: np.ndarray,
+    det: np.ndarray,
+    gt: np.ndarray,
+    ious: np.ndarray,
+    g_ign: np.ndarray,
+    thr: np.ndarray,
+    n_gt: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """(T, D) matched GT row (-1 none) and ignore flag per detection, ranks matched in order."""
     n_thr, n_det = thr.shape[0], len(rank)
     match = np.full((n_thr, n_det), -1)

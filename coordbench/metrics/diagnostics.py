@@ -27,8 +27,14 @@ TIE_SHARE = (
     0.5  # warn when half the predictions share one score (AP then ranks by order, pitfall 7)
 )
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
-BASELINE_KEYS = ("bbox_AP", "bbox_AP50", "bbox_AR100", "f1ish@0.50_f1_full_micro",
-                 "f1ish@0.50_recall_full_micro", "f1ish@0.50_f1_full_macro")  # fmt: skip
+BASELINE_KEYS = (
+    "bbox_AP",
+    "bbox_AP50",
+    "bbox_AR100",
+    "f1ish@0.50_f1_full_micro",
+    "f1ish@0.50_recall_full_micro",
+    "f1ish@0.50_f1_full_macro",
+)
 
 
 def duplicates(images: list[EvalImage]) -> dict[str, int]:
@@ -65,9 +71,12 @@ def class_shares(images: list[EvalImage]) -> dict[str, Any]:
         }
     top, n = preds.most_common(1)[0]
     share = n / n_pred
-    return {"top_pred_class": top, "top_pred_share": share,
-            "top_class_gt_share": gts.get(top, 0) / n_gt if n_gt else None,
-            "class_collapse": share > COLLAPSE_SHARE}  # fmt: skip
+    return {
+        "top_pred_class": top,
+        "top_pred_share": share,
+        "top_class_gt_share": gts.get(top, 0) / n_gt if n_gt else None,
+        "class_collapse": share > COLLAPSE_SHARE,
+    }
 
 
 def score_ties(records: list[dict[str, Any]]) -> float | None:
@@ -83,9 +92,18 @@ def baseline_nothing(
     records: list[dict[str, Any]], options: EvalOptions, encoder: Encoder | None
 ) -> dict[str, float]:
     """Headline metrics of the degenerate run that predicts nothing, through the real scorer."""
-    empty = [{**r, "pred": [], "pred_score_source": r.get("pred_score_source") or "none",
-              "pred_score_version": r.get("pred_score_version") if isinstance(r.get("pred_score_version"), int) else 1}
-             for r in records if isinstance(r, dict)]  # fmt: skip
+    empty = [
+        {
+            **r,
+            "pred": [],
+            "pred_score_source": r.get("pred_score_source") or "none",
+            "pred_score_version": r.get("pred_score_version")
+            if isinstance(r.get("pred_score_version"), int)
+            else 1,
+        }
+        for r in records
+        if isinstance(r, dict)
+    ]
     m = score_detections(empty, options, encoder=encoder).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
@@ -119,27 +137,35 @@ def _warnings(d: dict[str, Any]) -> list[str]:
     missed, with_gt = d["missed_images"], d["images_with_gt"]
     if with_gt and missed / with_gt >= WARN_RATE:
         w.append(
-            f"{missed / with_gt:.1%} of images with objects have no prediction ({missed} of {with_gt})"
+            f"{missed / with_gt:.1%} of images with objects have no prediction "
+            f"({missed} of {with_gt})"
         )
     if d["duplicate_preds"]:
         w.append(
-            f"{d['duplicate_preds']} duplicate predictions (same class, IoU >= {DUPLICATE_IOU}) in {d['images_with_duplicates']} images"
+            f"{d['duplicate_preds']} duplicate predictions (same class, IoU >= {DUPLICATE_IOU}) "
+            f"in {d['images_with_duplicates']} images"
         )
     gt = d["top_class_gt_share"]
     if d["class_collapse"] and (gt is None or d["top_pred_share"] - gt > COLLAPSE_OVER_GT):
         gt_txt = "no GT" if gt is None else f"GT share {gt:.1%}"
         w.append(
-            f"class collapse: {d['top_pred_share']:.1%} of predictions are {d['top_pred_class']!r} ({gt_txt})"
+            f"class collapse: {d['top_pred_share']:.1%} of predictions are "
+            f"{d['top_pred_class']!r} ({gt_txt})"
         )
     if (d.get("score_tie_share") or 0) >= TIE_SHARE:
         w.append(
-            f"{d['score_tie_share']:.1%} of predictions share one score: AP ranks them by input order"
+            f"{d['score_tie_share']:.1%} of predictions share one score: "
+            "AP ranks them by input order"
         )
     return w
 
 
-def diagnostics(records: list[dict[str, Any]], options: EvalOptions | None = None, *,
-                encoder: Encoder | None = None) -> dict[str, Any]:  # fmt: skip
+def diagnostics(
+    records: list[dict[str, Any]],
+    options: EvalOptions | None = None,
+    *,
+    encoder: Encoder | None = None,
+) -> dict[str, Any]:
     """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`."""
     records = [r for r in records if isinstance(r, dict)]
     n = max(1, len(records))

@@ -20,8 +20,18 @@ from coordbench.geometry import iou_matrix
 from coordbench.metrics.ingest import EvalImage
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
-COUNT_KEYS = ("tp_loc", "fp_loc", "fn_loc", "pred_count_eval", "pred_count_ignored",
-              "matched_sem_ok", "matched_sem_bad", "tp_full", "fp_full", "fn_full")  # fmt: skip
+COUNT_KEYS = (
+    "tp_loc",
+    "fp_loc",
+    "fn_loc",
+    "pred_count_eval",
+    "pred_count_ignored",
+    "matched_sem_ok",
+    "matched_sem_bad",
+    "tp_full",
+    "fp_full",
+    "fn_full",
+)
 
 
 def thr_key(thr: float) -> str:
@@ -109,8 +119,9 @@ class ImageMatches:
     matches: dict[str, list[tuple[int, int, float]]]
 
 
-def match_images(images: list[EvalImage], thrs: list[float], scope: str, semantic: Semantic,
-                 threshold: float) -> list[ImageMatches]:  # fmt: skip
+def match_images(
+    images: list[EvalImage], thrs: list[float], scope: str, semantic: Semantic, threshold: float
+) -> list[ImageMatches]:
     if scope not in SCOPES:
         raise ConfigError(f"expected `pred_scope` to be one of {SCOPES} but got {scope!r}")
     if scope == "annotated":  # one encoder batch for every desc the scope test may compare
@@ -140,43 +151,90 @@ def _match_rows(
         sim = semantic.sim(pd, gd)
         ok = bool(pd and pd == gd) or (sim is not None and sim >= threshold)
         ok_n += ok
-        rows.append({"pred_idx": im.eval_idx[pe], "gt_idx": g, "iou": iou, "pred_desc": pred["desc"],
-                     "gt_desc": gt.get("desc", ""), "sem_sim": sim, "sem_ok": ok, "pred_bbox": pred["bbox"],
-                     "gt_bbox": gt["bbox"], "pred_type": pred["type"], "gt_type": gt["type"]})  # fmt: skip
+        rows.append(
+            {
+                "pred_idx": im.eval_idx[pe],
+                "gt_idx": g,
+                "iou": iou,
+                "pred_desc": pred["desc"],
+                "gt_desc": gt.get("desc", ""),
+                "sem_sim": sim,
+                "sem_ok": ok,
+                "pred_bbox": pred["bbox"],
+                "gt_bbox": gt["bbox"],
+                "pred_type": pred["type"],
+                "gt_type": gt["type"],
+            }
+        )
     return rows, ok_n, len(rows) - ok_n
 
 
-def image_outcome(im: ImageMatches, key: str, thr: float, scope: str, semantic: Semantic,
-                  threshold: float) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def image_outcome(
+    im: ImageMatches, key: str, thr: float, scope: str, semantic: Semantic, threshold: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(per_image f1ish counts, matches.jsonl row) for one image at one threshold."""
     img, matches = im.img, im.matches[key]
     rows, ok, bad = _match_rows(im, key, semantic, threshold)
     tp, fp, fn = len(matches), len(im.eval_idx) - len(matches), len(img.gts) - len(matches)
-    counts = {"tp_loc": tp, "fp_loc": fp, "fn_loc": fn, "pred_count_eval": len(im.eval_idx),
-              "pred_count_ignored": len(im.ignored_idx), "matched_sem_ok": ok, "matched_sem_bad": bad,
-              "sem_acc_on_matched": ok / tp if tp else 1.0, "tp_full": ok, "fp_full": fp + bad, "fn_full": fn + bad}  # fmt: skip
+    counts = {
+        "tp_loc": tp,
+        "fp_loc": fp,
+        "fn_loc": fn,
+        "pred_count_eval": len(im.eval_idx),
+        "pred_count_ignored": len(im.ignored_idx),
+        "matched_sem_ok": ok,
+        "matched_sem_bad": bad,
+        "sem_acc_on_matched": ok / tp if tp else 1.0,
+        "tp_full": ok,
+        "fp_full": fp + bad,
+        "fn_full": fn + bad,
+    }
     used_p, used_g = {m[0] for m in matches}, {m[1] for m in matches}
-    row = {"image_id": img.index, "file_name": img.file_name, "width": img.width, "height": img.height,
-           "iou_thr": float(thr), "gt_count": len(img.gts), "pred_count": len(img.preds),
-           "pred_count_eval": len(im.eval_idx), "pred_count_ignored": len(im.ignored_idx), "pred_scope": scope,
-           "tp_loc": tp, "fp_loc": fp, "fn_loc": fn, "matches": rows,
-           "unmatched_pred_indices": [im.eval_idx[i] for i in range(len(im.eval_idx)) if i not in used_p],
-           "ignored_pred_indices": list(im.ignored_idx),
-           "unmatched_gt_indices": [j for j in range(len(img.gts)) if j not in used_g]}  # fmt: skip
+    row = {
+        "image_id": img.index,
+        "file_name": img.file_name,
+        "width": img.width,
+        "height": img.height,
+        "iou_thr": float(thr),
+        "gt_count": len(img.gts),
+        "pred_count": len(img.preds),
+        "pred_count_eval": len(im.eval_idx),
+        "pred_count_ignored": len(im.ignored_idx),
+        "pred_scope": scope,
+        "tp_loc": tp,
+        "fp_loc": fp,
+        "fn_loc": fn,
+        "matches": rows,
+        "unmatched_pred_indices": [
+            im.eval_idx[i] for i in range(len(im.eval_idx)) if i not in used_p
+        ],
+        "ignored_pred_indices": list(im.ignored_idx),
+        "unmatched_gt_indices": [j for j in range(len(img.gts)) if j not in used_g],
+    }
     return counts, row
 
 
 def aggregate(key: str, counts: list[dict[str, Any]], pred_total: int) -> dict[str, float]:
     """The 24 `f1ish@{key}_*` metrics from per-image counts (micro sums, macro image means)."""
     s = {k: sum(c[k] for c in counts) for k in COUNT_KEYS}
-    out: dict[str, float] = {"tp_loc": s["tp_loc"], "fp_loc": s["fp_loc"], "fn_loc": s["fn_loc"],
-                             "pred_total": pred_total, "pred_eval": s["pred_count_eval"],
-                             "pred_ignored": s["pred_count_ignored"]}  # fmt: skip
+    out: dict[str, float] = {
+        "tp_loc": s["tp_loc"],
+        "fp_loc": s["fp_loc"],
+        "fn_loc": s["fn_loc"],
+        "pred_total": pred_total,
+        "pred_eval": s["pred_count_eval"],
+        "pred_ignored": s["pred_count_ignored"],
+    }
     for kind in ("loc", "full"):
         if kind == "full":
-            out.update(matched_sem_ok=s["matched_sem_ok"], matched_sem_bad=s["matched_sem_bad"],
-                       sem_acc_on_matched=s["matched_sem_ok"] / s["tp_loc"] if s["tp_loc"] else 1.0,
-                       tp_full=s["tp_full"], fp_full=s["fp_full"], fn_full=s["fn_full"])  # fmt: skip
+            out.update(
+                matched_sem_ok=s["matched_sem_ok"],
+                matched_sem_bad=s["matched_sem_bad"],
+                sem_acc_on_matched=s["matched_sem_ok"] / s["tp_loc"] if s["tp_loc"] else 1.0,
+                tp_full=s["tp_full"],
+                fp_full=s["fp_full"],
+                fn_full=s["fn_full"],
+            )
         micro = prf(s[f"tp_{kind}"], s[f"fp_{kind}"], s[f"fn_{kind}"])
         per = [prf(c[f"tp_{kind}"], c[f"fp_{kind}"], c[f"fn_{kind}"]) for c in counts]
         macro = [float(np.mean([v[i] for v in per])) if per else 0.0 for i in range(3)]
@@ -195,8 +253,13 @@ class F1Output:
     primary_key: str
 
 
-def evaluate_f1(images: list[EvalImage], thrs: tuple[float, ...], scope: str, semantic: Semantic,
-                threshold: float) -> F1Output:  # fmt: skip
+def evaluate_f1(
+    images: list[EvalImage],
+    thrs: tuple[float, ...],
+    scope: str,
+    semantic: Semantic,
+    threshold: float,
+) -> F1Output:
     thr_list = sorted({float(t) for t in thrs})
     matched = match_images(images, thr_list, scope, semantic, threshold)
     texts: set[str] = set()

@@ -151,7 +151,7 @@ def _file_name(rec: dict[str, Any], idx: int) -> str:
 
 
 def _list(rec: dict[str, Any], key: str, legacy: str) -> list[Any]:
-    """rec[key] or, when that is missing or empty, rec[legacy] (upstream's fallbacks); [] unless a list."""
+    """rec[key], or rec[legacy] when that is missing or empty (upstream's fallbacks); else []."""
     value = rec.get(key) or rec.get(legacy)
     return value if isinstance(value, list) else []
 
@@ -191,12 +191,15 @@ def check_score_provenance(records: list[dict[str, Any]]) -> None:
     for i, rec in enumerate(records):
         src = rec.get("pred_score_source") if isinstance(rec, dict) else None
         if not isinstance(src, str) or not src.strip():
-            raise DataError(f"record {i} ({_file_name(rec, i) if isinstance(rec, dict) else '?'}) has no "
-                            "`pred_score_source`: COCO scoring needs scored records (gt_vs_pred_scored.jsonl)")  # fmt: skip
+            raise DataError(
+                f"record {i} ({_file_name(rec, i) if isinstance(rec, dict) else '?'}) has no "
+                "`pred_score_source`: COCO scoring needs scored records (gt_vs_pred_scored.jsonl)"
+            )
         ver = rec.get("pred_score_version")
         if isinstance(ver, bool) or not isinstance(ver, int):
             raise DataError(
-                f"record {i} ({_file_name(rec, i)}): `pred_score_version` must be an int, got {ver!r}"
+                f"record {i} ({_file_name(rec, i)}): `pred_score_version` must be an int, "
+                f"got {ver!r}"
             )
 
 

@@ -210,7 +210,10 @@ def _clamp(v: float, hi: int) -> int:
 
 
 def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> list[int]:
-    """Frame -> clamped pixel ints. norm1000: round(round(v)/999*(W-1)); rel1000: round(v/1000*W)."""
+    """Frame -> clamped pixel ints.
+
+    norm1000: round(round(v)/999*(W-1)); rel1000: round(v/1000*W).
+    """
     out: list[int] = []
     for i, v in enumerate(points):
         size = width if i % 2 == 0 else height
@@ -246,5 +249,9 @@ def entry_dict(entry: Entry) -> dict:
     """A parse_prediction row in the shape upstream hands to the standardizer."""
     if entry.type is None:
         return {"desc": entry.desc}
-    return {"desc": entry.desc, "type": entry.type, "points": entry.points,
-            "_had_tokens": entry.had_tokens}  # fmt: skip
+    return {
+        "desc": entry.desc,
+        "type": entry.type,
+        "points": entry.points,
+        "_had_tokens": entry.had_tokens,
+    }
