@@ -1,6 +1,6 @@
 """COCO scoring speed: pycocotools vs coordbench's scorer (faster-coco-eval), side by side.
 
-A seeded COCO-sized synthetic set (feasibility §4): 5000 images of 320-640 x 240-480 pixels,
+A seeded COCO-sized synthetic set [ARCH-SCORER-SPEED]: 5000 images of 320-640 x 240-480 pixels,
 Poisson(7) GT boxes each over 80 classes, 100 detections per image (jittered GT copies, 80 %
 with the right class, the rest random false positives). Both scorers get the same COCO dicts,
 built by coordbench from upstream-format records; the 12 stats must be identical.

@@ -3,8 +3,9 @@
 Frames: preset pixels (ints in [0, W-1]), norm1000 (ints on the 0..999 lattice, written as coord
 tokens `<|coord_k|>` on the token surface) and rel1000 (Qwen3-VL's 0..1000 relative to the full
 side). The frame is in every name (`box_px`, `box_norm1000`). Formulas follow the upstream data
-pipeline and evaluator (upstream §1.2 tokens, §1.4 geometry on resize, §1.5 pixel ->
-norm1000, §4.4 norm1000 -> pixel) and are pinned by `tests/oracle/*.jsonl`. All rounding is
+pipeline and evaluator ([UP-RECORD-SCHEMA] tokens, [UP-RESIZE] geometry on resize, [UP-NORM1000]
+pixel ->
+norm1000, [UP-DENORM] norm1000 -> pixel) and are pinned by `tests/oracle/*.jsonl`. All rounding is
 Python's `round` (half to even), as upstream.
 
 IoU is on xyxy boxes with continuous areas (no +1), as pycocotools' `bbIou`.
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-COORD_MAX = 999  # coord tokens and norm1000 ints live on 0..999 (upstream §1.2 `MAX_BIN`)
+COORD_MAX = 999  # coord tokens and norm1000 ints live on 0..999 ([UP-COORD-TOKENS] `MAX_BIN`)
 REL1000_MAX = 1000  # rel1000 values are 0..1000 of the full side (Qwen3-VL)
-# upstream `COORD_TOKEN_PATTERN` (§1.2); `$` also matches before a final "\n", as upstream's does
+# upstream `COORD_TOKEN_PATTERN` [UP-RECORD-SCHEMA]; `$` also matches before a final "\n", as
+# upstream's does
 TOKEN_PATTERN = r"<\|coord_(\d{1,4})\|>"  # upstream token regex; k may have up to 4 digits
 TOKEN_RE = re.compile(f"^{TOKEN_PATTERN}$")
 
@@ -72,7 +74,7 @@ def round_clamp_px(v: float, size: int) -> int:
 
 
 def norm1000_to_px_float(k: float, size: int) -> float:
-    """One norm1000 value -> unrounded pixel: `round(k) / 999 * (size-1)` (upstream §4.4).
+    """One norm1000 value -> unrounded pixel: `round(k) / 999 * (size-1)` [UP-DENORM].
 
     The denominator is `max(1, size-1)`: norm1000 999 is the last pixel column. The float
     operations run in upstream's order, so `.5` ties round to the same side.
@@ -82,7 +84,10 @@ def norm1000_to_px_float(k: float, size: int) -> float:
 
 
 def norm1000_to_px(k: float, size: int) -> int:
-    """One norm1000 value -> pixel: `clamp(round(round(k) / 999 * (size-1)), 0, size-1)` (§4.4)."""
+    """One norm1000 value -> pixel [UP-DENORM].
+
+    `clamp(round(round(k) / 999 * (size-1)), 0, size-1)`.
+    """
     return round_clamp_px(norm1000_to_px_float(k, size), size)
 
 
@@ -92,7 +97,7 @@ def rel1000_to_px_float(v: float, size: int) -> float:
 
 
 def box_norm1000_to_px(box_norm1000: Sequence[float], width: int, height: int) -> list[int]:
-    """Norm1000 xyxy -> pixel xyxy with the evaluator's round trip (upstream §1.5 / §4.4)."""
+    """Norm1000 xyxy -> pixel xyxy with the evaluator's round trip ([UP-NORM1000] / [UP-DENORM])."""
     x1, y1, x2, y2 = box_norm1000
     return [
         norm1000_to_px(x1, width),
@@ -103,7 +108,7 @@ def box_norm1000_to_px(box_norm1000: Sequence[float], width: int, height: int) -
 
 
 def box_px_round_clamp(box_px: Sequence[float], width: int, height: int) -> list[int]:
-    """Pixel xyxy -> ints in [0, W-1] / [0, H-1]: how upstream reads pixel-frame GT (§4.4)."""
+    """Pixel xyxy -> ints in [0, W-1] / [0, H-1]: how upstream reads pixel-frame GT [UP-DENORM]."""
     x1, y1, x2, y2 = (float(v) for v in box_px)
     return [
         round_clamp_px(x1, width),
@@ -129,7 +134,7 @@ def _fix_min_extent(lo: int, hi: int) -> tuple[int, int]:
 def box_px_to_norm1000(box_px: Sequence[float], width: int, height: int) -> list[int]:
     """Pixel xyxy -> norm1000 xyxy: `/(W-1)*999`, floor x1/y1, ceil x2/y2, clamp, >= 1 bin.
 
-    Denominators are `max(1, W-1)` / `max(1, H-1)` (upstream §1.5): the last pixel column is 999.
+    Denominators are `max(1, W-1)` / `max(1, H-1)` [UP-NORM1000]: the last pixel column is 999.
     Floor/ceil keep the box from shrinking, so the round trip can grow it by up to ~1 bin a side.
     """
     if width <= 0 or height <= 0:
@@ -149,7 +154,7 @@ def box_px_to_norm1000(box_px: Sequence[float], width: int, height: int) -> list
 
 
 def _widen_collapsed(lo: int, hi: int, size: int) -> tuple[int, int]:
-    """Re-order a flipped interval; widen a collapsed one by 1 px inside [0, size-1] (§1.4)."""
+    """Re-order a flipped interval; widen a collapsed one by 1 px inside [0, size-1] [UP-RESIZE]."""
     if hi < lo:
         lo, hi = hi, lo
     if hi <= lo:

@@ -101,7 +101,7 @@ COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
 )
 
 # (image id, width, height, number of ordinary kept anns, special anns); sizes from the worked
-# smart-resize table of upstream_spec §1.4 where possible, listed out of id order on purpose.
+# smart-resize table of [UP-RESIZE] where possible, listed out of id order on purpose.
 _IMAGES = (
     (802, 333, 500, 1, ()),
     (139, 640, 427, 3, ("crowd", "thin")),

@@ -228,7 +228,7 @@ def test_stop_token_ends_a_row_without_pads_or_disturbing_others(backend, monkey
     monkeypatch.setattr(backend, "stop_ids", backend.stop_ids | {stop})
     got = backend.generate(reqs, params)
     assert got[1].finish_reason == "stop" and got[1].token_ids == free[1].token_ids[:5]
-    # the text ends at the stop token: no trailing pads from longer rows (upstream pitfall 27)
+    # the text ends at the stop token: no trailing pads from longer rows [UP-BATCH-PADS]
     assert got[1].text == backend.tokenizer.decode(free[1].token_ids[:5], skip_special_tokens=False)
     assert got[1].text.endswith(backend.tokenizer.decode([stop], skip_special_tokens=False))
     for a, b in zip(free, got, strict=True):

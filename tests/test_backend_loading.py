@@ -77,7 +77,7 @@ def test_family_loads_and_decodes_like_transformers(ckpts, family):
     be = HFBackend(ckpts[family])
     assert be.info.model_type == family and be.info.name == "hf"
     assert (be.info.dtype, be.info.device) == ("float32", "cpu")  # auto = fp32 on CPU
-    assert be.info.provenance["processor"] == "fallback"  # no torchvision here (feasibility §2.2)
+    assert be.info.provenance["processor"] == "fallback"  # no torchvision here [ARCH-PROCESSOR]
     assert be.info.provenance["attn_implementation"] == "sdpa"
     assert len(be.info.identity["weights_sha256"]) == 64
     reqs = [request(0, (96, 64)), request(1, (64, 128))]

@@ -106,7 +106,10 @@ def _wine_logprobs() -> list[float]:
 
 
 def test_fused_score_hand_computed() -> None:
-    """Spec §6 unit case: geom = exp(mean(ln .2 x4)) = 0.2, desc = sqrt(.5*.25), fused 0.6/0.4."""
+    """[UP-CONF-SCORE] unit case.
+
+    geom = exp(mean(ln .2 x4)) = 0.2, desc = sqrt(.5*.25), fused 0.6/0.4.
+    """
     record = _record(WINE, "coord_tokens", 1024, 768)
     line = confidence_for_record(
         record, 0, WINE_TOKENS, _wine_logprobs(), ConfidenceOptions(w_geom=0.6, w_desc=0.4)

@@ -25,7 +25,7 @@ UPSTREAM_SHA256 = {
     768: "8a878455c550786ca5a091402633a46a5982450c85bcb074eaf21eba40668769",
     64: "0a9eede156aa817446e1575171dcd6ef696a5b49aee566c70bf4e0daf2fccb45",
 }
-# §1.4 worked values at the 768 budget (1268 is 427x640, the transpose of 640x427)
+# [UP-RESIZE] worked values at the 768 budget (1268 is 427x640, the transpose of 640x427)
 SIZES_768 = {
     139: (1056, 704),
     285: (1024, 768),
@@ -119,7 +119,7 @@ def test_convert_768_end_to_end(pristine, tmp_path):
         )
         assert n["objects"] == expect and t["objects"] == objects_to_tokens(expect)
     line = (out / "val.jsonl").read_text().splitlines()[0]
-    assert '", "' in line and '": ' in line  # Python default separators (upstream §1.2)
+    assert '", "' in line and '": ' in line  # Python default separators [UP-RECORD-SCHEMA]
     cats = json.loads((out / "categories.json").read_text())
     assert [(c["id"], c["name"]) for c in cats] == list(COCO_CATEGORIES)
     stats = json.loads((out / "conversion_stats.json").read_text())

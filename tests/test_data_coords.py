@@ -82,7 +82,7 @@ def test_norm1000_to_pixel_matches_parse_oracle(oracle_dir):
 
 
 def test_hand_computed_round_trips():
-    # 1024x768: 100/999*1023 = 102.4 -> 102; 200/999*767 = 153.55 -> 154 (upstream §4.4 example)
+    # 1024x768: 100/999*1023 = 102.4 -> 102; 200/999*767 = 153.55 -> 154 ([UP-DENORM] example)
     assert box_norm1000_to_px([100, 200, 300, 400], 1024, 768) == [102, 154, 307, 307]
     assert norm1000_to_px(999, 1024) == 1023 and norm1000_to_px(0, 1024) == 0
     # pixel -> norm: x1 = floor(10/1023*999) = floor(9.765) = 9,

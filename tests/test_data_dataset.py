@@ -79,7 +79,7 @@ def test_pixel_file_round_clamps_and_keeps_extra(tmp_path):
 
 def test_frame_comes_from_the_file_not_the_values(tmp_path):
     _image(tmp_path)
-    box = [100, 200, 300, 400]  # small numbers that would fit the image either way (pitfall 22)
+    box = [100, 200, 300, 400]  # small numbers that would fit the image either way [UP-COORD-FRAME]
     tokens = [f"<|coord_{v}|>" for v in box]
     # round(k/999*(W-1)): 100/999*63 = 6.31, 200/999*31 = 6.21,
     # 300/999*63 = 18.92, 400/999*31 = 12.41
@@ -246,7 +246,7 @@ def test_open_image(tmp_path):
 
 
 def test_pixel_and_coord_files_describe_the_same_boxes(tmp_path):
-    """A norm1000 file's GT is the pixel GT grown by at most ~1 bin per side (pitfall 17)."""
+    """A norm1000 file's GT is the pixel GT grown by at most ~1 bin per side [UP-NORM1000]."""
     from coordbench.data.coords import objects_to_tokens
     from coordbench.geometry import box_px_to_norm1000
 

@@ -1,4 +1,4 @@
-"""smart_resize against upstream's worked values (upstream_spec §1.4) and resize_image's
+"""smart_resize against upstream's worked values [UP-RESIZE] and resize_image's
 contract."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from coordbench.errors import ConfigError, DataError
 
 MP768, MP1024 = 32 * 32 * 768, 32 * 32 * 1024
 
-# orig W x H -> (768 budget, 1024 budget, legacy at 768), verified upstream (§1.4 table)
+# orig W x H -> (768 budget, 1024 budget, legacy at 768), verified upstream ([UP-RESIZE] table)
 WORKED = [
     ((640, 480), (1024, 768), (1152, 864), (640, 480)),
     ((640, 427), (1056, 704), (1248, 832), (640, 416)),

@@ -18,7 +18,7 @@ def tok():
 
 
 def test_tokenizer_keeps_hub_ids_for_common_tokens(tok):
-    # hub Qwen2 ids: "," = 11, " world" = 1879, "!" = 0 (feasibility §2.2); "Hello" (9707) is
+    # hub Qwen2 ids: "," = 11, " world" = 1879, "!" = 0 [ARCH-TINY-MODELS]; "Hello" (9707) is
     # beyond the truncated vocabulary and splits, which is what truncation must do.
     ids = tok("Hello, world!")["input_ids"]
     assert ids[-3:] == [11, 1879, 0]

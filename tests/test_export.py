@@ -140,8 +140,8 @@ def test_projection_scales_by_original_over_preset_and_clamps():
         1024,
         768,
     )
-    # sx = 640/1024 = 0.625 (no -1 correction, upstream §7.4): the preset's last pixel 1023 lands
-    # one preset pixel (0.625 original px) inside the original far corner, never past it
+    # sx = 640/1024 = 0.625 (no -1 correction, [UP-TESTDEV-EXPORT]): the preset's last pixel 1023
+    # lands one preset pixel (0.625 original px) inside the original far corner, never past it
     assert out["pred"] == [
         {"type": "bbox_2d", "points": [0.0, 0.0, 639.375, 479.375], "desc": "cat", "score": 0.5}
     ]

@@ -1,4 +1,4 @@
-"""COCO scoring: upstream rules (§7.2), the empty-GT deviation, and
+"""COCO scoring: upstream rules [UP-COCO-EVAL], the empty-GT deviation, and
 faster-coco-eval == pycocotools."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_faster_equals_pycocotools_on_larger_random_sets(seed):
 
 
 def test_empty_gt_record_does_not_shift_predictions():
-    """Upstream pitfall 12's 3-record example: a perfect predictor scores AP 1 (upstream: 0)."""
+    """[UP-EMPTY-GT]'s 3-record example: a perfect predictor scores AP 1 (upstream: 0)."""
     recs = [
         rec("a.jpg", [(10, 10, 60, 60, "cat")], [(10, 10, 60, 60, "cat", 0.9)]),
         rec("b.jpg", [], []),

@@ -1,4 +1,4 @@
-"""F1-ish set matching (upstream spec §7.3) on hand-computed cases."""
+"""F1-ish set matching [UP-F1ISH] on hand-computed cases."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ def _surface(row: dict) -> str:
     """The coordbench surface that reproduces an oracle row's upstream (mode, pred_coord_mode).
 
     Upstream `auto` in text mode reads bare numbers as pixels when the image's long side is
-    <= 999 (spec §3.6; these rows have no value above 999 and no tokens), else as norm1000.
+    <= 999 ([UP-COORD-FRAME]; these rows have no value above 999 and no tokens), else as norm1000.
     """
     if row["mode"] == "coord":
         return "coord_tokens"
@@ -183,7 +183,7 @@ def test_truncated_numeric_option() -> None:
         '{"desc": "b", "bbox_2d": [5, 6, 70, 80]}, {"desc": "c", "bbox_2d": [5'
     )
     up = parse_output(text, surface="norm1000", width=1024, height=768)
-    assert [o["desc"] for o in up.pred] == ["a"]  # upstream pitfall 24
+    assert [o["desc"] for o in up.pred] == ["a"]  # [UP-TRUNCATION]
     opts = ParseOptions(keep_truncated_numeric_objects=True)
     ours = parse_output(text, surface="norm1000", width=1024, height=768, options=opts)
     assert ours.raw_output_json == {
@@ -316,7 +316,7 @@ def _naive_block_end(text: str, start: int) -> int | None:
 
 
 def _naive_block(text: str) -> tuple[int, int] | None:
-    """Spec §4.1 literally: scan from every `{`, string/escape aware, first balanced wins."""
+    """[UP-PARSE] literally: scan from every `{`, string/escape aware, first balanced wins."""
     for start, ch in enumerate(text):
         if ch != "{":
             continue

@@ -24,7 +24,7 @@ def _no_env_override(monkeypatch):
     monkeypatch.delenv("COORDBENCH_CONFIGS", raising=False)
 
 
-# upstream_spec §1.1: rescale_32_768 -> max_pixels 786432, rescale_32_1024 -> 1048576;
+# [UP-PRESET-NAMING]: rescale_32_768 -> max_pixels 786432, rescale_32_1024 -> 1048576;
 # the embedded shapes images are 256x256 = 32*32*64.
 @pytest.mark.parametrize(
     ("name", "max_pixels"), [("64", 256 * 256), ("768", 786432), ("1024", 1048576)]

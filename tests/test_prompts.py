@@ -42,7 +42,7 @@ def test_prompts_equal_oracle_byte_for_byte(key):
 
 
 def test_coco_benchmark_hash_is_the_one_recorded_upstream():
-    # upstream_spec §2.1: the hash recorded in a real upstream run summary
+    # [UP-PROMPT-HASH]: the hash recorded in a real upstream run summary
     p = PromptPreset("t", "sorted", "coord_tokens", "coco_80", "desc_first", "xyxy")
     assert (
         prompt_template_hash(p)

@@ -1,7 +1,7 @@
 """Seeded per-sample decoding over a KV-cached forward, with a full token trace.
 
 Why not `model.generate`: its sampler draws from one global RNG stream shared by the batch, so a
-sample's tokens depend on batch size, composition, order and resume (upstream pitfalls 5-6). Here
+sample's tokens depend on batch size, composition, order and resume [UP-SAMPLING]. Here
 each row owns a `torch.Generator` seeded from its request's seed and draws exactly one uniform per
 generated token (inverse-CDF sampling); finished rows leave the batch and draw nothing. Logits are
 processed in HF's order and with HF's formulas: repetition penalty, then temperature, top-k, top-p.

@@ -1,5 +1,5 @@
-"""Requests -> left-padded model inputs, with the processor-resize guard (pitfall 21) and the
-validation of generation parameters (shared with the vLLM backend; no torch import here).
+"""Requests -> left-padded model inputs, with the processor-resize guard [UP-PROCESSOR-RESIZE] and
+the validation of generation parameters (shared with the vLLM backend; no torch import here).
 
 Preset images are already resized for the checkpoint (multiples of patch x merge, within its
 pixel budget); if the processor resized one again, the boxes the model prints would be in another

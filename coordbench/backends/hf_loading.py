@@ -143,7 +143,7 @@ def _video_processor_optional():
     """Let a Qwen processor be built with `video_processor=None` when torchvision is absent.
 
     Without torchvision, `ProcessorMixin.check_argument_for_proper_class` cannot resolve the video
-    processor class and raises AttributeError (feasibility.md §2.2, obstacle 1); skip the check
+    processor class and raises AttributeError [ARCH-PROCESSOR]; skip the check
     for a None video argument only, for the duration of the construction.
     """
     from transformers.processing_utils import ProcessorMixin
@@ -211,7 +211,7 @@ def fallback_processor(files: CheckpointFiles, tokenizer_dir: Path, trust_remote
 def load_processor(
     files: CheckpointFiles, *, tokenizer_dir: Path | None = None, trust_remote_code: bool = False
 ):
-    """(processor, "auto" | "fallback"): AutoProcessor first, else feasibility §2.2's fallback."""
+    """(processor, "auto" | "fallback"): AutoProcessor first, else [ARCH-PROCESSOR]'s fallback."""
     import transformers
 
     tokenizer_dir = tokenizer_dir or files.path
@@ -237,8 +237,8 @@ def load_processor(
             raise CheckpointError(
                 f"cannot load the processor of {files.path}: {_one_line(exc)}"
             ) from exc
-    proc.tokenizer.padding_side = "left"  # batched prefill is left padded (DESIGN.md §6)
-    if proc.tokenizer.pad_token_id is None:  # upstream: pad = eos when missing (§3.2)
+    proc.tokenizer.padding_side = "left"  # batched prefill is left padded [ARCH-GENERATION]
+    if proc.tokenizer.pad_token_id is None:  # upstream: pad = eos when missing [UP-MODEL-LOADING]
         proc.tokenizer.pad_token = proc.tokenizer.eos_token
     return proc, how
 

@@ -3,8 +3,8 @@
 Same prompts as the HF backend (the checkpoint's chat template rendered by its own tokenizer, the
 image placeholder expanded by vLLM's Qwen-VL processor), one `SamplingParams(seed=request.seed)`
 per request so a sample's tokens do not depend on the batch (vLLM seeds per request), special
-tokens kept in the text (upstream pitfall 10) and `logprobs=1` so a trace is always written
-(pitfall 9).
+tokens kept in the text [UP-VLLM] and `logprobs=1` so a trace is always written
+[UP-VLLM].
 
 Log-probabilities: vLLM (V1 engine) returns the *raw* log-probability of the sampled token
 (`logprobs_mode="raw_logprobs"`, its default: before penalties, temperature, top-k/top-p). Those

@@ -12,7 +12,8 @@ from coordbench.errors import DataError
 
 
 def default_out_dir(factor: int, budget: int, max_objects: int | None) -> Path:
-    """`public_data/coco/rescale_{factor}_{budget}[_max{N}]`, upstream's preset naming (§1.1).
+    """`public_data/coco/rescale_{factor}_{budget}[_max{N}]`, upstream's preset naming
+    [UP-PRESET-NAMING].
 
     Under the checkout's top-level `public_data/`, or the working directory's when installed
     (where `coordbench run --preset N` looks for it too).

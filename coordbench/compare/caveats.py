@@ -1,5 +1,5 @@
 """What makes a comparison misleading, said before any number
-(DESIGN §10, upstream pitfalls 6, 19, 34).
+([ARCH-COMPARE], [UP-SAMPLING] [UP-RESIZE] [UP-THROUGHPUT]).
 
 Each check returns plain sentences; `compare` prints them above the tables.
 """
@@ -165,7 +165,7 @@ def preset_of(run: RunData) -> str | None:
 
 def identical_images_caveat(base: RunData, run: RunData, shared: list[str]) -> str | None:
     """Two presets whose images came out the same size for every shared sample
-    (upstream pitfall 19)."""
+    [UP-RESIZE]."""
     pa, pb = preset_of(base), preset_of(run)
     if pa is None or pb is None or pa == pb or not shared:
         return None
@@ -193,7 +193,7 @@ def launch_shape(run: RunData) -> tuple[str, str]:
 
 
 def throughput_caveat(runs: list[RunData]) -> str | None:
-    """Wall time is comparable only within one launch shape (upstream pitfall 34)."""
+    """Wall time is comparable only within one launch shape [UP-THROUGHPUT]."""
     shapes = {r.name: launch_shape(r) for r in runs}
     if len(set(shapes.values())) <= 1:
         return None

@@ -1,5 +1,5 @@
 """`compare_runs`: is B really better than A? Plain-data results the CLI formats
-(DESIGN §10, upstream §8).
+([ARCH-COMPARE], [UP-COMPARE]).
 
     from coordbench.compare.core import compare_runs
     res = compare_runs(["output/runs/a", "output/runs/b"], n_boot=1000, seed=0)

@@ -1,4 +1,4 @@
-"""Pass/fail gates over a comparison, from a TOML file (DESIGN §10);
+"""Pass/fail gates over a comparison, from a TOML file [ARCH-COMPARE];
 `compare --gates` exits 1 if any fails.
 
 A gate is `<target> <op> <number>` where target is a metric label (`mAP`, `AP50`, `F1@0.5`,

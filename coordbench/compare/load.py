@@ -1,4 +1,4 @@
-"""Read what `compare` needs from a run dir (rundir schema, upstream §5), tolerating partial runs.
+"""Read what `compare` needs from a run dir (rundir schema, [UP-RUN-DIR]), tolerating partial runs.
 
 A run dir is anything with `run.json` (ours) or `summary.json` (ours or upstream's). A run
 without `summary.json`, or whose run.json provenance lacks `finished_at`, is partial: it is

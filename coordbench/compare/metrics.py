@@ -66,7 +66,7 @@ ALIASES = {
 KEY_METRICS = ("mAP", "AP50", "AR100", "F1@0.5", "F1loc@0.5", "pred_total", "parse.malformed_rate")
 
 
-# Raw eval/metrics.json keys (upstream §5.8 families) usable by name,
+# Raw eval/metrics.json keys ([UP-EVAL-DIR] families) usable by name,
 # e.g. bbox_ARs, f1ish@0.50_recall_loc_micro.
 RAW_KEY = re.compile(r"^(?:(?:bbox|segm|lvis|lvis_diag)_\w+|f1ish@\d\.\d\d_\w+)$")
 
@@ -126,6 +126,6 @@ def metric_value(
         v = metrics.get(spec.key)
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
-    if spec.coco and v < 0:  # pycocotools' -1: no GT in that area range, not a score (§7.2)
+    if spec.coco and v < 0:  # pycocotools' -1: no GT in that area range, not a score [UP-COCO-EVAL]
         return None
     return float(v)

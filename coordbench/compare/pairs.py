@@ -40,7 +40,7 @@ class DeltaRow:
 class ClassDelta:
     category: str
     # n_gt: GT instances on the shared samples; classes with 1-2 instances swing by ±1.0
-    # (pitfall 33)
+    # [UP-CLASS-NOISE]
     n_gt: int
     ap_baseline: float
     ap_run: float

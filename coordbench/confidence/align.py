@@ -1,4 +1,5 @@
-"""Rebuild `pred` from `raw_output_json` to align a record with its token trace (spec §6 step 2-3).
+"""Rebuild `pred` from `raw_output_json` to align a record with its token trace ([UP-CONF-SCORE]
+step 2-3).
 
 Upstream's confidence post-op re-standardizes every raw object under the record's
 pred_coord_mode candidates and requires the result to equal the emitted `pred` exactly; only

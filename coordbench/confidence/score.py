@@ -1,4 +1,4 @@
-"""Per-object confidence from the token trace (upstream confidence post-op, spec §6).
+"""Per-object confidence from the token trace (upstream confidence post-op, [UP-CONF-SCORE]).
 
 Score of a box = `exp(mean logprob)` of its 4 coord tokens (coord-token surfaces) or of its
 digit tokens (numeric surfaces), fused `w_geom*geom + w_desc*desc` with the desc tokens' score

@@ -1,4 +1,5 @@
-"""Align parsed boxes with generated tokens (upstream `src/eval/bbox_confidence.py`, spec §6).
+"""Align parsed boxes with generated tokens (upstream `src/eval/bbox_confidence.py`,
+[UP-CONF-SCORE]).
 
 Objects are matched in order with a shared cursor; every match lies right of the cursor and
 the cursor moves past it, so "used" token indices never need checking. That lets the

@@ -69,7 +69,7 @@ class ParseOptions:
     """Parser choices that change results; recorded in the run identity."""
 
     field_order: str = "desc_first"  # the prompt's; salvage still tries both (as upstream)
-    # deviation from upstream pitfall 24: a truncated numeric answer keeps every complete
+    # deviation from [UP-TRUNCATION]: a truncated numeric answer keeps every complete
     # record instead of only the first one
     keep_truncated_numeric_objects: bool = False
 
@@ -133,7 +133,7 @@ class EvalOptions:
     scorer: str = "faster"  # "faster" (faster-coco-eval) | "pycocotools" (reference)
     f1_iou_thrs: tuple[float, ...] = (0.3, 0.5)
     pred_scope: str = "annotated"  # | "all" (upstream default: annotated)
-    semantic_threshold: float = 0.5  # upstream bench configs (code default 0.6, pitfall 14)
+    semantic_threshold: float = 0.5  # upstream bench configs (code default 0.6, [UP-SEM-THRESHOLD])
     semantic_model: str = DEFAULT_SEMANTIC_MODEL
     calibration_bins: int = 10
 

@@ -19,12 +19,12 @@ from coordbench.config.prompts import PromptPreset
 from coordbench.errors import ConfigError
 
 KINDS = ("rescale", "prompt", "decode")
-RESIZE_ALGORITHMS = ("current", "legacy")  # upstream §1.4: since f1ddc63 / Qwen2-VL style before
+RESIZE_ALGORITHMS = ("current", "legacy")  # [UP-RESIZE]: since f1ddc63 / Qwen2-VL style before
 
 
 @dataclass(frozen=True)
 class RescalePreset:
-    """Smart-resize settings (upstream §1.4); `budget` U gives `max_pixels = factor² · U`."""
+    """Smart-resize settings [UP-RESIZE]; `budget` U gives `max_pixels = factor² · U`."""
 
     name: str
     factor: int = 32

@@ -1,6 +1,6 @@
 """Prompt presets: the exact upstream CoordExp prompt strings, the template hash, chat messages.
 
-A prompt is composed the way upstream composes it (upstream_spec §2.1): a base system/user text
+A prompt is composed the way upstream composes it [UP-PROMPT-HASH]: a base system/user text
 chosen by (ordering, coord surface), a field-order rule, a bbox rule and a one-object example
 substituted in, then the variant's suffixes appended. The `coord_tokens` and `norm1000_text`
 surfaces reproduce `reference/oracle/prompts.json` byte for byte (tested); `pixel` and `rel1000`
@@ -133,7 +133,7 @@ class PromptPreset:
     variant: str = "default"
     field_order: str = "desc_first"
     bbox_format: str = "xyxy"
-    # text_first = upstream inference, image_first = upstream training (§2.3, pitfall 3)
+    # text_first = upstream inference, image_first = upstream training [UP-MESSAGE-LAYOUT]
     layout: str = "text_first"
 
     def __post_init__(self) -> None:
@@ -150,7 +150,8 @@ class PromptPreset:
         return _SURFACE[self.coord_mode]
 
 
-# ----------------------------------------------------------------------- text parts (upstream §2.2)
+# ----------------------------------------------------------------------- text parts
+# [UP-PROMPT-TEXT]
 
 _SYSTEM_HEAD = (
     "You are a general-purpose object detection and grounding assistant. "
@@ -339,7 +340,8 @@ def user_prompt(preset: PromptPreset) -> str:
 
 
 def prompt_template_hash(preset: PromptPreset) -> str:
-    """Upstream `prompt_template_hash` (§2.1): sha256 of json.dumps(sort_keys, ensure_ascii=False).
+    """Upstream `prompt_template_hash` [UP-PROMPT-HASH]: sha256 of json.dumps(sort_keys,
+    ensure_ascii=False).
 
     `layout` is not part of it (upstream has no such knob); the run identity records it separately.
     """
@@ -359,7 +361,7 @@ def prompt_template_hash(preset: PromptPreset) -> str:
 
 
 def build_messages(preset: PromptPreset, image: Any) -> list[dict[str, Any]]:
-    """Chat-template messages; user content order follows `preset.layout` (§2.3)."""
+    """Chat-template messages; user content order follows `preset.layout` [UP-MESSAGE-LAYOUT]."""
     text = {"type": "text", "text": user_prompt(preset)}
     img = {"type": "image", "image": image}
     content = [text, img] if preset.layout == "text_first" else [img, text]
@@ -370,7 +372,7 @@ def build_messages(preset: PromptPreset, image: Any) -> list[dict[str, Any]]:
 
 
 def render_target(objects: list[dict[str, Any]], preset: PromptPreset) -> str:
-    """The expected assistant answer (§2.4), without the chat template's `<|im_end|>`.
+    """The expected assistant answer [UP-ANSWER-FORMAT], without the chat template's `<|im_end|>`.
 
     `objects`: `[{"desc": str, "bbox_2d": [4 ints in the preset's surface]}]`, already in the
     order wanted (upstream: sorted by (y1, x1)). Coord-token surfaces also accept the

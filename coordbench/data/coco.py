@@ -1,6 +1,7 @@
 """COCO 2017 instances -> a preset folder: `val.jsonl`, `val.norm.jsonl`, `val.coord.jsonl`, images.
 
-One pass of upstream's three steps (upstream_spec §1.3 convert, §1.4 rescale, §1.5 coord):
+One pass of upstream's three steps ([UP-COCO-CONVERT] convert, [UP-RESIZE] rescale, [UP-NORM1000]
+coord):
 ascending image id, annotations by (id, category_id), crowd / zero-size / out-of-bounds boxes
 dropped and counted, images left without objects dropped, optional drop-only `max_objects`
 filter, then `limit` = the first N survivors (val200 = `max_objects=60, limit=200`). Everything is
@@ -26,7 +27,7 @@ from coordbench.data.coords import objects_to_norm1000, objects_to_tokens, resca
 from coordbench.data.resize import MIN_PIXELS, ensure_resized, smart_resize
 from coordbench.errors import DataError
 
-EPS = 1e-6  # upstream converter's tolerance for zero-size and out-of-bounds boxes (§1.3)
+EPS = 1e-6  # upstream converter's tolerance for zero-size and out-of-bounds boxes [UP-COCO-CONVERT]
 SCHEMA_VERSION = 1
 MAX_BAD_ITEMS = 100  # skipped items listed by name in conversion_stats.json; the rest only counted
 
@@ -91,7 +92,7 @@ def _bad(stats: ConversionStats, skip_bad: bool, msg: str) -> None:
 def _keep_ann(
     ann: dict, wh: tuple[int, int], cats: dict[int, str], stats: ConversionStats, skip_bad: bool
 ) -> dict[str, Any] | None:
-    """One annotation -> an object, or None when a §1.3 rule drops it (counted)."""
+    """One annotation -> an object, or None when a [UP-COCO-CONVERT] rule drops it (counted)."""
     if int(ann.get("iscrowd", 0)) == 1:
         stats.anns_skipped_crowd += 1
         return None
@@ -261,7 +262,7 @@ def _preset_rows(
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    # upstream layout: Python default separators, ensure_ascii=False (upstream_spec §1.2)
+    # upstream layout: Python default separators, ensure_ascii=False [UP-RECORD-SCHEMA]
     path.write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
     )

@@ -1,7 +1,7 @@
 """Object-level coordinate helpers of the data contract: sort, rescale, to norm1000, to tokens.
 
 The per-box math (frames, rounding, clamping) lives in `coordbench.geometry`; this module applies
-it to object lists as the upstream data pipeline does (upstream §1.4 / §1.5), pinned by
+it to object lists as the upstream data pipeline does ([UP-RESIZE] / [UP-NORM1000]), pinned by
 `tests/oracle/data_pipeline_oracle.jsonl`.
 """
 

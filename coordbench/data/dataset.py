@@ -1,9 +1,10 @@
-"""Load a preset JSONL (DESIGN §4, upstream_spec §1.2) into `Sample`s with pixel-space GT boxes.
+"""Load a preset JSONL ([ARCH-DATA-CONTRACT], [UP-RECORD-SCHEMA]) into `Sample`s with pixel-space GT
+boxes.
 
-The coordinate frame is a property of the file, never guessed from values (upstream pitfall 22):
+The coordinate frame is a property of the file, never guessed from values [UP-COORD-FRAME]:
 coord tokens -> norm1000; a `*.norm.jsonl` name -> norm1000; anything else -> pixel. Norm1000
 GT goes through the evaluator's round trip (`k/999*(W-1)`, round, clamp), so a run's GT is
-exactly what upstream scores against (pitfall 17). Images are checked for existence here and
+exactly what upstream scores against [UP-NORM1000]. Images are checked for existence here and
 decoded only by `open_image`, one at a time, when a batch needs them.
 """
 
@@ -29,7 +30,7 @@ from coordbench.types import Box, Sample
 
 log = logging.getLogger("coordbench")
 
-# Upstream validator: legacy/unsupported geometry keys are errors, not ignored (§1.2).
+# Upstream validator: legacy/unsupported geometry keys are errors, not ignored [UP-RECORD-SCHEMA].
 REJECTED_GEOMETRY_KEYS = ("bbox", "polygon", "line", "line_points", "poly", "points")
 KNOWN_RECORD_KEYS = frozenset(
     {
@@ -275,7 +276,7 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
 
 
 def gt_objects(sample: Sample) -> list[dict[str, Any]]:
-    """The upstream `gt` list (§5.1): `{"type": "bbox_2d", "points": [ints], "desc"}`,
+    """The upstream `gt` list [UP-GT-VS-PRED]: `{"type": "bbox_2d", "points": [ints], "desc"}`,
     pixel space."""
     return [
         {"type": "bbox_2d", "points": [int(b.x0), int(b.y0), int(b.x1), int(b.y1)], "desc": b.label}

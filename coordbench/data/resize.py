@@ -1,9 +1,9 @@
 """Smart resize: the preset image size for an original size, and writing the resized image.
 
-Reproduces upstream's `smart_resize` (upstream_spec §1.4, `src/datasets/preprocessors/resize.py`):
+Reproduces upstream's `smart_resize` ([UP-RESIZE], `src/datasets/preprocessors/resize.py`):
 the "current" algorithm (since upstream commit f1ddc63, 2026-03-08) fills the pixel budget and
 upsamples small images; "legacy" is the Qwen2-VL-style rounding that left COCO images at about
-their original size (pitfall 19). The on-disk preset does not record which one built it.
+their original size [UP-RESIZE]. The on-disk preset does not record which one built it.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def resize_image(src: str | Path, dst: str | Path, size: tuple[int, int]) -> Pat
     """Write `src` resized to `size` = (w, h) at `dst`, as upstream: RGB, LANCZOS, PIL defaults.
 
     The format follows `dst`'s extension (JPEG at PIL's default quality 75); no EXIF transpose
-    (upstream leaves it off, pitfall 20); written to a temp file and renamed, so a killed
+    (upstream leaves it off, [UP-RESIZE]); written to a temp file and renamed, so a killed
     conversion never leaves a torn image behind. Unreadable input raises DataError naming `src`.
     """
     from PIL import Image
@@ -190,8 +190,8 @@ def ensure_resized(
 ) -> str:
     """Make `dst` the `size` version of `src`; "reused" when `dst` already has that size (or a
     hard link to `previous`, e.g. the same image in the preset being rebuilt, does), else
-    "resized". Upstream reuses outputs the same way (§1.4). With `src_size`, a source whose file
-    differs from the size its annotation claims is a DataError (its boxes would be wrong).
+    "resized". Upstream reuses outputs the same way [UP-RESIZE]. With `src_size`, a source whose
+    file differs from the size its annotation claims is a DataError (its boxes would be wrong).
     """
     src, dst = Path(src), Path(dst)
     if image_size(dst) == tuple(size):

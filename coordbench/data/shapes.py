@@ -106,13 +106,16 @@ def split_seed(split: str, index: int, base_seed: int = 0) -> int:
 
 
 def objects_norm1000(objects: list[ShapeObject]) -> list[dict]:
-    """Objects in the `.norm.jsonl` frame, sorted by (y1, x1) as upstream (§1.5)."""
+    """Objects in the `.norm.jsonl` frame, sorted by (y1, x1) as upstream [UP-NORM1000]."""
     out = [{"desc": o.desc, "bbox_2d": box_px_to_norm1000(o.bbox_px, SIZE, SIZE)} for o in objects]
     return sorted(out, key=lambda o: (o["bbox_2d"][1], o["bbox_2d"][0]))
 
 
 def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed: int = 0) -> Path:
-    """Write `images/<split>/*.png` and the three JSONL files of the data contract (DESIGN §4)."""
+    """Write `images/<split>/*.png` and the three JSONL files of the data contract.
+
+    See [ARCH-DATA-CONTRACT].
+    """
     out = Path(out_dir)
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     files = {k: [] for k in ("pixel", "norm", "coord")}
@@ -135,7 +138,7 @@ def write_split(out_dir: str | Path, split: str = "val", n: int = 64, base_seed:
         "coord": f"{split}.coord.jsonl",
     }
     for key, rows in files.items():
-        # upstream layout: Python default separators, ensure_ascii=False (upstream_spec §1.2)
+        # upstream layout: Python default separators, ensure_ascii=False [UP-RECORD-SCHEMA]
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out / names[key]).write_text(text, encoding="utf-8")
     return out

@@ -22,7 +22,7 @@ PROCESSOR_CLASS = {
     "qwen3_vl": "Qwen3VLProcessor",
 }
 # Text towers: hidden 64, 2 layers, head_dim 16 -> mrope sections sum to head_dim / 2 = 8
-# (feasibility.md §2.1; Qwen3-VL interleaves its sections). initializer_range 0.2 rather than the
+# ([ARCH-TINY-MODELS]; Qwen3-VL interleaves its sections). initializer_range 0.2 rather than the
 # hub's 0.02: with tied embeddings a 0.02 init makes greedy decoding echo the last prompt token
 # forever, while 0.2 gives varied, input-dependent tokens that batch-invariance tests can compare.
 TEXT = dict(

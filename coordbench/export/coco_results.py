@@ -1,11 +1,12 @@
 """Preset-scale predictions -> original COCO scale: results json and official-style scoring.
 
-Upstream's test-dev exporter (upstream_spec §7.4) rescales boxes by `sx = W_src / W_preset` (no
+Upstream's test-dev exporter [UP-TESTDEV-EXPORT] rescales boxes by `sx = W_src / W_preset` (no
 −1 correction), clamps to [0, W_src] and maps descs to official ids with the same semantic mapper
 as the metrics. We do the same, with the metrics' own validation (`prepare_image`), mapper
-(`map_descs`) and results order (`to_coco_preds`: record order, then pred order, pitfall 8), and
+(`map_descs`) and results order (`to_coco_preds`: record order, then pred order, [UP-TIE-ORDER]),
+and
 add `eval_original_scale`: the untouched COCO annotations (mask areas for the area buckets, crowd
-regions that COCOeval ignores) instead of the preset GT (pitfalls 15-16).
+regions that COCOeval ignores) instead of the preset GT [UP-CROWD-AREA].
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from coordbench.rundir import layout as L
 
 CATEGORIES_JSON = "categories.json"  # written next to the preset JSONLs by `coordbench data coco`
 EVAL_ORIGINAL = L.EVAL_ORIGINAL_DIR
-DEFAULT_SEMANTIC_THRESHOLD = 0.5  # EvalOptions default (upstream bench configs, pitfall 14)
+DEFAULT_SEMANTIC_THRESHOLD = 0.5  # EvalOptions default (upstream bench configs, [UP-SEM-THRESHOLD])
 
 
 @dataclass

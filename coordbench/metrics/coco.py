@@ -1,12 +1,12 @@
-"""COCO bbox metrics over validated images (upstream spec §7.2) with faster-coco-eval.
+"""COCO bbox metrics over validated images [UP-COCO-EVAL] with faster-coco-eval.
 
 pycocotools stays selectable as the reference (`scorer="pycocotools"`); both see the same
 dicts and a parity test holds all 12 stats to 1e-12. Categories are the stripped GT descs in
 first-appearance order; a prediction whose desc is not a category is mapped by semantic
 similarity (>= threshold) or dropped and counted. Detections keep record order then pred order,
-because COCOeval breaks score ties by input order (stable sort, pitfall 8). As upstream, area
+because COCOeval breaks score ties by input order (stable sort, [UP-TIE-ORDER]). As upstream, area
 buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas at original scale
-(pitfall 16), and there is no crowd GT, so detections on crowds count as FP (pitfall 15).
+[UP-CROWD-AREA], and there is no crowd GT, so detections on crowds count as FP [UP-CROWD-AREA].
 """
 
 from __future__ import annotations

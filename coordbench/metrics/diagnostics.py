@@ -1,4 +1,4 @@
-"""Honest-read diagnostics: the failure modes a headline mAP hides (DESIGN §8).
+"""Honest-read diagnostics: the failure modes a headline mAP hides [ARCH-DIAGNOSTICS].
 
 Works on gt_vs_pred records, scored or not; uses our extra record keys `parse_status` and
 `finish_reason` when present. The "predict nothing" baseline is scored by the same code as a
@@ -24,7 +24,7 @@ COLLAPSE_SHARE = 0.5  # brief: one class above 50 % of all predictions
 COLLAPSE_OVER_GT = 0.2  # warn only when that share exceeds the class's GT share by 20 points
 WARN_RATE = 0.05  # warn when 5 % or more of the records are malformed / truncated / salvaged
 TIE_SHARE = (
-    0.5  # warn when half the predictions share one score (AP then ranks by order, pitfall 7)
+    0.5  # warn when half the predictions share one score (AP then ranks by order, [UP-LOGPROBS])
 )
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
 BASELINE_KEYS = (

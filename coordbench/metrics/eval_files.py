@@ -1,4 +1,4 @@
-"""The eval dir (upstream spec §5.8): same file names and schemas, plus our extras.
+"""The eval dir [UP-EVAL-DIR]: same file names and schemas, plus our extras.
 
 metrics.json keeps upstream's `metrics` (only upstream keys) and `counters`, and adds
 `schema_version`, `per_class_ap`, `per_class_gt`, `calibration`, `diagnostics` and
@@ -53,7 +53,7 @@ def metrics_document(result: EvalResult) -> dict[str, Any]:
         "per_class_ap": result.per_class_ap,
         "per_class_gt": per_class_gt(
             result.coco_gt
-        ),  # AP of a 1-instance class swings by 1.0 (pitfall 33)
+        ),  # AP of a 1-instance class swings by 1.0 [UP-CLASS-NOISE]
         "calibration": result.calibration,
         "diagnostics": result.diagnostics,
         "eval_options": result.options.identity(),

@@ -1,4 +1,4 @@
-"""F1-ish set matching at IoU thresholds (upstream spec §7.3); scores are not used.
+"""F1-ish set matching at IoU thresholds [UP-F1ISH]; scores are not used.
 
 Per image and threshold: class-agnostic greedy matching over (pred, gt) pairs with IoU >= thr,
 sorted by IoU desc, then pred index, then gt index. A match whose descs disagree (not equal

@@ -1,10 +1,10 @@
-"""Scored gt_vs_pred records -> validated per-image GT and predictions (upstream spec §7.1).
+"""Scored gt_vs_pred records -> validated per-image GT and predictions [UP-EVAL-INGEST].
 
 Geometry follows upstream: points are pixel ints unless they are coord tokens (then norm1000,
 `k/999*(W-1)`), clamped to [0, W-1] x [0, H-1] and rounded half-to-even; a GT box is the extent
-of its points, a predicted `bbox_2d` must have x2 > x1 and y2 > y1 *as given* (pitfall 26).
+of its points, a predicted `bbox_2d` must have x2 > x1 and y2 > y1 *as given* [UP-REVERSED-BOX].
 Every record with a size becomes an image, including records with no GT (deviation from
-upstream pitfall 12: an empty-GT record never shifts another record's predictions).
+[UP-EMPTY-GT]: an empty-GT record never shifts another record's predictions).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from coordbench.geometry import (
     round_clamp_px,
 )
 
-# upstream EvalCounters (spec §5.8), in its order; metrics.json `counters` has exactly these keys
+# upstream EvalCounters [UP-EVAL-DIR], in its order; metrics.json `counters` has exactly these keys
 COUNTER_KEYS = tuple(
     "invalid_json invalid_geometry invalid_coord missing_size size_mismatch multi_image_ignored "
     "degenerate empty_pred unknown_desc unknown_dropped semantic_mapped semantic_unmapped "
@@ -86,7 +86,7 @@ def _to_pixels(raw: list[Any], width: int, height: int, norm1000: bool) -> list[
             k = v
         vals.append(float(k))
     size = (width, height)
-    to_px = norm1000_to_px if tokens or norm1000 else round_clamp_px  # §4.4
+    to_px = norm1000_to_px if tokens or norm1000 else round_clamp_px  # [UP-DENORM]
     return [to_px(v, size[i % 2]) for i, v in enumerate(vals)]
 
 
@@ -187,7 +187,7 @@ def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> Ev
 
 
 def check_score_provenance(records: list[dict[str, Any]]) -> None:
-    """COCO needs scored records (upstream pitfall 11): provenance on every record."""
+    """COCO needs scored records [UP-SCORED-ONLY]: provenance on every record."""
     for i, rec in enumerate(records):
         src = rec.get("pred_score_source") if isinstance(rec, dict) else None
         if not isinstance(src, str) or not src.strip():

@@ -2,7 +2,7 @@
 
 `evaluate_records` is the one entry point for `coordbench run`, `coordbench eval` and the
 compare tools; it takes the records of `gt_vs_pred_scored.jsonl` (ours or upstream's) and
-returns plain data. `write_eval_dir` writes the upstream eval dir (§5.8) from it.
+returns plain data. `write_eval_dir` writes the upstream eval dir [UP-EVAL-DIR] from it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Desc -> class matching by sentence-embedding cosine (upstream spec §7.2), loaded lazily.
+"""Desc -> class matching by sentence-embedding cosine [UP-COCO-CATEGORIES], loaded lazily.
 
 The encoder is only loaded when some text pair is not already equal after normalisation, so
 evaluating a run whose descs are all exact class names never imports torch. Encoding follows

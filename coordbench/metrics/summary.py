@@ -1,4 +1,4 @@
-"""summary.json (upstream §5.3 keys + coordbench's headline, parse rates, diagnostics) and the
+"""summary.json ([UP-SUMMARY] keys + coordbench's headline, parse rates, diagnostics) and the
 table printed at the end of a run. No timing here: timing lives in run.json provenance, so a
 resumed run's summary is byte-identical to an uninterrupted one."""
 

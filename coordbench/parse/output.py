@@ -1,4 +1,4 @@
-"""Model text -> boxes: upstream CoordJSON parsing, salvage and standardization (spec §4).
+"""Model text -> boxes: upstream CoordJSON parsing, salvage and standardization [UP-PARSE].
 
 `parse_output` reproduces what CoordExp writes into `gt_vs_pred.jsonl` (`pred`,
 `raw_output_json`, `raw_special_tokens`, `raw_ends_with_im_end`, `errors`, `error_entries`;
@@ -39,7 +39,7 @@ from coordbench.parse.standardize import (
 )
 from coordbench.types import SURFACES, Box, ParseStatus
 
-# upstream engine `ERROR_CANONICAL` and its per-code message/stage (§3.7)
+# upstream engine `ERROR_CANONICAL` and its per-code message/stage [UP-ERROR-CODES]
 CANONICAL = {
     "geometry_keys": "invalid_geometry",
     "geometry_points": "invalid_geometry",
@@ -146,7 +146,7 @@ def _salvage(text: str, budget: S.Budget, loaded: _Loaded, order: str) -> None:
 
 
 def _truncated_block(text: str, block: tuple[int, int], budget: S.Budget) -> S.Container | None:
-    """The truncated container a step-1 block sits inside (upstream pitfall 24), if any."""
+    """The truncated container a step-1 block sits inside [UP-TRUNCATION], if any."""
     if text.find("{", 0, block[0]) == -1:
         return None
     try:
@@ -221,7 +221,10 @@ def _junk(text: str, span: tuple[int, int] | None) -> bool:
 
 
 def _box(obj: dict) -> Box | None:
-    """The evaluator's view (§7.1): bbox kept only if x2-x1>0, y2-y1>0 as given; poly -> extent."""
+    """The evaluator's view [UP-EVAL-INGEST].
+
+    A bbox is kept only if x2-x1>0 and y2-y1>0 as given; a poly becomes its extent.
+    """
     p = obj["points"]
     if obj["type"] == "bbox_2d":
         x0, y0, x1, y1 = p

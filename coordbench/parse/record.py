@@ -1,4 +1,4 @@
-"""One CoordJSON record: split into keys and value spans, then validated (spec §4.2).
+"""One CoordJSON record: split into keys and value spans, then validated [UP-SALVAGE].
 
 Mirrors upstream `_parse_record`/`_scan_value_end`/`_parse_coord_array` in
 `src/utils/coordjson_transpiler.py`: a record is kept only with exactly the keys `desc` + one of

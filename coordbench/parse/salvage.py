@@ -1,6 +1,6 @@
 """CoordJSON salvage: find the `{"objects": [...]}` container in model text, keep valid records.
 
-Reproduces CoordExp's salvage transpiler (`src/utils/coordjson_transpiler.py`, spec §4.2):
+Reproduces CoordExp's salvage transpiler (`src/utils/coordjson_transpiler.py`, [UP-SALVAGE]):
 container = the first `{` where `{ "objects" : [` parses; each array entry must be a `{...}`
 record (validated in `parse_record`); bad records are dropped with a reason, while a bad
 separator rejects the whole container and the scan moves on to the next `{`. Two passes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-# upstream token regex `<\|.*?\|>` (§5.1 raw_special_tokens): `.` stops at "\n" only
+# upstream token regex `<\|.*?\|>` ([UP-GT-VS-PRED] raw_special_tokens): `.` stops at "\n" only
 _SPECIAL_OPEN, _SPECIAL_CLOSE = "<|", "|>"
 # coord tokens are content, not chat control; used when deciding whether text is "empty"
 _NON_COORD_SPECIAL = re.compile(r"<\|(?!coord_\d{1,4}\|>)[^\n]*?\|>")

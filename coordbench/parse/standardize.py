@@ -1,4 +1,4 @@
-"""Parsed objects -> pixel-space `pred` entries (upstream §4.3 + §4.4), never raising.
+"""Parsed objects -> pixel-space `pred` entries ([UP-PARSE] + [UP-DENORM]), never raising.
 
 Two upstream paths are reproduced: `parse_prediction` (objects of `raw_output_json` -> entries
 with integer points) and `CoordinateStandardizer.process_objects` (entries or raw objects ->

@@ -35,7 +35,7 @@ def detect_dist() -> Dist:
     if world <= 1:
         return Dist()
     state = accelerate_state()
-    if state.num_processes != world:  # feasibility §5: silently duplicated work otherwise
+    if state.num_processes != world:  # [ARCH-DATA-PARALLEL]: silently duplicated work otherwise
         raise ConfigError(
             f"launcher reports WORLD_SIZE={world} "
             f"but accelerate sees {state.num_processes} processes"

@@ -21,7 +21,7 @@ from coordbench.types import Generation, GenerationRequest, Sample
 
 
 def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> dict[str, Any]:
-    """One gt_vs_pred.jsonl line: upstream §5.1 keys in order, then coordbench's own keys."""
+    """One gt_vs_pred.jsonl line: [UP-GT-VS-PRED] keys in order, then coordbench's own keys."""
 
     mode, pred_coord_mode = upstream_modes(surface)
     rec: dict[str, Any] = {
@@ -57,7 +57,7 @@ def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> 
 
 
 def build_trace(gen: Generation, line_idx: int) -> dict[str, Any]:
-    """One pred_token_trace.jsonl line: upstream §5.2 keys (processed logprobs) plus raw ones."""
+    """One pred_token_trace.jsonl line: [UP-TOKEN-TRACE] keys (processed logprobs) plus raw ones."""
     return {
         "line_idx": line_idx,
         "sample_id": gen.sample_id,

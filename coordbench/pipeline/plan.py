@@ -73,7 +73,7 @@ def preflight_checkpoint(cfg: RunConfig) -> None:
 
 
 def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
-    """Preset images are on the preset's grid and under its pixel budget (upstream §1.4)."""
+    """Preset images are on the preset's grid and under its pixel budget [UP-RESIZE]."""
     for s in samples:
         if (
             s.width % rescale.factor

@@ -3,7 +3,7 @@
 Colours follow eval/matches.jsonl (the f1ish matching behind the F1 numbers): a prediction matched
 with the right class is TP (green); unmatched or matched with the wrong class is FP (red); a GT
 box left unmatched or matched with the wrong class is FN (orange, dashed), as upstream counts
-`fp_full` / `fn_full` (spec §7.3); out-of-scope predictions are grey. A matches row counts only
+`fp_full` / `fn_full` [UP-F1ISH]; out-of-scope predictions are grey. A matches row counts only
 the objects the scorer accepted, so a record holding invalid boxes has its row mapped back to the
 record's own positions; a record with no row at all (a run still in progress has no eval dir)
 gets one from the same matcher (`metrics.f1`), with descs compared exactly since the report loads

@@ -1,7 +1,7 @@
 """Self-contained HTML reports: `write_run_report` for a run dir, `write_compare_report` for
 compare.
 
-The run report reads only the run dir's files (schema: DESIGN §9) and the dataset images; every
+The run report reads only the run dir's files (schema: [ARCH-RUN-DIR]) and the dataset images; every
 file is optional, so a partial or damaged run still gets a page that says what is missing. It
 computes no metric of its own: the calibration table and the reliability diagram print the
 `calibration` dict of eval/metrics.json, the PR curves use the same COCOeval matching over
@@ -175,7 +175,8 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
 
 
 def _metric(value: Any) -> Any:
-    # pycocotools reports -1 for an area range with no GT (spec §7.2); say so instead of "-1.0000"
+    # pycocotools reports -1 for an area range with no GT [UP-COCO-EVAL]; say so instead of
+    # "-1.0000"
     return "n/a (-1: no GT in range)" if value == -1 else value
 
 

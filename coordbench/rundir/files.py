@@ -1,6 +1,6 @@
 """Run-directory files: append-with-fsync writers, tolerant readers, run.json, locking, resume.
 
-Layout (DESIGN §9): run.json is written first; gt_vs_pred.jsonl and pred_token_trace.jsonl are
+Layout [ARCH-RUN-DIR]: run.json is written first; gt_vs_pred.jsonl and pred_token_trace.jsonl are
 appended per batch (trace first, then records, each flushed and fsynced), so a killed run loses at
 most the batch in flight. Everything else is derived from those two files at the end and written
 atomically (temp file + rename), so a resumed run ends byte-identical to an uninterrupted one.
