@@ -12,6 +12,8 @@ import pytest
 
 from coordbench.errors import ArtifactError, ResumeError
 from coordbench.rundir import files as A
+from coordbench.rundir.lock import run_lock
+from coordbench.rundir.resume import check_resume, consistent_prefix
 
 
 def test_read_jsonl_drops_torn_last_line(tmp_path):
@@ -39,7 +41,7 @@ def test_appender_appends_and_consistent_prefix_truncates(tmp_path):
     # a third record whose trace never made it, then a torn line
     with open(tmp_path / A.GT_VS_PRED, "ab") as f:
         f.write(b'{"sample_id": "c"}\n{"sample_')
-    recs, traces = A.consistent_prefix(tmp_path)
+    recs, traces = consistent_prefix(tmp_path)
     assert [r["sample_id"] for r in recs] == ["a", "b"]
     assert (tmp_path / A.GT_VS_PRED).read_bytes() == b'{"sample_id":"a"}\n{"sample_id":"b"}\n'
     assert len(traces) == 2
@@ -55,13 +57,13 @@ def test_lock_refuses_live_pid_and_takes_over_stale(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (tmp_path / A.LOCK).write_text(str(holder.pid))
-        with pytest.raises(ResumeError, match=str(holder.pid)), A.run_lock(tmp_path):
+        with pytest.raises(ResumeError, match=str(holder.pid)), run_lock(tmp_path):
             pass
     finally:
         holder.kill()
         holder.wait()
     # the holder is dead now: its lock is stale and is taken over
-    with A.run_lock(tmp_path):
+    with run_lock(tmp_path):
         assert (tmp_path / A.LOCK).read_text() == str(os.getpid())
     assert not (tmp_path / A.LOCK).exists()
 
@@ -71,15 +73,15 @@ def test_check_resume_names_the_differing_fields(tmp_path):
         tmp_path / A.RUN_JSON,
         {"identity_hash": "h1", "identity": {"seed": 0, "decode": {"temperature": 0.0}}},
     )
-    assert A.check_resume(tmp_path, {}, "h1") is True
+    assert check_resume(tmp_path, {}, "h1") is True
     with pytest.raises(ResumeError, match=r"decode.temperature: 0.0 -> 0.7"):
-        A.check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2")
+        check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2")
 
 
 def _take(run_dir: str, barrier, results) -> None:
     barrier.wait()
     try:
-        with A.run_lock(Path(run_dir)):
+        with run_lock(Path(run_dir)):
             results.put(("won", os.getpid()))
             time.sleep(1.5)  # hold it while the others try
     except ResumeError as e:

@@ -17,6 +17,7 @@ from coordbench.parse.output import parse_output, upstream_modes
 from coordbench.pipeline.dist import Dist
 from coordbench.pipeline.plan import Plan
 from coordbench.rundir import files as A
+from coordbench.rundir.resume import consistent_prefix
 from coordbench.types import Generation, GenerationRequest, Sample
 
 
@@ -97,7 +98,7 @@ def generate_into(
     """Generate every sample not yet in work_dir, appending per batch; returns timing provenance."""
 
     cfg = plan.cfg
-    done, _ = A.consistent_prefix(work_dir, cfg.batch_size, len(samples))
+    done, _ = consistent_prefix(work_dir, cfg.batch_size, len(samples))
     done_ids = {r["sample_id"] for r in done}
     todo = [s for s in samples if s.sample_id not in done_ids]
     timing: dict[str, Any] = {"resumed_from": len(done), "generated": len(todo)}

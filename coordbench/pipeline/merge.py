@@ -10,6 +10,8 @@ from coordbench.errors import ArtifactError
 from coordbench.pipeline.finalize import finalize
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import RunDir
+from coordbench.rundir.lock import run_lock
+from coordbench.rundir.resume import identity_diff
 
 
 def _shard_heads(shard_dirs: list[Path]) -> list[dict[str, Any]]:
@@ -21,7 +23,7 @@ def _shard_heads(shard_dirs: list[Path]) -> list[dict[str, Any]]:
         heads.append(A.read_json(d / A.RUN_JSON))
     hashes = {h["identity_hash"] for h in heads}
     if len(hashes) != 1:
-        diff = A.identity_diff(
+        diff = identity_diff(
             heads[0]["identity"],
             next(h for h in heads if h["identity_hash"] != heads[0]["identity_hash"])["identity"],
         )
@@ -89,7 +91,7 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
         run_dir = out
     if not shard_dirs:
         raise ArtifactError(f"no shards found in {', '.join(map(str, dirs))}")
-    with A.run_lock(run_dir):
+    with run_lock(run_dir):
         merge_shards(run_dir, shard_dirs)
         cfg = config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON)
         summary = finalize(run_dir, cfg)

@@ -17,6 +17,8 @@ from coordbench.pipeline.merge import merge_shards
 from coordbench.pipeline.plan import Plan, plan_run, preflight_checkpoint
 from coordbench.pipeline.provenance import base_provenance
 from coordbench.rundir import files as A
+from coordbench.rundir.lock import run_lock
+from coordbench.rundir.resume import check_resume, remove_stale_temps
 
 log = logging.getLogger("coordbench")
 
@@ -26,8 +28,8 @@ def _prepare_dir(work_dir: Path, plan: Plan, overwrite: bool, extra: dict[str, A
         for p in work_dir.iterdir():
             if p.name != A.LOCK:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-    A.remove_stale_temps(work_dir)
-    resumed = A.check_resume(work_dir, plan.identity, plan.identity_hash)
+    remove_stale_temps(work_dir)
+    resumed = check_resume(work_dir, plan.identity, plan.identity_hash)
     if not resumed:
         for name in (A.GT_VS_PRED, A.TRACE):  # stale files of an aborted, identity-less start
             (work_dir / name).unlink(missing_ok=True)
@@ -91,7 +93,7 @@ def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    with A.run_lock(work_dir):
+    with run_lock(work_dir):
         _prepare_dir(work_dir, plan, cfg.overwrite and not dist.enabled, extra)
         timing = generate_into(work_dir, plan, mine, dist, backend)
         _update_provenance(work_dir, {"generation": timing})
