@@ -17,6 +17,7 @@ from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_
 from coordbench.metrics.summary import build_summary
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
+from coordbench.rundir.layout import RunDir
 
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -51,7 +52,7 @@ def score_records(
     run_dir = eval_dir.parent
     A.write_jsonl(run_dir / A.CONFIDENCE, conf_lines)
     A.write_jsonl(run_dir / A.SCORED, scored)
-    A.write_json(run_dir / "confidence_postop_summary.json", postop_summary(conf_lines))
+    A.write_json(RunDir(run_dir).postop_summary, postop_summary(conf_lines))
     result = evaluate_records(scored, cfg.eval_options())
     write_eval_dir(result, eval_dir)
     return result
@@ -60,7 +61,7 @@ def score_records(
 def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
     recs, traces = _load_run(run_dir)
     t0 = time.perf_counter()
-    result = score_records(recs, traces, cfg, run_dir / "eval")
+    result = score_records(recs, traces, cfg, RunDir(run_dir).eval.root)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
     A.write_json(run_dir / A.SUMMARY, summary)

@@ -19,6 +19,7 @@ from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.output import parse_output
 from coordbench.pipeline.finalize import score_records
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 
 
 def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
@@ -65,9 +66,9 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     traces_rows, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     traces = {t["sample_id"]: t for t in traces_rows}
     recs = reparse_records(recs, cfg)
-    eval_dir = out or run_dir / "eval"
+    eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
-        eval_dir = Path(out) / "eval"
+        eval_dir = Path(out) / L.EVAL_DIR
     result = score_records(recs, traces, cfg, eval_dir)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
@@ -81,7 +82,7 @@ def eval_scored_file(
     recs, skipped = read_records(path, tolerant=tolerant)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
     result = evaluate_records(recs, opts, invalid_json=skipped)
-    eval_dir = out or path.parent / "eval"
+    eval_dir = out or path.parent / L.EVAL_DIR
     write_eval_dir(result, eval_dir)
     m = result.metrics
     keys = (

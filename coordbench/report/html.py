@@ -24,8 +24,10 @@ from coordbench.report.gallery import dataset_root, gallery_html
 from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
 from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
+from coordbench.rundir.layout import RunDir
 
-REPORT = "report.html"
+REPORT = L.REPORT
 PLOT_IOU = 0.5  # brief: PR and calibration at IoU 0.5 (COCO AP50 / F1@0.5 threshold)
 
 
@@ -51,8 +53,8 @@ def _detections(eval_dir: Path) -> Detections | None:
     """The evaluated detections (COCOeval matching at IoU 0.5) of the eval dir's COCO files, or
     None."""
     try:
-        coco_gt = orjson.loads((eval_dir / "coco_gt.json").read_bytes())
-        coco_preds = orjson.loads((eval_dir / "coco_preds.json").read_bytes())
+        coco_gt = orjson.loads((eval_dir / L.COCO_GT).read_bytes())
+        coco_preds = orjson.loads((eval_dir / L.COCO_PREDS).read_bytes())
         return matched_detections(coco_gt, coco_preds)
     except Exception:  # noqa: BLE001 - missing, torn or foreign COCO files: no PR curve, no crash
         return None
@@ -260,12 +262,12 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     if not run_dir.is_dir():
         raise ArtifactError(f"run dir not found: {run_dir}")
     head, summary = _json(run_dir / A.RUN_JSON), _json(run_dir / A.SUMMARY)
-    metrics_doc = _json(run_dir / "eval" / "metrics.json")
+    metrics_doc = _json(RunDir(run_dir).eval.metrics)
     metrics = _d(metrics_doc.get("metrics"))
     calib = _calibration(metrics_doc, summary)
-    det = _detections(run_dir / "eval")
+    det = _detections(RunDir(run_dir).eval.root)
     records, source, bad = _load_records(run_dir)
-    rows, _ = _jsonl(run_dir / "eval" / "matches.jsonl")
+    rows, _ = _jsonl(RunDir(run_dir).eval.primary_matches)
     matches = {
         r["image_id"]: r
         for r in rows
@@ -276,7 +278,7 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
         parts.append(f'<p class="warn">{bad} unreadable JSONL lines skipped</p>')
     parts.append(_summary_section(summary, metrics, calib))
     n_gt = _d(metrics_doc.get("per_class_gt")) or (det.n_gt if det is not None else {})
-    parts.append(_per_class_section(_per_class(run_dir / "eval" / "per_class.csv"), n_gt))
+    parts.append(_per_class_section(_per_class(RunDir(run_dir).eval.per_class), n_gt))
     parts.append(_plots_section(det, calib))
     if max_gallery > 0 and records:
         data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")

@@ -32,11 +32,12 @@ PER_IMAGE = "per_image.json"
 COCO_GT = "coco_gt.json"
 COCO_PREDS = "coco_preds.json"
 SEMANTIC_REPORT = "semantic_desc_report.json"
+MATCHES = "matches.jsonl"  # F1 matches at the primary threshold; others: matches@{key}.jsonl
 
 
 def matches_name(key: str, primary_key: str) -> str:
     """matches.jsonl for the primary F1 threshold, matches@{key}.jsonl for the others."""
-    return "matches.jsonl" if key == primary_key else f"matches@{key}.jsonl"
+    return MATCHES if key == primary_key else f"matches@{key}.jsonl"
 
 
 def shard_dir_name(index: int, count: int) -> str:
@@ -73,6 +74,10 @@ class EvalDir:
     @property
     def semantic_report(self) -> Path:
         return self.root / SEMANTIC_REPORT
+
+    @property
+    def primary_matches(self) -> Path:
+        return self.root / MATCHES
 
     def matches(self, key: str, primary_key: str) -> Path:
         return self.root / matches_name(key, primary_key)

@@ -8,7 +8,7 @@ from pathlib import Path
 from coordbench.errors import ArtifactError, ResumeError
 from coordbench.rundir.files import read_json, write_jsonl
 from coordbench.rundir.jsonl import read_jsonl
-from coordbench.rundir.layout import GT_VS_PRED, RUN_JSON, TRACE
+from coordbench.rundir.layout import EVAL_DIR, GT_VS_PRED, RUN_JSON, TRACE
 from coordbench.rundir.lock import pid_alive
 
 
@@ -59,7 +59,7 @@ def _has_records(run_dir: Path) -> bool:
 
 def remove_stale_temps(run_dir: Path) -> None:
     """Delete the temp files of atomic writes (`.NAME.tmp.PID`) whose writer is dead."""
-    for folder in (run_dir, run_dir / "eval"):
+    for folder in (run_dir, run_dir / EVAL_DIR):
         for p in folder.glob(".*.tmp.*") if folder.is_dir() else ():
             pid = p.name.rsplit(".", 1)[-1]
             if pid.isdigit() and not pid_alive(int(pid)):
