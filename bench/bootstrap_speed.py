@@ -24,12 +24,12 @@ def main() -> int:
     args = ap.parse_args()
 
     from coordbench.metrics.bootstrap import DEFAULT_METRICS, BootstrapData, paired_bootstrap
+    from coordbench.metrics.detection import score_detections
     from coordbench.metrics.scoring import EvalOptions
-    from coordbench.metrics.scoring import score_detections as score_records
 
     t0 = time.perf_counter()
     runs = [synthetic_records(args.images, 0), synthetic_records(args.images, 0, pred_seed=1)]
-    results = [score_records(r, EvalOptions()) for r in runs]
+    results = [score_detections(r, EvalOptions()) for r in runs]
     t1 = time.perf_counter()
     data = [BootstrapData.from_result(r) for r in results]
     coco = tuple(m.removeprefix("bbox_") for m in DEFAULT_METRICS if m.startswith("bbox_"))

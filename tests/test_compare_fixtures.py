@@ -158,9 +158,9 @@ def make_run(
 ) -> Path:
     """Write a run dir; `identity` entries override BASE_IDENTITY
     (nested dicts merged one level)."""
+    from coordbench.metrics.detection import score_detections
     from coordbench.metrics.eval_files import write_eval_dir
     from coordbench.metrics.scoring import EvalOptions
-    from coordbench.metrics.scoring import score_detections as score_records
     from coordbench.metrics.summary import build_summary
 
     ident = copy.deepcopy(BASE_IDENTITY)
@@ -221,7 +221,7 @@ def make_run(
     if not summary:
         return rd
     A.write_jsonl(rd / A.SCORED, scored)
-    result = score_records(scored, EvalOptions(), encoder=one_hot_encoder)
+    result = score_detections(scored, EvalOptions(), encoder=one_hot_encoder)
     write_eval_dir(result, rd / "eval")
     A.write_json(rd / A.SUMMARY, build_summary(head, recs, result, {}))
     return rd
@@ -229,13 +229,13 @@ def make_run(
 
 def scored_metrics(run_dir: Path, keep: set[str] | None = None) -> dict[str, float]:
     """Independent re-score of a run's scored records (optionally a subset of sample ids)."""
+    from coordbench.metrics.detection import score_detections
     from coordbench.metrics.scoring import EvalOptions
-    from coordbench.metrics.scoring import score_detections as score_records
 
     recs, _ = A.read_jsonl(run_dir / A.SCORED)
     if keep is not None:
         recs = [r for r in recs if r["sample_id"] in keep]
-    return score_records(recs, EvalOptions(), encoder=one_hot_encoder).metrics
+    return score_detections(recs, EvalOptions(), encoder=one_hot_encoder).metrics
 
 
 # --------------------------------------------------------------------------- the builder itself

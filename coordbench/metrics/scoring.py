@@ -7,18 +7,15 @@ returns plain data. `write_eval_dir` writes the upstream eval dir [UP-EVAL-DIR] 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from coordbench.errors import DataError
 from coordbench.metrics.calibration import calibration
 from coordbench.metrics.detection import score_detections
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.eval_files import write_eval_dir
 from coordbench.metrics.result import EvalOptions, EvalResult
 from coordbench.metrics.semantic import Encoder
+from coordbench.rundir.jsonl import read_records
 
 __all__ = [
     "EvalOptions",
@@ -28,38 +25,6 @@ __all__ = [
     "score_detections",
     "write_eval_dir",
 ]
-
-
-def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict], int]:
-    """Records of a JSONL file and how many lines were skipped.
-
-    A malformed line is a DataError naming file and line, or skipped and counted when
-    `tolerant`; a torn last line (no trailing newline) is always skipped and counted.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise DataError(f"cannot read {p}: {e.strerror or e}") from None
-    lines = data.split(b"\n")
-    recs: list[dict] = []
-    skipped = 0
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = orjson.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError(f"a JSON {type(rec).__name__}, not an object")
-        except (orjson.JSONDecodeError, ValueError) as e:
-            if tolerant or n == len(lines):  # the last piece has no trailing newline: torn
-                skipped += 1
-                continue
-            raise DataError(
-                f"{p}:{n}: malformed JSONL line ({e}); pass --tolerant to skip such lines"
-            ) from None
-        recs.append(rec)
-    return recs, skipped
 
 
 def evaluate_records(

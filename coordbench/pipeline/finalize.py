@@ -26,7 +26,7 @@ def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
     return recs, {t["sample_id"]: t for t in traces}
 
 
-def score_records(
+def score_run_records(
     recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path
 ) -> EvalResult:
     """Confidence -> scored records -> the one evaluation (COCO, F1, calibration, diagnostics, with
@@ -61,7 +61,7 @@ def score_records(
 def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
     recs, traces = _load_run(run_dir)
     t0 = time.perf_counter()
-    result = score_records(recs, traces, cfg, RunDir(run_dir).eval.root)
+    result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
     A.write_json(run_dir / A.SUMMARY, summary)

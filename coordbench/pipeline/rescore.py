@@ -17,7 +17,7 @@ from coordbench.metrics.scoring import (
 )
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.output import parse_output
-from coordbench.pipeline.finalize import score_records
+from coordbench.pipeline.finalize import score_run_records
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 
@@ -69,7 +69,7 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
         eval_dir = Path(out) / L.EVAL_DIR
-    result = score_records(recs, traces, cfg, eval_dir)
+    result = score_run_records(recs, traces, cfg, eval_dir)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
