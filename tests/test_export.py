@@ -20,11 +20,11 @@ from coordbench.errors import DataError
 from coordbench.export.coco_results import (
     build_export,
     coco_results,
-    eval_original_scale,
     project_box,
     project_record_to_original,
     write_results,
 )
+from coordbench.pipeline.original_scale import eval_original_scale
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 

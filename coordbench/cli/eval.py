@@ -51,7 +51,7 @@ def eval_cmd(
     )
     click.echo(text)
     if annotations:
-        from coordbench.export.coco_results import eval_original_scale
+        from coordbench.pipeline.original_scale import eval_original_scale
 
         stats = eval_original_scale(
             Path(path),

@@ -11,7 +11,6 @@ regions that COCOeval ignores) instead of the preset GT [UP-CROWD-AREA].
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import orjson
 
 from coordbench.config.options import DEFAULT_SEMANTIC_MODEL
 from coordbench.data.dataset import read_dataset_lines
-from coordbench.errors import ArtifactError, ConfigError, DataError
-from coordbench.metrics.coco import SCORERS, STAT_NAMES, coco_stats, map_descs, to_coco_preds
+from coordbench.errors import ArtifactError, DataError
+from coordbench.metrics.coco import map_descs, to_coco_preds
 from coordbench.metrics.ingest import (
     EvalImage,
     check_score_provenance,
@@ -30,10 +29,8 @@ from coordbench.metrics.ingest import (
 )
 from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir import files as A
-from coordbench.rundir import layout as L
 
 CATEGORIES_JSON = "categories.json"  # written next to the preset JSONLs by `coordbench data coco`
-EVAL_ORIGINAL = L.EVAL_ORIGINAL_DIR
 DEFAULT_SEMANTIC_THRESHOLD = 0.5  # EvalOptions default (upstream bench configs, [UP-SEM-THRESHOLD])
 
 
@@ -304,46 +301,3 @@ def restrict_annotations(coco: dict[str, Any], exp: Export, where: Path) -> dict
         "annotations": anns,
         "categories": cats,
     }
-
-
-def eval_original_scale(
-    run_dir: Path,
-    annotations_json: Path,
-    *,
-    scorer: str = "faster",
-    out_dir: Path | None = None,
-    data: Path | None = None,
-    encoder: Encoder | None = None,
-) -> dict[str, float]:
-    """Score a run against untouched COCO annotations at original scale; the 12 bbox stats.
-
-    Writes `metrics.json` and `coco_results.json` to `out_dir` (default RUN_DIR/eval_original).
-    """
-    if scorer not in SCORERS:
-        raise ConfigError(f"expected `scorer` to be one of {SCORERS} but got {scorer!r}")
-    run_dir, annotations_json = Path(run_dir), Path(annotations_json)
-    coco = load_annotations(annotations_json)
-    cats = check_categories(coco["categories"], annotations_json)
-    exp = build_export(run_dir, categories=cats, data=data, encoder=encoder)
-    gt = restrict_annotations(coco, exp, annotations_json)
-    stats, per_class = coco_stats(gt, exp.results, scorer)
-    metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
-    out = Path(out_dir) if out_dir is not None else run_dir / EVAL_ORIGINAL
-    out.mkdir(parents=True, exist_ok=True)
-    A.write_json(
-        out / L.METRICS,
-        {
-            "metrics": metrics,
-            "counters": exp.counters,
-            "scale": "original",
-            "scorer": scorer,
-            "annotations": str(annotations_json),
-            "images": len(gt["images"]),
-            "gt_annotations": len(gt["annotations"]),
-            "detections": len(exp.results),
-            "per_class": {n: (None if math.isnan(v) else v) for n, v in per_class},
-            "semantic_report": exp.semantic_report,
-        },
-    )
-    write_results(out / "coco_results.json", exp.results)
-    return metrics
