@@ -72,6 +72,21 @@ class ParsedOutput:
     error_entries: list[dict]
     issues: tuple[str, ...]  # coordbench's finer codes, one per dropped record/object
 
+    def upstream_fields(self) -> dict[str, Any]:
+        """The [UP-GT-VS-PRED] parse keys of a gt_vs_pred record, in upstream's order."""
+        return {
+            "pred": self.pred,
+            "raw_output_json": self.raw_output_json,
+            "raw_special_tokens": self.raw_special_tokens,
+            "raw_ends_with_im_end": self.raw_ends_with_im_end,
+            "errors": self.errors,
+            "error_entries": self.error_entries,
+        }
+
+    def status_fields(self) -> dict[str, Any]:
+        """coordbench's own parse keys of a record: status and finer issues."""
+        return {"parse_status": self.status.value, "parse_issues": list(self.issues)}
+
 
 @dataclass
 class _Loaded:

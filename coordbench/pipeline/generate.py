@@ -13,7 +13,7 @@ from coordbench.config.prompts import build_messages
 from coordbench.config.run import RunConfig
 from coordbench.config.seeding import sample_seed
 from coordbench.data.dataset import gt_objects, open_image
-from coordbench.parse.output import parse_output, upstream_modes
+from coordbench.parse.output import ParsedOutput, parse_output, upstream_modes
 from coordbench.pipeline.dist import Dist
 from coordbench.pipeline.plan import Plan
 from coordbench.rundir import files as A
@@ -21,7 +21,9 @@ from coordbench.rundir.resume import consistent_prefix
 from coordbench.types import Generation, GenerationRequest, Sample
 
 
-def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> dict[str, Any]:
+def build_record(
+    sample: Sample, gen: Generation, parsed: ParsedOutput, surface: str
+) -> dict[str, Any]:
     """One gt_vs_pred.jsonl line: [UP-GT-VS-PRED] keys in order, then coordbench's own keys."""
 
     mode, pred_coord_mode = upstream_modes(surface)
@@ -32,12 +34,7 @@ def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> 
         "mode": mode,
         "coord_mode": "pixel",
         "gt": gt_objects(sample),
-        "pred": parsed.pred,
-        "raw_output_json": parsed.raw_output_json,
-        "raw_special_tokens": parsed.raw_special_tokens,
-        "raw_ends_with_im_end": parsed.raw_ends_with_im_end,
-        "errors": parsed.errors,
-        "error_entries": parsed.error_entries,
+        **parsed.upstream_fields(),
     }
     if sample.image_id is not None:
         rec["image_id"] = sample.image_id
@@ -48,8 +45,7 @@ def build_record(sample: Sample, gen: Generation, parsed: Any, surface: str) -> 
         sample_id=sample.sample_id,
         index=sample.index,
         raw_text=gen.text,
-        parse_status=parsed.status.value,
-        parse_issues=list(parsed.issues),
+        **parsed.status_fields(),
         finish_reason=gen.finish_reason,
         n_new_tokens=gen.n_new_tokens,
         n_prompt_tokens=gen.n_prompt_tokens,

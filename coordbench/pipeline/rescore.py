@@ -39,19 +39,7 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
             options=popts,
             finished=r.get("finish_reason") != "length",
         )
-        out.append(
-            {
-                **r,
-                "pred": p.pred,
-                "raw_output_json": p.raw_output_json,
-                "raw_special_tokens": p.raw_special_tokens,
-                "raw_ends_with_im_end": p.raw_ends_with_im_end,
-                "errors": p.errors,
-                "error_entries": p.error_entries,
-                "parse_status": p.status.value,
-                "parse_issues": list(p.issues),
-            }
-        )
+        out.append({**r, **p.upstream_fields(), **p.status_fields()})
     return out
 
 
