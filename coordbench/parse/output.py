@@ -71,6 +71,7 @@ class ParsedOutput:
     errors: list[str]  # canonical upstream codes, one per occurrence
     error_entries: list[dict]
     issues: tuple[str, ...]  # coordbench's finer codes, one per dropped record/object
+    reasoning_text: str | None = None  # a stripped `<think>` span (coordbench.parse.think)
 
     def upstream_fields(self) -> dict[str, Any]:
         """The [UP-GT-VS-PRED] parse keys of a gt_vs_pred record, in upstream's order."""
@@ -85,7 +86,10 @@ class ParsedOutput:
 
     def status_fields(self) -> dict[str, Any]:
         """coordbench's own parse keys of a record: status and finer issues."""
-        return {"parse_status": self.status.value, "parse_issues": list(self.issues)}
+        out: dict[str, Any] = {"parse_status": self.status.value, "parse_issues": list(self.issues)}
+        if self.reasoning_text is not None:
+            out["reasoning_text"] = self.reasoning_text
+        return out
 
 
 @dataclass
