@@ -18,7 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from coordbench.confidence.align import aligned_bins, raw_points, record_has_coord_tokens
-from coordbench.confidence.trace import assign_numeric_spans, assign_token_spans, desc_span
+from coordbench.confidence.trace import (
+    assign_numeric_spans,
+    assign_token_spans,
+    desc_span,
+    text_span_tokens,
+)
 from coordbench.config.options import ConfidenceOptions
 from coordbench.parse.standardize import MAX_BIN, flatten_points, is_coord_token
 
@@ -165,6 +170,27 @@ def _score_desc(
     return (None if _valid(score) else "nonfinite_logprob"), (score if _valid(score) else None), idx
 
 
+def _score_native(
+    record: Mapping, preds: list[Mapping], tokens: Sequence[str], logprobs: Sequence[float]
+) -> list[dict]:
+    """Native dialects: exp(mean logprob) of the tokens spelling each object's coordinates and
+    label (the parser's `text_spans`), whatever they are: digits, `<loc>` or `<loc_k>` tokens."""
+    raw = str(record.get("raw_text") or "")
+    results = []
+    for i, pred in enumerate(preds):
+        idx = text_span_tokens(tokens, raw, pred.get("text_spans") or [])
+        if idx is None:
+            results.append(_result(i, pred, reason="missing_span", mode="text_spans"))
+            continue
+        span = {"count": len(idx), "indices": idx, "ambiguous": False, "mode": "text_spans"}
+        score = _mean_exp([logprobs[j] for j in idx])
+        if not _valid(score):
+            results.append(_result(i, pred, reason="nonfinite_logprob", **span))
+            continue
+        results.append(_result(i, pred, score=score, geom=score, fusion=score, **span))
+    return results
+
+
 def _score_objects(
     record: Mapping,
     preds: list[Mapping],
@@ -172,6 +198,8 @@ def _score_objects(
     logprobs: Sequence[float],
     options: ConfidenceOptions,
 ) -> list[dict]:
+    if any("text_spans" in p for p in preds):
+        return _score_native(record, preds, tokens, logprobs)
     aligned = aligned_bins(record, preds, options.upstream_numeric_bin_range)
     if isinstance(aligned, str):
         return [_result(i, p, reason=aligned) for i, p in enumerate(preds)]
