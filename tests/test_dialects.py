@@ -268,3 +268,26 @@ def test_confidence_from_replayed_trace(preset):
         assert any(tokens[i] == obj["desc"] for i in idx)  # the label is scored
         assert sum(tokens[i].isdigit() or tokens[i].startswith("<loc") for i in idx) >= 4
         assert math.isclose(result["score"], math.exp(sum(lps[i] for i in idx) / len(idx)))
+
+
+# ------------------------------------------------- CoordJSON range: repair path == JSON path
+
+
+@pytest.mark.parametrize(("surface", "value"), [("pixel", 1100), ("rel1000", 1000)])
+def test_large_values_read_the_same_on_repair_and_valid_json_paths(surface, value):
+    from coordbench.parse.output import parse_output
+
+    rec = f'{{"desc": "a", "bbox_2d": [1, 2, {value}, 300]}}, {{"desc": "b", "bbox_2d": [1, 2, 30, 40]}}'
+    valid = parse_output('{"objects": [' + rec + "]}", surface=surface, width=W, height=H)
+    repair = parse_output('{"objects": [' + rec + ",]}", surface=surface, width=W, height=H)
+    assert valid.status is ParseStatus.OK
+    assert boxes(repair) == boxes(valid) and len(valid.objects) == 2
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_booleans_are_not_coordinates_in_coordjson(value):
+    from coordbench.parse.output import parse_output
+
+    text = f'{{"objects": [{{"desc": "a", "bbox_2d": [{value}, 2, 500, 300]}}]}}'
+    p = parse_output(text, surface="norm1000", width=W, height=H)
+    assert p.objects == () and p.issues == ("coord_parse",)
