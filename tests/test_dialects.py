@@ -190,6 +190,7 @@ def test_presets_send_the_family_prompt(preset, needle):
 
 # ------------------------------------------------------- supervision as an independent oracle
 
+
 def _supervision():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -277,7 +278,8 @@ def test_confidence_from_replayed_trace(preset):
 def test_large_values_read_the_same_on_repair_and_valid_json_paths(surface, value):
     from coordbench.parse.output import parse_output
 
-    rec = f'{{"desc": "a", "bbox_2d": [1, 2, {value}, 300]}}, {{"desc": "b", "bbox_2d": [1, 2, 30, 40]}}'
+    rec = f'{{"desc": "a", "bbox_2d": [1, 2, {value}, 300]}}, '
+    rec += '{"desc": "b", "bbox_2d": [1, 2, 30, 40]}'
     valid = parse_output('{"objects": [' + rec + "]}", surface=surface, width=W, height=H)
     repair = parse_output('{"objects": [' + rec + ",]}", surface=surface, width=W, height=H)
     assert valid.status is ParseStatus.OK

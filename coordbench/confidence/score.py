@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from coordbench.confidence.align import aligned_bins, raw_points, record_has_coord_tokens
@@ -198,8 +199,6 @@ def _score_objects(
     logprobs: Sequence[float],
     options: ConfidenceOptions,
 ) -> list[dict]:
-    if any("text_spans" in p for p in preds):
-        return _score_native(record, preds, tokens, logprobs)
     aligned = aligned_bins(record, preds, options.upstream_numeric_bin_range)
     if isinstance(aligned, str):
         return [_result(i, p, reason=aligned) for i, p in enumerate(preds)]
@@ -290,7 +289,9 @@ def confidence_for_record(
     else:
         tokens = [str(t) for t in token_texts]
         lps = [_as_float(v) for v in logprobs]
-        objects = _score_objects(record, preds, tokens, lps, options)
+        native = any("text_spans" in p for p in preds)  # a native-dialect parse
+        score = _score_native if native else partial(_score_objects, options=options)
+        objects = score(record, preds, tokens, lps)
     return {"line_idx": int(line_idx), "image": str(record.get("image", "")), "objects": objects}
 
 

@@ -132,6 +132,4 @@ def parse_answer(text: str, *, prompt_preset: str, width: int, height: int) -> P
     `.status` is a `ParseStatus`; `.objects` are `Box`es with `.label` and `.xyxy()` in the
     pixels of the image the model saw (`width` x `height`). Never raises on `text`.
     """
-    return parse_for_preset(
-        text, load_prompt_preset(prompt_preset), width=width, height=height
-    )
+    return parse_for_preset(text, load_prompt_preset(prompt_preset), width=width, height=height)

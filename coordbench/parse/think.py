@@ -41,5 +41,9 @@ def split_thinking(text: str) -> Split:
     if opened == -1:
         return Split(text, 0, None, 0)
     lead = text[:opened]
-    return Split(lead.strip(), text.find(lead.strip()) if lead.strip() else 0,
-                 text[opened + len(_OPEN) :].strip(), len(text))
+    return Split(
+        lead.strip(),
+        text.find(lead.strip()) if lead.strip() else 0,
+        text[opened + len(_OPEN) :].strip(),
+        len(text),
+    )

@@ -1,4 +1,4 @@
-"""Native JSON lists (stock Qwen2.5-VL / Qwen3-VL, Gemma 3 / Gemini): `[{"bbox_2d": ..., "label": ...}]`.
+"""Native JSON lists (stock Qwen2.5-VL / Qwen3-VL, Gemma 3 / Gemini): `[{"bbox_2d", "label"}]`.
 
 Accepts what the families' own parsers accept: a ```json fence or bare JSON, prose around it,
 single quotes (read with `ast.literal_eval`, never `eval`), trailing commas, extra keys, labels

@@ -22,7 +22,9 @@ def _quad(body: str) -> tuple[float, ...] | None:
     if len(parts) != 4 or not all(re.fullmatch(_NUM, p) for p in parts):
         return None
     values = [number(float(p)) for p in parts]
-    return None if any(v is None for v in values) else tuple(float(v) for v in values if v is not None)
+    return (
+        None if any(v is None for v in values) else tuple(float(v) for v in values if v is not None)
+    )
 
 
 def read_internvl(text: str) -> Reading:
@@ -76,7 +78,12 @@ def read_paligemma(text: str) -> Reading:
         values = tuple(float(v) for v in locs)
         spans = [(m.start(1), m.end(1))]
         if label:
-            spans.append((m.start(2) + m.group(2).find(label), m.start(2) + m.group(2).find(label) + len(label)))
+            spans.append(
+                (
+                    m.start(2) + m.group(2).find(label),
+                    m.start(2) + m.group(2).find(label) + len(label),
+                )
+            )
         reading.objects.append(RawObject(label, values, tuple(spans)))
     if re.search(r"<loc\d{0,3}$", text.rstrip()):
         reading.found, reading.truncated = True, True

@@ -1,0 +1,81 @@
+"""Which prompt preset's dialect reads a run's answers best: the dialect-mismatch warning.
+
+A stock model scored under the wrong preset reads few or no boxes and nothing else looks
+wrong. Each answer is re-read under one built-in preset per dialect and surface; when more
+than half of the answers read strictly more boxes under another preset than under the run's,
+the run gets a warning naming that preset.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from coordbench.config.presets import load_prompt_preset
+from coordbench.parse.answer import parse_for_preset
+from coordbench.parse.think import split_thinking
+
+# one built-in preset per (dialect, surface); order breaks ties (Qwen3 before Qwen2.5)
+CANDIDATES = (
+    "default_desc_first",
+    "coco80_norm1000",
+    "qwen3_rel1000",
+    "qwen25_pixel",
+    "gemma3_box2d",
+    "internvl_box",
+    "paligemma_loc",
+    "florence2_od",
+)
+
+
+def _count(text: str, preset: Any, w: int, h: int) -> int:
+    return len(parse_for_preset(text, preset, width=w, height=h).objects)
+
+
+def dialect_check(records: Iterable[Mapping], preset_name: str) -> dict[str, Any] | None:
+    """`{"better_preset", "share", "n", "warning"}` when >half the answers read better under
+    another preset, else None. Records need `raw_text`, `width`, `height`."""
+    run = load_prompt_preset(preset_name)
+    others = [load_prompt_preset(c) for c in CANDIDATES if c != preset_name]
+    best: Counter[str] = Counter()
+    n = 0
+    for rec in records:
+        text, w, h = rec.get("raw_text"), rec.get("width"), rec.get("height")
+        if not isinstance(text, str) or not isinstance(w, int) or not isinstance(h, int):
+            continue
+        n += 1
+        if w < 1 or h < 1:
+            continue
+        mine = _count(text, run, w, h)
+        counts = [(_count(text, p, w, h), -i, p.name) for i, p in enumerate(others)]
+        top = max(counts)
+        if top[0] > mine:
+            best[top[2]] += 1
+    if not best or n == 0:
+        return None
+    name, hits = best.most_common(1)[0]
+    if hits * 2 <= n:
+        return None
+    share = hits / n
+    return {
+        "better_preset": name,
+        "share": share,
+        "n": n,
+        "warning": f"{share:.0%} of answers look like {name}; this run used {preset_name} "
+        f"(run with --prompt {name})",
+    }
+
+
+def reasoning_tokens(text: str, tokens: list[str]) -> int:
+    """How many generated tokens the `<think>` span took (0 when there is none)."""
+    split = split_thinking(text)
+    if split.reasoning is None:
+        return 0
+    pos, count = 0, 0
+    for tok in tokens:
+        if pos >= split.reasoning_end:
+            break
+        count += 1
+        pos += len(tok)
+    return count
