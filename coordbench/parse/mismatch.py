@@ -3,7 +3,8 @@
 A stock model scored under the wrong preset reads few or no boxes and nothing else looks
 wrong. Each answer is re-read under one built-in preset per dialect and surface; when more
 than half of the answers read strictly more boxes under another preset than under the run's,
-the run gets a warning naming that preset.
+the run gets a warning naming that preset. "Better" compares labelled boxes, then boxes, then
+a clean `ok` status, so a Qwen list read by CoordJSON as one unlabelled box counts as worse.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from coordbench.config.presets import load_prompt_preset
 from coordbench.parse.answer import parse_for_preset
 from coordbench.parse.think import split_thinking
+from coordbench.types import ParseStatus
 
 # one built-in preset per (dialect, surface); order breaks ties (Qwen3 before Qwen2.5)
 CANDIDATES = (
@@ -29,8 +31,10 @@ CANDIDATES = (
 )
 
 
-def _count(text: str, preset: Any, w: int, h: int) -> int:
-    return len(parse_for_preset(text, preset, width=w, height=h).objects)
+def _quality(text: str, preset: Any, w: int, h: int) -> tuple[int, int, bool]:
+    """How well a preset reads an answer: labelled boxes, then boxes, then a clean status."""
+    p = parse_for_preset(text, preset, width=w, height=h)
+    return sum(bool(o.label) for o in p.objects), len(p.objects), p.status is ParseStatus.OK
 
 
 def dialect_check(records: Iterable[Mapping], preset_name: str) -> dict[str, Any] | None:
@@ -47,9 +51,8 @@ def dialect_check(records: Iterable[Mapping], preset_name: str) -> dict[str, Any
         n += 1
         if w < 1 or h < 1:
             continue
-        mine = _count(text, run, w, h)
-        counts = [(_count(text, p, w, h), -i, p.name) for i, p in enumerate(others)]
-        top = max(counts)
+        mine = _quality(text, run, w, h)
+        top = max((_quality(text, p, w, h), -i, p.name) for i, p in enumerate(others))
         if top[0] > mine:
             best[top[2]] += 1
     if not best or n == 0:
