@@ -293,3 +293,54 @@ def test_booleans_are_not_coordinates_in_coordjson(value):
     text = f'{{"objects": [{{"desc": "a", "bbox_2d": [{value}, 2, 500, 300]}}]}}'
     p = parse_output(text, surface="norm1000", width=W, height=H)
     assert p.objects == () and p.issues == ("coord_parse",)
+
+
+def test_internvl_ref_with_words_between_and_carried_label():
+    text = (
+        "<ref>cat</ref> is here: <box>[[100, 200, 500, 800]]</box> and <box>[[0, 0, 10, 10]]</box>"
+    )
+    p = parse_answer(text, prompt_preset="internvl_box", width=1000, height=1000)
+    assert [b[0] for b in boxes(p)] == ["cat", "cat"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<loc0256><loc0128><loc0768><loc0512> cat ; <loc0010><loc0020><loc0900><loc1000> dog",
+        "<loc0000><loc0000><loc1023><loc1023> person",
+        "<loc0100><loc0200><loc0300><loc0400> traffic light ; <loc0500><loc0600><loc0700>"
+        "<loc0800> fire-hydrant",
+    ],
+)
+def test_paligemma_agrees_with_supervision(text):
+    vlm = _supervision()
+    xyxy, _, names = vlm.from_paligemma(text, resolution_wh=(W, H))
+    ours = parse_answer(text, prompt_preset="paligemma_loc", width=W, height=H)
+    assert [o.label for o in ours.objects] == [str(n) for n in names]
+    for o, ref in zip(ours.objects, xyxy, strict=True):
+        clipped = [min(max(v, 0), s - 1) for v, s in zip(ref, (W, H, W, H), strict=True)]
+        assert all(abs(a - b) <= 1 for a, b in zip(o.xyxy(), clipped, strict=True))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '```json\n[{"box_2d": [100, 200, 500, 800], "label": "cat"},'
+        ' {"box_2d": [0, 0, 1000, 1000], "label": "table"}]\n```',
+        'Sure:\n```json\n[\n  {"box_2d": [10, 20, 30, 40], "label": "cup"}\n]\n```\n',
+    ],
+)
+def test_gemma3_agrees_with_supervision_gemini(text):
+    vlm = _supervision()
+    xyxy, _, names = vlm.from_google_gemini_2_0(text, resolution_wh=(W, H))
+    ours = parse_answer(text, prompt_preset="gemma3_box2d", width=W, height=H)
+    assert [o.label for o in ours.objects] == [str(n) for n in names]
+    for o, ref in zip(ours.objects, xyxy, strict=True):
+        clipped = [min(max(v, 0), s - 1) for v, s in zip(ref, (W, H, W, H), strict=True)]
+        assert all(abs(a - b) <= 1 for a, b in zip(o.xyxy(), clipped, strict=True))
+
+
+def test_florence2_pads_are_not_labels():
+    text = "</s><s>car<loc_52><loc_333><loc_932><loc_774></s><pad><pad>"
+    p = parse_answer(text, prompt_preset="florence2_od", width=1000, height=1000)
+    assert p.status is ParseStatus.OK and [b[0] for b in boxes(p)] == ["car"]

@@ -12,7 +12,7 @@ from coordbench.parse.dialects.base import RawObject, Reading, number
 
 # InternVL 2.5/3/3.5 grounding: `<ref>label</ref><box>[[x1, y1, x2, y2], ...]</box>`, 0..1000
 _IV_BOX = re.compile(r"<box>(.*?)</box>", re.S)
-_IV_REF = re.compile(r"<ref>(.*?)</ref>\s*$", re.S)
+_IV_REF = re.compile(r"<ref>(.*?)</ref>", re.S)
 _IV_QUAD = re.compile(r"\[\s*([^\[\]]*?)\s*\]")
 _NUM = r"-?\d+(?:\.\d+)?"
 
@@ -28,11 +28,14 @@ def _quad(body: str) -> tuple[float, ...] | None:
 
 
 def read_internvl(text: str) -> Reading:
-    """Every `<box>` with the `<ref>` label just before it (empty label when there is none)."""
+    """Every `<box>` with the last `<ref>` label before it; a `<ref>` labels each box up to the
+    next `<ref>` (an unlabelled `<box>` before any `<ref>` gets an empty label)."""
     reading, last = Reading(), 0
+    ref = None
     for m in _IV_BOX.finditer(text):
         reading.found = True
-        ref = _IV_REF.search(text, last, m.start())
+        refs = list(_IV_REF.finditer(text, last, m.start()))
+        ref = refs[-1] if refs else ref
         label = ref.group(1).strip() if ref else ""
         label_span = (ref.start(1), ref.end(1)) if ref else None
         quads = list(_IV_QUAD.finditer(m.group(1)))
@@ -93,12 +96,13 @@ def read_paligemma(text: str) -> Reading:
 # Florence-2 `<OD>`: `label<loc_x1><loc_y1><loc_x2><loc_y2>` (several boxes may follow a label)
 _FL_RUN = re.compile(r"([^<>]*)((?:<loc_\d+>)+)")
 _FL_LOC = re.compile(r"<loc_(\d+)>")
+_FL_SPECIAL = re.compile(r"</?s>|<pad>|<unk>")
 
 
 def read_florence2(text: str) -> Reading:
     """Label then one or more groups of four `<loc_k>`; a leftover group is unreadable."""
     reading = Reading()
-    clean = text.replace("</s>", " " * 4).replace("<s>", " " * 3)
+    clean = _FL_SPECIAL.sub(lambda m: " " * len(m.group()), text)  # offsets stay put
     for m in _FL_RUN.finditer(clean):
         reading.found = True
         raw_label = m.group(1)
