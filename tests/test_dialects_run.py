@@ -108,3 +108,25 @@ def test_wrong_preset_warns_with_the_right_one(shapes_dir, tmp_path, rows):
     warning = "92% of answers look like qwen3_rel1000; this run used default_desc_first"
     assert any(warning in w for w in summary["diagnostics"]["warnings"])
     assert warning in (tmp_path / "wrong" / "report.html").read_text()
+
+
+def test_thinking_answers_score_the_same_and_report_their_length(shapes_dir, tmp_path, rows):
+    think = "<think>Let me look: a draft [1, 2, 3, 4] first.</think>\n\n"
+    plain = run(
+        _cfg(shapes_dir, tmp_path, "qwen3_rel1000", "plain"), backend=_backend(rows, _qwen3)
+    )
+    thinking = run(
+        _cfg(shapes_dir, tmp_path, "qwen3_rel1000", "think"),
+        backend=_backend(rows, lambda objs, w, h: think + _qwen3(objs, w, h)),
+    )
+    assert thinking["metrics"] == plain["metrics"]
+    n_think = len(_tokens(think.rstrip()))  # the tokens up to and including `</think>`
+    assert thinking["parse"]["reasoning_tokens"] == {
+        "answers_with_reasoning": len(rows),
+        "mean": float(n_think),
+        "max": n_think,
+        "total": n_think * len(rows),
+    }
+    assert plain["parse"]["reasoning_tokens"]["answers_with_reasoning"] == 0
+    recs, _ = A.read_jsonl(tmp_path / "think" / A.GT_VS_PRED)
+    assert all(r["reasoning_text"] == "Let me look: a draft [1, 2, 3, 4] first." for r in recs)
