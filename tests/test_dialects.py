@@ -344,3 +344,30 @@ def test_florence2_pads_are_not_labels():
     text = "</s><s>car<loc_52><loc_333><loc_932><loc_774></s><pad><pad>"
     p = parse_answer(text, prompt_preset="florence2_od", width=1000, height=1000)
     assert p.status is ParseStatus.OK and [b[0] for b in boxes(p)] == ["car"]
+
+
+def test_coordjson_confidence_ignores_a_think_drafts_tokens():
+    from coordbench.config.prompts import PromptPreset
+    from coordbench.parse.answer import parse_for_preset
+
+    coords = ", ".join(f"<|coord_{k}|>" for k in (100, 200, 300, 400))
+    answer = '{"objects": [{"desc": "cat", "bbox_2d": [' + coords + "]}]}"
+    draft = "<think>" + answer + "</think>"
+    tokens = _tokenize(draft + answer)
+    n_draft = len(_tokenize(draft))
+    lps = [-5.0] * n_draft + [-0.1] * (len(tokens) - n_draft)  # the draft is much less sure
+    parsed = parse_for_preset(draft + answer, PromptPreset("p"), width=W, height=H)
+    assert parsed.reasoning_text == answer and len(parsed.objects) == 1
+    record = {
+        "raw_text": draft + answer,
+        "width": W,
+        "height": H,
+        "mode": "coord",
+        "pred_coord_mode": "auto",
+        **parsed.upstream_fields(),
+        **parsed.status_fields(),
+    }
+    line = confidence_for_record(record, 0, tokens, lps, ConfidenceOptions())
+    result = line["objects"][0]
+    assert min(result["confidence_details"]["matched_token_indices"]) >= n_draft
+    assert math.isclose(result["score_geom"], math.exp(-0.1))

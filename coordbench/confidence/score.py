@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from coordbench.confidence.align import aligned_bins, raw_points, record_has_coord_tokens
@@ -27,6 +26,7 @@ from coordbench.confidence.trace import (
 )
 from coordbench.config.options import ConfidenceOptions
 from coordbench.parse.standardize import MAX_BIN, flatten_points, is_coord_token
+from coordbench.parse.think import reasoning_tokens
 
 PRED_SCORE_SOURCE = "confidence_postop"
 PRED_SCORE_VERSION = 2
@@ -266,6 +266,13 @@ def _score_objects(
     return results
 
 
+def _think_tokens(record: Mapping, tokens: Sequence[str]) -> int:
+    """How many leading trace tokens spell a stripped `<think>` span (0 without one)."""
+    if record.get("reasoning_text") is None:
+        return 0
+    return reasoning_tokens(str(record.get("raw_text") or ""), list(tokens))
+
+
 def confidence_for_record(
     record: dict,
     line_idx: int,
@@ -289,9 +296,20 @@ def confidence_for_record(
     else:
         tokens = [str(t) for t in token_texts]
         lps = [_as_float(v) for v in logprobs]
-        native = any("text_spans" in p for p in preds)  # a native-dialect parse
-        score = _score_native if native else partial(_score_objects, options=options)
-        objects = score(record, preds, tokens, lps)
+        if any("text_spans" in p for p in preds):  # a native-dialect parse: absolute spans
+            objects = _score_native(record, preds, tokens, lps)
+        else:
+            skip = _think_tokens(record, tokens)  # a draft's coord tokens are not the answer's
+            objects = _score_objects(record, preds, tokens[skip:], lps[skip:], options)
+            for obj in objects:
+                details = obj["confidence_details"]
+                details["matched_token_indices"] = [
+                    i + skip for i in details["matched_token_indices"]
+                ]
+                if "desc_span_token_indices" in details:
+                    details["desc_span_token_indices"] = [
+                        i + skip for i in details["desc_span_token_indices"]
+                    ]
     return {"line_idx": int(line_idx), "image": str(record.get("image", "")), "objects": objects}
 
 

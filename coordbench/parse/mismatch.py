@@ -15,7 +15,6 @@ from typing import Any
 
 from coordbench.config.presets import load_prompt_preset
 from coordbench.parse.answer import parse_for_preset
-from coordbench.parse.think import split_thinking
 from coordbench.types import ParseStatus
 
 # one built-in preset per (dialect, surface); order breaks ties (Qwen3 before Qwen2.5)
@@ -68,17 +67,3 @@ def dialect_check(records: Iterable[Mapping], preset_name: str) -> dict[str, Any
         "warning": f"{share:.0%} of answers look like {name}; this run used {preset_name} "
         f"(run with --prompt {name})",
     }
-
-
-def reasoning_tokens(text: str, tokens: list[str]) -> int:
-    """How many generated tokens the `<think>` span took (0 when there is none)."""
-    split = split_thinking(text)
-    if split.reasoning is None:
-        return 0
-    pos, count = 0, 0
-    for tok in tokens:
-        if pos >= split.reasoning_end:
-            break
-        count += 1
-        pos += len(tok)
-    return count

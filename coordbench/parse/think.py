@@ -47,3 +47,17 @@ def split_thinking(text: str) -> Split:
         text[opened + len(_OPEN) :].strip(),
         len(text),
     )
+
+
+def reasoning_tokens(text: str, tokens: list[str]) -> int:
+    """How many generated tokens the `<think>` span took (0 when there is none)."""
+    split = split_thinking(text)
+    if split.reasoning is None:
+        return 0
+    pos, count = 0, 0
+    for tok in tokens:
+        if pos >= split.reasoning_end:
+            break
+        count += 1
+        pos += len(tok)
+    return count

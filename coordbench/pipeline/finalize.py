@@ -15,7 +15,8 @@ from coordbench.confidence.score import confidence_for_record, postop_summary, s
 from coordbench.config.run import RunConfig
 from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_dir
 from coordbench.metrics.summary import build_summary
-from coordbench.parse.mismatch import dialect_check, reasoning_tokens
+from coordbench.parse.mismatch import dialect_check
+from coordbench.parse.think import reasoning_tokens
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import RunDir
