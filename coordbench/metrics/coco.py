@@ -58,6 +58,16 @@ def build_categories(images: list[EvalImage]) -> dict[str, int]:
     return cats
 
 
+def category_ids(images: list[EvalImage], names: list[str] | None = None) -> dict[str, int]:
+    """The vocabulary: `names` (a dataset's declared list, ids 1..n in its order) followed by
+    any GT desc it lacks, or the GT descs of `images` in first-appearance order (upstream)."""
+    if names is None:
+        return build_categories(images)
+    cats = {str(n).strip(): 0 for n in names}
+    cats.update((k, 0) for k in build_categories(images) if k not in cats)
+    return {n: i + 1 for i, n in enumerate(cats)}
+
+
 def to_coco_gt(images: list[EvalImage], categories: dict[str, int]) -> dict[str, Any]:
     """The GT dict fed to COCOeval: every image (empty ones too), xywh boxes, bbox area."""
     anns = []
@@ -220,8 +230,9 @@ def evaluate_coco(
     threshold: float,
     scorer: str,
     counters: dict[str, int],
+    categories: dict[str, int] | None = None,
 ) -> CocoOutput:
-    categories = build_categories(images)
+    categories = categories if categories is not None else build_categories(images)
     coco_gt = to_coco_gt(images, categories)
     mapping, report = map_descs(images, categories, semantic, threshold)
     coco_preds = to_coco_preds(images, categories, mapping, counters)

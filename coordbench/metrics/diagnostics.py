@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.metrics.detection import score_detections
+from coordbench.geometry import iou_pairs_xywh
+from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.result import EvalOptions
-from coordbench.metrics.semantic import Encoder, normalize_desc
+from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
 DUPLICATE_IOU = 0.95  # brief: same class and IoU >= 0.95 within an image is a duplicate
 COLLAPSE_SHARE = 0.5  # brief: one class above 50 % of all predictions
@@ -37,19 +38,45 @@ BASELINE_KEYS = (
 )
 
 
+def _pair_ious(preds: list[dict[str, Any]], a: np.ndarray, b: np.ndarray, w: int, h: int):
+    """IoU of paired preds (index arrays): boxes vectorised, mask IoU for polygon pairs."""
+    boxes = np.array([p["bbox"] for p in preds], np.float64).reshape(-1, 4)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    ious = iou_pairs_xywh(xywh[a], xywh[b])
+    for k in np.flatnonzero(
+        [
+            preds[i]["type"] == "poly" or preds[j]["type"] == "poly"
+            for i, j in zip(a.tolist(), b.tolist(), strict=True)
+        ]
+    ):
+        ious[k] = object_iou_matrix([preds[a[k]]], [preds[b[k]]], w, h)[0, 0]
+    return ious
+
+
 def duplicates(images: list[EvalImage]) -> dict[str, int]:
-    """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95)."""
+    """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95).
+
+    Same-class pairs only: predictions are sorted stably by class, so each pair (i < j in pred
+    order) is enumerated once per class group, O(sum of group sizes squared), all in numpy.
+    """
     dup_preds = dup_pairs = dup_images = 0
     for img in images:
         if len(img.preds) < 2:
             continue
-        ious = object_iou_matrix(img.preds, img.preds, img.width, img.height)
-        cls = np.array([normalize_desc(p["desc"]) for p in img.preds], dtype=object)
-        same = (cls[:, None] == cls[None, :]) & (ious >= DUPLICATE_IOU)
-        upper = np.triu(same, k=1)
-        pairs = int(upper.sum())
+        _, cls = np.unique([normalize_desc(p["desc"]) for p in img.preds], return_inverse=True)
+        order = np.argsort(cls, kind="stable")
+        c = cls[order]
+        end = np.searchsorted(c, c, side="right")
+        later = end - np.arange(len(c)) - 1  # same-class preds after each one
+        if not later.any():
+            continue
+        owner = np.repeat(np.arange(len(c)), later)
+        off = np.arange(len(owner)) - np.repeat(np.cumsum(later) - later, later)
+        a, b = order[owner], order[owner + 1 + off]
+        hit = _pair_ious(img.preds, a, b, img.width, img.height) >= DUPLICATE_IOU
+        pairs = int(hit.sum())
         dup_pairs += pairs
-        dup_preds += int(upper.any(axis=0).sum())
+        dup_preds += len(np.unique(np.maximum(a, b)[hit]))
         dup_images += pairs > 0
     return {
         "duplicate_pairs": dup_pairs,
@@ -89,22 +116,12 @@ def score_ties(records: list[dict[str, Any]]) -> float | None:
 
 
 def baseline_nothing(
-    records: list[dict[str, Any]], options: EvalOptions, encoder: Encoder | None
+    images: list[EvalImage], options: EvalOptions, semantic: Semantic
 ) -> dict[str, float]:
-    """Headline metrics of the degenerate run that predicts nothing, through the real scorer."""
-    empty = [
-        {
-            **r,
-            "pred": [],
-            "pred_score_source": r.get("pred_score_source") or "none",
-            "pred_score_version": r.get("pred_score_version")
-            if isinstance(r.get("pred_score_version"), int)
-            else 1,
-        }
-        for r in records
-        if isinstance(r, dict)
-    ]
-    m = score_detections(empty, options, encoder=encoder).metrics
+    """Headline metrics of the degenerate run that predicts nothing, through the real scorer
+    (the ingested images with their predictions removed)."""
+    empty = [EvalImage(i.index, i.file_name, i.width, i.height, gts=i.gts) for i in images]
+    m = score_images(empty, new_counters(), options, semantic).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
 
@@ -165,17 +182,25 @@ def diagnostics(
     options: EvalOptions | None = None,
     *,
     encoder: Encoder | None = None,
+    images: list[EvalImage] | None = None,
+    semantic: Semantic | None = None,
 ) -> dict[str, Any]:
-    """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`."""
+    """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`.
+
+    `images` are the records already ingested by the evaluation (ingested here when None).
+    """
+    options = options or EvalOptions()
     records = [r for r in records if isinstance(r, dict)]
     n = max(1, len(records))
-    images = prepare_images(records, new_counters())
+    if images is None:
+        images = prepare_images(records, new_counters())
+    semantic = semantic or Semantic(options.semantic_model, encoder)
     d: dict[str, Any] = {"n_records": len(records), **_rates(records, n)}
     d["pred_total"] = sum(len(i.preds) for i in images)
     d.update(duplicates(images))
     d["duplicate_rate"] = d["duplicate_preds"] / d["pred_total"] if d["pred_total"] else 0.0
     d.update(class_shares(images))
     d["score_tie_share"] = score_ties(records)
-    d["baseline_predict_nothing"] = baseline_nothing(records, options or EvalOptions(), encoder)
+    d["baseline_predict_nothing"] = baseline_nothing(images, options, semantic)
     d["warnings"] = _warnings(d)
     return d

@@ -74,10 +74,12 @@ def object_iou_matrix(preds: list[dict], gts: list[dict], w: int, h: int) -> np.
     if not preds or not gts:
         return np.zeros((len(preds), len(gts)))
     ious = iou_matrix([o["bbox"] for o in preds], [o["bbox"] for o in gts])
-    for i, po in enumerate(preds):
-        for j, go in enumerate(gts):
-            if po["type"] == "poly" or go["type"] == "poly":
-                ious[i, j] = _mask_iou(po, go, w, h)
+    p_poly = [i for i, o in enumerate(preds) if o["type"] == "poly"]
+    g_poly = [j for j, o in enumerate(gts) if o["type"] == "poly"]
+    pairs = {(i, j) for i in p_poly for j in range(len(gts))}
+    pairs |= {(i, j) for j in g_poly for i in range(len(preds))}
+    for i, j in pairs:  # only pairs with a polygon: boxes are already exact
+        ious[i, j] = _mask_iou(preds[i], gts[j], w, h)
     return ious
 
 

@@ -111,9 +111,37 @@ def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str,
     return {"type": kind, "points": pts, "desc": obj.get("desc", ""), "bbox": box}
 
 
+def _fast_pred(obj: Any, w: int, h: int) -> dict[str, Any] | None:
+    """The common case (a `type: bbox_2d` dict with 4 pixel ints), without the general checks."""
+    if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
+        return None
+    raw = obj.get("points")
+    if type(raw) is not list or len(raw) != 4:
+        return None
+    x1, y1, x2, y2 = raw
+    if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
+        return None
+    w1, h1 = w - 1, h - 1
+    box = [
+        0 if x1 < 0 else (w1 if x1 > w1 else x1),
+        0 if y1 < 0 else (h1 if y1 > h1 else y1),
+        0 if x2 < 0 else (w1 if x2 > w1 else x2),
+        0 if y2 < 0 else (h1 if y2 > h1 else y2),
+    ]
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None  # degenerate: the general path counts it
+    desc = obj.get("desc", "")
+    pred = {"type": "bbox_2d", "points": box, "bbox": box, "desc": str(desc).strip()}
+    if "score" in obj:
+        pred["score"] = obj["score"]
+    return pred
+
+
 def _prepare_pred(
     obj: Any, w: int, h: int, norm1000: bool, counters: dict[str, int]
 ) -> dict[str, Any] | str:
+    if not norm1000 and (fast := _fast_pred(obj, w, h)) is not None:
+        return fast
     geom = _geometry(obj)
     if isinstance(geom, str):
         counters["invalid_geometry"] += 1
