@@ -72,6 +72,7 @@ def score_images(
         image_keys=unique_keys([i.file_name for i in images]),
         semantic_report=coco.semantic_report,
         options=options,
+        per_image_eval=coco.per_image_eval,
     )
 
 

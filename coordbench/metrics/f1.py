@@ -131,6 +131,7 @@ def match_images(
         for img in images:
             gset = {normalize_desc(g.get("desc", "")) for g in img.gts}
             outside = {normalize_desc(p["desc"]) for p in img.preds} - gset - {""}
+            outside -= semantic.classes  # a class name is never compared by cosine
             if outside and gset - {""}:
                 texts |= outside | gset
         semantic.embed(texts)
@@ -272,7 +273,7 @@ def evaluate_f1(
                     normalize_desc(im.img.preds[im.eval_idx[pe]]["desc"]),
                     normalize_desc(im.img.gts[g].get("desc", "")),
                 }
-                if len(pair) == 2 and "" not in pair:
+                if len(pair) == 2 and "" not in pair and not pair <= semantic.classes:
                     texts |= pair
     semantic.embed(texts)
     pred_total = sum(len(i.preds) for i in images)

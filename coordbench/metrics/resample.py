@@ -226,6 +226,11 @@ class CocoResampler:
         rc[ok] = tpc.reshape(rc.shape)[ok] / npig_t[ok]
         return rc
 
+    def precision(self, area: str, w: np.ndarray) -> np.ndarray:
+        """(T, R, K) precision table of one count vector (area must have been requested)."""
+        npig = _times(np.atleast_2d(w), self.npig[area])[0]
+        return precision_table(self.streams[area], w, npig, self.pie.rec_thrs)
+
     def evaluate(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """Stat -> (B,) values for count vectors `w` (B, N); 0.0 for a set without detections."""
         w = np.atleast_2d(np.asarray(w, dtype=np.int64))

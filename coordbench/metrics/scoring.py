@@ -44,6 +44,12 @@ def evaluate_records(
     images, counters = ingest(records, invalid_json)
     semantic = Semantic(options.semantic_model, encoder)
     result = score_images(images, counters, options, semantic, categories)
-    result.calibration = calibration(result.coco_gt, result.coco_preds, options.calibration_bins)
+    pie = result.per_image_eval  # the COCO matching, read again rather than recomputed
+    result.calibration = calibration(
+        result.coco_gt,
+        result.coco_preds,
+        options.calibration_bins,
+        area_eval=pie.areas["all"] if pie is not None else None,
+    )
     result.diagnostics = diagnostics(records, options, images=images, semantic=semantic)
     return result
