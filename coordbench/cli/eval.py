@@ -15,7 +15,7 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--out", type=click.Path(), help="Eval dir (default: PATH/eval or next to the file).")
 @click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
 @click.option("--semantic-threshold", type=float, default=None)
@@ -28,14 +28,28 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
     type=click.Path(exists=True, dir_okay=False),
     help="Also score at original COCO scale against this instances json (official areas, crowds).",
 )
+@click.option(
+    "--coco-gt",
+    type=click.Path(exists=True, dir_okay=False),
+    help="COCO instances json: score --coco-dt against it with pycocotools semantics.",
+)
+@click.option(
+    "--coco-dt", type=click.Path(exists=True, dir_okay=False), help="COCO bbox results json."
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
+)
 @friendly_errors
 def eval_cmd(
-    path: str,
+    path: str | None,
     out: str | None,
     scorer: str | None,
     semantic_threshold: float | None,
     tolerant: bool,
     annotations: str | None,
+    coco_gt: str | None,
+    coco_dt: str | None,
+    bootstrap: int,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
 
@@ -43,7 +57,25 @@ def eval_cmd(
     Examples:
       coordbench eval output/runs/NAME
       coordbench eval upstream/gt_vs_pred_scored.jsonl --out eval_dir --scorer pycocotools
+      coordbench eval --coco-gt instances_val2017.json --coco-dt results.json --bootstrap 200
     """
+    if coco_gt or coco_dt:
+        if not (coco_gt and coco_dt) or path:
+            raise click.UsageError("--coco-gt and --coco-dt go together, without PATH")
+        from coordbench.pipeline.coco_pair import score_coco_pair
+
+        click.echo(
+            score_coco_pair(
+                Path(coco_gt),
+                Path(coco_dt),
+                out=Path(out) if out else None,
+                scorer=scorer or "faster",
+                bootstrap=bootstrap,
+            )
+        )
+        return
+    if not path:
+        raise click.UsageError("give PATH (a run dir or scored JSONL) or --coco-gt/--coco-dt")
     from coordbench.pipeline.rescore import eval_path
 
     text = eval_path(
