@@ -20,6 +20,12 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
 @click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
 @click.option("--semantic-threshold", type=float, default=None)
 @click.option(
+    "--categories",
+    type=click.Choice(["dataset", "subset"]),
+    default=None,
+    help="Vocabulary: the dataset's full list (default) or upstream's GT-of-the-subset rule.",
+)
+@click.option(
     "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
 )
 @click.option(
@@ -45,6 +51,7 @@ def eval_cmd(
     out: str | None,
     scorer: str | None,
     semantic_threshold: float | None,
+    categories: str | None,
     tolerant: bool,
     annotations: str | None,
     coco_gt: str | None,
@@ -79,7 +86,12 @@ def eval_cmd(
     from coordbench.pipeline.rescore import eval_path
 
     text = eval_path(
-        Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant
+        Path(path),
+        out=out,
+        scorer=scorer,
+        semantic_threshold=semantic_threshold,
+        tolerant=tolerant,
+        categories=categories,
     )
     click.echo(text)
     if annotations:

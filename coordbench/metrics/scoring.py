@@ -43,7 +43,8 @@ def evaluate_records(
     options = options or EvalOptions()
     images, counters = ingest(records, invalid_json)
     semantic = Semantic(options.semantic_model, encoder)
-    result = score_images(images, counters, options, semantic, categories)
+    vocab = None if options.categories == "subset" else categories
+    result = score_images(images, counters, options, semantic, vocab)
     pie = result.per_image_eval  # the COCO matching, read again rather than recomputed
     result.calibration = calibration(
         result.coco_gt,
