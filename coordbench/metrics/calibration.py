@@ -116,6 +116,48 @@ def ece(bins: list[dict[str, Any]], total: int) -> float | None:
     )
 
 
+SCORE_MEANING = (
+    "the score ranks detections (for coordbench runs it comes from token log-probs); it is not a "
+    "probability, so read AUROC and Spearman for ranking, the raw ECE only for its scale, and "
+    "the precision-mapped ECE and quantile bins for what a score level means"
+)
+
+
+def quantile_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
+    """Equal-count bins by score rank (ties kept together): the score range, count and TP rate
+    of each, readable even when every score sits in one equal-width bin."""
+    if not len(scores):
+        return []
+    order = np.argsort(scores, kind="stable")
+    s, c = scores[order], correct[order]
+    cuts = np.unique(np.searchsorted(s, s[np.linspace(0, len(s), n_bins + 1)[1:-1].astype(int)]))
+    rows = []
+    for part_s, part_c in zip(np.split(s, cuts), np.split(c, cuts), strict=True):
+        if len(part_s):
+            rows.append(
+                {
+                    "lo": float(part_s[0]),
+                    "hi": float(part_s[-1]),
+                    "count": len(part_s),
+                    "mean_score": float(part_s.mean()),
+                    "tp_rate": float(part_c.mean()),
+                }
+            )
+    return rows
+
+
+def precision_at_score(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Each detection's score mapped to the empirical precision of all detections scoring at
+    least as high (the PR curve's precision at that threshold; ties share one value)."""
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    tp = np.cumsum(correct[order])
+    last = np.searchsorted(-s, -s, side="right") - 1  # the last detection of each tie group
+    out = np.empty(len(scores))
+    out[order] = tp[last] / (last + 1)
+    return out
+
+
 def calibration(
     coco_gt: dict[str, Any],
     coco_preds: list[dict[str, Any]],
@@ -127,6 +169,7 @@ def calibration(
     scores, correct = tp_flags(coco_gt, coco_preds, area_eval)
     bins = reliability_bins(scores, correct, n_bins)
     n = len(scores)
+    mapped = precision_at_score(scores, correct)
     return {
         "iou_threshold": IOU_THRESHOLD,
         "n_preds": n,
@@ -139,4 +182,7 @@ def calibration(
         "brier": float(np.mean((scores - correct) ** 2)) if n else None,
         "n_bins": n_bins,
         "bins": bins,
+        "score_meaning": SCORE_MEANING,
+        "ece_precision_mapped": ece(reliability_bins(mapped, correct, n_bins), n),
+        "quantile_bins": quantile_bins(scores, correct, n_bins),
     }
