@@ -38,50 +38,104 @@ BASELINE_KEYS = (
 )
 
 
-def _pair_ious(preds: list[dict[str, Any]], a: np.ndarray, b: np.ndarray, w: int, h: int):
-    """IoU of paired preds (index arrays): boxes vectorised, mask IoU for polygon pairs."""
-    boxes = np.array([p["bbox"] for p in preds], np.float64).reshape(-1, 4)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    ious = iou_pairs_xywh(xywh[a], xywh[b])
-    for k in np.flatnonzero(
-        [
-            preds[i]["type"] == "poly" or preds[j]["type"] == "poly"
-            for i, j in zip(a.tolist(), b.tolist(), strict=True)
-        ]
-    ):
-        ious[k] = object_iou_matrix([preds[a[k]]], [preds[b[k]]], w, h)[0, 0]
-    return ious
+PAIR_CHUNK = 1 << 21  # candidate pairs per numpy batch: bounds memory for 10^4-box answers
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order.
+
+    Sorted by (key, x1): IoU >= t needs the intersection width >= t * width of each box, so a
+    box b right of a (x1b >= x1a) can only qualify when x1b - x1a <= (1 - t) * wa. Only that
+    x1 window is compared, in chunks of bounded size (memory stays flat for huge answers).
+    """
+    order = np.lexsort((boxes[:, 0], key))
+    k, bx = key[order], boxes[order]
+    grp = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1  # dense key rank
+    # one sorted axis: key rank + x1 scaled into [0, 1); rounding is monotone, and the window
+    # is a little generous, so no qualifying box is left out (IoU is then computed exactly)
+    reach = bx[:, 0] + (1 - DUPLICATE_IOU) * (bx[:, 2] - bx[:, 0]) * (1 + 1e-9) + 1e-9
+    scale = float(np.abs(reach).max() + np.abs(bx[:, 0]).max()) + 1.0
+    lim = np.searchsorted(grp + bx[:, 0] / scale, grp + reach / scale, side="right")
+    later = np.maximum(lim - np.arange(len(k)) - 1, 0)
+    xywh = np.concatenate([bx[:, :2], bx[:, 2:] - bx[:, :2]], axis=1)
+    out_a, out_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    cum = np.cumsum(later)
+    lo = 0
+    while lo < len(k):
+        base = int(cum[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(cum, base + PAIR_CHUNK, side="right")), lo + 1)
+        owner, off = _ragged(later[lo:hi])
+        a = owner + lo
+        b = a + 1 + off
+        hit = iou_pairs_xywh(xywh[a], xywh[b]) >= DUPLICATE_IOU
+        out_a.append(order[a[hit]])
+        out_b.append(order[b[hit]])
+        lo = hi
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray]:
+    """(number of duplicate pairs, indices of the boxes that repeat an earlier one).
+
+    Identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
+    so an answer that repeats one box 10^4 times costs no pair enumeration at all.
+    """
+    if not len(key):
+        return 0, np.zeros(0, np.int64)
+    rows = np.column_stack([key.astype(np.float64), boxes])
+    _, first, inverse, count = np.unique(
+        rows, axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.reshape(-1)
+    n_pairs = int((count * (count - 1) // 2).sum())
+    repeats = np.flatnonzero(first[inverse] != np.arange(len(key)))  # not a box's first copy
+    u_a, u_b = _candidate_pairs(key[first], boxes[first])
+    n_pairs += int((count[u_a] * count[u_b]).sum())
+    later_first = np.maximum(first[u_a], first[u_b])  # the first copy that comes second
+    return n_pairs, np.union1d(repeats, later_first)
+
+
+def _poly_image_pairs(img: EvalImage) -> list[tuple[int, int]]:
+    """Duplicate pairs (i < j) of an image with polygons: mask IoU, the full same-class matrix."""
+    ious = object_iou_matrix(img.preds, img.preds, img.width, img.height)
+    cls = np.array([normalize_desc(p["desc"]) for p in img.preds], dtype=object)
+    same = np.triu((cls[:, None] == cls[None, :]) & (ious >= DUPLICATE_IOU), k=1)
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(same), strict=True)]
 
 
 def duplicates(images: list[EvalImage]) -> dict[str, int]:
     """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95).
 
-    Same-class pairs only: predictions are sorted stably by class, so each pair (i < j in pred
-    order) is enumerated once per class group, O(sum of group sizes squared), all in numpy.
+    All box predictions of all images at once: keyed by (image, class), compared only within a
+    key and an area window, in numpy (no Python loop over pairs). Images with polygons use mask
+    IoU on their own.
     """
-    dup_preds = dup_pairs = dup_images = 0
-    for img in images:
+    classes: dict[str, int] = {}
+    keys, boxes, owner_img, poly_pairs = [], [], [], []
+    for n, img in enumerate(images):
         if len(img.preds) < 2:
             continue
-        _, cls = np.unique([normalize_desc(p["desc"]) for p in img.preds], return_inverse=True)
-        order = np.argsort(cls, kind="stable")
-        c = cls[order]
-        end = np.searchsorted(c, c, side="right")
-        later = end - np.arange(len(c)) - 1  # same-class preds after each one
-        if not later.any():
+        if any(p["type"] == "poly" for p in img.preds):
+            poly_pairs += [(n, i, j) for i, j in _poly_image_pairs(img)]
             continue
-        owner = np.repeat(np.arange(len(c)), later)
-        off = np.arange(len(owner)) - np.repeat(np.cumsum(later) - later, later)
-        a, b = order[owner], order[owner + 1 + off]
-        hit = _pair_ious(img.preds, a, b, img.width, img.height) >= DUPLICATE_IOU
-        pairs = int(hit.sum())
-        dup_pairs += pairs
-        dup_preds += len(np.unique(np.maximum(a, b)[hit]))
-        dup_images += pairs > 0
+        for p in img.preds:
+            c = classes.setdefault(normalize_desc(p["desc"]), len(classes))
+            keys.append(c)
+            boxes.append(p["bbox"])
+            owner_img.append(n)
+    img_of = np.asarray(owner_img, np.int64)
+    key = img_of * max(1, len(classes)) + np.asarray(keys, np.int64)
+    n_pairs, later = _box_duplicates(key, np.asarray(boxes, np.float64).reshape(-1, 4))
+    later_imgs = img_of[later].tolist()
     return {
-        "duplicate_pairs": dup_pairs,
-        "duplicate_preds": dup_preds,
-        "images_with_duplicates": dup_images,
+        "duplicate_pairs": n_pairs + len(poly_pairs),
+        "duplicate_preds": len(later) + len({(n, j) for n, _, j in poly_pairs}),
+        "images_with_duplicates": len(set(later_imgs) | {n for n, _, _ in poly_pairs}),
     }
 
 

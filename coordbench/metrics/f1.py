@@ -104,10 +104,18 @@ def split_scope(
     if scope == "all":
         return list(range(len(img.preds))), []
     gt_descs = sorted({d for d in (normalize_desc(g.get("desc", "")) for g in img.gts) if d})
+    gt_set = set(gt_descs)
+    only_classes = gt_set <= semantic.classes  # then a class-name pred outside gt_set is dropped
     keep, drop = [], []
     for i, p in enumerate(img.preds):
-        best = semantic.best(normalize_desc(p["desc"]), gt_descs)
-        (keep if best is not None and best[1] >= threshold else drop).append(i)
+        d = normalize_desc(p["desc"])
+        if d in gt_set:
+            keep.append(i)
+        elif only_classes and d in semantic.classes:
+            drop.append(i)
+        else:
+            best = semantic.best(d, gt_descs)
+            (keep if best is not None and best[1] >= threshold else drop).append(i)
     return keep, drop
 
 
