@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from coordbench.metrics.coco_accumulate import coco_summary
 from coordbench.metrics.coco_images import PerImageEval, per_image_eval
 from coordbench.metrics.cocoeval_run import run_cocoeval
 from coordbench.metrics.ingest import EvalImage, parse_score
-from coordbench.metrics.resample import STATS, CocoResampler
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
 STAT_NAMES = (
@@ -185,10 +185,8 @@ def numpy_stats(
     vectorised matcher (`coco_match`) and accumulate (`resample`, all images once), both held
     to pycocotools at 1e-12 by tests. The per-image evaluation is returned for calibration."""
     pie = per_image_eval(coco_gt, coco_preds, "numpy")
-    res = CocoResampler(pie, tuple(STATS))
-    vals = res.evaluate(np.ones((1, pie.n_images), np.int64))
-    stats = [float(vals[s][0]) for s in STAT_NAMES]
-    return stats, res.precision("all", np.ones(pie.n_images, np.int64)), pie
+    vals, precision = coco_summary(pie)
+    return [vals[s] for s in STAT_NAMES], precision, pie
 
 
 def coco_stats(
