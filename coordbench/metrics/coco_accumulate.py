@@ -43,13 +43,23 @@ def _category(
     return rc[:, -1], q
 
 
+def stream_order(ev: AreaEval) -> np.ndarray:
+    """Detections in accumulate's order: by category, score desc (stable), image, rank. The
+    rows of every area range are the same detections, so one order serves all of them."""
+    return np.lexsort((ev.rank, ev.img, -ev.score, ev.cat))
+
+
 def accumulate_area(
-    ev: AreaEval, n_cats: int, rec_thrs: np.ndarray, max_det: int
+    ev: AreaEval,
+    n_cats: int,
+    rec_thrs: np.ndarray,
+    max_det: int,
+    order: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(T, R, K) precision and (T, K) recall of one area range and maxDets (-1: no GT)."""
     n_thr = ev.tp.shape[0]
     npig = np.bincount(ev.npig_cat, weights=ev.npig, minlength=n_cats).astype(np.int64)
-    order = np.lexsort((ev.rank, ev.img, -ev.score, ev.cat))
+    order = stream_order(ev) if order is None else order
     if max_det < MAX_DETS[-1]:
         order = order[ev.rank[order] < max_det]
     bounds = np.searchsorted(ev.cat[order], np.arange(n_cats + 1))
@@ -66,9 +76,10 @@ def coco_summary(pie: PerImageEval) -> tuple[dict[str, float], np.ndarray]:
     """The 12 stats by name and precision[T, R, K] of area all at maxDets 100."""
     prec: dict[str, np.ndarray] = {}
     rec: dict[tuple[str, int], np.ndarray] = {}
+    order = stream_order(pie.areas["all"])
     for area in AREA_NAMES:
         for m in MAX_DETS if area == "all" else (MAX_DETS[-1],):
-            p, r = accumulate_area(pie.areas[area], pie.n_cats, pie.rec_thrs, m)
+            p, r = accumulate_area(pie.areas[area], pie.n_cats, pie.rec_thrs, m, order)
             rec[area, m] = r
             if m == MAX_DETS[-1]:
                 prec[area] = p

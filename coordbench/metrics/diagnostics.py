@@ -123,11 +123,9 @@ def duplicates(images: list[EvalImage]) -> dict[str, int]:
         if any(p["type"] == "poly" for p in img.preds):
             poly_pairs += [(n, i, j) for i, j in _poly_image_pairs(img)]
             continue
-        for p in img.preds:
-            c = classes.setdefault(normalize_desc(p["desc"]), len(classes))
-            keys.append(c)
-            boxes.append(p["bbox"])
-            owner_img.append(n)
+        keys += [classes.setdefault(d, len(classes)) for d in img.pred_descs()]
+        boxes += [p["bbox"] for p in img.preds]
+        owner_img += [n] * len(img.preds)
     img_of = np.asarray(owner_img, np.int64)
     key = img_of * max(1, len(classes)) + np.asarray(keys, np.int64)
     n_pairs, later = _box_duplicates(key, np.asarray(boxes, np.float64).reshape(-1, 4))
@@ -140,7 +138,7 @@ def duplicates(images: list[EvalImage]) -> dict[str, int]:
 
 
 def class_shares(images: list[EvalImage]) -> dict[str, Any]:
-    preds = Counter(normalize_desc(p["desc"]) for i in images for p in i.preds)
+    preds = Counter(d for i in images for d in i.pred_descs())
     gts = Counter(normalize_desc(g.get("desc", "")) for i in images for g in i.gts)
     n_pred, n_gt = sum(preds.values()), sum(gts.values())
     if not n_pred:

@@ -107,8 +107,7 @@ def split_scope(
     gt_set = set(gt_descs)
     only_classes = gt_set <= semantic.classes  # then a class-name pred outside gt_set is dropped
     keep, drop = [], []
-    for i, p in enumerate(img.preds):
-        d = normalize_desc(p["desc"])
+    for i, d in enumerate(img.pred_descs()):
         if d in gt_set:
             keep.append(i)
         elif only_classes and d in semantic.classes:
@@ -138,7 +137,7 @@ def match_images(
         texts = set()
         for img in images:
             gset = {normalize_desc(g.get("desc", "")) for g in img.gts}
-            outside = {normalize_desc(p["desc"]) for p in img.preds} - gset - {""}
+            outside = set(img.pred_descs()) - gset - {""}
             outside -= semantic.classes  # a class name is never compared by cosine
             if outside and gset - {""}:
                 texts |= outside | gset

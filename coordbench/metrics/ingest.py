@@ -20,6 +20,7 @@ from coordbench.geometry import (
     parse_coord_token,
     round_clamp_px,
 )
+from coordbench.metrics.semantic import normalize_desc
 
 # upstream EvalCounters [UP-EVAL-DIR], in its order; metrics.json `counters` has exactly these keys
 COUNTER_KEYS = tuple(
@@ -43,6 +44,13 @@ class EvalImage:
     preds: list[dict[str, Any]] = field(default_factory=list)
     invalid_gt: list[dict[str, Any]] = field(default_factory=list)
     invalid_pred: list[dict[str, Any]] = field(default_factory=list)
+    _pred_norm: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def pred_descs(self) -> list[str]:
+        """Normalised pred descs, computed once (F1 scope, diagnostics and shares read them)."""
+        if self._pred_norm is None or len(self._pred_norm) != len(self.preds):
+            self._pred_norm = [normalize_desc(p["desc"]) for p in self.preds]
+        return self._pred_norm
 
 
 def new_counters() -> dict[str, int]:
