@@ -154,3 +154,15 @@ def test_surfboard_stays_a_surfboard_with_the_full_vocabulary() -> None:
     assert sub.metrics["bbox_AP50"] == pytest.approx(1.0)
     assert sub.options.identity()["categories"] == "subset"
     assert full.options.identity()["categories"] == "dataset"
+
+
+def test_run_vocabulary_is_the_datasets_categories_json(tmp_path: Path) -> None:
+    from coordbench.config.run import RunConfig
+    from coordbench.pipeline.finalize import dataset_categories
+
+    data = tmp_path / "val.coord.jsonl"
+    data.write_text("")
+    assert dataset_categories(RunConfig(data=str(data))) is None  # no declared list: GT descs
+    cats = [{"id": 42, "name": "surfboard"}, {"id": 1, "name": "person"}]
+    (tmp_path / "categories.json").write_text(json.dumps(cats))
+    assert dataset_categories(RunConfig(data=str(data))) == ["person", "surfboard"]

@@ -1,8 +1,10 @@
-"""COCO bbox metrics over validated images [UP-COCO-EVAL] with faster-coco-eval.
+"""COCO bbox metrics over validated images [UP-COCO-EVAL], pycocotools-exact.
 
-pycocotools stays selectable as the reference (`scorer="pycocotools"`); both see the same
-dicts and a parity test holds all 12 stats to 1e-12. Categories are the stripped GT descs in
-first-appearance order; a prediction whose desc is not a category is mapped by semantic
+The `faster` scorer takes the numpy matcher and accumulate for crowd-free sets (no COCOeval at
+all, [ARCH-SCORER-SPEED]) and faster-coco-eval for sets with crowd regions; pycocotools stays
+selectable as the reference (`scorer="pycocotools"`). All see the same dicts and parity tests
+hold the 12 stats to 1e-12. Categories are the dataset's vocabulary, or the stripped GT descs in
+first-appearance order [ARCH-SEMANTIC]; a prediction whose desc is not a category is mapped by semantic
 similarity (>= threshold) or dropped and counted. Detections keep record order then pred order,
 because COCOeval breaks score ties by input order (stable sort, [UP-TIE-ORDER]). As upstream, area
 buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas at original scale
