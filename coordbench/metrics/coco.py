@@ -1,11 +1,11 @@
 """COCO bbox metrics over validated images [UP-COCO-EVAL], pycocotools-exact.
 
-The `faster` scorer takes the numpy matcher and accumulate for crowd-free sets (no COCOeval at
-all, [ARCH-SCORER-SPEED]) and faster-coco-eval for sets with crowd regions; pycocotools stays
-selectable as the reference (`scorer="pycocotools"`). All see the same dicts and parity tests
-hold the 12 stats to 1e-12. Categories are the dataset's vocabulary, or the stripped GT descs in
-first-appearance order [ARCH-SEMANTIC]; a prediction whose desc is not a category is mapped by semantic
-similarity (>= threshold) or dropped and counted. Detections keep record order then pred order,
+The `faster` scorer is the numpy matcher and accumulate (no COCOeval at all,
+[ARCH-SCORER-SPEED]); pycocotools stays selectable as the reference (`scorer="pycocotools"`).
+Both see the same dicts and parity tests hold the 12 stats to 1e-12. Categories are the
+dataset's vocabulary, or the stripped GT descs in first-appearance order [ARCH-SEMANTIC]; a
+prediction whose desc is not a category is mapped by semantic similarity (>= threshold) or
+dropped and counted. Detections keep record order then pred order,
 because COCOeval breaks score ties by input order (stable sort, [UP-TIE-ORDER]). As upstream, area
 buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas at original scale
 [UP-CROWD-AREA], and there is no crowd GT, so detections on crowds count as FP [UP-CROWD-AREA].
@@ -176,10 +176,6 @@ def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, flo
     return out
 
 
-def has_crowd(coco_gt: dict[str, Any]) -> bool:
-    return any(a.get("iscrowd", 0) for a in coco_gt.get("annotations", []))
-
-
 def numpy_stats(
     coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
 ) -> tuple[list[float], np.ndarray, PerImageEval]:
@@ -210,7 +206,7 @@ def coco_stats_eval(
     names = [c["name"] for c in coco_gt["categories"]]
     if not coco_preds:
         return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names], None
-    if scorer == "faster" and not has_crowd(coco_gt):
+    if scorer == "faster":
         stats, prec, pie = numpy_stats(coco_gt, coco_preds)
         return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
     ev = run_cocoeval(coco_gt, coco_preds, scorer)

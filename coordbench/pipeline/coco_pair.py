@@ -3,9 +3,9 @@
 pycocotools semantics [ARCH-COCO-PAIR]: GT `area` as given (it decides APs/m/l), `iscrowd`
 regions matched last and ignored, the official category ids, float xywh boxes, `score` as given,
 maxDets 1/10/100, every GT image evaluated (images without detections too). Results whose
-category is not in the GT are left out, as COCOeval never looks at them. Crowd-free sets take the
-numpy matcher (also what the bootstrap resamples); sets with crowd regions take
-faster-coco-eval's own evaluation. Both are held to pycocotools at 1e-12 by tests.
+category is not in the GT are left out, as COCOeval never looks at them. The `faster` scorer is
+the numpy matcher (crowd rules included; also what the bootstrap resamples), held to pycocotools
+at 1e-12 by tests.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from coordbench.errors import DataError
 from coordbench.metrics.bootstrap import resample_counts
-from coordbench.metrics.coco import STAT_NAMES, coco_stats_eval, has_crowd
+from coordbench.metrics.coco import STAT_NAMES, coco_stats_eval
 from coordbench.metrics.coco_images import per_image_eval
 from coordbench.metrics.eval_files import per_class_csv
 from coordbench.metrics.resample import CocoResampler
@@ -96,8 +96,6 @@ def bootstrap_ap(
     interval can miss AP itself. `lo`/`hi` are the percentiles shifted by the bootstrap bias
     (mean of the resamples - AP); the raw percentiles and the bias are reported too.
     """
-    if has_crowd(gt):
-        raise DataError("--bootstrap is not supported on GT with crowd regions yet")
     pie = per_image_eval(gt, dets, "numpy", ("all",))
     w = resample_counts(pie.n_images, n, np.random.default_rng(seed))
     boot = CocoResampler(pie, ("AP",)).evaluate(w)["AP"]
