@@ -7,6 +7,7 @@ stream ordered by score (stable, images in id order, each image's in score-rank 
 maxDets per image, cumulative TP / FP, recall = tp / npig, precision = tp / (tp + fp + eps), the
 right-to-left envelope, precision read at the 101 recall thresholds (0 past the last detection).
 So the stats are bit-identical to pycocotools' (the bench and the parity tests check it).
+numpy only: scipy (the resampler's sparse matrices) costs a second of start-up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,30 @@ import numpy as np
 
 from coordbench.metrics.coco_images import AREA_NAMES, PerImageEval
 from coordbench.metrics.coco_match import AreaEval
-from coordbench.metrics.resample import STATS, summarize
+
+
+def summarize(s: np.ndarray) -> float:
+    """pycocotools `_summarize`: mean of entries > -1, or -1 when there is none."""
+    v = s[s > -1]
+    return float(np.mean(v)) if v.size else -1.0
+
+
+# stat -> (precision or recall, area range, maxDets, IoU threshold or None for all), as `summarize`
+STATS = {
+    "AP": ("p", "all", 100, None),
+    "AP50": ("p", "all", 100, 0.5),
+    "AP75": ("p", "all", 100, 0.75),
+    "APs": ("p", "small", 100, None),
+    "APm": ("p", "medium", 100, None),
+    "APl": ("p", "large", 100, None),
+    "AR1": ("r", "all", 1, None),
+    "AR10": ("r", "all", 10, None),
+    "AR100": ("r", "all", 100, None),
+    "ARs": ("r", "small", 100, None),
+    "ARm": ("r", "medium", 100, None),
+    "ARl": ("r", "large", 100, None),
+}
+
 
 MAX_DETS = (1, 10, 100)  # pycocotools Params.maxDets
 EPS = np.spacing(1)
