@@ -226,7 +226,9 @@ def iou_matrix(a_xyxy: Any, b_xyxy: Any) -> np.ndarray:
     return _iou(a[..., :2], a[..., 2:], area_a, b[..., :2], b[..., 2:], area_b)
 
 
-def iou_pairs_xywh(a_xywh: np.ndarray, b_xywh: np.ndarray) -> np.ndarray:
+def iou_pairs_xywh(
+    a_xywh: np.ndarray, b_xywh: np.ndarray, b_crowd: np.ndarray | None = None
+) -> np.ndarray:
     """(N,) IoU of paired rows of xywh boxes, bit-identical to pycocotools `bbIou` (non-crowd).
 
     The COCO matcher's variant of `iou_matrix`: it pairs ragged (detection, GT) rows, and its
@@ -237,4 +239,11 @@ def iou_pairs_xywh(a_xywh: np.ndarray, b_xywh: np.ndarray) -> np.ndarray:
     a = np.asarray(a_xywh, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b_xywh, dtype=np.float64).reshape(-1, 4)
     lo_a, lo_b = a[:, :2], b[:, :2]
-    return _iou(lo_a, lo_a + a[:, 2:], a[:, 2] * a[:, 3], lo_b, lo_b + b[:, 2:], b[:, 2] * b[:, 3])
+    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
+    if b_crowd is None or not np.any(b_crowd):
+        return _iou(lo_a, lo_a + a[:, 2:], area_a, lo_b, lo_b + b[:, 2:], area_b)
+    # a crowd region b: pycocotools divides by the detection's area only (union = area_a)
+    side = np.clip(np.minimum(lo_a + a[:, 2:], lo_b + b[:, 2:]) - np.maximum(lo_a, lo_b), 0.0, None)
+    inter = side[:, 0] * side[:, 1]
+    union = np.where(b_crowd, area_a, area_a + area_b - inter)
+    return np.where((inter > 0) & (union > 0), inter / np.where(union > 0, union, 1.0), 0.0)

@@ -100,3 +100,19 @@ ORACLE_DIR = Path(__file__).resolve().parent / "oracle"  # upstream reference ou
 @pytest.fixture(scope="session")
 def oracle_dir() -> Path:
     return ORACLE_DIR
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _semantic_cache(tmp_path_factory):
+    """Embedding cache in a temp folder: tests never read or write ~/.cache."""
+    import os
+
+    from coordbench.metrics.semantic import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("semantic-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

@@ -103,7 +103,9 @@ def test_empty_gt_record_does_not_shift_predictions():
         rec("c.jpg", [(20, 20, 120, 90, "dog")], [(20, 20, 120, 90, "dog", 0.8)]),
     ]
     res = evaluate_records(recs, EvalOptions())
-    assert res.metrics["bbox_AP"] == 1.0 and res.metrics["bbox_AR100"] == 1.0
+    # pycocotools' precision is tp / (tp + fp + eps): a perfect AP is 1 - 2e-16, as here
+    assert res.metrics["bbox_AP"] == pytest.approx(1.0, abs=1e-12)
+    assert res.metrics["bbox_AR100"] == 1.0
     assert [im["id"] for im in res.coco_gt["images"]] == [0, 1, 2]  # the empty image is kept
     assert [p["image_id"] for p in res.coco_preds] == [0, 2]
 
@@ -126,7 +128,7 @@ def test_zero_predictions_give_zeros_and_minus_one_stays():
     assert res.per_class == [("cat", 0.0)]
     recs[0]["pred"] = [{"type": BOX, "points": [10, 10, 20, 20], "desc": "cat", "score": 0.7}]
     res = evaluate_records(recs, EvalOptions())
-    assert res.metrics["bbox_APs"] == 1.0
+    assert res.metrics["bbox_APs"] == pytest.approx(1.0, abs=1e-12)
     assert res.metrics["bbox_APm"] == res.metrics["bbox_APl"] == -1.0  # no medium / large GT
     assert res.metrics["bbox_ARm"] == res.metrics["bbox_ARl"] == -1.0
 
@@ -262,5 +264,6 @@ def test_encoder_is_not_loaded_when_descs_only_differ_in_case_or_spacing():
 
     r = rec("a.jpg", [(0, 0, 50, 50, "traffic light")], [(0, 0, 50, 50, "Traffic_Light", 0.9)])
     res = evaluate_records([r], EvalOptions(), encoder=no_encoder)
-    assert res.counters["semantic_mapped"] == 1 and res.metrics["bbox_AP"] == 1.0
+    assert res.counters["semantic_mapped"] == 1
+    assert res.metrics["bbox_AP"] == pytest.approx(1.0, abs=1e-12)
     assert res.matches["0.50"][0]["matches"][0]["sem_sim"] == 1.0

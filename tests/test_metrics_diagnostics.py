@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from coordbench.metrics.diagnostics import diagnostics
@@ -100,3 +101,81 @@ def test_clean_run_has_no_warnings_and_score_ties_are_flagged():
     d = diagnostics(tied)
     assert d["score_tie_share"] == 1.0
     assert any("share one score" in w for w in d["warnings"])
+
+
+def _brute_duplicates(images):
+    """The definition, pair by pair: same normalised class and box IoU >= 0.95, i < j."""
+    from coordbench.geometry import iou_matrix
+    from coordbench.metrics.semantic import normalize_desc
+
+    pairs, later, imgs = 0, set(), set()
+    for n, img in enumerate(images):
+        for j, b in enumerate(img.preds):
+            for i in range(j):
+                a = img.preds[i]
+                if normalize_desc(a["desc"]) != normalize_desc(b["desc"]):
+                    continue
+                if iou_matrix([a["bbox"]], [b["bbox"]])[0, 0] >= 0.95:
+                    pairs += 1
+                    later.add((n, j))
+                    imgs.add(n)
+    return {
+        "duplicate_pairs": pairs,
+        "duplicate_preds": len(later),
+        "images_with_duplicates": len(imgs),
+    }
+
+
+def test_vectorised_duplicates_equal_the_pairwise_definition():
+    from coordbench.metrics.diagnostics import duplicates
+    from coordbench.metrics.ingest import EvalImage
+
+    rng = np.random.default_rng(0)
+    images = []
+    for n in range(60):
+        preds = []
+        for _ in range(rng.integers(0, 30)):
+            x, y = int(rng.integers(0, 80)), int(rng.integers(0, 80))
+            w, h = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+            preds.append(
+                {
+                    "type": "bbox_2d",
+                    "bbox": [x, y, x + w, y + h],
+                    "desc": str(rng.choice(["cat", "Cat ", "dog"])),
+                }
+            )
+            if rng.random() < 0.4:  # a near copy: shifted by one pixel, or nested at ratio 0.95
+                dx = int(rng.integers(0, 2))
+                preds.append(
+                    {"type": "bbox_2d", "bbox": [x + dx, y, x + w + dx, y + h], "desc": "cat"}
+                )
+        preds.append({"type": "bbox_2d", "bbox": [0, 0, 20, 100], "desc": "dog"})
+        preds.append(
+            {"type": "bbox_2d", "bbox": [0, 0, 19, 100], "desc": "dog"}
+        )  # IoU exactly 0.95
+        images.append(EvalImage(n, f"{n}.jpg", 200, 200, preds=preds))
+    got = duplicates(images)
+    assert got == _brute_duplicates(images)
+    assert got["duplicate_pairs"] > 60
+
+
+def test_one_answer_with_ten_thousand_boxes_is_fast_and_bounded():
+    import resource
+    import time
+
+    from coordbench.metrics.diagnostics import duplicates
+    from coordbench.metrics.ingest import EvalImage
+
+    same = [{"type": "bbox_2d", "bbox": [10, 10, 50, 50], "desc": "cat"} for _ in range(10_000)]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    got = duplicates([EvalImage(0, "a.jpg", 100, 100, preds=same)])
+    elapsed = time.perf_counter() - t0
+    n = 10_000
+    assert got == {
+        "duplicate_pairs": n * (n - 1) // 2,
+        "duplicate_preds": n - 1,
+        "images_with_duplicates": 1,
+    }
+    assert elapsed < 20  # ~5e7 candidate pairs in bounded chunks (a few s on a loaded 2-core box)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KiB

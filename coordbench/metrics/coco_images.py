@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from coordbench.errors import ConfigError
-from coordbench.metrics.coco import run_cocoeval
 from coordbench.metrics.coco_match import AreaEval, CocoTables
+from coordbench.metrics.cocoeval_run import run_cocoeval
 
 AREA_NAMES = ("all", "small", "medium", "large")  # pycocotools Params.areaRngLbl order
 METHODS = ("numpy", "pycocotools")

@@ -5,8 +5,9 @@ ties) and cut at maxDets[-1] = 100; GT sorted with ignored ones last (stable); e
 turn takes the free GT with the highest IoU >= threshold (the last one on exact ties), a
 non-ignored GT before an ignored one; unmatched detections outside the area range are ignored.
 Detections of one rank are matched together across all pairs and thresholds, ranks in order.
-IoU is pycocotools' `bbIou` (xywh, no +1), as `geometry.iou_pairs_xywh`. Crowd GT is not
-supported (coordbench never has it).
+IoU is pycocotools' `bbIou` (xywh, no +1), as `geometry.iou_pairs_xywh`. Crowd GT as
+pycocotools: ignored, IoU over the detection's area only, and never used up (several detections
+may match one crowd region).
 """
 
 from __future__ import annotations
@@ -52,10 +53,6 @@ class CocoTables:
     """GT and detections as arrays keyed by (category position, image position)."""
 
     def __init__(self, coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]):
-        if any(a.get("iscrowd", 0) for a in coco_gt["annotations"]):
-            raise ValueError(
-                "crowd annotations are not supported by the numpy matcher; use pycocotools"
-            )
         img_pos = {im: i for i, im in enumerate(sorted({im["id"] for im in coco_gt["images"]}))}
         cat_pos = {c: k for k, c in enumerate(sorted({c["id"] for c in coco_gt["categories"]}))}
         self.n_img, self.n_cats = len(img_pos), len(cat_pos)
@@ -66,6 +63,7 @@ class CocoTables:
         )
         self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         self.g_area = np.array([a["area"] for a in anns], np.float64)
+        self.g_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
         d_key = np.array(
             [cat_pos[p["category_id"]] * self.n_img + img_pos[p["image_id"]] for p in coco_preds],
             np.int64,
@@ -84,16 +82,17 @@ class CocoTables:
 
     def area_eval(self, area: str, iou_thrs: np.ndarray) -> AreaEval:
         lo, hi = AREA_RANGES[area]
-        g_ign = (self.g_area < lo) | (self.g_area > hi)
+        g_ign = (self.g_area < lo) | (self.g_area > hi) | self.g_crowd
         g_order = np.lexsort((np.arange(len(self.g_key)), g_ign, self.g_key))  # ignored GT last
         g_key, g_box, g_ign = self.g_key[g_order], self.g_box[g_order], g_ign[g_order]
+        g_crowd = self.g_crowd[g_order]
         g_start = np.searchsorted(g_key, self.d_key, "left")
         n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
         det, off = _ragged(n_pair)
         gt = g_start[det] + off
-        ious = iou_pairs_xywh(self.d_box[det], g_box[gt])
+        ious = iou_pairs_xywh(self.d_box[det], g_box[gt], g_crowd[gt])
         thr = np.minimum(iou_thrs, 1 - 1e-10)[:, None]  # pycocotools caps the threshold
-        match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, thr, len(g_key))
+        match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, g_crowd, thr, len(g_key))
         out_of_range = (self.d_area < lo) | (self.d_area > hi)
         det_ign |= (match < 0) & out_of_range[None, :]
         npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
@@ -127,6 +126,7 @@ def _greedy(
     gt: np.ndarray,
     ious: np.ndarray,
     g_ign: np.ndarray,
+    g_crowd: np.ndarray,
     thr: np.ndarray,
     n_gt: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -152,5 +152,6 @@ def _greedy(
         chosen = p[pick[t_idx, s_idx]]
         match[t_idx, det[chosen]] = gt[chosen]
         det_ign[t_idx, det[chosen]] = g_ign[gt[chosen]]
-        taken[t_idx, gt[chosen]] = True
+        keep = ~g_crowd[gt[chosen]]  # a crowd region stays free for later detections
+        taken[t_idx[keep], gt[chosen][keep]] = True
     return match, det_ign

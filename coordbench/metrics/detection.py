@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordbench.metrics.coco import evaluate_coco
+from coordbench.metrics.coco import category_ids, evaluate_coco
 from coordbench.metrics.f1 import evaluate_f1
 from coordbench.metrics.ingest import (
     EvalImage,
@@ -13,7 +13,7 @@ from coordbench.metrics.ingest import (
     prepare_images,
 )
 from coordbench.metrics.result import EvalOptions, EvalResult
-from coordbench.metrics.semantic import Encoder, Semantic
+from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
 
 def unique_keys(names: list[str]) -> list[str]:
@@ -44,20 +44,19 @@ def per_image_rows(
     ]
 
 
-def score_detections(
-    records: list[dict[str, Any]],
+def score_images(
+    images: list[EvalImage],
+    counters: dict[str, int],
     options: EvalOptions,
-    *,
-    encoder: Encoder | None = None,
-    invalid_json: int = 0,
+    semantic: Semantic,
+    categories: list[str] | None = None,
 ) -> EvalResult:
-    """COCO + F1-ish only (no calibration, no diagnostics): what baselines re-run."""
-    check_score_provenance(records)
-    counters = new_counters()
-    counters["invalid_json"] = invalid_json
-    images = prepare_images(records, counters)
-    semantic = Semantic(options.semantic_model, encoder)
-    coco = evaluate_coco(images, semantic, options.semantic_threshold, options.scorer, counters)
+    """COCO + F1-ish of ingested images (ingest once, every metric reads these images)."""
+    cats = category_ids(images, categories)
+    semantic.classes = frozenset(normalize_desc(n) for n in cats) | semantic.classes
+    coco = evaluate_coco(
+        images, semantic, options.semantic_threshold, options.scorer, counters, cats
+    )
     f1 = evaluate_f1(
         images, options.f1_iou_thrs, options.pred_scope, semantic, options.semantic_threshold
     )
@@ -73,4 +72,30 @@ def score_detections(
         image_keys=unique_keys([i.file_name for i in images]),
         semantic_report=coco.semantic_report,
         options=options,
+        per_image_eval=coco.per_image_eval,
+    )
+
+
+def ingest(
+    records: list[dict[str, Any]], invalid_json: int = 0
+) -> tuple[list[EvalImage], dict[str, int]]:
+    """Records -> validated images and the upstream counters, once per evaluation."""
+    check_score_provenance(records)
+    counters = new_counters()
+    counters["invalid_json"] = invalid_json
+    return prepare_images(records, counters), counters
+
+
+def score_detections(
+    records: list[dict[str, Any]],
+    options: EvalOptions,
+    *,
+    encoder: Encoder | None = None,
+    invalid_json: int = 0,
+    categories: list[str] | None = None,
+) -> EvalResult:
+    """COCO + F1-ish only (no calibration, no diagnostics): what baselines re-run."""
+    images, counters = ingest(records, invalid_json)
+    return score_images(
+        images, counters, options, Semantic(options.semantic_model, encoder), categories
     )

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.metrics.detection import score_detections
+from coordbench.geometry import iou_pairs_xywh
+from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.result import EvalOptions
-from coordbench.metrics.semantic import Encoder, normalize_desc
+from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
 DUPLICATE_IOU = 0.95  # brief: same class and IoU >= 0.95 within an image is a duplicate
 COLLAPSE_SHARE = 0.5  # brief: one class above 50 % of all predictions
@@ -37,29 +38,107 @@ BASELINE_KEYS = (
 )
 
 
+PAIR_CHUNK = 1 << 21  # candidate pairs per numpy batch: bounds memory for 10^4-box answers
+
+
+def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order.
+
+    Sorted by (key, x1): IoU >= t needs the intersection width >= t * width of each box, so a
+    box b right of a (x1b >= x1a) can only qualify when x1b - x1a <= (1 - t) * wa. Only that
+    x1 window is compared, in chunks of bounded size (memory stays flat for huge answers).
+    """
+    order = np.lexsort((boxes[:, 0], key))
+    k, bx = key[order], boxes[order]
+    grp = np.cumsum(np.r_[True, k[1:] != k[:-1]]) - 1  # dense key rank
+    # one sorted axis: key rank + x1 scaled into [0, 1); rounding is monotone, and the window
+    # is a little generous, so no qualifying box is left out (IoU is then computed exactly)
+    reach = bx[:, 0] + (1 - DUPLICATE_IOU) * (bx[:, 2] - bx[:, 0]) * (1 + 1e-9) + 1e-9
+    scale = float(np.abs(reach).max() + np.abs(bx[:, 0]).max()) + 1.0
+    lim = np.searchsorted(grp + bx[:, 0] / scale, grp + reach / scale, side="right")
+    later = np.maximum(lim - np.arange(len(k)) - 1, 0)
+    xywh = np.concatenate([bx[:, :2], bx[:, 2:] - bx[:, :2]], axis=1)
+    out_a, out_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    cum = np.cumsum(later)
+    lo = 0
+    while lo < len(k):
+        base = int(cum[lo - 1]) if lo else 0
+        hi = max(int(np.searchsorted(cum, base + PAIR_CHUNK, side="right")), lo + 1)
+        owner, off = _ragged(later[lo:hi])
+        a = owner + lo
+        b = a + 1 + off
+        hit = iou_pairs_xywh(xywh[a], xywh[b]) >= DUPLICATE_IOU
+        out_a.append(order[a[hit]])
+        out_b.append(order[b[hit]])
+        lo = hi
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray]:
+    """(number of duplicate pairs, indices of the boxes that repeat an earlier one).
+
+    Identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
+    so an answer that repeats one box 10^4 times costs no pair enumeration at all.
+    """
+    if not len(key):
+        return 0, np.zeros(0, np.int64)
+    rows = np.column_stack([key.astype(np.float64), boxes])
+    _, first, inverse, count = np.unique(
+        rows, axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.reshape(-1)
+    n_pairs = int((count * (count - 1) // 2).sum())
+    repeats = np.flatnonzero(first[inverse] != np.arange(len(key)))  # not a box's first copy
+    u_a, u_b = _candidate_pairs(key[first], boxes[first])
+    n_pairs += int((count[u_a] * count[u_b]).sum())
+    later_first = np.maximum(first[u_a], first[u_b])  # the first copy that comes second
+    return n_pairs, np.union1d(repeats, later_first)
+
+
+def _poly_image_pairs(img: EvalImage) -> list[tuple[int, int]]:
+    """Duplicate pairs (i < j) of an image with polygons: mask IoU, the full same-class matrix."""
+    ious = object_iou_matrix(img.preds, img.preds, img.width, img.height)
+    cls = np.array([normalize_desc(p["desc"]) for p in img.preds], dtype=object)
+    same = np.triu((cls[:, None] == cls[None, :]) & (ious >= DUPLICATE_IOU), k=1)
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(same), strict=True)]
+
+
 def duplicates(images: list[EvalImage]) -> dict[str, int]:
-    """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95)."""
-    dup_preds = dup_pairs = dup_images = 0
-    for img in images:
+    """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95).
+
+    All box predictions of all images at once: keyed by (image, class), compared only within a
+    key and an area window, in numpy (no Python loop over pairs). Images with polygons use mask
+    IoU on their own.
+    """
+    classes: dict[str, int] = {}
+    keys, boxes, owner_img, poly_pairs = [], [], [], []
+    for n, img in enumerate(images):
         if len(img.preds) < 2:
             continue
-        ious = object_iou_matrix(img.preds, img.preds, img.width, img.height)
-        cls = np.array([normalize_desc(p["desc"]) for p in img.preds], dtype=object)
-        same = (cls[:, None] == cls[None, :]) & (ious >= DUPLICATE_IOU)
-        upper = np.triu(same, k=1)
-        pairs = int(upper.sum())
-        dup_pairs += pairs
-        dup_preds += int(upper.any(axis=0).sum())
-        dup_images += pairs > 0
+        if any(p["type"] == "poly" for p in img.preds):
+            poly_pairs += [(n, i, j) for i, j in _poly_image_pairs(img)]
+            continue
+        keys += [classes.setdefault(d, len(classes)) for d in img.pred_descs()]
+        boxes += [p["bbox"] for p in img.preds]
+        owner_img += [n] * len(img.preds)
+    img_of = np.asarray(owner_img, np.int64)
+    key = img_of * max(1, len(classes)) + np.asarray(keys, np.int64)
+    n_pairs, later = _box_duplicates(key, np.asarray(boxes, np.float64).reshape(-1, 4))
+    later_imgs = img_of[later].tolist()
     return {
-        "duplicate_pairs": dup_pairs,
-        "duplicate_preds": dup_preds,
-        "images_with_duplicates": dup_images,
+        "duplicate_pairs": n_pairs + len(poly_pairs),
+        "duplicate_preds": len(later) + len({(n, j) for n, _, j in poly_pairs}),
+        "images_with_duplicates": len(set(later_imgs) | {n for n, _, _ in poly_pairs}),
     }
 
 
 def class_shares(images: list[EvalImage]) -> dict[str, Any]:
-    preds = Counter(normalize_desc(p["desc"]) for i in images for p in i.preds)
+    preds = Counter(d for i in images for d in i.pred_descs())
     gts = Counter(normalize_desc(g.get("desc", "")) for i in images for g in i.gts)
     n_pred, n_gt = sum(preds.values()), sum(gts.values())
     if not n_pred:
@@ -89,22 +168,12 @@ def score_ties(records: list[dict[str, Any]]) -> float | None:
 
 
 def baseline_nothing(
-    records: list[dict[str, Any]], options: EvalOptions, encoder: Encoder | None
+    images: list[EvalImage], options: EvalOptions, semantic: Semantic
 ) -> dict[str, float]:
-    """Headline metrics of the degenerate run that predicts nothing, through the real scorer."""
-    empty = [
-        {
-            **r,
-            "pred": [],
-            "pred_score_source": r.get("pred_score_source") or "none",
-            "pred_score_version": r.get("pred_score_version")
-            if isinstance(r.get("pred_score_version"), int)
-            else 1,
-        }
-        for r in records
-        if isinstance(r, dict)
-    ]
-    m = score_detections(empty, options, encoder=encoder).metrics
+    """Headline metrics of the degenerate run that predicts nothing, through the real scorer
+    (the ingested images with their predictions removed)."""
+    empty = [EvalImage(i.index, i.file_name, i.width, i.height, gts=i.gts) for i in images]
+    m = score_images(empty, new_counters(), options, semantic).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
 
@@ -165,17 +234,25 @@ def diagnostics(
     options: EvalOptions | None = None,
     *,
     encoder: Encoder | None = None,
+    images: list[EvalImage] | None = None,
+    semantic: Semantic | None = None,
 ) -> dict[str, Any]:
-    """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`."""
+    """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`.
+
+    `images` are the records already ingested by the evaluation (ingested here when None).
+    """
+    options = options or EvalOptions()
     records = [r for r in records if isinstance(r, dict)]
     n = max(1, len(records))
-    images = prepare_images(records, new_counters())
+    if images is None:
+        images = prepare_images(records, new_counters())
+    semantic = semantic or Semantic(options.semantic_model, encoder)
     d: dict[str, Any] = {"n_records": len(records), **_rates(records, n)}
     d["pred_total"] = sum(len(i.preds) for i in images)
     d.update(duplicates(images))
     d["duplicate_rate"] = d["duplicate_preds"] / d["pred_total"] if d["pred_total"] else 0.0
     d.update(class_shares(images))
     d["score_tie_share"] = score_ties(records)
-    d["baseline_predict_nothing"] = baseline_nothing(records, options or EvalOptions(), encoder)
+    d["baseline_predict_nothing"] = baseline_nothing(images, options, semantic)
     d["warnings"] = _warnings(d)
     return d

@@ -74,10 +74,12 @@ def object_iou_matrix(preds: list[dict], gts: list[dict], w: int, h: int) -> np.
     if not preds or not gts:
         return np.zeros((len(preds), len(gts)))
     ious = iou_matrix([o["bbox"] for o in preds], [o["bbox"] for o in gts])
-    for i, po in enumerate(preds):
-        for j, go in enumerate(gts):
-            if po["type"] == "poly" or go["type"] == "poly":
-                ious[i, j] = _mask_iou(po, go, w, h)
+    p_poly = [i for i, o in enumerate(preds) if o["type"] == "poly"]
+    g_poly = [j for j, o in enumerate(gts) if o["type"] == "poly"]
+    pairs = {(i, j) for i in p_poly for j in range(len(gts))}
+    pairs |= {(i, j) for j in g_poly for i in range(len(preds))}
+    for i, j in pairs:  # only pairs with a polygon: boxes are already exact
+        ious[i, j] = _mask_iou(preds[i], gts[j], w, h)
     return ious
 
 
@@ -102,10 +104,17 @@ def split_scope(
     if scope == "all":
         return list(range(len(img.preds))), []
     gt_descs = sorted({d for d in (normalize_desc(g.get("desc", "")) for g in img.gts) if d})
+    gt_set = set(gt_descs)
+    only_classes = gt_set <= semantic.classes  # then a class-name pred outside gt_set is dropped
     keep, drop = [], []
-    for i, p in enumerate(img.preds):
-        best = semantic.best(normalize_desc(p["desc"]), gt_descs)
-        (keep if best is not None and best[1] >= threshold else drop).append(i)
+    for i, d in enumerate(img.pred_descs()):
+        if d in gt_set:
+            keep.append(i)
+        elif only_classes and d in semantic.classes:
+            drop.append(i)
+        else:
+            best = semantic.best(d, gt_descs)
+            (keep if best is not None and best[1] >= threshold else drop).append(i)
     return keep, drop
 
 
@@ -128,7 +137,8 @@ def match_images(
         texts = set()
         for img in images:
             gset = {normalize_desc(g.get("desc", "")) for g in img.gts}
-            outside = {normalize_desc(p["desc"]) for p in img.preds} - gset - {""}
+            outside = set(img.pred_descs()) - gset - {""}
+            outside -= semantic.classes  # a class name is never compared by cosine
             if outside and gset - {""}:
                 texts |= outside | gset
         semantic.embed(texts)
@@ -270,7 +280,7 @@ def evaluate_f1(
                     normalize_desc(im.img.preds[im.eval_idx[pe]]["desc"]),
                     normalize_desc(im.img.gts[g].get("desc", "")),
                 }
-                if len(pair) == 2 and "" not in pair:
+                if len(pair) == 2 and "" not in pair and not pair <= semantic.classes:
                     texts |= pair
     semantic.embed(texts)
     pred_total = sum(len(i.preds) for i in images)

@@ -20,6 +20,7 @@ from coordbench.geometry import (
     parse_coord_token,
     round_clamp_px,
 )
+from coordbench.metrics.semantic import normalize_desc
 
 # upstream EvalCounters [UP-EVAL-DIR], in its order; metrics.json `counters` has exactly these keys
 COUNTER_KEYS = tuple(
@@ -43,6 +44,13 @@ class EvalImage:
     preds: list[dict[str, Any]] = field(default_factory=list)
     invalid_gt: list[dict[str, Any]] = field(default_factory=list)
     invalid_pred: list[dict[str, Any]] = field(default_factory=list)
+    _pred_norm: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def pred_descs(self) -> list[str]:
+        """Normalised pred descs, computed once (F1 scope, diagnostics and shares read them)."""
+        if self._pred_norm is None or len(self._pred_norm) != len(self.preds):
+            self._pred_norm = [normalize_desc(p["desc"]) for p in self.preds]
+        return self._pred_norm
 
 
 def new_counters() -> dict[str, int]:
@@ -111,9 +119,70 @@ def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str,
     return {"type": kind, "points": pts, "desc": obj.get("desc", ""), "bbox": box}
 
 
+def _fast_pred(obj: Any, w: int, h: int) -> dict[str, Any] | None:
+    """The common case (a `type: bbox_2d` dict with 4 pixel ints), without the general checks."""
+    if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
+        return None
+    raw = obj.get("points")
+    if type(raw) is not list or len(raw) != 4:
+        return None
+    x1, y1, x2, y2 = raw
+    if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
+        return None
+    w1, h1 = w - 1, h - 1
+    box = [
+        0 if x1 < 0 else (w1 if x1 > w1 else x1),
+        0 if y1 < 0 else (h1 if y1 > h1 else y1),
+        0 if x2 < 0 else (w1 if x2 > w1 else x2),
+        0 if y2 < 0 else (h1 if y2 > h1 else y2),
+    ]
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return None  # degenerate: the general path counts it
+    desc = obj.get("desc", "")
+    pred = {"type": "bbox_2d", "points": box, "bbox": box, "desc": str(desc).strip()}
+    if "score" in obj:
+        pred["score"] = obj["score"]
+    return pred
+
+
+def _fast_preds(preds: list[Any], w: int, h: int) -> list[dict[str, Any]] | None:
+    """`_fast_pred` over a whole answer in one loop (no call per box); None as soon as one
+    object needs the general path, which then handles the answer object by object."""
+    out = []
+    w1, h1 = w - 1, h - 1
+    for obj in preds:
+        if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj:
+            return None
+        raw = obj.get("points")
+        if type(raw) is not list or len(raw) != 4 or "poly" in obj:
+            return None
+        x1, y1, x2, y2 = raw
+        if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
+            return None
+        x1 = 0 if x1 < 0 else (w1 if x1 > w1 else x1)
+        y1 = 0 if y1 < 0 else (h1 if y1 > h1 else y1)
+        x2 = 0 if x2 < 0 else (w1 if x2 > w1 else x2)
+        y2 = 0 if y2 < 0 else (h1 if y2 > h1 else y2)
+        if x2 <= x1 or y2 <= y1:
+            return None
+        box = [x1, y1, x2, y2]
+        pred = {
+            "type": "bbox_2d",
+            "points": box,
+            "bbox": box,
+            "desc": str(obj.get("desc", "")).strip(),
+        }
+        if "score" in obj:
+            pred["score"] = obj["score"]
+        out.append(pred)
+    return out
+
+
 def _prepare_pred(
     obj: Any, w: int, h: int, norm1000: bool, counters: dict[str, int]
 ) -> dict[str, Any] | str:
+    if not norm1000 and (fast := _fast_pred(obj, w, h)) is not None:
+        return fast
     geom = _geometry(obj)
     if isinstance(geom, str):
         counters["invalid_geometry"] += 1
@@ -177,6 +246,9 @@ def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> Ev
         counters["empty_pred"] += 1
         return img
     norm1000 = rec.get("coord_mode") == "norm1000"
+    if not norm1000 and (fast := _fast_preds(preds, w, h)) is not None:
+        img.preds = fast
+        return img
     for obj in preds:
         got = _prepare_pred(obj, w, h, norm1000, counters)
         if isinstance(got, dict):
@@ -205,6 +277,8 @@ def check_score_provenance(records: list[dict[str, Any]]) -> None:
 
 def parse_score(value: Any, record_idx: int, object_idx: int) -> float:
     """A prediction's score: a finite number in [0, 1], else a DataError naming the object."""
+    if type(value) is float and 0.0 <= value <= 1.0:  # the common case; NaN fails the compare
+        return value
     where = f"record {record_idx}, pred {object_idx}"
     if value is None or isinstance(value, bool):
         raise DataError(f"{where}: missing or non-numeric `score` {value!r}")

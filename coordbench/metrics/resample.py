@@ -11,11 +11,16 @@ n = non-ignored detections up to and including a TP, m = its rank among TPs, p =
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from coordbench.metrics.coco_accumulate import STATS, summarize
 from coordbench.metrics.coco_images import PerImageEval
 from coordbench.metrics.coco_match import AreaEval
+
+if TYPE_CHECKING:  # scipy is imported where a resampler is built: a second of start-up
+    import scipy.sparse as sp
 
 EPS = np.spacing(1)  # pycocotools: tp / (fp + tp + np.spacing(1))
 
@@ -39,6 +44,8 @@ def tp_count_matrix(ev: AreaEval, n_img: int, n_cats: int, max_det: int) -> sp.c
     t_idx, d_idx = np.nonzero(ev.tp[:, keep])
     cols = t_idx * n_cats + ev.cat[keep][d_idx]
     shape = (n_img, ev.tp.shape[0] * n_cats)
+    import scipy.sparse as sp
+
     return sp.csr_matrix((np.ones(len(cols)), (ev.img[keep][d_idx], cols)), shape=shape)
 
 
@@ -164,29 +171,6 @@ def precision_table(
     return out.reshape(n_thr, n_cats, len(rec_thrs)).transpose(0, 2, 1)
 
 
-def summarize(s: np.ndarray) -> float:
-    """pycocotools `_summarize`: mean of entries > -1, or -1 when there is none."""
-    v = s[s > -1]
-    return float(np.mean(v)) if v.size else -1.0
-
-
-# stat -> (precision or recall, area range, maxDets, IoU threshold or None for all), as `summarize`
-STATS = {
-    "AP": ("p", "all", 100, None),
-    "AP50": ("p", "all", 100, 0.5),
-    "AP75": ("p", "all", 100, 0.75),
-    "APs": ("p", "small", 100, None),
-    "APm": ("p", "medium", 100, None),
-    "APl": ("p", "large", 100, None),
-    "AR1": ("r", "all", 1, None),
-    "AR10": ("r", "all", 10, None),
-    "AR100": ("r", "all", 100, None),
-    "ARs": ("r", "small", 100, None),
-    "ARm": ("r", "medium", 100, None),
-    "ARl": ("r", "large", 100, None),
-}
-
-
 def _times(w: np.ndarray, mat: sp.csr_matrix) -> np.ndarray:
     """(B, C) = W (B, N) @ mat (N, C), exact for integer counts."""
     return np.asarray((mat.T @ w.T.astype(np.float64)).T)
@@ -200,6 +184,8 @@ class CocoResampler:
         if unknown:
             raise ValueError(f"unknown COCO stats {unknown}; expected some of {tuple(STATS)}")
         self.pie, self.stats = pie, stats
+        import scipy.sparse as sp
+
         n, k = pie.n_images, pie.n_cats
         self.streams, self.npig, self.tpc = {}, {}, {}
         for stat in stats:
@@ -225,6 +211,11 @@ class CocoResampler:
         ok = npig_t > 0
         rc[ok] = tpc.reshape(rc.shape)[ok] / npig_t[ok]
         return rc
+
+    def precision(self, area: str, w: np.ndarray) -> np.ndarray:
+        """(T, R, K) precision table of one count vector (area must have been requested)."""
+        npig = _times(np.atleast_2d(w), self.npig[area])[0]
+        return precision_table(self.streams[area], w, npig, self.pie.rec_thrs)
 
     def evaluate(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """Stat -> (B,) values for count vectors `w` (B, N); 0.0 for a set without detections."""

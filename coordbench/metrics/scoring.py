@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from coordbench.metrics.calibration import calibration
-from coordbench.metrics.detection import score_detections
+from coordbench.metrics.detection import ingest, score_detections, score_images
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.eval_files import write_eval_dir
 from coordbench.metrics.result import EvalOptions, EvalResult
-from coordbench.metrics.semantic import Encoder
+from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir.jsonl import read_records
 
 __all__ = [
@@ -33,10 +33,24 @@ def evaluate_records(
     *,
     encoder: Encoder | None = None,
     invalid_json: int = 0,
+    categories: list[str] | None = None,
 ) -> EvalResult:
-    """Score scored records (upstream format); `encoder` replaces the MiniLM encoder (tests)."""
+    """Score scored records (upstream format); `encoder` replaces the MiniLM encoder (tests).
+
+    One pass: the records are ingested once and every metric reads those images.
+    `categories` is the dataset's vocabulary (None: the GT descs, upstream's subset rule).
+    """
     options = options or EvalOptions()
-    result = score_detections(records, options, encoder=encoder, invalid_json=invalid_json)
-    result.calibration = calibration(result.coco_gt, result.coco_preds, options.calibration_bins)
-    result.diagnostics = diagnostics(records, options, encoder=encoder)
+    images, counters = ingest(records, invalid_json)
+    semantic = Semantic(options.semantic_model, encoder)
+    vocab = None if options.categories == "subset" else categories
+    result = score_images(images, counters, options, semantic, vocab)
+    pie = result.per_image_eval  # the COCO matching, read again rather than recomputed
+    result.calibration = calibration(
+        result.coco_gt,
+        result.coco_preds,
+        options.calibration_bins,
+        area_eval=pie.areas["all"] if pie is not None else None,
+    )
+    result.diagnostics = diagnostics(records, options, images=images, semantic=semantic)
     return result

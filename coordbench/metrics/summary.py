@@ -97,6 +97,13 @@ def format_summary(summary: dict, provenance: dict | None = None, run_dir: str =
         + ", ".join(f"{k} {p[k]}" for k in PARSE_STATUSES)
         + f"  (of {summary['total_emitted']})"
     )
+    cal = summary.get("calibration") or {}
+    if cal.get("n_preds"):
+        lines.append(
+            f"  confidence: a ranking score, not a probability (AUROC {_fmt(cal.get('auroc'))}, "
+            f"ECE raw {_fmt(cal.get('ece'))}, ECE after mapping to precision "
+            f"{_fmt(cal.get('ece_precision_mapped'))})"
+        )
     for w in (summary.get("diagnostics") or {}).get("warnings", []):
         lines.append(f"  warning: {w}")
     if provenance:

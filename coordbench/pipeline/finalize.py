@@ -7,6 +7,7 @@ a merge, or `coordbench eval`) writes byte-identical artifacts.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from coordbench.parse.mismatch import dialect_check
 from coordbench.parse.think import reasoning_tokens
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
-from coordbench.rundir.layout import RunDir
+from coordbench.rundir.layout import CATEGORIES_JSON, RunDir
 
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -28,8 +29,24 @@ def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
     return recs, {t["sample_id"]: t for t in traces}
 
 
+def dataset_categories(cfg: RunConfig) -> list[str] | None:
+    """The dataset's declared vocabulary (`categories.json` next to its JSONL), else None."""
+    if not cfg.data:
+        return None
+    path = Path(cfg.data).parent / CATEGORIES_JSON
+    if not path.is_file():
+        return None
+    cats = A.read_json(path)
+    return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+
+
 def score_run_records(
-    recs: list[dict], traces: dict[str, dict], cfg: RunConfig, eval_dir: Path
+    recs: list[dict],
+    traces: dict[str, dict],
+    cfg: RunConfig,
+    eval_dir: Path,
+    *,
+    vocabulary: str | None = None,
 ) -> EvalResult:
     """Confidence -> scored records -> the one evaluation (COCO, F1, calibration, diagnostics, with
     the run's EvalOptions); writes the eval dir and returns it (summary.json reuses its dicts)."""
@@ -55,7 +72,10 @@ def score_run_records(
     A.write_jsonl(run_dir / A.CONFIDENCE, conf_lines)
     A.write_jsonl(run_dir / A.SCORED, scored)
     A.write_json(RunDir(run_dir).postop_summary, postop_summary(conf_lines))
-    result = evaluate_records(scored, cfg.eval_options())
+    opts = cfg.eval_options()
+    if vocabulary is not None:
+        opts = replace(opts, categories=vocabulary)
+    result = evaluate_records(scored, opts, categories=dataset_categories(cfg))
     write_eval_dir(result, eval_dir)
     return result
 

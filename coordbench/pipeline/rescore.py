@@ -44,6 +44,8 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
 
 
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
+    overrides = dict(overrides)
+    vocabulary = overrides.pop("categories", None)  # an EvalOptions field, not a RunConfig one
     cfg = replace(
         config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON),
         **{k: v for k, v in overrides.items() if v is not None},
@@ -57,7 +59,7 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
         eval_dir = Path(out) / L.EVAL_DIR
-    result = score_run_records(recs, traces, cfg, eval_dir)
+    result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
@@ -83,9 +85,12 @@ def eval_scored_file(
         "f1ish@0.30_f1_full_micro",
         "f1ish@0.50_pred_total",
     )
+    n_cats = len(result.coco_gt["categories"])
     lines = [
         f"scored {len(recs)} records from {path} -> {eval_dir}"
-        + (f" ({skipped} malformed lines skipped)" if skipped else "")
+        + (f" ({skipped} malformed lines skipped)" if skipped else ""),
+        f"  categories: {opts.categories} ({n_cats} classes)",
+        "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
     ]
     lines += [f"  {k:<28} {m.get(k)}" for k in keys]
     return "\n".join(lines)
@@ -98,8 +103,11 @@ def eval_path(
     scorer: str | None,
     semantic_threshold: float | None,
     tolerant: bool = False,
+    categories: str | None = None,
 ) -> str:
     overrides = {"scorer": scorer, "semantic_threshold": semantic_threshold}
+    if categories is not None:
+        overrides["categories"] = categories
     if path.is_dir():
         if not (path / A.RUN_JSON).exists():
             scored = path / A.SCORED

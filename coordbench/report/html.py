@@ -202,6 +202,16 @@ def _summary_section(summary: dict, metrics: dict, calib: dict | None) -> str:
             "<h3>Calibration (eval/metrics.json)</h3>"
             + kv_table((k, v) for k, v in calib.items() if not isinstance(v, dict | list))
         )
+        qbins = [b for b in calib.get("quantile_bins") or [] if isinstance(b, dict)]
+        if qbins:
+            keys = ("lo", "hi", "count", "mean_score", "tp_rate")
+            out.append(
+                "<h3>TP rate by score quantile</h3>"
+                + table(
+                    ["score from", "score to", "preds", "mean score", "fraction TP"],
+                    [tuple(b.get(k) for k in keys) for b in qbins],
+                )
+            )
     diag = _d(summary.get("diagnostics"))
     warnings = diag.get("warnings") if isinstance(diag.get("warnings"), list) else []
     out.append("<h3>Diagnostics</h3>")

@@ -27,6 +27,7 @@ SHARDS_DIR = "shards"
 EVAL_ORIGINAL_DIR = "eval_original"  # `coordbench eval --original-scale`
 # inside eval/ (upstream eval-dir names)
 METRICS = "metrics.json"
+CATEGORIES_JSON = "categories.json"  # next to a dataset JSONL: its full vocabulary
 PER_CLASS = "per_class.csv"
 PER_IMAGE = "per_image.json"
 COCO_GT = "coco_gt.json"
