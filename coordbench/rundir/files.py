@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,9 @@ from coordbench.rundir.layout import (  # noqa: F401 - run-dir names, re-exporte
 )
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("coordbench")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str every surrogate left is a lone one
+REPLACEMENT = "\ufffd"
 
 
 def _default(obj: Any) -> Any:
@@ -50,12 +55,46 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def scrub_surrogates(obj: Any) -> tuple[Any, int]:
+    """`obj` with every lone surrogate (keys and values) replaced by U+FFFD, and how many were.
+
+    A JSON escape such as `\\ud800` in a model answer decodes to a str that is not valid UTF-8;
+    orjson then refuses the whole record, and with it the batch. Returns `obj` itself when clean.
+    """
+    if isinstance(obj, str):
+        return _SURROGATE.subn(REPLACEMENT, obj)
+    if isinstance(obj, dict):
+        n, out = 0, {}
+        for k, v in obj.items():
+            k2, a = scrub_surrogates(k)
+            v2, b = scrub_surrogates(v)
+            out[k2], n = v2, n + a + b
+        return (out if n else obj), n
+    if isinstance(obj, list | tuple):
+        pairs = [scrub_surrogates(v) for v in obj]
+        n = sum(c for _, c in pairs)
+        return ([v for v, _ in pairs] if n else obj), n
+    return obj, 0
+
+
+def _dumps(obj: Any, option: int | None) -> bytes:
+    """orjson bytes; strings that are not valid UTF-8 are repaired (U+FFFD), never fatal."""
+    try:
+        return orjson.dumps(obj, default=_default, option=option)
+    except TypeError as e:
+        clean, n = scrub_surrogates(obj)
+        if not n:
+            raise
+        log.warning("replaced %d lone surrogate(s) with U+FFFD before writing (%s)", n, e)
+        return orjson.dumps(clean, default=_default, option=option)
+
+
 def dumps_line(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default) + b"\n"
+    return _dumps(obj, None) + b"\n"
 
 
 def dumps_json(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2) + b"\n"
+    return _dumps(obj, orjson.OPT_INDENT_2) + b"\n"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
