@@ -348,6 +348,23 @@ def test_lone_surrogate_in_an_answer_is_replaced_and_counted(
     assert res.exit_code == 0, (res.stderr, repr(res.exception))
 
 
+def test_lone_surrogate_in_a_dataset_class_name(tmp_path_factory, tmp_path, monkeypatch):
+    """The same escape in the data set's own desc: GT, per_class.csv and the report hold U+FFFD."""
+    data = _data_copy(tmp_path_factory, tmp_path)
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    idx = next(i for i, r in enumerate(rows) if r["objects"])
+    _edit_line(data, idx, lambda r: r["objects"][0].update(desc="bad\ud800name"))
+    assert "\\ud800" in data.read_text()  # the escape itself, as a foreign writer leaves it
+    res = _oracle_run(tmp_path_factory, tmp_path, monkeypatch, OracleBackend, data=data)
+    assert res.exit_code == 0, (res.stderr, repr(res.exception))
+    rd = tmp_path / "r"
+    for p in rd.rglob("*"):
+        if p.is_file():
+            p.read_bytes().decode("utf-8")
+    assert "bad\ufffdname" in (rd / "eval" / "per_class.csv").read_text()
+    assert line_count(rd / A.GT_VS_PRED) == 8
+
+
 def test_lone_surrogate_anywhere_in_an_artifact_is_written_as_replacement_char():
     from coordbench.rundir.files import dumps_json, dumps_line
 

@@ -26,6 +26,7 @@ import orjson
 from coordbench.data.coords import objects_to_norm1000, objects_to_tokens, rescale_objects
 from coordbench.data.resize import MIN_PIXELS, ensure_resized, smart_resize
 from coordbench.errors import DataError
+from coordbench.rundir.files import utf8
 
 EPS = 1e-6  # upstream converter's tolerance for zero-size and out-of-bounds boxes [UP-COCO-CONVERT]
 SCHEMA_VERSION = 1
@@ -263,15 +264,11 @@ def _preset_rows(
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     # upstream layout: Python default separators, ensure_ascii=False [UP-RECORD-SCHEMA]
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    path.write_bytes(utf8("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(
-        json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    path.write_bytes(utf8(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"))
 
 
 def _check_replaceable(out_dir: Path, short: str) -> None:

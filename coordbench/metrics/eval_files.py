@@ -66,7 +66,7 @@ def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
     """Write every eval file atomically (a reader never sees half a file)."""
     out = Path(out_dir)
     A.write_json(out / METRICS, metrics_document(result))
-    A.write_bytes_atomic(out / PER_CLASS, per_class_csv(result.per_class).encode("utf-8"))
+    A.write_bytes_atomic(out / PER_CLASS, A.utf8(per_class_csv(result.per_class)))
     A.write_bytes_atomic(out / PER_IMAGE, A.dumps_json(result.per_image))
     A.write_json(out / COCO_GT, result.coco_gt)
     A.write_bytes_atomic(out / COCO_PREDS, A.dumps_line(result.coco_preds))

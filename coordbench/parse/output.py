@@ -37,7 +37,7 @@ from coordbench.parse.standardize import (
     prediction_entries,
     standardize,
 )
-from coordbench.rundir.files import scrub_surrogates
+from coordbench.rundir.text import scrub_surrogates
 from coordbench.types import SURFACES, Box, ParseStatus
 
 # upstream engine `ERROR_CANONICAL` and its per-code message/stage [UP-ERROR-CODES]

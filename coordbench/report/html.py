@@ -296,9 +296,7 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     elif not records:
         parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
     out = run_dir / REPORT
-    A.write_bytes_atomic(
-        out, page(f"coordbench · {run_dir.name}", "\n".join(parts)).encode("utf-8")
-    )
+    A.write_bytes_atomic(out, A.utf8(page(f"coordbench · {run_dir.name}", "\n".join(parts))))
     return out
 
 
@@ -345,5 +343,5 @@ def write_compare_report(compare_data: dict, out_path: Path) -> Path:
         if key not in ("title", "caveats", "notes", "tables") and isinstance(value, list):
             parts.append(_rows_table(key, value))
     out_path = Path(out_path)
-    A.write_bytes_atomic(out_path, page(title, "\n".join(parts)).encode("utf-8"))
+    A.write_bytes_atomic(out_path, A.utf8(page(title, "\n".join(parts))))
     return out_path

@@ -13,7 +13,6 @@ import errno
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,10 @@ from coordbench.rundir.layout import (  # noqa: F401 - run-dir names, re-exporte
     SUMMARY,
     TRACE,
 )
+from coordbench.rundir.text import _SURROGATE, REPLACEMENT, scrub_surrogates
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("coordbench")
-_SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str every surrogate left is a lone one
-REPLACEMENT = "\ufffd"
 
 
 def _default(obj: Any) -> Any:
@@ -55,26 +53,14 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def scrub_surrogates(obj: Any) -> tuple[Any, int]:
-    """`obj` with every lone surrogate (keys and values) replaced by U+FFFD, and how many were.
-
-    A JSON escape such as `\\ud800` in a model answer decodes to a str that is not valid UTF-8;
-    orjson then refuses the whole record, and with it the batch. Returns `obj` itself when clean.
-    """
-    if isinstance(obj, str):
-        return _SURROGATE.subn(REPLACEMENT, obj)
-    if isinstance(obj, dict):
-        n, out = 0, {}
-        for k, v in obj.items():
-            k2, a = scrub_surrogates(k)
-            v2, b = scrub_surrogates(v)
-            out[k2], n = v2, n + a + b
-        return (out if n else obj), n
-    if isinstance(obj, list | tuple):
-        pairs = [scrub_surrogates(v) for v in obj]
-        n = sum(c for _, c in pairs)
-        return ([v for v, _ in pairs] if n else obj), n
-    return obj, 0
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of text for an artifact; lone surrogates are written as U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        clean, n = _SURROGATE.subn(REPLACEMENT, text)
+        log.warning("replaced %d lone surrogate(s) with U+FFFD before writing", n)
+        return clean.encode("utf-8")
 
 
 def _dumps(obj: Any, option: int | None) -> bytes:
