@@ -609,6 +609,18 @@ def test_huge_class_name_truncated_in_report_not_skipped(tmp_path):
     assert len(shown) < MAX_TEXT + 100 and "truncated, 300,000 characters" in shown
 
 
+def test_huge_class_name_still_gives_a_report(tmp_path_factory, tmp_path, monkeypatch, caplog):
+    data = _data_copy(tmp_path_factory, tmp_path)
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    idx = next(i for i, r in enumerate(rows) if r["objects"])
+    _edit_line(data, idx, lambda r: r["objects"][0].update(desc="y" * 300_000))
+    res = _oracle_run(tmp_path_factory, tmp_path, monkeypatch, OracleBackend, data=data)
+    assert res.exit_code == 0, (res.stderr, repr(res.exception))
+    assert "not written" not in caplog.text + res.stderr
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "truncated, 300,000 characters" in page and "y" * 300_000 not in page
+
+
 def test_eval_of_a_file_that_is_not_a_run_file_says_what_was_expected(tmp_path):
     f = tmp_path / "random.json"
     f.write_text(json.dumps({"file_name": "image_0.jpg", "gt": [], "pred": []}) + "\n")

@@ -17,7 +17,7 @@ from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_
 from coordbench.metrics.summary import build_summary
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
-from coordbench.rundir.layout import RunDir
+from coordbench.rundir.layout import REPORT, RunDir
 
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -84,5 +84,5 @@ def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
     try:
         write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
-        log.warning("report.html not written: %s", e)
+        log.warning("%s not written: %s: %s", run_dir / REPORT, type(e).__name__, e)
     append_run_entry(run_dir, summary)
