@@ -579,6 +579,26 @@ def test_run_dir_that_stops_being_writable_gives_one_clear_error(
     assert line_count(tmp_path / "r" / A.GT_VS_PRED) >= 2  # finished records kept
 
 
+def test_immutable_run_dir_on_resume_gives_one_clear_error(tmp_path_factory, tmp_path):
+    """The real thing where the kernel allows it (root with CAP_LINUX_IMMUTABLE): `chattr +i`
+    on a half-finished run dir that still holds a lock file from a killed writer."""
+    import subprocess
+
+    rd = copy_run(reference_run(tmp_path_factory, "greedy"), tmp_path, "r")
+    for name in (A.GT_VS_PRED, A.TRACE):
+        lines = (rd / name).read_text().splitlines(keepends=True)
+        (rd / name).write_text("".join(lines[:4]))
+    (rd / A.LOCK).write_text("999999999")
+    if subprocess.run(["chattr", "+i", str(rd)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not permitted here (the monkeypatched test above still runs)")
+    try:
+        p = run_cli(run_args(assets(tmp_path_factory), tmp_path, "r"))
+    finally:
+        subprocess.run(["chattr", "-i", str(rd)], check=True)
+    assert_clean_error(p, f"cannot write {rd}", "Operation not permitted", only_line=False)
+    assert line_count(rd / A.GT_VS_PRED) == 8  # existing files take appends: every record kept
+
+
 def test_formula_cells_are_neutralised_in_every_csv(tmp_path):
     from coordbench.metrics.eval_files import per_class_csv
     from coordbench.report.html import _per_class
@@ -640,6 +660,15 @@ def test_eval_warns_about_a_torn_last_line(tmp_path_factory, tmp_path, finished)
     assert "7 of the run's 8 samples" in p.stderr
     summary = json.loads((rd / A.SUMMARY).read_text())
     assert (summary["total_read"], summary["total_expected"]) == (7, 8)
+    # the same for the trace, and for a scored-records file given to eval directly
+    data = (rd / A.TRACE).read_bytes()
+    (rd / A.TRACE).write_bytes(data[: len(data) - 10])
+    p = run_cli(["eval", str(rd)])
+    assert p.returncode == 0 and f"{rd / A.TRACE}:8: torn last line" in p.stderr, p.stderr
+    data = (rd / A.SCORED).read_bytes()
+    (rd / A.SCORED).write_bytes(data[: len(data) - 10])
+    p = run_cli(["eval", str(rd / A.SCORED), "--out", str(tmp_path / "e")])
+    assert p.returncode == 0 and f"{rd / A.SCORED}:7: torn last line" in p.stderr, p.stderr
 
 
 def test_preflight_lists_every_problem_at_once(tmp_path):
@@ -650,6 +679,10 @@ def test_preflight_lists_every_problem_at_once(tmp_path):
     assert "coordbench data coco --coco-root" in line
     p = run_cli(["run", "--ckpt", str(tmp_path / "WRONG"), "--out", str(tmp_path)])
     assert_clean_error(p, "2 problems", "checkpoint dir not found", "coordbench data coco")
+    p = run_cli(
+        ["run", "--ckpt", str(tmp_path / "W"), "--prompt", "nope", "--data", str(tmp_path / "d")]
+    )
+    assert_clean_error(p, "3 problems", "'nope'", str(tmp_path / "d"))
 
 
 def test_merge_of_a_run_without_shards_says_so(finished):

@@ -90,17 +90,18 @@ def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
 
 
 def _preflight(config: RunConfig, cfg: RunConfig) -> None:
-    """Every missing input at once (checkpoint, adapter, data, preset) in one message, so a
+    """Every missing input at once (checkpoint, adapter, presets, data) in one message, so a
     user fixing the first does not meet the next on the following try."""
     problems: list[tuple[type[CoordbenchError], str]] = []
     if cfg.backend in ("hf", "vllm") and not Path(cfg.ckpt).is_dir():
         problems.append((CheckpointError, f"checkpoint dir not found: {cfg.ckpt}"))
     if cfg.adapter and not Path(cfg.adapter).is_dir():
         problems.append((CheckpointError, f"adapter dir not found: {cfg.adapter}"))
-    try:
-        load_rescale_preset(cfg.preset)
-    except ConfigError as e:
-        problems.append((ConfigError, str(e)))
+    for load, name in ((load_rescale_preset, cfg.preset), (load_prompt_preset, cfg.prompt)):
+        try:
+            load(name)
+        except ConfigError as e:
+            problems.append((ConfigError, str(e)))
     if not Path(cfg.data).exists():
         msg = f"data file not found: {cfg.data}"
         if config.data is None:  # the default COCO preset has not been built

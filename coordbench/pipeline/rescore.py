@@ -46,17 +46,21 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
     return out
 
 
+def _warn_torn(path: Path, rows: int, good: int) -> None:
+    if path.exists() and good < path.stat().st_size:
+        log.warning(
+            "%s:%d: torn last line skipped (a writer was interrupted); using %d lines",
+            path,
+            rows + 1,
+            rows,
+        )
+
+
 def _warn_short(run_dir: Path, recs: list[dict], good: int) -> None:
     """Say when fewer records are scored than the file holds (a torn last line) or than the
     run's identity has samples (an unfinished run): the metrics then cover part of the data."""
     path = run_dir / A.GT_VS_PRED
-    if good < path.stat().st_size:
-        log.warning(
-            "%s:%d: torn last line skipped (a writer was interrupted); scoring %d records",
-            path,
-            len(recs) + 1,
-            len(recs),
-        )
+    _warn_torn(path, len(recs), good)
     head = A.read_json(run_dir / A.RUN_JSON)
     ident = head.get("identity") if isinstance(head, dict) else None
     dataset = ident.get("dataset") if isinstance(ident, dict) else None
@@ -79,7 +83,8 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
     _warn_short(run_dir, recs, good)
-    traces_rows, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    traces_rows, trace_good = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    _warn_torn(run_dir / A.TRACE, len(traces_rows), trace_good)
     traces = {t["sample_id"]: t for t in traces_rows}
     recs = reparse_records(recs, cfg)
     eval_dir = out or run_dir / L.EVAL_DIR

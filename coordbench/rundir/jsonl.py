@@ -9,6 +9,7 @@ of a writer killed mid-line.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import orjson
 
 from coordbench.errors import ArtifactError, DataError
 from coordbench.rundir.text import scrub_surrogates
+
+log = logging.getLogger("coordbench")
 
 
 @dataclass(frozen=True)
@@ -135,5 +138,7 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict
                     f"{p}:{ln.number}: malformed JSONL line ({ln.error}); "
                     "pass --tolerant to skip such lines"
                 )
+            if ln.torn:
+                log.warning("%s:%d: torn last line skipped (no trailing newline)", p, ln.number)
             skipped += 1
     return recs, skipped
