@@ -481,8 +481,9 @@ def test_decompression_bomb_in_data_coco_is_skipped_with_skip_bad(coco_fixture, 
 
     first = coco_fixture.kept_ids[0]
     _bomb_png(coco_fixture.image_path(first))
-    with pytest.raises(DataError, match=rf"{first:012d}\.jpg.*(?i:decompression bomb)"):
+    with pytest.raises(DataError, match=rf"{first:012d}\.jpg.*(?i:decompression bomb)") as e:
         convert_coco(coco_fixture.root, budget=64, out_dir=tmp_path / "o", progress=False)
+    assert "kept in" in str(e.value) and ".o.partial" in str(e.value)  # said, not silent
     st = convert_coco(
         coco_fixture.root, budget=64, out_dir=tmp_path / "o", progress=False, skip_bad=True
     )
@@ -695,3 +696,14 @@ def test_image_size_mismatch_mentions_exif(tmp_path_factory, tmp_path, finished)
     _edit_line(data, 0, lambda r: r.update(width=r["width"] * 2))
     p = run_cli(["data", "jsonl", str(data)])
     assert "EXIF orientation is not applied" in p.stdout, p.stdout
+    # a photo stored landscape with orientation 6 (viewers show it portrait), annotated portrait
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 48)).save(tmp_path / "rot.jpg", exif=exif.tobytes())
+    rec = {"images": ["rot.jpg"], "width": 48, "height": 64, "objects": []}
+    (tmp_path / "rot.jsonl").write_text(json.dumps(rec) + "\n")
+    p = run_cli(["data", "jsonl", str(tmp_path / "rot.jsonl")])
+    assert "is 64x48 but the record says 48x64" in p.stdout
+    assert "this file has EXIF orientation 6" in p.stdout, p.stdout

@@ -401,7 +401,12 @@ def convert_coco(
     with tqdm(
         total=total, disable=not progress, unit="img", desc=f"coco {split} -> {out_dir.name}"
     ) as bar:
-        rows = _build_rows(plan, candidates, limit, stats, bar)
+        try:
+            rows = _build_rows(plan, candidates, limit, stats, bar)
+        except DataError as e:  # the work done so far is kept: the next try reuses it
+            raise DataError(
+                f"{e}; images resized so far are kept in {plan.tmp} for the next try"
+            ) from None
     stats.images_written = len(rows)
     _prune(plan.tmp / "images", {plan.tmp / r[0]["images"][0] for r in rows})
     if not rows:

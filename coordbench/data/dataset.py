@@ -17,7 +17,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from coordbench.data.images import EXIF_NOTE, open_rgb
+from coordbench.data.images import exif_note, open_rgb
 from coordbench.errors import DataError
 from coordbench.geometry import (
     COORD_MAX,
@@ -369,6 +369,6 @@ def open_image(sample: Sample):
         raise DataError(
             f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its record says "
             f"{sample.width}x{sample.height} (sample {sample.sample_id}); "
-            f"{EXIF_NOTE}"
+            f"{exif_note(path)}"
         )
     return rgb

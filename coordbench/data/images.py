@@ -67,6 +67,21 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         return None
 
 
+def exif_note(path: str | Path) -> str:
+    """EXIF_NOTE, naming the file's own orientation tag when it has one (a size mismatch of a
+    photo whose orientation is 5..8 is a transposed image, not a wrong record)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112)  # the EXIF Orientation tag
+    except Exception:  # noqa: BLE001 - a hint only; the caller reports the real problem
+        orientation = None
+    if orientation in (None, 1):
+        return EXIF_NOTE
+    return f"{EXIF_NOTE}; this file has EXIF orientation {orientation}, which viewers rotate"
+
+
 def to_8bit(im: Any) -> Any:
     """An RGB copy of `im`; 16/32-bit integer and float modes are scaled, not clipped, to 8 bits.
 

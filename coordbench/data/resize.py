@@ -14,7 +14,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from coordbench.data.images import EXIF_NOTE, image_size, open_rgb, read_size
+from coordbench.data.images import exif_note, image_size, open_rgb, read_size
 from coordbench.errors import ConfigError, DataError
 
 FACTOR = 32  # upstream IMAGE_FACTOR: Qwen-VL patch 16 x spatial merge 2
@@ -194,7 +194,7 @@ def ensure_resized(
     if src_size is not None and actual != tuple(src_size):
         raise DataError(
             f"image {src} is {actual[0]}x{actual[1]} "
-            f"but the annotation says {src_size[0]}x{src_size[1]}; {EXIF_NOTE}"
+            f"but the annotation says {src_size[0]}x{src_size[1]}; {exif_note(src)}"
         )
     resize_image(src, dst, size)
     return "resized"

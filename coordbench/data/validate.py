@@ -19,7 +19,7 @@ from coordbench.data.dataset import (
     parse_record,
     read_dataset_lines,
 )
-from coordbench.data.images import EXIF_NOTE, read_size
+from coordbench.data.images import exif_note, read_size
 from coordbench.errors import DataError
 
 MAX_MESSAGES = 50  # per list; the counts stay exact
@@ -149,5 +149,5 @@ def _check_image(s, line: int, decode: bool, report: ValidationReport) -> None:
     if size != (s.width, s.height):
         report.error(
             f"line {line}: image {s.image_path} is {size[0]}x{size[1]} but the record says "
-            f"{s.width}x{s.height} (sample {s.sample_id}); {EXIF_NOTE}"
+            f"{s.width}x{s.height} (sample {s.sample_id}); {exif_note(s.image_path)}"
         )
