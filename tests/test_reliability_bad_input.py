@@ -635,7 +635,12 @@ def test_huge_class_name_still_gives_a_report(tmp_path_factory, tmp_path, monkey
     rows = [json.loads(x) for x in data.read_text().splitlines()]
     idx = next(i for i, r in enumerate(rows) if r["objects"])
     _edit_line(data, idx, lambda r: r["objects"][0].update(desc="y" * 300_000))
-    res = _oracle_run(tmp_path_factory, tmp_path, monkeypatch, OracleBackend, data=data)
+
+    class ShortAnswer(OracleBackend):  # the huge name is in the GT only, not in the answer
+        def _text(self, i, row):
+            return ("nothing here<|im_end|>", "stop") if i == idx else super()._text(i, row)
+
+    res = _oracle_run(tmp_path_factory, tmp_path, monkeypatch, ShortAnswer, data=data)
     assert res.exit_code == 0, (res.stderr, repr(res.exception))
     assert "not written" not in caplog.text + res.stderr
     page = (tmp_path / "r" / "report.html").read_text()
