@@ -588,3 +588,23 @@ def test_a_seed_only_pair_with_significant_verdicts_is_called_seed_noise(runs, t
     # a seed pair where every CI contains 0 needs no warning
     s3 = make_run(tmp_path, "hot_s3", samples, preds, identity={**hot, "seed": 3})
     assert not any("sampling seed" in c for c in compare_runs([s1, s3], n_boot=N_BOOT).caveats)
+
+
+def test_shared_samples_with_different_gt_are_a_caveat(runs, tmp_path):
+    """Same sample ids, another annotation: 3 samples lose a box, 2 move one by 30 % of the
+    image. Per-image deltas would read as a model change; the caveat counts exactly those 5."""
+    import copy
+
+    samples = copy.deepcopy(runs["samples"])
+    for s in samples[:3]:
+        s["gt"] = s["gt"][1:] if len(s["gt"]) > 1 else []
+    for s in samples[10:12]:
+        p = s["gt"][0]["points"]
+        s["gt"][0]["points"] = [p[0] + 192, p[1], p[2] + 192, p[3]]
+    other = make_run(tmp_path, "regt", samples, noisy_predictor(runs["samples"], 1))
+    res = compare_runs([runs["a"], other], n_boot=0)
+    gt = [c for c in res.caveats if "different ground truth" in c]
+    assert len(gt) == 1 and "5 of the 60 shared samples" in gt[0], res.caveats
+    # the same GT (another seed of the model) gives no such caveat
+    same = compare_runs([runs["a"], runs["a_s1"]], n_boot=0)
+    assert not any("different ground truth" in c for c in same.caveats)

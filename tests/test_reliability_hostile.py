@@ -93,6 +93,17 @@ EVAL_CASES = {
     ),
     "raw_text_not_a_string": (_record(lambda r: r.update(raw_text=5)), None),
     "raw_text_with_boxes": (_record(lambda r: r.update(raw_text=BOXES)), None),
+    # a `\ud800` JSON escape decodes to a lone surrogate, which no UTF-8 artifact can hold
+    "raw_text_lone_surrogate": (
+        _record(lambda r: r.update(raw_text=BOXES.replace("circle", "c\\ud800x"))),
+        None,
+    ),
+    "gt_desc_lone_surrogate": (
+        _record(
+            lambda r: r.update(gt=[{"type": "bbox_2d", "points": [0, 0, 9, 9], "desc": "\ud800"}])
+        ),
+        None,
+    ),
     "pred_items_garbage": (_record(_no_raw(pred=[1, "x", None, {"points": "abcd"}])), None),
     "pred_score_a_string": (
         _record(

@@ -156,6 +156,34 @@ def sample_set_caveat(base: RunData, run: RunData, shared: int) -> str | None:
     return None
 
 
+GT_TOLERANCE = 0.01  # box edges as image fractions: two presets round the same box differently
+
+
+def _same_gt(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(
+        da == db and all(abs(x - y) <= GT_TOLERANCE for x, y in zip(ba, bb, strict=True))
+        for (da, ba), (db, bb) in zip(a, b, strict=True)
+    )
+
+
+def different_gt_caveat(base: RunData, run: RunData, shared: list[str]) -> str | None:
+    """Shared sample ids whose ground truth differs (another data file or a re-annotation):
+    their per-image deltas would otherwise read as a change of the model."""
+    differ = [
+        k
+        for k in shared
+        if sorted(base.samples[k].gt_descs) != sorted(run.samples[k].gt_descs)
+        or not _same_gt(base.samples[k].gt_boxes, run.samples[k].gt_boxes)
+    ]
+    if not differ:
+        return None
+    return (
+        f"different ground truth: {len(differ)} of the {len(shared)} shared samples of "
+        f"{base.name} and {run.name} carry different GT (e.g. sample {differ[0]}); their deltas "
+        "mix a change of the data with a change of the model"
+    )
+
+
 def preset_of(run: RunData) -> str | None:
     p = (run.identity or {}).get("preset") or run.config.get("preset")
     if p is None and run.summary:

@@ -156,6 +156,7 @@ def _compare_pair(
     for c in (
         C.sample_set_caveat(base, run, len(shared)),
         C.identical_images_caveat(base, run, shared),
+        C.different_gt_caveat(base, run, shared),
     ):
         if c:
             caveats.append(c)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from coordbench.compare.metrics import BY_LABEL
+from coordbench.rundir.csvcells import safe_cell
 
 if TYPE_CHECKING:  # annotations only
     from coordbench.compare.core import CompareResult, PairResult
@@ -316,7 +317,7 @@ def to_csv(res: CompareResult, gates: Sequence[GateResult] = ()) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()
     for row in _csv_rows(res, gates):
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+        w.writerow({k: ("" if row.get(k) is None else safe_cell(row.get(k))) for k in CSV_COLUMNS})
     return buf.getvalue()
 
 

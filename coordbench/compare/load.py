@@ -7,7 +7,6 @@ loaded (so compare can say how far it got) but carries no metrics.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from coordbench.errors import ArtifactError
 from coordbench.metrics.summary import PARSE_STATUSES
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
+from coordbench.rundir.csvcells import dict_rows, restore_cell
 
 EVAL_METRICS = f"{L.EVAL_DIR}/{L.METRICS}"
 PER_CLASS = f"{L.EVAL_DIR}/{L.PER_CLASS}"
@@ -33,6 +33,7 @@ class SampleInfo:
     height: int | None
     parse_status: str
     gt_descs: tuple[str, ...]
+    gt_boxes: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (desc, box / image size), sorted
 
 
 @dataclass
@@ -104,8 +105,27 @@ def _samples(run_dir: Path) -> dict[str, SampleInfo]:
             r.get("height"),
             str(r.get("parse_status", "ok")),
             descs,
+            _gt_boxes(r),
         )
     return out
+
+
+def _gt_boxes(rec: dict[str, Any]) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """The record's GT as (desc, box in image fractions), sorted: comparable across presets."""
+    w, h = rec.get("width"), rec.get("height")
+    if not (isinstance(w, int | float) and isinstance(h, int | float) and w > 0 and h > 0):
+        return ()
+    out = []
+    for o in rec.get("gt") or []:
+        pts = o.get("points") if isinstance(o, dict) else None
+        if not (isinstance(pts, list) and len(pts) == 4):
+            continue
+        try:
+            box = tuple(float(v) / s for v, s in zip(pts, (w, h, w, h), strict=True))
+        except (TypeError, ValueError):
+            continue
+        out.append((str(o.get("desc", "")).strip(), box))
+    return tuple(sorted(out))
 
 
 def _per_class(path: Path) -> dict[str, float]:
@@ -113,11 +133,12 @@ def _per_class(path: Path) -> dict[str, float]:
         return {}
     out: dict[str, float] = {}
     with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                out[row["category"]] = float(row["AP"])
-            except (KeyError, TypeError, ValueError):
-                continue
+        text = f.read()
+    for row in dict_rows(text):
+        try:
+            out[restore_cell(row["category"])] = float(row["AP"])
+        except (KeyError, TypeError, ValueError):
+            continue
     return out
 
 

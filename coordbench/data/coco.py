@@ -26,6 +26,7 @@ import orjson
 from coordbench.data.coords import objects_to_norm1000, objects_to_tokens, rescale_objects
 from coordbench.data.resize import MIN_PIXELS, ensure_resized, smart_resize
 from coordbench.errors import DataError
+from coordbench.rundir.files import utf8
 
 EPS = 1e-6  # upstream converter's tolerance for zero-size and out-of-bounds boxes [UP-COCO-CONVERT]
 SCHEMA_VERSION = 1
@@ -263,15 +264,11 @@ def _preset_rows(
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     # upstream layout: Python default separators, ensure_ascii=False [UP-RECORD-SCHEMA]
-    path.write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
-    )
+    path.write_bytes(utf8("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(
-        json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    path.write_bytes(utf8(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"))
 
 
 def _check_replaceable(out_dir: Path, short: str) -> None:
@@ -404,7 +401,12 @@ def convert_coco(
     with tqdm(
         total=total, disable=not progress, unit="img", desc=f"coco {split} -> {out_dir.name}"
     ) as bar:
-        rows = _build_rows(plan, candidates, limit, stats, bar)
+        try:
+            rows = _build_rows(plan, candidates, limit, stats, bar)
+        except DataError as e:  # the work done so far is kept: the next try reuses it
+            raise DataError(
+                f"{e}; images resized so far are kept in {plan.tmp} for the next try"
+            ) from None
     stats.images_written = len(rows)
     _prune(plan.tmp / "images", {plan.tmp / r[0]["images"][0] for r in rows})
     if not rows:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from coordbench.data.images import exif_note, open_rgb
 from coordbench.errors import DataError
 from coordbench.geometry import (
     COORD_MAX,
@@ -129,8 +130,9 @@ def detect_frame(path: str | Path, records: list[dict]) -> str:
 class _Where:
     """Names the culprit in every message: file, line, and sample when known."""
 
-    def __init__(self, path: Path, line: int):
+    def __init__(self, path: Path, line: int, notes: list[str] | None = None):
         self.path, self.line, self.sample = path, line, None
+        self.notes = notes  # warnings (boxes clamped into the image), when the caller wants them
 
     def error(self, msg: str) -> DataError:
         who = f", sample {self.sample}" if self.sample is not None else ""
@@ -173,6 +175,24 @@ def unsafe_image_path(rel: str) -> str | None:
     return None
 
 
+def symlink_escape(root: Path, rel: str) -> str | None:
+    """Why `root / rel` may not be followed: a symlink on the way resolves outside `root`.
+
+    The same rule as for absolute paths and `..`, applied after resolving links, so a link
+    planted in the data folder cannot pull an arbitrary file into a run or the report."""
+    try:
+        target = (root / rel).resolve()
+        inside = target.is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop
+        return f"image path {rel!r} cannot be resolved (a symlink loop?)"
+    if inside:
+        return None
+    return (
+        f"image path {rel!r} is a symlink that leaves the JSONL's folder (to {target}); "
+        "copy or hard-link the image into the folder instead"
+    )
+
+
 def _number(v: Any, frame: str, where: _Where, i: int) -> float:
     if frame == "coord_tokens":
         k = parse_coord_token(v)
@@ -209,12 +229,27 @@ def _box(obj: Any, i: int, frame: str, wh: tuple[int, int], where: _Where) -> Bo
         raise where.error(
             f"object {i}: bbox_2d {vals} is empty or reversed ({px} in the {w}x{h} image)"
         )
+    outside = frame == "pixel" and (min(nums) < 0 or max(nums[0::2]) > w or max(nums[1::2]) > h)
+    if outside and where.notes is not None:
+        where.notes.append(
+            f"{where.path} line {where.line}: object {i} bbox_2d {vals} lies outside the "
+            f"{w}x{h} image; clamped to {px}"
+        )
     return Box(*px, label=desc.strip())
 
 
-def parse_record(rec: dict, *, path: Path, line: int, index: int, frame: str) -> Sample:
-    """One JSONL record -> Sample (raises DataError naming file, line and sample)."""
-    where = _Where(path, line)
+def parse_record(
+    rec: dict,
+    *,
+    path: Path,
+    line: int,
+    index: int,
+    frame: str,
+    notes: list[str] | None = None,
+) -> Sample:
+    """One JSONL record -> Sample (raises DataError naming file, line and sample); warnings
+    (pixel boxes clamped into the image) are appended to `notes`."""
+    where = _Where(path, line, notes)
     image_id = rec.get("image_id")
     if image_id is not None and (isinstance(image_id, bool) or not isinstance(image_id, int | str)):
         raise where.error(f"`image_id` must be an int or a string, got {image_id!r}")
@@ -229,6 +264,9 @@ def parse_record(rec: dict, *, path: Path, line: int, index: int, frame: str) ->
     image_path = path.parent / rel
     if not image_path.is_file():
         raise where.error(f"image not found: {image_path}")
+    escape = symlink_escape(path.parent, rel)
+    if escape:
+        raise where.error(escape)
     extra = {k: rec[k] for k in EXTRA_KEYS if k in rec}
     if any("category_id" in o or "coco_ann_id" in o for o in objects):
         extra["coco_ids"] = [
@@ -262,8 +300,9 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
     frame = detect_frame(path, [r for _, _, r in rows])
     samples: list[Sample] = []
     seen: dict[str, int] = {}
+    notes: list[str] = []
     for index, (line, _, rec) in enumerate(rows):
-        s = parse_record(rec, path=path, line=line, index=index, frame=frame)
+        s = parse_record(rec, path=path, line=line, index=index, frame=frame, notes=notes)
         if s.sample_id in seen:
             raise DataError(
                 f"duplicate sample id {s.sample_id!r} in {path} "
@@ -272,6 +311,12 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
             )
         seen[s.sample_id] = line
         samples.append(s)
+    if notes:
+        log.warning(
+            "%d GT box(es) outside their image were clamped into it, first: %s",
+            len(notes),
+            notes[0],
+        )
     return samples
 
 
@@ -316,20 +361,14 @@ def image_sizes(samples: list[Sample]) -> dict[str, int]:
 
 
 def open_image(sample: Sample):
-    """Decode a sample's image as RGB, checking it has the record's width x height."""
-    from PIL import Image
-
+    """Decode a sample's image as 8-bit RGB (the shared guarded opener), checking it has the
+    record's width x height."""
     path = sample.image_path
-    try:
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path} (sample {sample.sample_id})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {path} (sample {sample.sample_id}): {e}") from None
+    rgb = open_rgb(path, who=f" (sample {sample.sample_id})")
     if rgb.size != (sample.width, sample.height):
         raise DataError(
             f"image {path} is {rgb.size[0]}x{rgb.size[1]} but its record says "
-            f"{sample.width}x{sample.height} (sample {sample.sample_id})"
+            f"{sample.width}x{sample.height} (sample {sample.sample_id}); "
+            f"{exif_note(path)}"
         )
     return rgb

@@ -14,6 +14,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from coordbench.data.images import exif_note, image_size, open_rgb, read_size
 from coordbench.errors import ConfigError, DataError
 
 FACTOR = 32  # upstream IMAGE_FACTOR: Qwen-VL patch 16 x spatial merge 2
@@ -136,17 +137,6 @@ def _legacy(height: int, width: int, f: int, min_pixels: int, max_pixels: int) -
 # --------------------------------------------------------------------------- image files
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(w, h) read from the file header, or None when it is missing or unreadable."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError, SyntaxError):
-        return None
-
-
 def resize_image(src: str | Path, dst: str | Path, size: tuple[int, int]) -> Path:
     """Write `src` resized to `size` = (w, h) at `dst`, as upstream: RGB, LANCZOS, PIL defaults.
 
@@ -160,13 +150,7 @@ def resize_image(src: str | Path, dst: str | Path, size: tuple[int, int]) -> Pat
     fmt = Image.registered_extensions().get(dst.suffix.lower())
     if fmt is None:
         raise DataError(f"cannot tell the image format from the extension of {dst}")
-    try:
-        with Image.open(src) as im:
-            out = im.convert("RGB").resize(tuple(size), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise DataError(f"image not found: {src}") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {src}: {e}") from None
+    out = open_rgb(src).resize(tuple(size), Image.Resampling.LANCZOS)
     dst.parent.mkdir(parents=True, exist_ok=True)
     # a unique name per process and thread; open() (unlike mkstemp) honours the umask
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}-{threading.get_ident()}.tmp")
@@ -206,13 +190,11 @@ def ensure_resized(
         return "reused"
     if not src.is_file():
         raise DataError(f"image not found: {src}")
-    actual = image_size(src)
-    if actual is None:
-        raise DataError(f"cannot read image {src}")
+    actual = read_size(src)
     if src_size is not None and actual != tuple(src_size):
         raise DataError(
             f"image {src} is {actual[0]}x{actual[1]} "
-            f"but the annotation says {src_size[0]}x{src_size[1]}"
+            f"but the annotation says {src_size[0]}x{src_size[1]}; {exif_note(src)}"
         )
     resize_image(src, dst, size)
     return "resized"

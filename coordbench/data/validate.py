@@ -19,7 +19,7 @@ from coordbench.data.dataset import (
     parse_record,
     read_dataset_lines,
 )
-from coordbench.data.resize import image_size
+from coordbench.data.images import exif_note, read_size
 from coordbench.errors import DataError
 
 MAX_MESSAGES = 50  # per list; the counts stay exact
@@ -34,6 +34,7 @@ class ValidationReport:
     empty_records: int = 0
     off_grid: int = 0  # width or height not a multiple of `factor`
     over_budget: int = 0  # width * height > max_pixels
+    clamped: int = 0  # pixel boxes outside the image, clamped into it (as upstream reads them)
     n_errors: int = 0
     n_warnings: int = 0
     errors: list[str] = field(default_factory=list)
@@ -58,6 +59,8 @@ class ValidationReport:
             f"{self.path}: {'OK' if self.ok else 'INVALID'} ({self.frame} frame)",
             f"  records {self.records} (no objects: {self.empty_records}), objects {self.objects}",
         ]
+        if self.clamped:
+            lines.append(f"  boxes outside their image (clamped): {self.clamped}")
         if self.off_grid or self.over_budget:
             lines.append(
                 f"  not on the preset grid: {self.off_grid}, "
@@ -103,11 +106,17 @@ def validate_jsonl(
     for index, (line, _, rec) in enumerate(rows):
         report.records += 1
         _check_keys(rec, line, report)
+        notes: list[str] = []
         try:
-            s = parse_record(rec, path=path, line=line, index=index, frame=report.frame)
+            s = parse_record(
+                rec, path=path, line=line, index=index, frame=report.frame, notes=notes
+            )
         except DataError as e:
             report.error(str(e))
             continue
+        for note in notes:
+            report.clamped += 1
+            report.warn(note)
         report.objects += len(s.boxes)
         report.empty_records += not s.boxes
         if s.sample_id in seen:
@@ -132,11 +141,13 @@ def _check_image(s, line: int, decode: bool, report: ValidationReport) -> None:
         except DataError as e:
             report.error(f"line {line}: {e}")
         return
-    size = image_size(s.image_path)
-    if size is None:
-        report.error(f"line {line}: cannot read image {s.image_path} (sample {s.sample_id})")
-    elif size != (s.width, s.height):
+    try:
+        size = read_size(s.image_path, who=f" (sample {s.sample_id})")
+    except DataError as e:
+        report.error(f"line {line}: {e}")
+        return
+    if size != (s.width, s.height):
         report.error(
             f"line {line}: image {s.image_path} is {size[0]}x{size[1]} but the record says "
-            f"{s.width}x{s.height} (sample {s.sample_id})"
+            f"{s.width}x{s.height} (sample {s.sample_id}); {exif_note(s.image_path)}"
         )

@@ -186,6 +186,12 @@ def _rates(records: list[dict[str, Any]], n: int) -> dict[str, Any]:
     finish = [r.get("finish_reason") for r in records if r.get("finish_reason") is not None]
     out["truncation_rate"] = sum(f == "length" for f in finish) / len(finish) if finish else None
     out["empty_pred_rate"] = sum(not r.get("pred") for r in records) / n
+    # strings that were not valid UTF-8 (a `\\ud800` escape), written as U+FFFD by the parser
+    out["lone_surrogates_replaced"] = sum(
+        issues.count("lone_surrogate")
+        for r in records
+        if isinstance(issues := r.get("parse_issues"), list)
+    )
     # an empty answer on an image without objects is right: only images with GT count as missed
     with_gt = [r for r in records if r.get("gt")]
     out["missed_images"] = sum(not r.get("pred") for r in with_gt)
@@ -202,6 +208,11 @@ def _warnings(d: dict[str, Any]) -> list[str]:
     if (d.get("truncation_rate") or 0) >= WARN_RATE:
         w.append(
             f"{d['truncation_rate']:.1%} of generations hit max_new_tokens (finish_reason=length)"
+        )
+    if d.get("lone_surrogates_replaced"):
+        w.append(
+            f"{d['lone_surrogates_replaced']} lone surrogate(s) in model answers were not valid "
+            "UTF-8 and were written as U+FFFD"
         )
     missed, with_gt = d["missed_images"], d["images_with_gt"]
     if with_gt and missed / with_gt >= WARN_RATE:

@@ -16,6 +16,7 @@ from typing import Any
 
 from coordbench.metrics.result import EvalResult
 from coordbench.rundir import files as A
+from coordbench.rundir.csvcells import safe_cell
 from coordbench.rundir.layout import (
     COCO_GT,
     COCO_PREDS,
@@ -28,12 +29,13 @@ from coordbench.rundir.layout import (
 
 
 def per_class_csv(rows: list[tuple[str, float]]) -> str:
-    """`category,AP` then one row per category, no trailing newline (as upstream writes it)."""
+    """`category,AP` then one row per category, no trailing newline (as upstream writes it);
+    a category that a spreadsheet would run as a formula gets a leading `'` (OWASP)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["category", "AP"])
     for name, ap in rows:
-        w.writerow([name, repr(float(ap))])
+        w.writerow([safe_cell(name), repr(float(ap))])
     return buf.getvalue().rstrip("\n")
 
 
@@ -64,7 +66,7 @@ def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
     """Write every eval file atomically (a reader never sees half a file)."""
     out = Path(out_dir)
     A.write_json(out / METRICS, metrics_document(result))
-    A.write_bytes_atomic(out / PER_CLASS, per_class_csv(result.per_class).encode("utf-8"))
+    A.write_bytes_atomic(out / PER_CLASS, A.utf8(per_class_csv(result.per_class)))
     A.write_bytes_atomic(out / PER_IMAGE, A.dumps_json(result.per_image))
     A.write_json(out / COCO_GT, result.coco_gt)
     A.write_bytes_atomic(out / COCO_PREDS, A.dumps_line(result.coco_preds))

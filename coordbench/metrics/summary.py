@@ -49,6 +49,7 @@ def build_summary(
         "error_codes": sorted(errors),
         "total_read": len(recs),
         "total_emitted": len(recs),
+        "total_expected": ident.get("dataset", {}).get("num_samples"),  # total_read falls short
         "backend": {
             "type": ident["backend"],
             "model_checkpoint": cfg.get("ckpt"),

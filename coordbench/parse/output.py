@@ -37,6 +37,7 @@ from coordbench.parse.standardize import (
     prediction_entries,
     standardize,
 )
+from coordbench.rundir.text import scrub_surrogates
 from coordbench.types import SURFACES, Box, ParseStatus
 
 # upstream engine `ERROR_CANONICAL` and its per-code message/stage [UP-ERROR-CODES]
@@ -311,6 +312,10 @@ def parse_output(
                 codes.append(e.code)
     if not pred and "empty_pred" not in codes:
         codes.append("empty_pred")
+    # a `\\ud800` escape decodes to a lone surrogate: not UTF-8, so no artifact could hold it
+    pred, n_pred = scrub_surrogates(pred)
+    payload, n_payload = scrub_surrogates(loaded.payload)
+    issues += ["lone_surrogate"] * max(n_pred, n_payload)
     objects = []
     for obj in pred:
         box = _box(obj)
@@ -327,7 +332,7 @@ def parse_output(
         status=_status(text, loaded, tuple(objects), issues, finished),
         objects=tuple(objects),
         pred=pred,
-        raw_output_json=loaded.payload,
+        raw_output_json=payload,
         raw_special_tokens=special_tokens(text),
         raw_ends_with_im_end=text.endswith("<|im_end|>"),
         errors=errors,

@@ -20,7 +20,7 @@ from coordbench.parse.mismatch import dialect_check
 from coordbench.parse.think import reasoning_tokens
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
-from coordbench.rundir.layout import CATEGORIES_JSON, RunDir
+from coordbench.rundir.layout import CATEGORIES_JSON, REPORT, RunDir
 
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -133,5 +133,5 @@ def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
     try:
         write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
-        log.warning("report.html not written: %s", e)
+        log.warning("%s not written: %s: %s", run_dir / REPORT, type(e).__name__, e)
     append_run_entry(run_dir, summary)

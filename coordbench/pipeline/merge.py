@@ -86,6 +86,12 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
         shard_dirs = []
         for d in dirs:
             shard_dirs += RunDir(d).shard_dirs() if RunDir(d).shards_dir.is_dir() else [d]
+        if out is None and len(dirs) == 1:
+            raise ArtifactError(
+                f"{dirs[0]} has no shards (no {RunDir(dirs[0]).shards_dir.name}/ folder): "
+                "a run made without --shard needs no merge; to merge shard run dirs named one by "
+                "one, pass them all with --out"
+            )
         if out is None:
             raise ArtifactError("merging several run dirs needs --out")
         run_dir = out

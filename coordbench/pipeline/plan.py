@@ -12,7 +12,7 @@ from coordbench.config.presets import load_prompt_preset, load_rescale_preset
 from coordbench.config.prompts import PromptPreset, prompt_template_hash
 from coordbench.config.run import RunConfig, hash_files, identity_hash, package_version
 from coordbench.data.dataset import dataset_fingerprint, image_sizes, load_samples
-from coordbench.errors import CheckpointError, DataError
+from coordbench.errors import CheckpointError, ConfigError, CoordbenchError, DataError
 from coordbench.types import Sample
 
 
@@ -89,12 +89,39 @@ def check_preset_sizes(samples: list[Sample], rescale: Any, data: str) -> None:
             )
 
 
+def _preflight(config: RunConfig, cfg: RunConfig) -> None:
+    """Every missing input at once (checkpoint, adapter, presets, data) in one message, so a
+    user fixing the first does not meet the next on the following try."""
+    problems: list[tuple[type[CoordbenchError], str]] = []
+    if cfg.backend in ("hf", "vllm") and not Path(cfg.ckpt).is_dir():
+        problems.append((CheckpointError, f"checkpoint dir not found: {cfg.ckpt}"))
+    if cfg.adapter and not Path(cfg.adapter).is_dir():
+        problems.append((CheckpointError, f"adapter dir not found: {cfg.adapter}"))
+    for load, name in ((load_rescale_preset, cfg.preset), (load_prompt_preset, cfg.prompt)):
+        try:
+            load(name)
+        except ConfigError as e:
+            problems.append((ConfigError, str(e)))
+    if not Path(cfg.data).exists():
+        msg = f"data file not found: {cfg.data}"
+        if config.data is None:  # the default COCO preset has not been built
+            msg += (
+                f" (the default data for preset {cfg.preset}; build it with "
+                f"`coordbench data coco --coco-root PATH/TO/coco --preset {cfg.preset}`, "
+                "or pass --data)"
+            )
+        problems.append((DataError, msg))
+    if len(problems) == 1:
+        raise problems[0][0](problems[0][1])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems: " + "; ".join(m for _, m in problems))
+
+
 def plan_run(config: RunConfig) -> Plan:
     cfg = config.resolved()
+    _preflight(config, cfg)
     rescale = load_rescale_preset(cfg.preset)
     prompt = load_prompt_preset(cfg.prompt)
-    if not Path(cfg.data).exists():
-        raise DataError(f"data file not found: {cfg.data}")
     samples = load_samples(cfg.data, limit=cfg.limit)
     if not samples:
         raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")

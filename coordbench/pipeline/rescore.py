@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
-from coordbench.errors import ArtifactError
+from coordbench.errors import ArtifactError, DataError
 from coordbench.metrics.scoring import (
     EvalOptions,
     evaluate_records,
@@ -20,6 +21,8 @@ from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
+
+log = logging.getLogger("coordbench")
 
 
 def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
@@ -43,6 +46,34 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
     return out
 
 
+def _warn_torn(path: Path, rows: int, good: int) -> None:
+    if path.exists() and good < path.stat().st_size:
+        log.warning(
+            "%s:%d: torn last line skipped (a writer was interrupted); using %d lines",
+            path,
+            rows + 1,
+            rows,
+        )
+
+
+def _warn_short(run_dir: Path, recs: list[dict], good: int) -> None:
+    """Say when fewer records are scored than the file holds (a torn last line) or than the
+    run's identity has samples (an unfinished run): the metrics then cover part of the data."""
+    path = run_dir / A.GT_VS_PRED
+    _warn_torn(path, len(recs), good)
+    head = A.read_json(run_dir / A.RUN_JSON)
+    ident = head.get("identity") if isinstance(head, dict) else None
+    dataset = ident.get("dataset") if isinstance(ident, dict) else None
+    expected = dataset.get("num_samples") if isinstance(dataset, dict) else None
+    if isinstance(expected, int) and len(recs) < expected:
+        log.warning(
+            "%s: %d of the run's %d samples have a record; the metrics cover those only",
+            path,
+            len(recs),
+            expected,
+        )
+
+
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
     overrides = dict(overrides)
     vocabulary = overrides.pop("categories", None)  # an EvalOptions field, not a RunConfig one
@@ -50,10 +81,12 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
         config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON),
         **{k: v for k, v in overrides.items() if v is not None},
     )
-    recs, _ = A.read_jsonl(run_dir / A.GT_VS_PRED)
+    recs, good = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
-    traces_rows, _ = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    _warn_short(run_dir, recs, good)
+    traces_rows, trace_good = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
+    _warn_torn(run_dir / A.TRACE, len(traces_rows), trace_good)
     traces = {t["sample_id"]: t for t in traces_rows}
     recs = reparse_records(recs, cfg)
     eval_dir = out or run_dir / L.EVAL_DIR
@@ -66,10 +99,33 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     return format_summary(summary, None, str(eval_dir.parent))
 
 
+EXPECTED_INPUT = (
+    "coordbench eval expects a run dir (with run.json) or a gt_vs_pred_scored.jsonl: JSON lines "
+    "with `gt`, `pred` and `pred_score_source`"
+)
+
+
+def _check_scored_file(path: Path, recs: list[dict]) -> None:
+    """A file none of whose records is scored is the wrong kind of file: say what was expected
+    instead of blaming its first record."""
+    if any("pred_score_source" in r for r in recs):
+        return  # scored records; a single bad one is named by the scorer
+    if (path.parent / A.RUN_JSON).exists() and path.name == A.GT_VS_PRED:
+        hint = f"; {path.name} is a run's unscored output: pass its run dir {path.parent}"
+    else:
+        hint = ""
+    what = f"none of its {len(recs)} records carries `pred_score_source`" if recs else "no records"
+    raise DataError(f"{path} is not a scored-records file ({what}): {EXPECTED_INPUT}{hint}")
+
+
 def eval_scored_file(
     path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
 ) -> str:
-    recs, skipped = read_records(path, tolerant=tolerant)
+    try:
+        recs, skipped = read_records(path, tolerant=tolerant)
+    except DataError as e:
+        raise DataError(f"{e} ({EXPECTED_INPUT})") from None
+    _check_scored_file(path, recs)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
     result = evaluate_records(recs, opts, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR

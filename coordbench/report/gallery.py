@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordbench.data.dataset import unsafe_image_path
+from coordbench.data.dataset import symlink_escape, unsafe_image_path
+from coordbench.data.images import open_rgb
 from coordbench.metrics.f1 import evaluate_f1, thr_key
 from coordbench.metrics.ingest import new_counters, prepare_image
 from coordbench.metrics.semantic import Semantic
@@ -162,12 +163,11 @@ def _load(path: Path | None, size: tuple[int, int]) -> Any:
         return None
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", size)  # JPEG: decode at a reduced scale, much faster for big photos
-            return im.convert("RGB").resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    try:  # draft: JPEG decodes at a reduced scale, much faster for big photos
+        im = open_rgb(path, draft=size)
     except Exception:  # noqa: BLE001 - a bad image must degrade to a placeholder, never stop the report
         return None
+    return im.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def _dashed_rect(
@@ -230,10 +230,11 @@ def _draw(img: Any, rec: dict, oc: Outcome, scale: float) -> None:
 
 def _image_path(rel: Any, root: Path | None) -> Path | None:
     """The record's image in the data folder, or None: as the data loader, the report never
-    follows an absolute path or a `..` escape (a hostile record must not embed arbitrary files)."""
+    follows an absolute path, a `..` escape or a symlink out of the folder (a hostile record
+    must not embed arbitrary files)."""
     if not (isinstance(rel, str) and rel and root is not None) or unsafe_image_path(rel):
         return None
-    return root / rel
+    return None if symlink_escape(root, rel) else root / rel
 
 
 def render_image(

@@ -11,7 +11,7 @@ eval/coco_gt.json + eval/coco_preds.json, and GT counts per class are eval/metri
 from __future__ import annotations
 
 import csv
-import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,10 @@ from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
 from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
+from coordbench.rundir.csvcells import dict_rows, restore_cell
 from coordbench.rundir.layout import RunDir
+
+log = logging.getLogger("coordbench")
 
 REPORT = L.REPORT
 PLOT_IOU = 0.5  # brief: PR and calibration at IoU 0.5 (COCO AP50 / F1@0.5 threshold)
@@ -75,12 +78,16 @@ def _per_class(path: Path) -> list[tuple[str, float]]:
     except (OSError, UnicodeDecodeError):
         return []
     out = []
-    for row in csv.DictReader(io.StringIO(text)):
-        try:
-            ap = float(row.get("AP") or "nan")
-        except ValueError:
-            ap = float("nan")
-        out.append((row.get("category") or "", ap))
+    try:
+        for row in dict_rows(text):
+            try:
+                ap = float(row.get("AP") or "nan")
+            except ValueError:
+                ap = float("nan")
+            out.append((restore_cell(row.get("category") or ""), ap))
+    except csv.Error as e:
+        log.warning("%s: per-class table left out of the report (%s)", path, e)
+        return []
     return out
 
 
@@ -299,9 +306,7 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     elif not records:
         parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
     out = run_dir / REPORT
-    A.write_bytes_atomic(
-        out, page(f"coordbench · {run_dir.name}", "\n".join(parts)).encode("utf-8")
-    )
+    A.write_bytes_atomic(out, A.utf8(page(f"coordbench · {run_dir.name}", "\n".join(parts))))
     return out
 
 
@@ -348,5 +353,5 @@ def write_compare_report(compare_data: dict, out_path: Path) -> Path:
         if key not in ("title", "caveats", "notes", "tables") and isinstance(value, list):
             parts.append(_rows_table(key, value))
     out_path = Path(out_path)
-    A.write_bytes_atomic(out_path, page(title, "\n".join(parts)).encode("utf-8"))
+    A.write_bytes_atomic(out_path, A.utf8(page(title, "\n".join(parts))))
     return out_path

@@ -36,15 +36,20 @@ img.plot{max-width:100%;height:auto}
 """
 
 
+MAX_TEXT = 20_000  # characters of any one text value on the page
+
+
 def esc(value: Any) -> str:
     """HTML-escape any value (quotes too, so it is safe in attributes).
 
     `://` is written as `:&#47;&#47;` (renders the same) so that the page holds no literal URL,
     and a grep for `http://` can prove it self-contained even when model text quotes one.
+    Text longer than MAX_TEXT (a 50 MB class name) is cut, saying how long it was.
     """
-    return html.escape("" if value is None else str(value), quote=True).replace(
-        "://", ":&#47;&#47;"
-    )
+    text = "" if value is None else str(value)
+    if len(text) > MAX_TEXT:
+        text = f"{text[:MAX_TEXT]}... [truncated, {len(text):,} characters]"
+    return html.escape(text, quote=True).replace("://", ":&#47;&#47;")
 
 
 def fmt(value: Any, digits: int = 4) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 from collections.abc import Iterable
@@ -29,8 +30,10 @@ from coordbench.rundir.layout import (  # noqa: F401 - run-dir names, re-exporte
     SUMMARY,
     TRACE,
 )
+from coordbench.rundir.text import _SURROGATE, REPLACEMENT, scrub_surrogates
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("coordbench")
 
 
 def _default(obj: Any) -> Any:
@@ -50,12 +53,34 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def utf8(text: str) -> bytes:
+    """UTF-8 bytes of text for an artifact; lone surrogates are written as U+FFFD."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        clean, n = _SURROGATE.subn(REPLACEMENT, text)
+        log.warning("replaced %d lone surrogate(s) with U+FFFD before writing", n)
+        return clean.encode("utf-8")
+
+
+def _dumps(obj: Any, option: int | None) -> bytes:
+    """orjson bytes; strings that are not valid UTF-8 are repaired (U+FFFD), never fatal."""
+    try:
+        return orjson.dumps(obj, default=_default, option=option)
+    except TypeError as e:
+        clean, n = scrub_surrogates(obj)
+        if not n:
+            raise
+        log.warning("replaced %d lone surrogate(s) with U+FFFD before writing (%s)", n, e)
+        return orjson.dumps(clean, default=_default, option=option)
+
+
 def dumps_line(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default) + b"\n"
+    return _dumps(obj, None) + b"\n"
 
 
 def dumps_json(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_INDENT_2) + b"\n"
+    return _dumps(obj, orjson.OPT_INDENT_2) + b"\n"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -8,6 +8,8 @@ of a writer killed mid-line.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,9 @@ from pathlib import Path
 import orjson
 
 from coordbench.errors import ArtifactError, DataError
+from coordbench.rundir.text import scrub_surrogates
+
+log = logging.getLogger("coordbench")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,18 @@ class Line:
         return not self.raw.strip()
 
 
+def _loads(raw: bytes):
+    """orjson, except that a `\\ud800` escape (a lone surrogate, which orjson refuses) is
+    read by the stdlib decoder and written back as U+FFFD, as our writers do."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if "surrogate" not in str(e):
+            raise
+        value = json.loads(raw)
+    return scrub_surrogates(value)[0]
+
+
 def iter_lines(data: bytes) -> Iterator[Line]:
     """Every line of JSONL bytes (the empty piece after a final newline is not a line)."""
     pieces = data.split(b"\n")
@@ -44,8 +61,8 @@ def iter_lines(data: bytes) -> Iterator[Line]:
         last = n == len(pieces)
         row, error, non_object = None, None, None
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
+            value = _loads(raw)
+        except (orjson.JSONDecodeError, ValueError, RecursionError) as e:
             error = str(e)
         else:
             if isinstance(value, dict):
@@ -121,5 +138,7 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict
                     f"{p}:{ln.number}: malformed JSONL line ({ln.error}); "
                     "pass --tolerant to skip such lines"
                 )
+            if ln.torn:
+                log.warning("%s:%d: torn last line skipped (no trailing newline)", p, ln.number)
             skipped += 1
     return recs, skipped

@@ -39,8 +39,11 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()  # while still holding the flock: a waiter re-checks the inode
+        # while still holding the flock: a waiter re-checks the inode. A run dir that stopped
+        # being writable (chattr +i, a read-only remount) must not let this unlink hide the
+        # error that stopped the run; a lock file left behind is harmless (its flock is gone)
+        with contextlib.suppress(OSError):
+            lock.unlink()
         os.close(fd)
 
 
