@@ -371,3 +371,32 @@ def test_coordjson_confidence_ignores_a_think_drafts_tokens():
     result = line["objects"][0]
     assert min(result["confidence_details"]["matched_token_indices"]) >= n_draft
     assert math.isclose(result["score_geom"], math.exp(-0.1))
+
+
+_N = 300_000
+HOSTILE = {
+    "long_desc": '{"objects": [{"desc": "' + "x" * _N + '", "bbox_2d": [1, 2, 30, 40]}]}',
+    "prose": "x" * _N,
+    "open_boxes": "<box>" * (_N // 5),
+    "open_refs": "<ref>" * (_N // 5) + "<box>[[1, 2, 3, 4]]</box>",
+    "open_bracket_spaces": "<box>[" + " " * _N + "x</box>",
+    "loc_then_prose": "<loc_1>" + "y" * _N,
+    "prose_then_open_loc": "y" * _N + "<loc_",
+    "paligemma_locs": "<loc0001>" * (_N // 9),
+    "nested_brackets": "[" * (_N // 2) + "]" * (_N // 2),
+}
+
+
+@pytest.mark.parametrize("preset", [*sorted(DIALECT_ANSWERS), "default_desc_first"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_long_answers_parse_in_linear_time(preset, case):
+    """A 300 000-character answer must not stall a run: a lazy or backtracking regex that
+    rescans the rest of the text from every position took minutes here (florence2_od)."""
+    import time
+
+    t0 = time.perf_counter()
+    out = parse_answer(HOSTILE[case], prompt_preset=preset, width=640, height=480)
+    assert time.perf_counter() - t0 < 3.0, (preset, case)
+    for o in out.objects:
+        x0, y0, x1, y1 = o.xyxy()
+        assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480
