@@ -85,14 +85,18 @@ def _gates(gates: Sequence[GateResult] | None) -> list[dict[str, Any]] | None:
 
 
 def run_entry(
-    run_dir: str | Path, summary: dict[str, Any], gates: Sequence[GateResult] | None = None
+    run_dir: str | Path,
+    summary: dict[str, Any],
+    gates: Sequence[GateResult] | None = None,
+    kind: str = "run",
 ) -> dict[str, Any]:
+    """One log line for a run; kind "rescore" when a finished run was scored again."""
     rd = Path(run_dir)
     head = A.read_json(rd / A.RUN_JSON) if (rd / A.RUN_JSON).exists() else {}
     ident, prov = head.get("identity") or {}, head.get("provenance") or {}
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "run",
+        "kind": kind,
         "timestamp": _now(),
         "run_dir": str(rd),
         "name": rd.name,
@@ -117,12 +121,13 @@ def append_run_entry(
     summary: dict[str, Any],
     log_path: str | Path | None = None,
     gates: Sequence[GateResult] | None = None,
+    kind: str = "run",
 ) -> Path | None:
     """Log a finished run (called at the end of `coordbench run`). A log that cannot be written
     is a warning, not a failure: the run itself is complete and on disk."""
     path = Path(log_path) if log_path is not None else default_log_path(run_dir)
     try:
-        return append_entry(run_entry(run_dir, summary, gates), path)
+        return append_entry(run_entry(run_dir, summary, gates, kind), path)
     except ArtifactError as e:
         log.warning("%s", e)
         return None

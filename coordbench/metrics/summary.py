@@ -103,5 +103,6 @@ def format_summary(summary: dict, provenance: dict | None = None, run_dir: str =
         wall = provenance.get("wall_seconds")
         sps = provenance.get("samples_per_s")
         if wall is not None:
-            lines.append(f"  wall {wall:.1f} s, {sps:.2f} samples/s")
+            rate = f"{sps:.2f} samples/s" if isinstance(sps, int | float) else "none generated"
+            lines.append(f"  wall {wall:.1f} s, {rate}")
     return "\n".join(lines).strip("\n")

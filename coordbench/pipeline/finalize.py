@@ -15,6 +15,7 @@ from coordbench.confidence.score import confidence_for_record, postop_summary, s
 from coordbench.config.run import RunConfig
 from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_dir
 from coordbench.metrics.summary import build_summary
+from coordbench.pipeline.provenance import run_timing
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import RunDir
@@ -58,7 +59,8 @@ def score_run_records(
     return result
 
 
-def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
+def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
+    """Score the run and record its timing; a run finished before is logged as a re-score."""
     recs, traces = _load_run(run_dir)
     t0 = time.perf_counter()
     result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root)
@@ -66,17 +68,16 @@ def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) 
     summary = build_summary(head, recs, result)
     A.write_json(run_dir / A.SUMMARY, summary)
     prov = head.setdefault("provenance", {})
+    rescored = bool(prov.get("finished_at"))
     prov["score_seconds"] = round(time.perf_counter() - t0, 3)
-    if wall_start is not None:
-        prov["wall_seconds"] = round(time.time() - wall_start, 3)
-        prov["samples_per_s"] = round(len(recs) / max(1e-9, prov["wall_seconds"]), 3)
+    prov.update(run_timing(prov))
     prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     A.write_json(run_dir / A.RUN_JSON, head)
-    _after_run(run_dir, summary)
+    _after_run(run_dir, summary, "rescore" if rescored else "run")
     return summary
 
 
-def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
+def _after_run(run_dir: Path, summary: dict[str, Any], kind: str = "run") -> None:
     """The HTML report and the benchmark-log line: useful, but never worth failing a run for."""
     import logging
 
@@ -85,4 +86,4 @@ def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
         write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
         log.warning("report.html not written: %s", e)
-    append_run_entry(run_dir, summary)
+    append_run_entry(run_dir, summary, kind=kind)
