@@ -12,7 +12,14 @@ from coordbench.cli.common import CONTEXT, friendly_errors
 
 
 @click.command("log", context_settings=CONTEXT)
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "json"]),
+    default="md",
+    show_default=True,
+    help="md: a table; csv: one row per entry; json: the entries as written.",
+)
 @click.option(
     "--path",
     type=click.Path(dir_okay=False),

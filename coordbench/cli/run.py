@@ -107,6 +107,7 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     type=click.Choice(["faster", "pycocotools"]),
     default=DEFAULTS.scorer,
     show_default=True,
+    help="COCO scorer: faster-coco-eval, or pycocotools (the reference, slower).",
 )
 @click.option(
     "--logprob-source",
