@@ -117,6 +117,23 @@ def _seconds(sessions: list[dict]) -> float:
     return total
 
 
+def _s(value: Any, default: str = "-") -> str:
+    """A header cell: never a raw `None`."""
+    return default if value is None or value == "" else str(value)
+
+
+def _verdict(summary: dict) -> str:
+    """The diagnostics' verdict lines, shown first so a broken run is visible before any table."""
+    diag = _d(summary.get("diagnostics"))
+    warnings = [w for w in diag.get("warnings") or [] if isinstance(w, str)]
+    if not summary:
+        return '<div class="verdict"><p class="warn">no summary.json: not scored yet</p></div>'
+    if not warnings:
+        return '<div class="verdict"><p class="muted">diagnostics: no warnings</p></div>'
+    items = "".join(f'<li class="warn">{esc(w)}</li>' for w in warnings)
+    return f'<div class="verdict"><p class="warn">diagnostics:</p><ul>{items}</ul></div>'
+
+
 def _header(run_dir: Path, head: dict, summary: dict) -> str:
     ident, cfg, prov = _d(head.get("identity")), _d(head.get("config")), _d(head.get("provenance"))
     ck, ds, pr = _d(ident.get("checkpoint")), _d(ident.get("dataset")), _d(ident.get("prompt"))
@@ -134,12 +151,16 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("identity hash", head.get("identity_hash") or summary.get("identity_hash")),
         (
             "checkpoint",
-            f"{cfg.get('ckpt', '-')}"
+            _s(cfg.get("ckpt"), "embedded default model")
             + (f" + adapter {cfg['adapter']}" if cfg.get("adapter") else ""),
         ),
         ("checkpoint sha256", ck.get("sha256")),
         ("dataset", cfg.get("data") or _d(summary.get("infer")).get("gt_jsonl")),
-        ("samples", f"{ds.get('num_samples', '-')} (limit {ds.get('limit')})"),
+        (
+            "samples",
+            f"{_s(ds.get('num_samples'))} "
+            + ("(no limit)" if ds.get("limit") is None else f"(limit {ds.get('limit')})"),
+        ),
         ("preset", ident.get("preset")),
         (
             "prompt",
@@ -150,8 +171,8 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("seed", ident.get("seed", decode.get("seed"))),
         (
             "backend",
-            f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · "
-            f"dtype {cfg.get('dtype', '-')} · "
+            f"{_s(ident.get('backend'))} · device {_s(cfg.get('device'))} · "
+            f"dtype {_s(cfg.get('dtype'))} · "
             f"batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · "
             f"world {prov.get('world_size', 1)}",
         ),
@@ -165,13 +186,13 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("versions", " · ".join(f"{k} {v}" for k, v in _d(prov.get("versions")).items()) or "-"),
         (
             "git / started / finished",
-            f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · "
-            f"{prov.get('finished_at', '-')}",
+            f"{_s(prov.get('git_sha'))} · {_s(prov.get('started_at'))} · "
+            f"{_s(prov.get('finished_at'))}",
         ),
     ]
     name = cfg.get("name") or run_dir.name
     return (
-        f"<h1>coordbench run: {esc(name)} {status}</h1>"
+        f"<h1>coordbench run: {esc(name)} {status}</h1>{_verdict(summary)}"
         f'<p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
     )
 
