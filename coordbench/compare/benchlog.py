@@ -10,6 +10,9 @@ Where: `$COORDBENCH_BENCHMARK_LOG` if set; else next to the runs folder of the r
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -175,16 +178,34 @@ def compare_entry(
     }
 
 
+def fingerprint(entry: dict[str, Any]) -> str:
+    """What a compare entry says, without its time: equal for a re-run of the same comparison."""
+    body = {k: v for k, v in entry.items() if k not in ("timestamp", "fingerprint")}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _logged(path: Path, fp: str) -> bool:
+    if not path.is_file():
+        return False
+    entries, _ = parse_jsonl_lenient(path.read_bytes())
+    return any(e.get("fingerprint") == fp for e in entries if isinstance(e, dict))
+
+
 def append_compare_entry(
     result: CompareResult,
     gates: Sequence[GateResult] | None = None,
     log_path: str | Path | None = None,
 ) -> Path:
-    """Log a comparison; default path from the baseline's run dir (see module doc)."""
+    """Log a comparison; default path from the baseline's run dir (see module doc). A comparison
+    already in the log (same inputs, same numbers) is not appended again."""
     if log_path is None:
         base = next((r.path for r in result.runs if r.name == result.baseline), None)
         log_path = default_log_path(base or (result.runs[0].path if result.runs else None))
-    return append_entry(compare_entry(result, gates), log_path)
+    entry = compare_entry(result, gates)
+    entry["fingerprint"] = fingerprint(entry)
+    if _logged(Path(log_path), entry["fingerprint"]):
+        return Path(log_path)
+    return append_entry(entry, log_path)
 
 
 def read_log(path: str | Path) -> tuple[list[dict[str, Any]], int]:
@@ -247,11 +268,49 @@ def _row(e: dict[str, Any]) -> list[str]:
     ]
 
 
+LOG_HEADER = ["time (UTC)", "kind", "run", "identity", "samples", *LOG_COLUMNS, "gates"]
+
+
+def select_entries(
+    entries: list[dict[str, Any]], *, last: int | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Entries at or after `since` (an ISO date or time, UTC), then the last `last` of them."""
+    if since is not None:
+        start = _parse_time(since, "--since")
+        entries = [e for e in entries if (t := _entry_time(e)) is not None and t >= start]
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    return entries
+
+
+def _parse_time(text: str, what: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ArtifactError(
+            f"{what} {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _entry_time(entry: dict[str, Any]) -> datetime | None:
+    try:
+        return _parse_time(str(entry.get("timestamp")), "timestamp")
+    except ArtifactError:
+        return None
+
+
 def render_log(entries: list[dict[str, Any]], fmt: str = "md", skipped: int = 0) -> str:
-    """The log as a markdown table (one row per entry, oldest first) or a JSON array."""
+    """The log as a markdown table or CSV (one row per entry, oldest first) or a JSON array."""
     if fmt == "json":
         return orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode() + "\n"
-    header = ["time (UTC)", "kind", "run", "identity", "samples", *LOG_COLUMNS, "gates"]
+    header = LOG_HEADER
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(_row(e) for e in entries)
+        return buf.getvalue()
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _row(e)) + " |" for e in entries]
     if skipped:
