@@ -266,9 +266,10 @@ def _caveat_rows(res: CompareResult, gates: Sequence[GateResult]) -> list[dict[s
         {
             "section": "gate",
             "run": g.run,
+            "metric": g.rule,  # the rule names its metric: `mAP >= 0.5`
             "value": g.value,
             "verdict": "met" if g.met else "NOT MET",
-            "text": f"{g.rule}{'; ' + g.detail if g.detail else ''}",
+            "text": g.detail,
         }
         for g in gates
     ]
