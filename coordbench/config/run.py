@@ -123,6 +123,7 @@ class RunConfig:
     ckpt: str | None = None  # None = the embedded default model
     adapter: str | None = None
     data: str | None = None  # None = the preset's default data (embedded shapes for the default)
+    image_root: str | None = None  # absolute image paths are allowed under it (not identity)
     preset: str | None = None
     prompt: str | None = None
     limit: int | None = None

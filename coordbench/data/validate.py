@@ -90,6 +90,7 @@ def validate_jsonl(
     decode: bool = False,
     factor: int | None = None,
     max_pixels: int | None = None,
+    image_root: str | Path | None = None,
 ) -> ValidationReport:
     """Validate every record of a dataset JSONL; never raises for problems inside the file."""
     path = Path(path)
@@ -104,7 +105,9 @@ def validate_jsonl(
         report.records += 1
         _check_keys(rec, line, report)
         try:
-            s = parse_record(rec, path=path, line=line, index=index, frame=report.frame)
+            s = parse_record(
+                rec, path=path, line=line, index=index, frame=report.frame, image_root=image_root
+            )
         except DataError as e:
             report.error(str(e))
             continue

@@ -95,7 +95,7 @@ def plan_run(config: RunConfig) -> Plan:
     prompt = load_prompt_preset(cfg.prompt)
     if not Path(cfg.data).exists():
         raise DataError(f"data file not found: {cfg.data}")
-    samples = load_samples(cfg.data, limit=cfg.limit)
+    samples = load_samples(cfg.data, limit=cfg.limit, image_root=cfg.image_root)
     if not samples:
         raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")
     check_preset_sizes(samples, rescale, cfg.data)

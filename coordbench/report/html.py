@@ -303,9 +303,11 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     parts.append(_plots_section(det, calib))
     if max_gallery > 0 and records:
         data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
+        ir = _d(head.get("config")).get("image_root")
+        image_root = Path(ir) if isinstance(ir, str) and ir else None
         parts.append(
             f"<h2>Gallery ({esc(source)})</h2>"
-            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery)
+            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery, image_root)
         )
     elif not records:
         parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
