@@ -296,9 +296,7 @@ def load_samples(
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     for index, (line, _, rec) in enumerate(rows):
-        s = parse_record(
-            rec, path=path, line=line, index=index, frame=frame, image_root=image_root
-        )
+        s = parse_record(rec, path=path, line=line, index=index, frame=frame, image_root=image_root)
         if s.sample_id in seen:
             raise DataError(
                 f"duplicate sample id {s.sample_id!r} in {path} "

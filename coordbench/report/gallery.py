@@ -334,9 +334,7 @@ def gallery_html(
     """The gallery section body: the `max_items` worst images, worst first."""
     outcomes = [outcome(r, matches.get(i)) for i, r in enumerate(records)]
     chosen = worst_first(outcomes)[: max(0, max_items)]
-    items = "".join(
-        gallery_item(i, records[i], root, outcomes[i], image_root) for i in chosen
-    )
+    items = "".join(gallery_item(i, records[i], root, outcomes[i], image_root) for i in chosen)
     legend = (
         '<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> '
         '<span class="fn">▭ FN (dashed GT)</span> '
