@@ -93,6 +93,17 @@ def finished_samples(run_dir: Path, identity_hash: str) -> int | None:
     return n if isinstance(n, int) else None
 
 
+def _finished(run_dir: Path, identity_hash: str, launched: bool) -> bool:
+    """Whether the run is finished; a single process checks again under the lock (a live writer
+    is refused, a stale lock taken over), launcher ranks only read."""
+    if finished_samples(run_dir, identity_hash) is None:
+        return False
+    if launched:
+        return True
+    with run_lock(run_dir):
+        return finished_samples(run_dir, identity_hash) is not None
+
+
 def run(config: RunConfig, *, backend=None, rescore: bool = False) -> dict[str, Any]:
     """Run (or resume) one benchmark run; returns the summary dict (rank 0) or {} (other ranks).
 
@@ -102,13 +113,16 @@ def run(config: RunConfig, *, backend=None, rescore: bool = False) -> dict[str, 
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     plan = plan_run(config)
     cfg = plan.cfg
-    if not (rescore or cfg.overwrite):
-        n = finished_samples(cfg.run_dir(), plan.identity_hash)
-        if n is not None:
-            return {"already_complete": n, "run_dir": str(cfg.run_dir())}
     if backend is None:
         preflight_checkpoint(cfg)
     dist = detect_dist()
+    if not (rescore or cfg.overwrite) and _finished(
+        cfg.run_dir(), plan.identity_hash, dist.enabled
+    ):
+        if dist.rank != 0:
+            return {}
+        n = finished_samples(cfg.run_dir(), plan.identity_hash)
+        return {"already_complete": n, "run_dir": str(cfg.run_dir())}
     shard = Shard(dist.rank, dist.world) if dist.enabled else cfg.shard
     if dist.enabled and cfg.shard.count > 1:
         raise ConfigError("--shard cannot be combined with torchrun/accelerate data parallel")
