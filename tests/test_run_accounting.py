@@ -194,3 +194,29 @@ def test_one_based_slurm_shards_merge_with_one_line_per_shard(shapes_dir, tmp_pa
     ]
     prov = A.read_json(rd / A.RUN_JSON)["provenance"]
     assert prov["samples_generated"] == 12
+
+
+def test_cli_says_already_complete_and_passes_rescore_and_shard_auto(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import coordbench.pipeline.run as pr
+    from coordbench.cli.main import main
+
+    seen = {}
+
+    def fake(cfg, rescore=False):
+        seen.update(shard=str(cfg.shard), rescore=rescore)
+        return {"already_complete": 24, "run_dir": "output/runs/x"}
+
+    monkeypatch.setattr(pr, "run", fake)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MAX", "8")
+    r = CliRunner().invoke(main, ["run", "--shard", "auto", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert r.output.strip() == (
+        "output/runs/x: already complete (24 samples); use --rescore to re-score"
+    )
+    assert seen == {"shard": "2/8", "rescore": False}
+    CliRunner().invoke(main, ["run", "--rescore", "--out", str(tmp_path)])
+    assert seen["rescore"] is True
