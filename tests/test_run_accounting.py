@@ -220,3 +220,12 @@ def test_cli_says_already_complete_and_passes_rescore_and_shard_auto(monkeypatch
     assert seen == {"shard": "2/8", "rescore": False}
     CliRunner().invoke(main, ["run", "--rescore", "--out", str(tmp_path)])
     assert seen["rescore"] is True
+
+
+def test_edited_records_of_a_finished_run_are_read_again(shapes_dir, tmp_path):
+    data = shapes_dir / "val.coord.jsonl"
+    run(_cfg(shapes_dir, tmp_path), backend=Slow(data))
+    recs = tmp_path / "r" / A.GT_VS_PRED
+    recs.write_bytes(recs.read_bytes().replace(b'"desc":"', b'"desc":"edited ', 1))
+    out = run(_cfg(shapes_dir, tmp_path), backend=Slow(data))
+    assert "already_complete" not in out and "metrics" in out  # re-scored from the edited file

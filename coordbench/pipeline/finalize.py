@@ -6,6 +6,7 @@ a merge, or `coordbench eval`) writes byte-identical artifacts.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,19 @@ def score_run_records(
     return result
 
 
+def scored_inputs(run_dir: Path) -> dict[str, str]:
+    """sha256 of the records and traces a finished run was scored from: a re-run skips the run
+    only while they are unchanged (an edited or damaged file is re-read and re-checked)."""
+    out = {}
+    for name in (A.GT_VS_PRED, A.TRACE):
+        h = hashlib.sha256()
+        with open(run_dir / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        out[name] = h.hexdigest()
+    return out
+
+
 def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     """Score the run and record its timing; a run finished before is logged as a re-score."""
     recs, traces = _load_run(run_dir)
@@ -72,6 +86,7 @@ def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     prov["score_seconds"] = round(time.perf_counter() - t0, 3)
     prov.update(run_timing(prov))
     prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    prov["scored_inputs"] = scored_inputs(run_dir)
     A.write_json(run_dir / A.RUN_JSON, head)
     _after_run(run_dir, summary, "rescore" if rescored else "run")
     return summary

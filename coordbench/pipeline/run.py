@@ -11,7 +11,7 @@ from typing import Any
 from coordbench.config.run import RunConfig, Shard
 from coordbench.errors import ArtifactError, ConfigError, ResumeError
 from coordbench.pipeline.dist import detect_dist, shard_dir
-from coordbench.pipeline.finalize import finalize
+from coordbench.pipeline.finalize import finalize, scored_inputs
 from coordbench.pipeline.generate import generate_into
 from coordbench.pipeline.merge import merge_shards
 from coordbench.pipeline.plan import Plan, plan_run, preflight_checkpoint
@@ -88,6 +88,8 @@ def finished_samples(run_dir: Path, identity_hash: str) -> int | None:
     if head.get("identity_hash") != identity_hash or not (prov or {}).get("finished_at"):
         return None
     if not all(p.is_file() for p in rd.derived_files()):
+        return None
+    if prov.get("scored_inputs") != scored_inputs(run_dir):
         return None
     n = summary.get("total_emitted")
     return n if isinstance(n, int) else None
