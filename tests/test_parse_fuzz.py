@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coordbench.parse.answer import parse_answer
 from coordbench.parse.output import CANONICAL, parse_output
 from coordbench.types import SURFACES, ParseStatus
 
@@ -186,3 +187,83 @@ def test_megabyte_inputs_are_linear(name: str) -> None:
     _check(text, "coord_tokens" if "coord" in name else "norm1000", 1024, 768)
     # quadratic scans take minutes here; the bound only has to catch that on a busy 2-core box
     assert time.perf_counter() - t0 < 30.0
+
+
+# ------------------------------------------------------------------ native answer dialects
+
+NATIVE_PRESETS = (
+    "qwen25_pixel",
+    "qwen3_rel1000",
+    "gemma3_box2d",
+    "internvl_box",
+    "paligemma_loc",
+    "florence2_od",
+)
+NATIVE_PIECES = [
+    *PIECES,
+    "```json\n",
+    "```",
+    "'",
+    '"bbox_2d"',
+    '"box_2d"',
+    '"label"',
+    "'bbox_2d'",
+    ": [",
+    "<think>",
+    "</think>",
+    "<ref>",
+    "</ref>",
+    "<box>",
+    "</box>",
+    "[[",
+    "]]",
+    "<loc0000>",
+    "<loc1023>",
+    "<loc9999>",
+    "<loc",
+    "<loc_0>",
+    "<loc_999>",
+    "<loc_5000>",
+    " ; ",
+    "</s>",
+    "-5",
+    "1e9",
+]
+
+
+def _check_native(text: str, preset: str, w: int, h: int) -> None:
+    p = parse_answer(text, prompt_preset=preset, width=w, height=h)
+    assert len(p.objects) == len(p.pred)
+    for b in p.objects:
+        assert 0 <= b.x0 < b.x1 <= w - 1 and 0 <= b.y0 < b.y1 <= h - 1, (b, w, h)
+    for obj in p.pred:
+        assert all(type(v) is int for v in obj["points"])
+        assert all(0 <= s <= e <= len(text) for s, e in obj["text_spans"])
+    if p.status in (ParseStatus.MALFORMED, ParseStatus.EMPTY) and not p.objects:
+        assert "empty_pred" in p.errors
+    if p.status is ParseStatus.OK:
+        assert p.objects and not p.issues
+
+
+@FUZZ
+@given(st.text(), st.sampled_from(NATIVE_PRESETS), SIZES)
+def test_native_arbitrary_text(text: str, preset: str, size: tuple[int, int]) -> None:
+    _check_native(text, preset, *size)
+
+
+@FUZZ
+@given(
+    st.lists(st.sampled_from(NATIVE_PIECES) | st.text(max_size=3), max_size=50),
+    st.sampled_from(NATIVE_PRESETS),
+    SIZES,
+)
+def test_native_structural_soup(parts: list[str], preset: str, size: tuple[int, int]) -> None:
+    _check_native("".join(parts), preset, *size)
+
+
+@pytest.mark.parametrize("preset", NATIVE_PRESETS)
+def test_native_megabyte_input_is_fast(preset: str) -> None:
+    text = '{"bbox_2d": [1, 2, 3, 4], "label": "a"}, <ref>x</ref><box>[[1,2,3,4]]</box>' * 12_000
+    t0 = time.perf_counter()
+    parse_answer("[" + text, prompt_preset=preset, width=100, height=100)
+    assert time.perf_counter() - t0 < 10

@@ -18,9 +18,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from coordbench.confidence.align import aligned_bins, raw_points, record_has_coord_tokens
-from coordbench.confidence.trace import assign_numeric_spans, assign_token_spans, desc_span
+from coordbench.confidence.trace import (
+    assign_numeric_spans,
+    assign_token_spans,
+    desc_span,
+    text_span_tokens,
+)
 from coordbench.config.options import ConfidenceOptions
 from coordbench.parse.standardize import MAX_BIN, flatten_points, is_coord_token
+from coordbench.parse.think import reasoning_tokens
 
 PRED_SCORE_SOURCE = "confidence_postop"
 PRED_SCORE_VERSION = 2
@@ -165,6 +171,27 @@ def _score_desc(
     return (None if _valid(score) else "nonfinite_logprob"), (score if _valid(score) else None), idx
 
 
+def _score_native(
+    record: Mapping, preds: list[Mapping], tokens: Sequence[str], logprobs: Sequence[float]
+) -> list[dict]:
+    """Native dialects: exp(mean logprob) of the tokens spelling each object's coordinates and
+    label (the parser's `text_spans`), whatever they are: digits, `<loc>` or `<loc_k>` tokens."""
+    raw = str(record.get("raw_text") or "")
+    results = []
+    for i, pred in enumerate(preds):
+        idx = text_span_tokens(tokens, raw, pred.get("text_spans") or [])
+        if idx is None:
+            results.append(_result(i, pred, reason="missing_span", mode="text_spans"))
+            continue
+        span = {"count": len(idx), "indices": idx, "ambiguous": False, "mode": "text_spans"}
+        score = _mean_exp([logprobs[j] for j in idx])
+        if not _valid(score):
+            results.append(_result(i, pred, reason="nonfinite_logprob", **span))
+            continue
+        results.append(_result(i, pred, score=score, geom=score, fusion=score, **span))
+    return results
+
+
 def _score_objects(
     record: Mapping,
     preds: list[Mapping],
@@ -239,6 +266,13 @@ def _score_objects(
     return results
 
 
+def _think_tokens(record: Mapping, tokens: Sequence[str]) -> int:
+    """How many leading trace tokens spell a stripped `<think>` span (0 without one)."""
+    if record.get("reasoning_text") is None:
+        return 0
+    return reasoning_tokens(str(record.get("raw_text") or ""), list(tokens))
+
+
 def confidence_for_record(
     record: dict,
     line_idx: int,
@@ -262,7 +296,20 @@ def confidence_for_record(
     else:
         tokens = [str(t) for t in token_texts]
         lps = [_as_float(v) for v in logprobs]
-        objects = _score_objects(record, preds, tokens, lps, options)
+        if any("text_spans" in p for p in preds):  # a native-dialect parse: absolute spans
+            objects = _score_native(record, preds, tokens, lps)
+        else:
+            skip = _think_tokens(record, tokens)  # a draft's coord tokens are not the answer's
+            objects = _score_objects(record, preds, tokens[skip:], lps[skip:], options)
+            for obj in objects:
+                details = obj["confidence_details"]
+                details["matched_token_indices"] = [
+                    i + skip for i in details["matched_token_indices"]
+                ]
+                if "desc_span_token_indices" in details:
+                    details["desc_span_token_indices"] = [
+                        i + skip for i in details["desc_span_token_indices"]
+                    ]
     return {"line_idx": int(line_idx), "image": str(record.get("image", "")), "objects": objects}
 
 

@@ -154,3 +154,25 @@ def desc_span(tokens: Sequence[str], coord_start: int, window_start: int) -> lis
     if closing is None:
         return None
     return list(range(opening + 1, closing))
+
+
+def text_span_tokens(
+    tokens: Sequence[str], raw_text: str, spans: Sequence[Sequence[int]]
+) -> list[int] | None:
+    """Indices of the tokens that overlap character `spans` of `raw_text` (native dialects).
+
+    The trace's token texts concatenate to the answer (possibly with a prefix such as a
+    prefilled `<think>`); None when the answer cannot be found in them.
+    """
+    joined = "".join(tokens)
+    base = 0 if joined.startswith(raw_text) else joined.find(raw_text)
+    if base < 0 or not raw_text:
+        return None
+    ranges = [(base + int(s), base + int(e)) for s, e in spans if int(e) > int(s)]
+    out, pos = [], 0
+    for i, tok in enumerate(tokens):
+        end = pos + len(tok)
+        if end > pos and any(s < end and pos < e for s, e in ranges):
+            out.append(i)
+        pos = end
+    return out or None

@@ -54,6 +54,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
         "field_order": (str, False),
         "bbox_format": (str, False),
         "layout": (str, False),
+        "dialect": (str, False),
     },
     "decode": {
         "name": (str, False),

@@ -24,6 +24,16 @@ VARIANTS = ("default", "coco_80")
 FIELD_ORDERS = ("desc_first", "geometry_first")
 BBOX_FORMATS = ("xyxy",)  # upstream also has cxcywh / cxcy_logw_logh; our parser is xyxy only
 LAYOUTS = ("text_first", "image_first")
+# answer dialects (coordbench.parse.dialects); coordjson is upstream's, the rest are native
+DIALECTS = (
+    "coordjson",
+    "qwen25_json",
+    "qwen3_json",
+    "gemma3_json",
+    "internvl",
+    "paligemma",
+    "florence2",
+)
 
 # coord_mode -> coordbench.types.SURFACES
 _SURFACE = {
@@ -135,8 +145,11 @@ class PromptPreset:
     bbox_format: str = "xyxy"
     # text_first = upstream inference, image_first = upstream training [UP-MESSAGE-LAYOUT]
     layout: str = "text_first"
+    # the format the model answers in; not coordjson: the family's own prompt, no system message
+    dialect: str = "coordjson"
 
     def __post_init__(self) -> None:
+        _check_choice("dialect", self.dialect, DIALECTS)
         _check_choice("ordering", self.ordering, ORDERINGS)
         _check_choice("coord_mode", self.coord_mode, COORD_MODES)
         _check_choice("variant", self.variant, VARIANTS)
@@ -304,6 +317,33 @@ _EXAMPLE_BOX = [110, 310, 410, 705]
 _EXAMPLE_DESC = {"desc_first": "black cat", "geometry_first": "black cat near sofa"}
 
 
+# Native dialects: each family's documented detection prompt ({classes}: the class list).
+# Qwen3-VL / Qwen2.5-VL cookbooks (2d grounding), InternVL's grounding docs, PaliGemma's
+# `detect a ; b` task prefix, Florence-2's `<OD>` task token, Gemini/Gemma 3 box_2d docs.
+_NATIVE_PROMPTS = {
+    "qwen25_json": 'Locate every instance that belongs to the following categories: "{classes}". '
+    "Report bbox coordinates in JSON format.",
+    "qwen3_json": 'Locate every instance that belongs to the following categories: "{classes}". '
+    "Report bbox coordinates in JSON format.",
+    "gemma3_json": "Detect the 2d bounding boxes of every instance of these objects: {classes}. "
+    'Output a json list where each entry contains the 2D bounding box in "box_2d" and a text '
+    'label in "label". The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000.',
+    "internvl": "Please detect and label all objects in the following image and mark their "
+    "positions. The objects are: {classes}.",
+    "paligemma": "detect {classes_semicolon}",
+    "florence2": "<OD>",
+}
+_GENERIC_CLASSES = "object"
+
+
+def native_prompt(preset: PromptPreset) -> str:
+    """The family prompt of a native-dialect preset (the class list follows its variant)."""
+    names = COCO80_CLASSES if preset.variant == "coco_80" else (_GENERIC_CLASSES,)
+    return _NATIVE_PROMPTS[preset.dialect].format(
+        classes=", ".join(names), classes_semicolon=" ; ".join(names)
+    )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -344,7 +384,12 @@ def prompt_template_hash(preset: PromptPreset) -> str:
     ensure_ascii=False).
 
     `layout` is not part of it (upstream has no such knob); the run identity records it separately.
+    Native-dialect presets hash their dialect and family prompt instead of upstream's texts.
     """
+    if preset.dialect != "coordjson":
+        native = {"dialect": preset.dialect, "prompt": native_prompt(preset)}
+        text = json.dumps(native, ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
     payload = {
         "ordering": preset.ordering,
         "coord_mode": preset.coord_mode,
@@ -361,10 +406,16 @@ def prompt_template_hash(preset: PromptPreset) -> str:
 
 
 def build_messages(preset: PromptPreset, image: Any) -> list[dict[str, Any]]:
-    """Chat-template messages; user content order follows `preset.layout` [UP-MESSAGE-LAYOUT]."""
-    text = {"type": "text", "text": user_prompt(preset)}
+    """Chat-template messages; user content order follows `preset.layout` [UP-MESSAGE-LAYOUT].
+
+    Native-dialect presets send the family prompt alone, with the model's default system text.
+    """
+    native = preset.dialect != "coordjson"
+    text = {"type": "text", "text": native_prompt(preset) if native else user_prompt(preset)}
     img = {"type": "image", "image": image}
     content = [text, img] if preset.layout == "text_first" else [img, text]
+    if native:
+        return [{"role": "user", "content": content}]
     return [
         {"role": "system", "content": [{"type": "text", "text": system_prompt(preset)}]},
         {"role": "user", "content": content},

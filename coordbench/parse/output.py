@@ -71,6 +71,7 @@ class ParsedOutput:
     errors: list[str]  # canonical upstream codes, one per occurrence
     error_entries: list[dict]
     issues: tuple[str, ...]  # coordbench's finer codes, one per dropped record/object
+    reasoning_text: str | None = None  # a stripped `<think>` span (coordbench.parse.think)
 
     def upstream_fields(self) -> dict[str, Any]:
         """The [UP-GT-VS-PRED] parse keys of a gt_vs_pred record, in upstream's order."""
@@ -85,7 +86,10 @@ class ParsedOutput:
 
     def status_fields(self) -> dict[str, Any]:
         """coordbench's own parse keys of a record: status and finer issues."""
-        return {"parse_status": self.status.value, "parse_issues": list(self.issues)}
+        out: dict[str, Any] = {"parse_status": self.status.value, "parse_issues": list(self.issues)}
+        if self.reasoning_text is not None:
+            out["reasoning_text"] = self.reasoning_text
+        return out
 
 
 @dataclass
@@ -143,7 +147,7 @@ def _legacy_payload(parsed: dict) -> tuple[dict | None, bool]:
     return None, False
 
 
-def _salvage(text: str, budget: S.Budget, loaded: _Loaded, order: str) -> None:
+def _salvage(text: str, budget: S.Budget, loaded: _Loaded, order: str, wide: bool) -> None:
     try:
         box = S.find_container(text, budget)
     except S.BudgetExceeded:
@@ -151,7 +155,7 @@ def _salvage(text: str, budget: S.Budget, loaded: _Loaded, order: str) -> None:
         return
     if box is None:
         return
-    best = S.best_pass(text, box)
+    best = S.best_pass(text, box, wide)
     loaded.payload = {"objects": best.objects}
     loaded.span = (box.start, box.end if box.end is not None else len(text))
     loaded.truncated = box.truncated
@@ -173,7 +177,7 @@ def _truncated_block(text: str, block: tuple[int, int], budget: S.Budget) -> S.C
     return box
 
 
-def _load(text: str, options: ParseOptions, numeric: bool) -> _Loaded:
+def _load(text: str, options: ParseOptions, numeric: bool, wide: bool = False) -> _Loaded:
     """Upstream `load_prediction_dict` (+ `parse_prediction`'s fallback), with provenance."""
     loaded = _Loaded()
     budget = S.Budget(_BUDGET_PER_CHAR * len(text) + _BUDGET_BASE)
@@ -191,7 +195,7 @@ def _load(text: str, options: ParseOptions, numeric: bool) -> _Loaded:
                 loaded.issues.append("noncanonical_container")
             return loaded
         loaded.fallback = parsed
-    _salvage(text, budget, loaded, options.field_order)
+    _salvage(text, budget, loaded, options.field_order, wide)
     return loaded
 
 
@@ -292,7 +296,8 @@ def parse_output(
             else str(text)
         )
     options = options or ParseOptions()
-    loaded = _load(text, options, numeric=surface != "coord_tokens")
+    wide = surface in ("pixel", "rel1000")  # no 0..999 cap on the repair path either
+    loaded = _load(text, options, numeric=surface != "coord_tokens", wide=wide)
     issues = list(loaded.issues)
     entries = _entries(loaded, issues)
     codes: list[str] = [] if entries else ["empty_pred"]

@@ -34,6 +34,9 @@ _FAST_RECORD = (
     re.compile(rf'\{{"(bbox_2d|poly)": ({_FAST_ARRAY}), "(desc)": ({_FAST_STRING})\}}', re.S),
 )
 _ASCII_INT = re.compile(r"[0-9]+")
+# pixel / rel1000 surfaces (coordbench's own, no upstream oracle): any int, clamped later like
+# the valid-JSON path, so 1100 px or rel1000 1000 is read the same on both paths
+_WIDE_INT = re.compile(r"(0|[1-9]\d{0,8})(?![0-9])")
 
 
 class RecordError(ValueError):
@@ -78,7 +81,7 @@ def decode_string(raw: str) -> str:
 def _coord_literal_end(text: str, i: int, end: int) -> int:
     m = _COORD.match(text, i, end)
     if m is None or int(m.group(1)) > 999:
-        raise RecordError("wrong_arity")
+        raise RecordError("wrong_arity")  # upstream's salvage drop reason (oracle)
     return m.end()
 
 
@@ -188,8 +191,12 @@ def fast_record(text: str, start: int) -> Record | None:
     return None
 
 
-def _coord_array(text: str, start: int, end: int) -> list[int]:
-    """Bare coord tokens / norm1000 ints in `[...]` (upstream `_parse_coord_array`)."""
+def _coord_array(text: str, start: int, end: int, wide: bool = False) -> list[int]:
+    """Bare coord tokens / norm1000 ints in `[...]` (upstream `_parse_coord_array`).
+
+    `wide` accepts ints above 999 for the pixel / rel1000 surfaces (upstream's salvage has only
+    the 0..999 lattice; a token above 999 stays upstream's `wrong_arity`, as the oracle wants).
+    """
     i = skip_ws(text, start, end)
     if i >= end or text[i] != "[":
         raise RecordError("wrong_arity")
@@ -205,10 +212,10 @@ def _coord_array(text: str, start: int, end: int) -> list[int]:
         if text[i] == "<":
             m = _COORD.match(text, i, end)
         elif text[i].isdigit():
-            m = _INT.match(text, i, end)
+            m = (_WIDE_INT if wide else _INT).match(text, i, end)
         else:
             m = None
-        if m is None or int(m.group(1)) > 999:
+        if m is None or (not wide and int(m.group(1)) > 999):
             raise RecordError("wrong_arity")
         values.append(int(m.group(1)))
         i, closed = _separator(text, m.end(), end, "]", "wrong_arity")
@@ -219,7 +226,7 @@ def _coord_array(text: str, start: int, end: int) -> list[int]:
     return values
 
 
-def record_content(text: str, rec: Record) -> tuple[str, str, list[int]]:
+def record_content(text: str, rec: Record, wide: bool = False) -> tuple[str, str, list[int]]:
     """(geometry key, stripped desc, values) of a record whose keys are valid, or RecordError."""
     gkey = next(k for k in rec.keys if k in GEOMETRY_KEYS)
     d0, d1 = rec.values["desc"]
@@ -233,7 +240,7 @@ def record_content(text: str, rec: Record) -> tuple[str, str, list[int]]:
     if rec.fast:
         values = [int(v) for v in _ASCII_INT.findall(text, g0, g1)]
     else:
-        values = _coord_array(text, g0, g1)
+        values = _coord_array(text, g0, g1, wide)
     if gkey == "bbox_2d" and len(values) != 4:
         raise RecordError("wrong_arity")
     if gkey == "poly" and (len(values) < 6 or len(values) % 2):

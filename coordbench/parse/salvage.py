@@ -167,7 +167,7 @@ class SalvagePass:
     dropped: list[str] = field(default_factory=list)
 
 
-def salvage_pass(text: str, box: Container, order: str) -> SalvagePass:
+def salvage_pass(text: str, box: Container, order: str, wide: bool = False) -> SalvagePass:
     out = SalvagePass(order)
     for rec in box.records:
         reason = key_error(rec)
@@ -175,7 +175,7 @@ def salvage_pass(text: str, box: Container, order: str) -> SalvagePass:
             reason = "order_violation"
         if reason is None:
             try:
-                gkey, desc, values = record_content(text, rec)
+                gkey, desc, values = record_content(text, rec, wide)
             except RecordError as e:
                 reason = e.reason
         if reason is not None:
@@ -190,8 +190,11 @@ def salvage_pass(text: str, box: Container, order: str) -> SalvagePass:
     return out
 
 
-def best_pass(text: str, box: Container) -> SalvagePass:
-    """geometry_first, then desc_first; the one keeping more records wins, ties -> the first."""
-    first = salvage_pass(text, box, "geometry_first")
-    second = salvage_pass(text, box, "desc_first")
+def best_pass(text: str, box: Container, wide: bool = False) -> SalvagePass:
+    """geometry_first, then desc_first; the one keeping more records wins, ties -> the first.
+
+    `wide`: ints above 999 are coordinates (pixel / rel1000 surfaces).
+    """
+    first = salvage_pass(text, box, "geometry_first", wide)
+    second = salvage_pass(text, box, "desc_first", wide)
     return second if len(second.objects) > len(first.objects) else first

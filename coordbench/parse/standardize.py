@@ -75,6 +75,8 @@ def coerce_points(points: Sequence[Any]) -> tuple[list[float] | None, bool]:
     had_tokens = any(is_coord_token(p) for p in points if type(p) is str)
     out: list[float] = []
     for p in points:
+        if isinstance(p, bool):  # JSON true/false are not coordinates (float(True) would be 1)
+            return None, had_tokens
         if type(p) is int:  # the common case; decode_coord would give float(p) too
             try:
                 out.append(float(p))

@@ -16,6 +16,8 @@ from coordbench.confidence.score import confidence_for_record, postop_summary, s
 from coordbench.config.run import RunConfig
 from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_dir
 from coordbench.metrics.summary import build_summary
+from coordbench.parse.mismatch import dialect_check
+from coordbench.parse.think import reasoning_tokens
 from coordbench.pipeline.provenance import run_timing
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
@@ -80,6 +82,7 @@ def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root)
     head = A.read_json(run_dir / A.RUN_JSON)
     summary = build_summary(head, recs, result)
+    _dialect_notes(summary, recs, traces, head["identity"]["prompt"]["name"])
     A.write_json(run_dir / A.SUMMARY, summary)
     prov = head.setdefault("provenance", {})
     rescored = bool(prov.get("finished_at"))
@@ -90,6 +93,32 @@ def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     A.write_json(run_dir / A.RUN_JSON, head)
     _after_run(run_dir, summary, "rescore" if rescored else "run")
     return summary
+
+
+def _dialect_notes(
+    summary: dict[str, Any], recs: list[dict], traces: dict[str, dict], preset: str
+) -> None:
+    """Think-span token lengths and the dialect-mismatch warning (summary and report)."""
+    lengths = []
+    for r in recs:
+        if r.get("reasoning_text") is None:
+            continue
+        tokens = (traces.get(str(r.get("sample_id"))) or {}).get("generated_token_text") or []
+        lengths.append(reasoning_tokens(str(r.get("raw_text") or ""), [str(t) for t in tokens]))
+    parse = summary.setdefault("parse", {})
+    parse["reasoning_tokens"] = {
+        "answers_with_reasoning": len(lengths),
+        "mean": sum(lengths) / len(lengths) if lengths else 0.0,
+        "max": max(lengths, default=0),
+        "total": sum(lengths),
+    }
+    check = dialect_check(recs, preset)
+    parse["dialect_check"] = check
+    if check is not None:
+        diag = summary.get("diagnostics")
+        if not isinstance(diag, dict):
+            diag = summary["diagnostics"] = {}
+        diag["warnings"] = [*(diag.get("warnings") or []), check["warning"]]
 
 
 def _after_run(run_dir: Path, summary: dict[str, Any], kind: str = "run") -> None:

@@ -15,7 +15,8 @@ from coordbench.config.prompts import build_messages
 from coordbench.config.run import RunConfig
 from coordbench.config.seeding import sample_seed
 from coordbench.data.dataset import gt_objects, open_image
-from coordbench.parse.output import ParsedOutput, parse_output, upstream_modes
+from coordbench.parse.answer import parse_for_preset
+from coordbench.parse.output import ParsedOutput, upstream_modes
 from coordbench.pipeline.dist import Dist
 from coordbench.pipeline.plan import Plan
 from coordbench.rundir import files as A
@@ -137,9 +138,9 @@ def generate_into(
             gens = backend.generate(reqs, plan.params)
             recs, traces = [], []
             for s, g in zip(batch, gens, strict=True):
-                parsed = parse_output(
+                parsed = parse_for_preset(
                     g.text,
-                    surface=plan.prompt.surface,
+                    plan.prompt,
                     width=s.width,
                     height=s.height,
                     options=popts,

@@ -16,7 +16,7 @@ from coordbench.metrics.scoring import (
     write_eval_dir,
 )
 from coordbench.metrics.summary import build_summary, format_summary, metric_lines
-from coordbench.parse.output import parse_output
+from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
@@ -31,9 +31,9 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
         if "raw_text" not in r:
             out.append(r)
             continue
-        p = parse_output(
+        p = parse_for_preset(
             r["raw_text"],
-            surface=prompt.surface,
+            prompt,
             width=r["width"],
             height=r["height"],
             options=popts,
