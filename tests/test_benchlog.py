@@ -137,3 +137,61 @@ def test_log_cli_on_a_missing_file_is_one_line(tmp_path):
 
 def test_render_reports_skipped_lines():
     assert "2 unreadable line(s) skipped" in render_log([], "md", skipped=2)
+
+
+def test_identical_compare_is_logged_once_and_a_different_one_again(runs, tmp_path):
+    a, b = runs
+    log = tmp_path / "log.jsonl"
+    for _ in range(2):
+        append_compare_entry(compare_runs([a, b], n_boot=50, seed=0), None, log)
+    assert len(read_log(log)[0]) == 1
+    append_compare_entry(compare_runs([a, b], n_boot=50, seed=1), None, log)  # other CIs
+    append_compare_entry(compare_runs([b, a], n_boot=50, seed=0), None, log)  # other baseline
+    assert len(read_log(log)[0]) == 3
+
+
+def test_rescore_entry_kind(runs, tmp_path):
+    a, _ = runs
+    log = tmp_path / "log.jsonl"
+    append_run_entry(a, A.read_json(a / A.SUMMARY), log, kind="rescore")
+    (entry,), _ = read_log(log)
+    assert entry["kind"] == "rescore"
+
+
+def _entries_at(log, stamps):
+    log.write_text(
+        "".join(
+            json.dumps({"kind": "run", "name": f"r{i}", "timestamp": t, "metrics": {}}) + "\n"
+            for i, t in enumerate(stamps)
+        )
+    )
+
+
+def test_log_since_last_and_formats(tmp_path):
+    log = tmp_path / "log.jsonl"
+    _entries_at(
+        log,
+        ["2026-01-01T10:00:00+00:00", "2026-01-15T00:00:00+00:00", "2026-02-01T09:30:00+00:00"],
+    )
+    cli = CliRunner()
+
+    def names(*args):
+        r = cli.invoke(main, ["log", "--path", str(log), "--format", "json", *args])
+        assert r.exit_code == 0, r.output
+        return [e["name"] for e in json.loads(r.stdout)]
+
+    assert names("--since", "2026-01-15") == ["r1", "r2"]
+    assert names("--since", "2026-01-15T00:00:01") == ["r2"]
+    assert names("--since", "2026-01-02", "--last", "1") == ["r2"]
+    assert names("--last", "2") == ["r1", "r2"]
+    r = cli.invoke(main, ["log", "--path", str(log), "--since", "last week"])
+    assert r.exit_code == 2 and "--since 'last week' is not a date" in r.stderr
+    r = cli.invoke(main, ["log", "--path", str(log), "--format", "csv", "--last", "2"])
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [row["run"] for row in rows] == ["r1", "r2"]
+    assert rows[0]["time (UTC)"] == "2026-01-15T00:00:00+00:00" and rows[0]["kind"] == "run"
+    md = cli.invoke(main, ["log", "--path", str(log), "--format", "md"]).stdout
+    assert md.startswith("| time (UTC) |") and md.count("\n") == 5

@@ -104,10 +104,15 @@ def test_record_that_is_not_an_object(tmp_path_factory, tmp_path, finished):
 
 def test_absolute_image_path(tmp_path_factory, tmp_path, finished):
     data = _data_copy(tmp_path_factory, tmp_path)
-    target = str((data.parent / "images/val/00002.jpg").resolve())  # exists; refused as absolute
-    _edit_line(data, 2, lambda r: r.update(images=[target]))
+    target = tmp_path / "elsewhere" / "00002.jpg"  # exists, outside the JSONL's folder
+    target.parent.mkdir()
+    shutil.copy(data.parent / "images/val/00002.jpg", target)
+    _edit_line(data, 2, lambda r: r.update(images=[str(target)]))
     _refused_up_front(
-        assets(tmp_path_factory), finished, data=data, needles=("relative", target, "line 3")
+        assets(tmp_path_factory),
+        finished,
+        data=data,
+        needles=("--image-root DIR", "relative", str(target), "line 3"),
     )
 
 

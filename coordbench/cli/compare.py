@@ -19,7 +19,13 @@ from coordbench.cli.common import CONTEXT, friendly_errors
     "--baseline", help="Run to compare against: its name or path (default: the first complete run)."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "csv", "json", "latex"]),
+    default="md",
+    show_default=True,
+    help="md: tables for the terminal; csv: tidy, one row per (section, run, metric); "
+    "json; latex: booktabs table of headline metrics.",
 )
 @click.option(
     "--out", type=click.Path(dir_okay=False), help="Write the report to FILE instead of stdout."
@@ -38,8 +44,14 @@ from coordbench.cli.common import CONTEXT, friendly_errors
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option(
-    "--top-k", type=int, default=10, show_default=True, help="Per-class / per-image rows each way."
+    "--top-changes",
+    "top_changes",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Per-class / per-image rows shown each way (largest gains and losses).",
 )
+@click.option("--top-k", "top_k_alias", type=int, hidden=True)  # deprecated: clashed with run
 @click.option(
     "--group-by",
     default="seed",
@@ -67,7 +79,8 @@ def compare_cmd(
     gates: str | None,
     n_boot: int,
     seed: int,
-    top_k: int,
+    top_changes: int,
+    top_k_alias: int | None,
     group_by: str,
     log_path: str | None,
     no_log: bool,
@@ -98,7 +111,7 @@ def compare_cmd(
         baseline=baseline,
         n_boot=n_boot,
         seed=seed,
-        top_k=top_k,
+        top_k=top_changes if top_k_alias is None else top_k_alias,
         group_by=group_by,
         metrics=[*labels, *dict.fromkeys(extra)],
     )

@@ -145,8 +145,15 @@ def coco_cmd(
 @click.option(
     "--preset", default=None, help="Also check sizes against a rescale preset's grid and budget."
 )
+@click.option(
+    "--image-root",
+    type=click.Path(file_okay=False),
+    help="Allow absolute image paths under this folder (besides the JSONL's own folder).",
+)
 @friendly_errors
-def jsonl_cmd(path: str, decode: bool, no_images: bool, preset: str | None) -> None:
+def jsonl_cmd(
+    path: str, decode: bool, no_images: bool, preset: str | None, image_root: str | None
+) -> None:
     """Validate a dataset JSONL: records, coordinates, image files and their sizes.
 
     \b
@@ -163,7 +170,12 @@ def jsonl_cmd(path: str, decode: bool, no_images: bool, preset: str | None) -> N
         rp = load_rescale_preset(preset)
         factor, max_pixels = rp.factor, rp.max_pixels
     report = validate_jsonl(
-        path, check_images=not no_images, decode=decode, factor=factor, max_pixels=max_pixels
+        path,
+        check_images=not no_images,
+        decode=decode,
+        factor=factor,
+        max_pixels=max_pixels,
+        image_root=image_root,
     )
     click.echo(report.summary())
     if not report.ok:

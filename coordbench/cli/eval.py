@@ -17,8 +17,18 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
 @click.command("eval", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(exists=True), required=False)
 @click.option("--out", type=click.Path(), help="Eval dir (default: PATH/eval or next to the file).")
-@click.option("--scorer", type=click.Choice(["faster", "pycocotools"]), default=None)
-@click.option("--semantic-threshold", type=float, default=None)
+@click.option(
+    "--scorer",
+    type=click.Choice(["faster", "pycocotools"]),
+    default=None,
+    help="COCO scorer (default: the run's): faster-coco-eval or pycocotools.",
+)
+@click.option(
+    "--semantic-threshold",
+    type=float,
+    default=None,
+    help="Cosine similarity to map a free-text class onto a GT class (default: the run's).",
+)
 @click.option(
     "--categories",
     type=click.Choice(["dataset", "subset"]),

@@ -43,7 +43,8 @@ def coco_results_cmd(
 
     Boxes are scaled by W_orig/W_preset and clamped to the original image (upstream's test-dev
     exporter); descs map to ids exactly, else by the run's semantic mapper, else are dropped.
-    Score it at original scale with `coordbench eval RUN_DIR --original-scale`.
+    To score at original scale, against the original COCO annotations:
+    `coordbench eval RUN_DIR --original-scale instances_val2017.json`.
 
     \b
     Examples:

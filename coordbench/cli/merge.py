@@ -27,7 +27,10 @@ def merge(dirs: tuple[str, ...], out: str | None) -> None:
       coordbench merge output/runs/big                 # a run dir with shards/ inside
       coordbench merge runs/s0 runs/s1 --out runs/all  # separate shard run dirs
     """
-    from coordbench.pipeline.merge import merge_and_score
+    from coordbench.pipeline.merge import merge_and_score, shard_lines
+    from coordbench.rundir.files import RUN_JSON, read_json
 
     run_dir, summary = merge_and_score([Path(d) for d in dirs], Path(out) if out else None)
+    for line in shard_lines(read_json(run_dir / RUN_JSON)):
+        click.echo(line)
     print_run(run_dir, summary)

@@ -6,6 +6,7 @@ inside the command, so `coordbench --help` does not pay for numpy, PIL or the sc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -28,17 +29,44 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     type=click.Path(),
     help="Dataset JSONL (default: the preset's data / embedded shapes).",
 )
+@click.option(
+    "--image-root",
+    type=click.Path(file_okay=False),
+    help="Allow absolute image paths in --data under this folder (besides the JSONL's folder).",
+)
 @click.option("--preset", help="Rescale preset: 64 (embedded), 768, 1024, or a .toml path.")
 @click.option("--prompt", help="Prompt preset (configs/prompt/*.toml), e.g. coco80_desc_first.")
 @click.option("--limit", type=int, help="Only the first N records (val200 = --limit 200).")
-@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=DEFAULTS.batch_size,
+    show_default=True,
+    help="Images per generate call (not in the identity; halved on CUDA OOM).",
+)
 @click.option(
     "--temperature", type=float, default=DEFAULTS.temperature, show_default=True, help="0 = greedy."
 )
-@click.option("--top-p", type=float, default=DEFAULTS.top_p, show_default=True)
-@click.option("--top-k", type=int, default=DEFAULTS.top_k, show_default=True)
 @click.option(
-    "--repetition-penalty", type=float, default=DEFAULTS.repetition_penalty, show_default=True
+    "--top-p",
+    type=float,
+    default=DEFAULTS.top_p,
+    show_default=True,
+    help="Nucleus sampling: keep tokens up to this mass (0 < p <= 1).",
+)
+@click.option(
+    "--top-k",
+    type=int,
+    default=DEFAULTS.top_k,
+    show_default=True,
+    help="Sampling: keep the k likeliest tokens (0 = off).",
+)
+@click.option(
+    "--repetition-penalty",
+    type=float,
+    default=DEFAULTS.repetition_penalty,
+    show_default=True,
+    help="Penalty on repeated tokens (1.0 = none).",
 )
 @click.option(
     "--seed",
@@ -47,14 +75,35 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     show_default=True,
     help="Per-sample seeds derive from it.",
 )
-@click.option("--max-new-tokens", type=int, default=DEFAULTS.max_new_tokens, show_default=True)
-@click.option("--out", type=click.Path(), default=DEFAULTS.out, show_default=True)
+@click.option(
+    "--max-new-tokens",
+    type=int,
+    default=DEFAULTS.max_new_tokens,
+    show_default=True,
+    help="Generation cap per image; hitting it marks the answer truncated.",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=DEFAULTS.out,
+    show_default=True,
+    help="Folder that holds the run dirs.",
+)
 @click.option("--name", help="Run dir name under --out (default: derived from the run).")
-@click.option("--shard", help="i/N: run only this shard (SLURM arrays); then `coordbench merge`.")
+@click.option(
+    "--shard",
+    help="i/N, 0-based (0/8 .. 7/8): only samples with index % N == i; or `auto` from "
+    "SLURM_ARRAY_TASK_ID/MIN/MAX (--array=0-7 or 1-8). Then `coordbench merge`.",
+)
 @click.option(
     "--backend", default=DEFAULTS.backend, show_default=True, help="hf | vllm | replay:RUN_DIR"
 )
-@click.option("--device", default=DEFAULTS.device, show_default=True)
+@click.option(
+    "--device",
+    default=DEFAULTS.device,
+    show_default=True,
+    help="auto = CUDA if available, else CPU; or cpu, cuda, cuda:1.",
+)
 @click.option(
     "--dtype", default=DEFAULTS.dtype, show_default=True, help="auto = bf16 on GPU, fp32 on CPU."
 )
@@ -63,6 +112,7 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     type=click.Choice(["faster", "pycocotools"]),
     default=DEFAULTS.scorer,
     show_default=True,
+    help="COCO scorer: faster-coco-eval, or pycocotools (the reference, slower).",
 )
 @click.option(
     "--logprob-source",
@@ -72,7 +122,11 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     help="Confidence from raw logits (default) or processed scores (upstream parity).",
 )
 @click.option(
-    "--semantic-threshold", type=float, default=DEFAULTS.semantic_threshold, show_default=True
+    "--semantic-threshold",
+    type=float,
+    default=DEFAULTS.semantic_threshold,
+    show_default=True,
+    help="Cosine similarity needed to map a free-text class onto a GT class.",
 )
 @click.option(
     "--trust-remote-code", is_flag=True, help="Allow checkpoints that ship their own code."
@@ -81,7 +135,12 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
 @click.option(
     "--overwrite", is_flag=True, help="Replace an existing run dir with another identity."
 )
-@click.option("--no-progress", is_flag=True)
+@click.option(
+    "--rescore",
+    is_flag=True,
+    help="Re-score a finished run (logged as `rescore`); without it a finished run is left as is.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in batch-job logs).")
 @friendly_errors
 def run(**kw) -> None:
     """Generate, parse and score one run; resumes if the run dir already holds this run.
@@ -92,15 +151,23 @@ def run(**kw) -> None:
       coordbench run --ckpt ckpt/merged --preset 768 --limit 200 \\
           --temperature 0.1 --top-p 0.9 --seed 42
       coordbench run --ckpt ckpt/merged --preset 1024 --shard 3/8 --name big
-          # then: coordbench merge
+          # shards count from 0 (0/8 .. 7/8); then: coordbench merge output/runs/big
+      sbatch --array=0-7 --wrap "coordbench run --ckpt ckpt/merged --shard auto --name big"
     """
     from coordbench.pipeline.run import run as run_fn
 
     progress = not kw.pop("no_progress")
-    shard = Shard.parse(kw.pop("shard"))
+    rescore = kw.pop("rescore")
+    shard = Shard.parse(kw.pop("shard"), os.environ)
     cfg = RunConfig(**kw, shard=shard, progress=progress)
-    summary = run_fn(cfg)
+    summary = run_fn(cfg, rescore=rescore)
     if not summary:
+        return
+    if "already_complete" in summary:
+        click.echo(
+            f"{summary['run_dir']}: already complete ({summary['already_complete']} samples); "
+            "use --rescore to re-score"
+        )
         return
     if "shard" in summary:
         click.echo(

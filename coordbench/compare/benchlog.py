@@ -10,6 +10,9 @@ Where: `$COORDBENCH_BENCHMARK_LOG` if set; else next to the runs folder of the r
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -85,14 +88,18 @@ def _gates(gates: Sequence[GateResult] | None) -> list[dict[str, Any]] | None:
 
 
 def run_entry(
-    run_dir: str | Path, summary: dict[str, Any], gates: Sequence[GateResult] | None = None
+    run_dir: str | Path,
+    summary: dict[str, Any],
+    gates: Sequence[GateResult] | None = None,
+    kind: str = "run",
 ) -> dict[str, Any]:
+    """One log line for a run; kind "rescore" when a finished run was scored again."""
     rd = Path(run_dir)
     head = A.read_json(rd / A.RUN_JSON) if (rd / A.RUN_JSON).exists() else {}
     ident, prov = head.get("identity") or {}, head.get("provenance") or {}
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "run",
+        "kind": kind,
         "timestamp": _now(),
         "run_dir": str(rd),
         "name": rd.name,
@@ -117,12 +124,13 @@ def append_run_entry(
     summary: dict[str, Any],
     log_path: str | Path | None = None,
     gates: Sequence[GateResult] | None = None,
+    kind: str = "run",
 ) -> Path | None:
     """Log a finished run (called at the end of `coordbench run`). A log that cannot be written
     is a warning, not a failure: the run itself is complete and on disk."""
     path = Path(log_path) if log_path is not None else default_log_path(run_dir)
     try:
-        return append_entry(run_entry(run_dir, summary, gates), path)
+        return append_entry(run_entry(run_dir, summary, gates, kind), path)
     except ArtifactError as e:
         log.warning("%s", e)
         return None
@@ -170,16 +178,34 @@ def compare_entry(
     }
 
 
+def fingerprint(entry: dict[str, Any]) -> str:
+    """What a compare entry says, without its time: equal for a re-run of the same comparison."""
+    body = {k: v for k, v in entry.items() if k not in ("timestamp", "fingerprint")}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _logged(path: Path, fp: str) -> bool:
+    if not path.is_file():
+        return False
+    entries, _ = parse_jsonl_lenient(path.read_bytes())
+    return any(e.get("fingerprint") == fp for e in entries if isinstance(e, dict))
+
+
 def append_compare_entry(
     result: CompareResult,
     gates: Sequence[GateResult] | None = None,
     log_path: str | Path | None = None,
 ) -> Path:
-    """Log a comparison; default path from the baseline's run dir (see module doc)."""
+    """Log a comparison; default path from the baseline's run dir (see module doc). A comparison
+    already in the log (same inputs, same numbers) is not appended again."""
     if log_path is None:
         base = next((r.path for r in result.runs if r.name == result.baseline), None)
         log_path = default_log_path(base or (result.runs[0].path if result.runs else None))
-    return append_entry(compare_entry(result, gates), log_path)
+    entry = compare_entry(result, gates)
+    entry["fingerprint"] = fingerprint(entry)
+    if _logged(Path(log_path), entry["fingerprint"]):
+        return Path(log_path)
+    return append_entry(entry, log_path)
 
 
 def read_log(path: str | Path) -> tuple[list[dict[str, Any]], int]:
@@ -242,11 +268,49 @@ def _row(e: dict[str, Any]) -> list[str]:
     ]
 
 
+LOG_HEADER = ["time (UTC)", "kind", "run", "identity", "samples", *LOG_COLUMNS, "gates"]
+
+
+def select_entries(
+    entries: list[dict[str, Any]], *, last: int | None = None, since: str | None = None
+) -> list[dict[str, Any]]:
+    """Entries at or after `since` (an ISO date or time, UTC), then the last `last` of them."""
+    if since is not None:
+        start = _parse_time(since, "--since")
+        entries = [e for e in entries if (t := _entry_time(e)) is not None and t >= start]
+    if last is not None:
+        entries = entries[-last:] if last > 0 else []
+    return entries
+
+
+def _parse_time(text: str, what: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ArtifactError(
+            f"{what} {text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _entry_time(entry: dict[str, Any]) -> datetime | None:
+    try:
+        return _parse_time(str(entry.get("timestamp")), "timestamp")
+    except ArtifactError:
+        return None
+
+
 def render_log(entries: list[dict[str, Any]], fmt: str = "md", skipped: int = 0) -> str:
-    """The log as a markdown table (one row per entry, oldest first) or a JSON array."""
+    """The log as a markdown table or CSV (one row per entry, oldest first) or a JSON array."""
     if fmt == "json":
         return orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode() + "\n"
-    header = ["time (UTC)", "kind", "run", "identity", "samples", *LOG_COLUMNS, "gates"]
+    header = LOG_HEADER
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(_row(e) for e in entries)
+        return buf.getvalue()
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _row(e)) + " |" for e in entries]
     if skipped:

@@ -84,7 +84,7 @@ def identity_caveats(base: RunData, run: RunData, ignore_axes: set[str]) -> tupl
         caveats.append(
             f"batch size differs ({base.name} {base.batch_size}, {run.name} {run.batch_size}): "
             "sampled "
-            "outputs and batched greedy numerics depend on it (upstream pitfall 6)"
+            "outputs and batched greedy numerics depend on it (padding changes the numbers)"
         )
     return info, caveats
 
@@ -228,7 +228,7 @@ def throughput_caveat(runs: list[RunData]) -> str | None:
     desc = "; ".join(f"{n}: world_size {w}, device {d}" for n, (w, d) in shapes.items())
     return (
         f"wall time and samples/s are not comparable across launch shapes ({desc}) "
-        "(upstream pitfall 34)"
+        "(more processes or another device change throughput, not the model)"
     )
 
 

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.compare import caveats as C
-from coordbench.compare.groups import GroupDelta, GroupRow, group_runs
+from coordbench.compare.groups import (
+    GroupDelta,
+    GroupRow,
+    SingleVsGroup,
+    group_runs,
+    single_vs_groups,
+)
 from coordbench.compare.load import RunData, load_run, unique_names
 from coordbench.compare.metrics import METRICS, MetricSpec, metric_value, resolve_metric
 from coordbench.compare.pairs import (
@@ -90,6 +96,7 @@ class CompareResult:
     seed: int
     top_k: int
     group_by: str
+    single_vs_group: list[SingleVsGroup] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": 1, **asdict(self)}
@@ -229,6 +236,7 @@ def compare_runs(
         seed=seed,
         top_k=top_k,
         group_by=group_by,
+        single_vs_group=single_vs_groups(complete, groups, specs),
     )
 
 

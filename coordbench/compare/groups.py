@@ -46,6 +46,56 @@ class GroupDelta:
     verdict: str
 
 
+NOISE_Z = 2.0  # |run - group mean| within 2 group std is read as seed noise (about 95 %)
+
+
+@dataclass
+class SingleVsGroup:
+    """A run outside every group (e.g. greedy) against one group's mean, with the group's std
+    over its axis as the noise scale: z = (value - mean) / std."""
+
+    run: str
+    group: str
+    metric: str
+    value: float | None
+    group_mean: float | None
+    group_std: float | None
+    delta: float | None
+    z: float | None
+    verdict: str
+
+
+def single_vs_groups(
+    runs: Sequence[RunData], groups: Sequence[GroupRow], specs: Sequence[MetricSpec]
+) -> list[SingleVsGroup]:
+    """Every run that belongs to no group against every group's mean."""
+    grouped = {m for g in groups for m in g.members}
+    out = []
+    for r in runs:
+        if r.name in grouped:
+            continue
+        for g in groups:
+            for s in specs:
+                v, mean, std = _value(s, r), g.mean.get(s.label), g.std.get(s.label)
+                delta = None if v is None or mean is None else v - mean
+                z = None if delta is None or not std else delta / std
+                verdict = _noise_verdict(delta, z, s)
+                out.append(SingleVsGroup(r.name, g.label, s.label, v, mean, std, delta, z, verdict))
+    return out
+
+
+def _noise_verdict(delta: float | None, z: float | None, spec: MetricSpec) -> str:
+    if delta is None:
+        return "n/a"
+    if z is None:  # a group with zero spread: no noise scale to judge by
+        return "n/a (group std 0)" if delta else "same"
+    if abs(z) <= NOISE_Z:
+        return "within noise"
+    if spec.direction == 0:
+        return "higher" if delta > 0 else "lower"
+    return "better" if (delta > 0) == (spec.direction > 0) else "worse"
+
+
 def _without(identity: dict, dotted: str) -> dict:
     out = copy.deepcopy(identity)
     node = out

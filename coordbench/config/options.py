@@ -158,7 +158,8 @@ class EvalOptions:
         object.__setattr__(self, "f1_iou_thrs", thrs)
         if not (math.isfinite(self.semantic_threshold) and -1.0 <= self.semantic_threshold <= 1.0):
             raise ConfigError(
-                f"`semantic_threshold` must be a cosine in [-1, 1], got {self.semantic_threshold!r}"
+                f"`semantic_threshold` = {self.semantic_threshold!r} is out of range "
+                "(--semantic-threshold): expected a cosine in [-1, 1]"
             )
         if int(self.calibration_bins) < 1:
             raise ConfigError(f"`calibration_bins` must be >= 1, got {self.calibration_bins!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -54,16 +55,64 @@ class Shard:
     count: int = 1
 
     @classmethod
-    def parse(cls, text: str | None) -> Shard:
+    def parse(cls, text: str | None, env: Mapping[str, str] | None = None) -> Shard:
+        """`i/N` (0-based: 0/8 .. 7/8) or `auto` (from a SLURM job array's environment)."""
         if not text:
             return cls()
+        if text.strip().lower() == "auto":
+            return cls.from_slurm(env if env is not None else {})
         try:
             i, n = (int(p) for p in text.split("/"))
         except ValueError:
             raise ConfigError(f"--shard must look like i/N (e.g. 0/8), got {text!r}") from None
         if n < 1 or not 0 <= i < n:
-            raise ConfigError(f"--shard {text}: need 0 <= i < N and N >= 1")
+            raise ConfigError(
+                f"--shard {text}: shards count from 0, need 0 <= i < N and N >= 1 "
+                f"(e.g. 0/{max(n, 1)} .. {max(n, 1) - 1}/{max(n, 1)})"
+            )
         return cls(i, n)
+
+    @classmethod
+    def from_slurm(cls, env: Mapping[str, str]) -> Shard:
+        """The shard of this SLURM array task: the task's position among the array's tasks, so
+        `--array=0-7` and `--array=1-8` (and `0-14:2`) both give shards 0/8 .. 7/8."""
+
+        def num(key: str) -> int | None:
+            v = env.get(key)
+            try:
+                return int(v) if v not in (None, "") else None
+            except ValueError:
+                raise ConfigError(f"--shard auto: {key}={v!r} is not an integer") from None
+
+        task, count = num("SLURM_ARRAY_TASK_ID"), num("SLURM_ARRAY_TASK_COUNT")
+        lo, hi, step = (num(f"SLURM_ARRAY_TASK_{k}") for k in ("MIN", "MAX", "STEP"))
+        if task is None:
+            raise ConfigError(
+                "--shard auto needs SLURM_ARRAY_TASK_ID (run it inside `sbatch --array=...`), "
+                "or pass --shard i/N with 0 <= i < N"
+            )
+        if lo is not None and hi is not None:
+            step = step or 1
+            span = (hi - lo) // step + 1
+            if count is not None and count != span:
+                raise ConfigError(
+                    f"--shard auto: the array {lo}-{hi}:{step} is not a plain range "
+                    f"({count} tasks); use --array=0-{count - 1} or --shard i/N"
+                )
+            index, count = (task - lo) // step, span
+        elif count is None:
+            raise ConfigError(
+                "--shard auto needs SLURM_ARRAY_TASK_COUNT or SLURM_ARRAY_TASK_MIN/MAX "
+                f"besides SLURM_ARRAY_TASK_ID={task}"
+            )
+        else:
+            index = task
+        if not 0 <= index < count:
+            raise ConfigError(
+                f"--shard auto: SLURM_ARRAY_TASK_ID={task} is outside 0..{count - 1}; "
+                "set SLURM_ARRAY_TASK_MIN/MAX or use a 0-based --array=0-N"
+            )
+        return cls(index, count)
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -74,6 +123,7 @@ class RunConfig:
     ckpt: str | None = None  # None = the embedded default model
     adapter: str | None = None
     data: str | None = None  # None = the preset's default data (embedded shapes for the default)
+    image_root: str | None = None  # absolute image paths are allowed under it (not identity)
     preset: str | None = None
     prompt: str | None = None
     limit: int | None = None

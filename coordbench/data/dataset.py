@@ -146,7 +146,7 @@ def _positive_int(rec: dict, key: str, where: _Where) -> int:
     return v
 
 
-def _image_rel(rec: dict, where: _Where) -> str:
+def _image_rel(rec: dict, where: _Where, image_root: str | Path | None = None) -> str:
     images = rec.get("images")
     if (
         not isinstance(images, list)
@@ -156,39 +156,63 @@ def _image_rel(rec: dict, where: _Where) -> str:
     ):
         raise where.error(f"`images` must be a list of exactly one path string, got {images!r}")
     rel = images[0]
-    problem = unsafe_image_path(rel)
+    problem = unsafe_image_path(rel, allowed_roots(where.path, image_root))
     if problem:
         raise where.error(f"{problem}, got {rel!r}")
     return rel
 
 
-def unsafe_image_path(rel: str) -> str | None:
-    """Why a record's image path may not be followed (absolute, or `..` out of the data folder)."""
-    if (
+def allowed_roots(jsonl_path: str | Path, image_root: str | Path | None) -> tuple[Path, ...]:
+    """Folders an absolute image path may point into: the JSONL's folder and `--image-root`."""
+    roots = [Path(os.path.abspath(Path(jsonl_path).parent))]
+    if image_root:
+        roots.append(Path(os.path.abspath(image_root)))
+    return tuple(roots)
+
+
+def _under(path: str, roots: tuple[Path, ...]) -> bool:
+    """Lexically (like the `..` rule for relative paths): the normalised path is inside a root."""
+    norm = Path(os.path.normpath(path))
+    return any(norm == r or r in norm.parents for r in roots)
+
+
+def unsafe_image_path(rel: str, roots: tuple[Path, ...] = ()) -> str | None:
+    """Why a record's image path may not be followed: `..` out of the data folder, or an
+    absolute path outside every allowed root (the JSONL's folder, `--image-root`)."""
+    absolute = (
         PurePosixPath(rel).is_absolute()
         or PureWindowsPath(rel).is_absolute()
         or rel.startswith("\\")
-    ):
-        return "image path must be relative to the JSONL's folder"
+    )
+    if absolute:
+        if roots and PurePosixPath(rel).is_absolute() and _under(rel, roots):
+            return None
+        where = " or ".join(str(r) for r in roots) or "the JSONL's folder"
+        return (
+            f"absolute image path outside {where}: pass --image-root DIR to allow absolute "
+            "paths under DIR, or write paths relative to the JSONL's folder"
+        )
     if ".." in PurePosixPath(rel.replace("\\", "/")).parts:
         return "image path must not leave the JSONL's folder with '..'"
     return None
 
 
-def symlink_escape(root: Path, rel: str) -> str | None:
-    """Why `root / rel` may not be followed: a symlink on the way resolves outside `root`.
+def symlink_escape(root: Path, rel: str, roots: tuple[Path, ...] = ()) -> str | None:
+    """Why `root / rel` may not be followed: a symlink on the way resolves outside `root` (or
+    outside every allowed root: the JSONL's folder and `--image-root`).
 
     The same rule as for absolute paths and `..`, applied after resolving links, so a link
     planted in the data folder cannot pull an arbitrary file into a run or the report."""
     try:
         target = (root / rel).resolve()
-        inside = target.is_relative_to(root.resolve())
+        inside = any(target.is_relative_to(r.resolve()) for r in (roots or (root,)))
     except (OSError, RuntimeError):  # a link loop
         return f"image path {rel!r} cannot be resolved (a symlink loop?)"
     if inside:
         return None
+    where = "the JSONL's folder" if len(roots) < 2 else " or ".join(str(r) for r in roots)
     return (
-        f"image path {rel!r} is a symlink that leaves the JSONL's folder (to {target}); "
+        f"image path {rel!r} is a symlink that leaves {where} (to {target}); "
         "copy or hard-link the image into the folder instead"
     )
 
@@ -246,6 +270,7 @@ def parse_record(
     index: int,
     frame: str,
     notes: list[str] | None = None,
+    image_root: str | Path | None = None,
 ) -> Sample:
     """One JSONL record -> Sample (raises DataError naming file, line and sample); warnings
     (pixel boxes clamped into the image) are appended to `notes`."""
@@ -254,17 +279,17 @@ def parse_record(
     if image_id is not None and (isinstance(image_id, bool) or not isinstance(image_id, int | str)):
         raise where.error(f"`image_id` must be an int or a string, got {image_id!r}")
     where.sample = str(image_id) if image_id is not None else None
-    rel = _image_rel(rec, where)
+    rel = _image_rel(rec, where, image_root)
     where.sample = where.sample or rel
     w, h = _positive_int(rec, "width", where), _positive_int(rec, "height", where)
     objects = rec.get("objects")
     if not isinstance(objects, list):
         raise where.error(f"`objects` must be a list (may be empty), got {objects!r}")
     boxes = tuple(_box(o, i, frame, (w, h), where) for i, o in enumerate(objects))
-    image_path = path.parent / rel
+    image_path = Path(rel) if Path(rel).is_absolute() else path.parent / rel
     if not image_path.is_file():
         raise where.error(f"image not found: {image_path}")
-    escape = symlink_escape(path.parent, rel)
+    escape = symlink_escape(path.parent, rel, allowed_roots(path, image_root))
     if escape:
         raise where.error(escape)
     extra = {k: rec[k] for k in EXTRA_KEYS if k in rec}
@@ -289,8 +314,11 @@ def parse_record(
 # --------------------------------------------------------------------------- public API
 
 
-def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sample]:
-    """The first `limit` records of a preset JSONL as Samples, validated (not decoded)."""
+def load_samples(
+    jsonl_path: str | Path, *, limit: int | None = None, image_root: str | Path | None = None
+) -> list[Sample]:
+    """The first `limit` records of a preset JSONL as Samples, validated (not decoded);
+    absolute image paths are allowed under the JSONL's folder and `image_root`."""
     path = Path(jsonl_path)
     rows = read_dataset_lines(path, limit=limit)
     if not rows:
@@ -302,7 +330,15 @@ def load_samples(jsonl_path: str | Path, *, limit: int | None = None) -> list[Sa
     seen: dict[str, int] = {}
     notes: list[str] = []
     for index, (line, _, rec) in enumerate(rows):
-        s = parse_record(rec, path=path, line=line, index=index, frame=frame, notes=notes)
+        s = parse_record(
+            rec,
+            path=path,
+            line=line,
+            index=index,
+            frame=frame,
+            notes=notes,
+            image_root=image_root,
+        )
         if s.sample_id in seen:
             raise DataError(
                 f"duplicate sample id {s.sample_id!r} in {path} "

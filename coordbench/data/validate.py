@@ -93,6 +93,7 @@ def validate_jsonl(
     decode: bool = False,
     factor: int | None = None,
     max_pixels: int | None = None,
+    image_root: str | Path | None = None,
 ) -> ValidationReport:
     """Validate every record of a dataset JSONL; never raises for problems inside the file."""
     path = Path(path)
@@ -109,7 +110,13 @@ def validate_jsonl(
         notes: list[str] = []
         try:
             s = parse_record(
-                rec, path=path, line=line, index=index, frame=report.frame, notes=notes
+                rec,
+                path=path,
+                line=line,
+                index=index,
+                frame=report.frame,
+                notes=notes,
+                image_root=image_root,
             )
         except DataError as e:
             report.error(str(e))

@@ -76,21 +76,34 @@ def build_summary(
     }
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
+COUNT_KEYS = frozenset({"f1ish@0.50_pred_total"})
+NO_GT = "n/a (no GT in range)"  # COCOeval's -1: no ground truth of that size / at that depth
+
+
+def _fmt(v: Any, key: str = "") -> str:
+    if v is None or isinstance(v, bool):
         return "-"
+    if key in COUNT_KEYS and isinstance(v, int | float):
+        return str(int(v))
+    if isinstance(v, int | float) and v == -1:
+        return NO_GT
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
+
+
+def metric_lines(metrics: dict[str, Any]) -> list[str]:
+    """The headline metrics, one per line, with the same names for `eval FILE` and `eval DIR`."""
+    rows = [(label, _fmt(metrics.get(key), key)) for label, key in HEADLINE]
+    width = max(len(r[0]) for r in rows)
+    return [f"  {label:<{width}}  {value}" for label, value in rows]
 
 
 def format_summary(summary: dict, provenance: dict | None = None, run_dir: str = "") -> str:
     """The human-readable table printed at the end of `coordbench run` / `coordbench eval`."""
     m = summary["metrics"]
     lines = [f"run: {run_dir}" if run_dir else "", ""]
-    rows = [(label, _fmt(m.get(key))) for label, key in HEADLINE]
-    width = max(len(r[0]) for r in rows)
-    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    lines += metric_lines(m)
     p = summary["parse"]["counts"]
     lines.append("")
     lines.append(
@@ -111,5 +124,6 @@ def format_summary(summary: dict, provenance: dict | None = None, run_dir: str =
         wall = provenance.get("wall_seconds")
         sps = provenance.get("samples_per_s")
         if wall is not None:
-            lines.append(f"  wall {wall:.1f} s, {sps:.2f} samples/s")
+            rate = f"{sps:.2f} samples/s" if isinstance(sps, int | float) else "none generated"
+            lines.append(f"  wall {wall:.1f} s, {rate}")
     return "\n".join(lines).strip("\n")

@@ -6,6 +6,7 @@ a merge, or `coordbench eval`) writes byte-identical artifacts.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_
 from coordbench.metrics.summary import build_summary
 from coordbench.parse.mismatch import dialect_check
 from coordbench.parse.think import reasoning_tokens
+from coordbench.pipeline.provenance import run_timing
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import CATEGORIES_JSON, REPORT, RunDir
@@ -80,7 +82,21 @@ def score_run_records(
     return result
 
 
-def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) -> dict[str, Any]:
+def scored_inputs(run_dir: Path) -> dict[str, str]:
+    """sha256 of the records and traces a finished run was scored from: a re-run skips the run
+    only while they are unchanged (an edited or damaged file is re-read and re-checked)."""
+    out = {}
+    for name in (A.GT_VS_PRED, A.TRACE):
+        h = hashlib.sha256()
+        with open(run_dir / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        out[name] = h.hexdigest()
+    return out
+
+
+def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
+    """Score the run and record its timing; a run finished before is logged as a re-score."""
     recs, traces = _load_run(run_dir)
     t0 = time.perf_counter()
     result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root)
@@ -89,13 +105,13 @@ def finalize(run_dir: Path, cfg: RunConfig, *, wall_start: float | None = None) 
     _dialect_notes(summary, recs, traces, head["identity"]["prompt"]["name"])
     A.write_json(run_dir / A.SUMMARY, summary)
     prov = head.setdefault("provenance", {})
+    rescored = bool(prov.get("finished_at"))
     prov["score_seconds"] = round(time.perf_counter() - t0, 3)
-    if wall_start is not None:
-        prov["wall_seconds"] = round(time.time() - wall_start, 3)
-        prov["samples_per_s"] = round(len(recs) / max(1e-9, prov["wall_seconds"]), 3)
+    prov.update(run_timing(prov))
     prov["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    prov["scored_inputs"] = scored_inputs(run_dir)
     A.write_json(run_dir / A.RUN_JSON, head)
-    _after_run(run_dir, summary)
+    _after_run(run_dir, summary, "rescore" if rescored else "run")
     return summary
 
 
@@ -125,7 +141,7 @@ def _dialect_notes(
         diag["warnings"] = [*(diag.get("warnings") or []), check["warning"]]
 
 
-def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
+def _after_run(run_dir: Path, summary: dict[str, Any], kind: str = "run") -> None:
     """The HTML report and the benchmark-log line: useful, but never worth failing a run for."""
     import logging
 
@@ -134,4 +150,4 @@ def _after_run(run_dir: Path, summary: dict[str, Any]) -> None:
         write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the scored artifacts are already safe on disk
         log.warning("%s not written: %s: %s", run_dir / REPORT, type(e).__name__, e)
-    append_run_entry(run_dir, summary)
+    append_run_entry(run_dir, summary, kind=kind)

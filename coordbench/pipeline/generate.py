@@ -4,7 +4,9 @@ The pipeline never imports torch itself; backends are created by name, lazily.""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from coordbench.pipeline.plan import Plan
 from coordbench.rundir import files as A
 from coordbench.rundir.resume import consistent_prefix
 from coordbench.types import Generation, GenerationRequest, Sample
+
+log = logging.getLogger("coordbench")
 
 
 def build_record(
@@ -90,17 +94,27 @@ def make_backend(cfg: RunConfig, dist: Dist) -> Any:
 
 
 def generate_into(
-    work_dir: Path, plan: Plan, samples: list[Sample], dist: Dist, backend=None
+    work_dir: Path,
+    plan: Plan,
+    samples: list[Sample],
+    dist: Dist,
+    backend=None,
+    on_batch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict:
-    """Generate every sample not yet in work_dir, appending per batch; returns timing provenance."""
+    """Generate every sample not yet in work_dir, appending per batch; returns timing provenance.
+
+    `on_batch(timing)` is called after every saved batch and once at the end, also when the
+    run is interrupted, so an invocation's time and samples are never lost to a Ctrl-C."""
 
     cfg = plan.cfg
     done, _ = consistent_prefix(work_dir, cfg.batch_size, len(samples))
     done_ids = {r["sample_id"] for r in done}
     todo = [s for s in samples if s.sample_id not in done_ids]
-    timing: dict[str, Any] = {"resumed_from": len(done), "generated": len(todo)}
+    timing: dict[str, Any] = {"resumed_from": len(done), "generated": 0}
     if not todo:
         return timing
+    if done and dist.rank == 0:
+        log.warning("resuming at %d/%d (%s)", len(done), len(samples), work_dir)
     t0 = time.perf_counter()
     backend = backend or make_backend(cfg, dist)
     timing["load_seconds"] = round(time.perf_counter() - t0, 3)
@@ -138,6 +152,10 @@ def generate_into(
             traces_out.append(traces)  # trace first: a record is complete only with its trace
             recs_out.append(recs)
             bar.update(len(batch))
+            timing["generated"] += len(batch)
+            timing["generate_seconds"] = round(time.perf_counter() - t1, 3)
+            if on_batch is not None:
+                on_batch(timing)
     finally:
         bar.close()
         recs_out.close()
@@ -154,6 +172,8 @@ def generate_into(
                 **backend.info.provenance,
             }
         backend.close()
+        if on_batch is not None:
+            on_batch(timing)
     return timing
 
 

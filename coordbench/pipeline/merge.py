@@ -50,11 +50,12 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     """Merge shard dirs of one identity into run_dir, checking coverage; returns run.json."""
     heads = _shard_heads(shard_dirs)
     expected = heads[0]["identity"]["dataset"]["num_samples"]
-    recs, traces = [], {}
+    recs, traces, counts = [], {}, []
     for d in shard_dirs:
         r, _ = A.read_jsonl(d / A.GT_VS_PRED, require=("sample_id", "index"))
         t, _ = A.read_jsonl(d / A.TRACE, require=("sample_id",))
         recs += r
+        counts.append(len(r))
         for row in t:
             traces[row["sample_id"]] = row
     _check_coverage(recs, expected)
@@ -72,6 +73,7 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     head["provenance"] = {
         **head.get("provenance", {}),
         "merged_from": [str(d) for d in shard_dirs],
+        "merged_samples": counts,
         "shards": [h.get("provenance", {}) for h in heads],
     }
     A.write_json(run_dir / A.RUN_JSON, head)
@@ -102,3 +104,16 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
         cfg = config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON)
         summary = finalize(run_dir, cfg)
     return run_dir, summary
+
+
+def shard_lines(head: dict[str, Any]) -> list[str]:
+    """One line per merged shard: which shard, how many samples, from where."""
+    prov = head.get("provenance") or {}
+    dirs, counts = prov.get("merged_from") or [], prov.get("merged_samples") or []
+    shards = prov.get("shards") or []
+    out = []
+    for i, d in enumerate(dirs):
+        label = (shards[i] if i < len(shards) else {}).get("shard", "?")
+        n = counts[i] if i < len(counts) else "?"
+        out.append(f"shard {label}: {n} samples from {d}")
+    return out

@@ -122,7 +122,7 @@ def plan_run(config: RunConfig) -> Plan:
     _preflight(config, cfg)
     rescale = load_rescale_preset(cfg.preset)
     prompt = load_prompt_preset(cfg.prompt)
-    samples = load_samples(cfg.data, limit=cfg.limit)
+    samples = load_samples(cfg.data, limit=cfg.limit, image_root=cfg.image_root)
     if not samples:
         raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")
     check_preset_sizes(samples, rescale, cfg.data)

@@ -16,7 +16,7 @@ from coordbench.metrics.scoring import (
     read_records,
     write_eval_dir,
 )
-from coordbench.metrics.summary import build_summary, format_summary
+from coordbench.metrics.summary import build_summary, format_summary, metric_lines
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
 from coordbench.rundir import files as A
@@ -130,17 +130,6 @@ def eval_scored_file(
     result = evaluate_records(recs, opts, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR
     write_eval_dir(result, eval_dir)
-    m = result.metrics
-    keys = (
-        "bbox_AP",
-        "bbox_AP50",
-        "bbox_AP75",
-        "bbox_AR1",
-        "bbox_AR100",
-        "f1ish@0.50_f1_full_micro",
-        "f1ish@0.30_f1_full_micro",
-        "f1ish@0.50_pred_total",
-    )
     n_cats = len(result.coco_gt["categories"])
     lines = [
         f"scored {len(recs)} records from {path} -> {eval_dir}"
@@ -148,8 +137,7 @@ def eval_scored_file(
         f"  categories: {opts.categories} ({n_cats} classes)",
         "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
     ]
-    lines += [f"  {k:<28} {m.get(k)}" for k in keys]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *metric_lines(result.metrics)])
 
 
 def eval_path(

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.config.run import RunConfig, Shard
-from coordbench.errors import ConfigError, ResumeError
+from coordbench.errors import ArtifactError, ConfigError, ResumeError
 from coordbench.pipeline.dist import detect_dist, shard_dir
-from coordbench.pipeline.finalize import finalize
+from coordbench.pipeline.finalize import finalize, scored_inputs
 from coordbench.pipeline.generate import generate_into
 from coordbench.pipeline.merge import merge_shards
 from coordbench.pipeline.plan import Plan, plan_run, preflight_checkpoint
 from coordbench.pipeline.provenance import base_provenance
 from coordbench.rundir import files as A
+from coordbench.rundir.layout import RunDir
 from coordbench.rundir.lock import run_lock
 from coordbench.rundir.resume import check_resume, remove_stale_temps
 
@@ -72,14 +73,58 @@ def run_json(plan: Plan, provenance: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
-    """Run (or resume) one benchmark run; returns the summary dict (rank 0) or {} (other ranks)."""
+def finished_samples(run_dir: Path, identity_hash: str) -> int | None:
+    """The sample count of a finished run of this identity (every derived file in place), else
+    None. A re-run of a finished run changes nothing unless asked to re-score."""
+    rd = RunDir(run_dir)
+    try:
+        head = A.read_json(rd.run_json)
+        summary = A.read_json(rd.summary)
+    except (ArtifactError, OSError):
+        return None
+    if not (isinstance(head, dict) and isinstance(summary, dict)):
+        return None
+    prov = head.get("provenance")
+    if head.get("identity_hash") != identity_hash or not (prov or {}).get("finished_at"):
+        return None
+    if not all(p.is_file() for p in rd.derived_files()):
+        return None
+    if prov.get("scored_inputs") != scored_inputs(run_dir):
+        return None
+    n = summary.get("total_emitted")
+    return n if isinstance(n, int) else None
+
+
+def _finished(run_dir: Path, identity_hash: str, launched: bool) -> bool:
+    """Whether the run is finished; a single process checks again under the lock (a live writer
+    is refused, a stale lock taken over), launcher ranks only read."""
+    if finished_samples(run_dir, identity_hash) is None:
+        return False
+    if launched:
+        return True
+    with run_lock(run_dir):
+        return finished_samples(run_dir, identity_hash) is not None
+
+
+def run(config: RunConfig, *, backend=None, rescore: bool = False) -> dict[str, Any]:
+    """Run (or resume) one benchmark run; returns the summary dict (rank 0) or {} (other ranks).
+
+    A finished run of the same identity is left untouched ({"already_complete": N}) unless
+    `rescore` is set; --overwrite always starts afresh."""
     wall0 = time.time()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     plan = plan_run(config)
     cfg = plan.cfg
     if backend is None:
         preflight_checkpoint(cfg)
     dist = detect_dist()
+    if not (rescore or cfg.overwrite) and _finished(
+        cfg.run_dir(), plan.identity_hash, dist.enabled
+    ):
+        if dist.rank != 0:
+            return {}
+        n = finished_samples(cfg.run_dir(), plan.identity_hash)
+        return {"already_complete": n, "run_dir": str(cfg.run_dir())}
     shard = Shard(dist.rank, dist.world) if dist.enabled else cfg.shard
     if dist.enabled and cfg.shard.count > 1:
         raise ConfigError("--shard cannot be combined with torchrun/accelerate data parallel")
@@ -91,31 +136,44 @@ def run(config: RunConfig, *, backend=None) -> dict[str, Any]:
         "rank": dist.rank,
         "shard": str(shard),
         "batch_size": cfg.batch_size,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started_at": started_at,
     }
     with run_lock(work_dir):
         _prepare_dir(work_dir, plan, cfg.overwrite and not dist.enabled, extra)
-        timing = generate_into(work_dir, plan, mine, dist, backend)
-        _update_provenance(work_dir, {"generation": timing})
+        slot = _open_session(work_dir, started_at)
+
+        def record(timing: dict[str, Any]) -> None:
+            _write_session(work_dir, slot, started_at, wall0, timing)
+
+        record(generate_into(work_dir, plan, mine, dist, backend, on_batch=record))
     if shard.count > 1:
         dist.barrier()
         if dist.rank != 0:
             return {}
         if not dist.enabled:
-            log.warning(
-                "shard %s done in %s; run `coordbench merge %s` when all shards finished",
-                shard,
-                work_dir,
-                run_dir,
-            )
             return {"shard": str(shard), "work_dir": str(work_dir)}
         merge_shards(run_dir, [shard_dir(run_dir, Shard(r, dist.world)) for r in range(dist.world)])
-    return finalize(run_dir, cfg, wall_start=wall0)
+    return finalize(run_dir, cfg)
 
 
-def _update_provenance(work_dir: Path, update: dict[str, Any]) -> None:
+def _open_session(work_dir: Path, started_at: str) -> int:
+    """Append this invocation's entry to run.json's `sessions`; returns its position."""
     data = A.read_json(work_dir / A.RUN_JSON)
-    prov = data.setdefault("provenance", {})
-    gens = prov.setdefault("sessions", [])
-    gens.append(update)
+    sessions = data.setdefault("provenance", {}).setdefault("sessions", [])
+    sessions.append({"started_at": started_at, "generation": {"generated": 0}})
+    A.write_json(work_dir / A.RUN_JSON, data)
+    return len(sessions) - 1
+
+
+def _write_session(
+    work_dir: Path, slot: int, started_at: str, wall0: float, timing: dict[str, Any]
+) -> None:
+    """Rewrite this invocation's entry (start, end, samples generated, seconds) in run.json."""
+    data = A.read_json(work_dir / A.RUN_JSON)
+    data["provenance"]["sessions"][slot] = {
+        "started_at": started_at,
+        "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(time.time() - wall0, 3),
+        "generation": dict(timing),
+    }
     A.write_json(work_dir / A.RUN_JSON, data)

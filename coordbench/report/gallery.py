@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordbench.data.dataset import symlink_escape, unsafe_image_path
+from coordbench.data.dataset import allowed_roots, symlink_escape, unsafe_image_path
 from coordbench.data.images import open_rgb
 from coordbench.metrics.f1 import evaluate_f1, thr_key
 from coordbench.metrics.ingest import new_counters, prepare_image
@@ -228,23 +228,26 @@ def _draw(img: Any, rec: dict, oc: Outcome, scale: float) -> None:
         _label(draw, x0, y0, f"{p.get('desc', '')} {score_of(p):.2f}", COLOURS[st])
 
 
-def _image_path(rel: Any, root: Path | None) -> Path | None:
-    """The record's image in the data folder, or None: as the data loader, the report never
-    follows an absolute path, a `..` escape or a symlink out of the folder (a hostile record
-    must not embed arbitrary files)."""
-    if not (isinstance(rel, str) and rel and root is not None) or unsafe_image_path(rel):
+def _image_path(rel: Any, root: Path | None, image_root: Path | None = None) -> Path | None:
+    """The record's image, or None: as the data loader, the report follows no `..` escape, no
+    absolute path outside the data folder or the run's --image-root, and no symlink that
+    resolves outside them (a hostile record must not embed arbitrary files)."""
+    if not (isinstance(rel, str) and rel and root is not None):
         return None
-    return None if symlink_escape(root, rel) else root / rel
+    roots = allowed_roots(root / "data.jsonl", image_root)
+    if unsafe_image_path(rel, roots) or symlink_escape(root, rel, roots):
+        return None
+    return Path(rel) if Path(rel).is_absolute() else root / rel
 
 
 def render_image(
-    rec: dict, root: Path | None, oc: Outcome
+    rec: dict, root: Path | None, oc: Outcome, image_root: Path | None = None
 ) -> tuple[bytes, tuple[int, int], Path | None, bool]:
     """JPEG bytes of the record's image with boxes, its size, the path tried, and whether it was
     found."""
     from PIL import Image, ImageDraw
 
-    path = _image_path(rec.get("image"), root)
+    path = _image_path(rec.get("image"), root, image_root)
     w, h = rec.get("width"), rec.get("height")
     if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
         w, h = MIN_SIDE, MIN_SIDE
@@ -284,9 +287,11 @@ def _boxes_table(rec: dict, oc: Outcome) -> str:
     return f"<table>{head}{''.join(rows[:MAX_BOX_ROWS])}</table>{more}"
 
 
-def gallery_item(pos: int, rec: dict, root: Path | None, oc: Outcome) -> str:
+def gallery_item(
+    pos: int, rec: dict, root: Path | None, oc: Outcome, image_root: Path | None = None
+) -> str:
     """One figure: the drawn image (or placeholder note), caption, box list and raw model text."""
-    data, size, path, found = render_image(rec, root, oc)
+    data, size, path, found = render_image(rec, root, oc, image_root)
     c = oc.counts()
     missing = (
         ""
@@ -320,12 +325,16 @@ def gallery_item(pos: int, rec: dict, root: Path | None, oc: Outcome) -> str:
 
 
 def gallery_html(
-    records: list[dict], matches: dict[int, dict], root: Path | None, max_items: int
+    records: list[dict],
+    matches: dict[int, dict],
+    root: Path | None,
+    max_items: int,
+    image_root: Path | None = None,
 ) -> str:
     """The gallery section body: the `max_items` worst images, worst first."""
     outcomes = [outcome(r, matches.get(i)) for i, r in enumerate(records)]
     chosen = worst_first(outcomes)[: max(0, max_items)]
-    items = "".join(gallery_item(i, records[i], root, outcomes[i]) for i in chosen)
+    items = "".join(gallery_item(i, records[i], root, outcomes[i], image_root) for i in chosen)
     legend = (
         '<p><span class="tp">■ TP</span> <span class="fp">■ FP</span> '
         '<span class="fn">▭ FN (dashed GT)</span> '

@@ -124,6 +124,23 @@ def _seconds(sessions: list[dict]) -> float:
     return total
 
 
+def _s(value: Any, default: str = "-") -> str:
+    """A header cell: never a raw `None`."""
+    return default if value is None or value == "" else str(value)
+
+
+def _verdict(summary: dict) -> str:
+    """The diagnostics' verdict lines, shown first so a broken run is visible before any table."""
+    diag = _d(summary.get("diagnostics"))
+    warnings = [w for w in diag.get("warnings") or [] if isinstance(w, str)]
+    if not summary:
+        return '<div class="verdict"><p class="warn">no summary.json: not scored yet</p></div>'
+    if not warnings:
+        return '<div class="verdict"><p class="muted">diagnostics: no warnings</p></div>'
+    items = "".join(f'<li class="warn">{esc(w)}</li>' for w in warnings)
+    return f'<div class="verdict"><p class="warn">diagnostics:</p><ul>{items}</ul></div>'
+
+
 def _header(run_dir: Path, head: dict, summary: dict) -> str:
     ident, cfg, prov = _d(head.get("identity")), _d(head.get("config")), _d(head.get("provenance"))
     ck, ds, pr = _d(ident.get("checkpoint")), _d(ident.get("dataset")), _d(ident.get("prompt"))
@@ -141,12 +158,16 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("identity hash", head.get("identity_hash") or summary.get("identity_hash")),
         (
             "checkpoint",
-            f"{cfg.get('ckpt', '-')}"
+            _s(cfg.get("ckpt"), "embedded default model")
             + (f" + adapter {cfg['adapter']}" if cfg.get("adapter") else ""),
         ),
         ("checkpoint sha256", ck.get("sha256")),
         ("dataset", cfg.get("data") or _d(summary.get("infer")).get("gt_jsonl")),
-        ("samples", f"{ds.get('num_samples', '-')} (limit {ds.get('limit')})"),
+        (
+            "samples",
+            f"{_s(ds.get('num_samples'))} "
+            + ("(no limit)" if ds.get("limit") is None else f"(limit {ds.get('limit')})"),
+        ),
         ("preset", ident.get("preset")),
         (
             "prompt",
@@ -157,8 +178,8 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("seed", ident.get("seed", decode.get("seed"))),
         (
             "backend",
-            f"{ident.get('backend', '-')} · device {cfg.get('device', '-')} · "
-            f"dtype {cfg.get('dtype', '-')} · "
+            f"{_s(ident.get('backend'))} · device {_s(cfg.get('device'))} · "
+            f"dtype {_s(cfg.get('dtype'))} · "
             f"batch {prov.get('batch_size', cfg.get('batch_size', '-'))} · "
             f"world {prov.get('world_size', 1)}",
         ),
@@ -172,13 +193,13 @@ def _header(run_dir: Path, head: dict, summary: dict) -> str:
         ("versions", " · ".join(f"{k} {v}" for k, v in _d(prov.get("versions")).items()) or "-"),
         (
             "git / started / finished",
-            f"{prov.get('git_sha', '-')} · {prov.get('started_at', '-')} · "
-            f"{prov.get('finished_at', '-')}",
+            f"{_s(prov.get('git_sha'))} · {_s(prov.get('started_at'))} · "
+            f"{_s(prov.get('finished_at'))}",
         ),
     ]
     name = cfg.get("name") or run_dir.name
     return (
-        f"<h1>coordbench run: {esc(name)} {status}</h1>"
+        f"<h1>coordbench run: {esc(name)} {status}</h1>{_verdict(summary)}"
         f'<p class="muted">{esc(run_dir)}</p>{kv_table(pairs)}'
     )
 
@@ -299,9 +320,11 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     parts.append(_plots_section(det, calib))
     if max_gallery > 0 and records:
         data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
+        ir = _d(head.get("config")).get("image_root")
+        image_root = Path(ir) if isinstance(ir, str) and ir else None
         parts.append(
             f"<h2>Gallery ({esc(source)})</h2>"
-            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery)
+            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery, image_root)
         )
     elif not records:
         parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')

@@ -92,6 +92,14 @@ def _bin_value(b: dict, key: str) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else float("nan")
 
 
+def count_ylim(count: np.ndarray) -> tuple[float, float]:
+    """The bin-count axis: from 0, at least 0..1 when every bin is empty (matplotlib would centre
+    an all-zero bar chart on 0 and show negative counts)."""
+    finite = count[np.isfinite(count)] if count.size else count
+    top = float(finite.max()) if finite.size else 0.0
+    return 0.0, max(1.0, top * 1.05)
+
+
 def calibration_figure(calib: dict[str, Any]) -> bytes:
     """Reliability diagram of a `metrics.calibration` dict: fraction TP per confidence bin vs the
     diagonal, bin counts below; its title is `calibration_label`."""
@@ -124,6 +132,7 @@ def calibration_figure(calib: dict[str, Any]) -> bytes:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="upper left")
     ax_n.bar(centers, np.nan_to_num(count), width=width * 0.9, color="#999999")
+    ax_n.set_ylim(*count_ylim(count))
     ax_n.set_xlabel("confidence")
     ax_n.set_ylabel("preds")
     return _png(fig)

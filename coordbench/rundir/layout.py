@@ -141,6 +141,23 @@ class RunDir:
     def shards_dir(self) -> Path:
         return self.root / SHARDS_DIR
 
+    def derived_files(self) -> list[Path]:
+        """What finalize always writes: a finished run has every one of them."""
+        e = self.eval
+        return [
+            self.records,
+            self.trace,
+            self.confidence,
+            self.scored,
+            self.postop_summary,
+            self.summary,
+            e.metrics,
+            e.per_class,
+            e.per_image,
+            e.coco_gt,
+            e.coco_preds,
+        ]
+
     def shard(self, index: int, count: int) -> RunDir:
         return RunDir(self.shards_dir / shard_dir_name(index, count))
 
