@@ -85,3 +85,23 @@ def test_data_jsonl_cli_takes_image_root(shapes_dir, tmp_path):
     assert r.exit_code == 2 and "--image-root DIR" in r.output
     r = CliRunner().invoke(main, ["data", "jsonl", str(data), "--image-root", str(store)])
     assert r.exit_code == 0, r.output
+
+
+def test_symlink_rule_holds_under_image_root_too(shapes_dir, tmp_path):
+    """An absolute path under --image-root is followed, but not a link there that resolves
+    outside every allowed folder (the rule the JSONL's own folder has)."""
+    data, store = _absolute_copy(shapes_dir, tmp_path)
+    assert load_samples(data, image_root=store)  # plain files under the root: fine
+    first = json.loads(data.read_text().splitlines()[0])
+    target = Path(first["images"][0])
+    outside = tmp_path / "elsewhere" / "secret.jpg"
+    outside.parent.mkdir()
+    shutil.move(target, outside)
+    target.symlink_to(outside)
+    with pytest.raises(DataError, match="symlink that leaves"):
+        load_samples(data, image_root=store)
+    # the report applies the same rule and shows a placeholder instead of the file
+    from coordbench.report.gallery import _image_path
+
+    assert _image_path(str(target), data.parent, store) is None
+    assert _image_path(str(target), data.parent, tmp_path) is not None  # the link stays inside
