@@ -5,8 +5,9 @@ attention layouts, deepstack, untied heads). Each entry holds the published `con
 of that checkpoint (text and vision towers, layer counts included); `real_overrides` cuts
 `num_hidden_layers` / `depth` to 2 for tests, and the layer-index lists that point into the cut
 towers (Qwen2.5-VL's full-attention blocks, Qwen3-VL's deepstack layers) with them. The
-vocabulary is the offline truncated tokenizer's (~1.5 k ids), so even the 4096-wide towers stay small. `build_real(name)` / `save_real(name, dir)`
-build a random-weight checkpoint through `tiny_families`.
+vocabulary is the offline truncated tokenizer's (~1.5 k ids), so even the 4096-wide towers stay
+small. `build_real(name)` / `save_real(name, dir)` build a random-weight checkpoint through
+`tiny_families`.
 """
 
 from __future__ import annotations
