@@ -5,7 +5,7 @@ attention layouts, deepstack, untied heads). Each entry holds the published `con
 of that checkpoint (text and vision towers, layer counts included); `real_overrides` cuts
 `num_hidden_layers` / `depth` to 2 for tests, and the layer-index lists that point into the cut
 towers (Qwen2.5-VL's full-attention blocks, Qwen3-VL's deepstack layers) with them. The
-vocabulary is the offline truncated tokenizer's (~1.5 k ids), so even the 4096-wide towers stay
+vocabulary is the offline truncated tokenizer's (~5 k ids), so even the 4096-wide towers stay
 small. `build_real(name)` / `save_real(name, dir)` build a random-weight checkpoint through
 `tiny_families`.
 """
@@ -17,6 +17,9 @@ from pathlib import Path
 from coordbench.embedded.tiny_families import build_tiny, save_tiny
 
 CUT_LAYERS = 2
+# BPE ranks kept: 4096 tokenises the default prompt in ~840 tokens (512: ~1350), which is what
+# CPU prefill time scales with, for a 5 k vocabulary (21 M embedding weights at 4096 wide).
+N_RANKS = 4096
 
 # name: (family, text tower, vision tower): the published config.json values.
 REAL_CONFIGS: dict[str, tuple[str, dict, dict]] = {
@@ -194,15 +197,19 @@ def real_overrides(name: str, layers: int | None = CUT_LAYERS) -> tuple[str, dic
     return family, text, vision
 
 
-def build_real(name: str, seed: int = 0, layers: int | None = CUT_LAYERS):
+def build_real(name: str, seed: int = 0, layers: int | None = CUT_LAYERS, n_ranks: int = N_RANKS):
     """(model, tokenizer, image_processor) of a published config, random fp32 weights."""
     family, text, vision = real_overrides(name, layers)
-    return build_tiny(family, seed, text=text, vision=vision)
+    return build_tiny(family, seed, n_ranks, text=text, vision=vision)
 
 
 def save_real(
-    name: str, out_dir: str | Path, seed: int = 0, layers: int | None = CUT_LAYERS
+    name: str,
+    out_dir: str | Path,
+    seed: int = 0,
+    layers: int | None = CUT_LAYERS,
+    n_ranks: int = N_RANKS,
 ) -> Path:
     """Save a random-weight checkpoint of a published config (hub layout) under `out_dir`."""
     family, text, vision = real_overrides(name, layers)
-    return save_tiny(family, out_dir, seed, text=text, vision=vision)
+    return save_tiny(family, out_dir, seed, n_ranks, text=text, vision=vision)
