@@ -34,8 +34,9 @@ from coordbench.embedded.real_configs import save_real
 from coordbench.types import GenerationRequest
 
 # Small images keep CPU prefill short, so the numbers are mostly the decode loop's: 64 px is
-# on the embedded model's 32-px grid (16-px patches), 56 px on the mid model's 28-px grid.
-SIDES = {"embedded": 64, "mid": 56}
+# on the embedded model's 32-px grid (16-px patches), 112 px on the mid model's 28-px grid
+# (the smallest multiple of 28 above the processor's 4096-pixel minimum).
+SIDES = {"embedded": 64, "mid": 112}
 
 
 def requests(n: int, side: int) -> list[GenerationRequest]:
@@ -78,7 +79,7 @@ def no_stop(be: HFBackend) -> None:
 
 
 def bench_model(name: str, ckpt: Path, side: int, args) -> dict[int, float]:
-    be = HFBackend(ckpt, device=args.device)
+    be = HFBackend(ckpt, device=args.device, threads=args.threads)
     no_stop(be)
     params = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
     warm = requests(2, side)
@@ -119,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="1,4,8,16")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2, help="best of N per point")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    ap.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: 1 on CPU, else torch's)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="embedded only, bs 1/8, 8 tokens")
     ap.add_argument("--strict", action="store_true", help="exit 1 if greedy tokens differ")
@@ -128,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         args.models, args.batch_sizes, args.max_new_tokens, args.repeats = "embedded", "1,8", 8, 1
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.mismatch = False
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads is None and args.device == "cpu":
+        args.threads = 1  # measured: extra threads on a shared 2-core box cost far more than win
     models = [m.strip() for m in args.models.split(",")]
     results: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
