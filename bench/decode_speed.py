@@ -95,11 +95,14 @@ def bench_model(name: str, ckpt: Path, side: int, args) -> dict[int, float]:
     for bs in args.batch_sizes:
         reqs = requests(bs, side)
         t_ours, t_gen = float("inf"), float("inf")
-        for _ in range(args.repeats):  # alternate, best of: both see the same machine load
-            dt, ours = run_ours(be, reqs, params)
-            t_ours = min(t_ours, dt)
-            dt, theirs = run_generate(be, reqs, args.max_new_tokens)
-            t_gen = min(t_gen, dt)
+        for r in range(args.repeats):  # interleaved, first one swapping, best of N: both
+            for side in ("ours", "gen") if r % 2 == 0 else ("gen", "ours"):  # see the same load
+                if side == "ours":
+                    dt, ours = run_ours(be, reqs, params)
+                    t_ours = min(t_ours, dt)
+                else:
+                    dt, theirs = run_generate(be, reqs, args.max_new_tokens)
+                    t_gen = min(t_gen, dt)
         n_tok = bs * args.max_new_tokens
         equal = sum(a == b for a, b in zip(ours, theirs, strict=True))
         ratios[bs] = t_gen / t_ours
