@@ -96,8 +96,8 @@ def bench_model(name: str, ckpt: Path, side: int, args) -> dict[int, float]:
         reqs = requests(bs, side)
         t_ours, t_gen = float("inf"), float("inf")
         for r in range(args.repeats):  # interleaved, first one swapping, best of N: both
-            for side in ("ours", "gen") if r % 2 == 0 else ("gen", "ours"):  # see the same load
-                if side == "ours":
+            for who in ("ours", "gen") if r % 2 == 0 else ("gen", "ours"):  # see the same load
+                if who == "ours":
                     dt, ours = run_ours(be, reqs, params)
                     t_ours = min(t_ours, dt)
                 else:
