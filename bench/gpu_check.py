@@ -35,7 +35,7 @@ REAL_SIZES = [(672, 672), (896, 672), (672, 896), (448, 896)]
 TINY_SIZES = [(64, 64), (96, 64), (64, 96)]
 
 
-def build_checkpoint(out: Path, tiny: bool, device: str) -> Path:
+def build_checkpoint(out: Path, tiny: bool, device: str, layers: int | None = None) -> Path:
     """Real: Qwen2.5-VL-3B at its published size, random bf16 weights (built on `device`)."""
     from coordbench.embedded.tiny_families import save_tiny
 
@@ -48,7 +48,7 @@ def build_checkpoint(out: Path, tiny: bool, device: str) -> Path:
     from coordbench.embedded.tiny_families import tiny_config, tiny_image_processor
     from coordbench.embedded.tokenizer import build_tokenizer
 
-    family, text, vision = real_overrides("Qwen2.5-VL-3B", layers=None)
+    family, text, vision = real_overrides("Qwen2.5-VL-3B", layers=layers)
     tok = build_tokenizer(4096)
     cfg = tiny_config(family, tok, 64 * -(-len(tok) // 64), text, vision)
     torch.manual_seed(0)
