@@ -27,6 +27,7 @@ from coordbench.backends.hf_checkpoint import (
 )
 from coordbench.backends.hf_decode import Decoder, RowTrace
 from coordbench.backends.hf_loading import (
+    choose_threads,
     load_model,
     load_processor,
     merge_adapter,
@@ -67,6 +68,7 @@ class HFBackend:
         allow_pickle: bool = False,
         attn_implementation: str = "sdpa",
         check_resize: bool = True,
+        threads: int | None = None,
     ):
         files = inspect_checkpoint(
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
@@ -99,6 +101,9 @@ class HFBackend:
         )
         if adapter_dir:
             self.model = merge_adapter(self.model, adapter_dir, self.tokenizer)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.threads = choose_threads(threads, self.device, n_params)
+        torch.set_num_threads(self.threads)  # process-wide; the run owns the process
         self.stop_ids = self._stop_ids()
         self.stats = GenerationStats()
         self._max_batch: int | None = None  # learned from OOMs, kept across calls
@@ -149,6 +154,7 @@ class HFBackend:
             "adapter": str(adapter_dir) if adapter_dir else None,
             "stop_ids": sorted(self.stop_ids),
             "check_resize": self.check_resize,
+            "torch_threads": self.threads,
         }
         return BackendInfo(
             name="hf",

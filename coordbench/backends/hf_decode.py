@@ -10,6 +10,7 @@ processed in HF's order and with HF's formulas: repetition penalty, then tempera
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -99,6 +100,13 @@ def select_tokens(
     return chosen, raw, proc
 
 
+def to_host(chosen: torch.Tensor, raw: torch.Tensor, proc: torch.Tensor):
+    """(ids, raw logprobs, processed logprobs) as lists with one device->host copy per step
+    rather than three: float64 holds every token id and every float32 logprob exactly."""
+    ids, lr, lp = torch.stack([chosen.double(), raw.double(), proc.double()]).tolist()
+    return [int(t) for t in ids], lr, lp
+
+
 def _cache_kwarg(model) -> str:
     """transformers >= 5.2x names the KV cache `cache`; earlier 5.x used `past_key_values`."""
     params = inspect.signature(model.forward).parameters
@@ -124,10 +132,7 @@ class Decoder:
         if self.keep_logits:  # last position only: no (batch x prompt x vocab) logits block
             kwargs["logits_to_keep"] = 1
         out = self.model(use_cache=True, return_dict=True, **kwargs)
-        logits = out.logits[:, -1, :].float()
-        if torch.isnan(logits).any():
-            raise BackendError("the model produced NaN logits (broken weights or dtype overflow)")
-        return out, logits
+        return out, out.logits[:, -1, :].float()  # NaN is caught in `_record`, without a sync
 
     def _prefill(self, inputs: dict):
         core = getattr(self.model, "model", self.model)
@@ -157,18 +162,20 @@ class Decoder:
                 seen[b, inputs["input_ids"][b][attn[b].bool()]] = True
         t0 = time.perf_counter()
         active = torch.arange(n_rows, device=attn.device)
+        live = list(range(n_rows))  # host copy of `active`: no device read to know the rows
         for step in range(params.max_new_tokens):
             chosen, raw, proc = select_tokens(
                 logits,
                 None if seen is None else seen[active],
                 params,
-                None if gens is None else [gens[i] for i in active.tolist()],
+                None if gens is None else [gens[i] for i in live],
             )
-            keep = self._record(rows, active.tolist(), chosen.tolist(), raw.tolist(), proc.tolist())
+            keep = self._record(rows, live, *to_host(chosen, raw, proc))
             if seen is not None:
                 seen[active, chosen] = True
             if step == params.max_new_tokens - 1 or not any(keep):
                 break
+            live = [r for r, k in zip(live, keep, strict=True) if k]
             logits, attn, deltas, active = self._step(cache, chosen, attn, deltas, active, keep)
         _sync(attn.device)
         self.stats.decode_seconds += time.perf_counter() - t0
@@ -178,6 +185,10 @@ class Decoder:
     def _record(self, rows, active, chosen, raw, proc) -> list[bool]:
         keep = []
         for row, tok, lr, lp in zip(active, chosen, raw, proc, strict=True):
+            if math.isnan(lr):  # a NaN anywhere in a row's logits makes its log-softmax NaN
+                raise BackendError(
+                    "the model produced NaN logits (broken weights or dtype overflow)"
+                )
             r = rows[row]
             r.ids.append(tok)
             r.logprobs_raw.append(lr)

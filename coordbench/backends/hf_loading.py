@@ -52,6 +52,23 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
     return device, DTYPES[dtype]
 
 
+# Small models on CPU: one intra-op thread. Their matmuls are too small to split well, and extra
+# threads spin-wait on cores that other jobs share (measured in README "Throughput and
+# determinism": the embedded run is several times slower with torch's default on a loaded box).
+SMALL_MODEL_PARAMS = 100_000_000
+
+
+def choose_threads(requested: int | None, device: str, n_params: int) -> int:
+    """torch intra-op threads: `requested` if given; 1 for a small model on CPU; else torch's."""
+    import torch
+
+    if requested is not None:
+        return requested
+    if device == "cpu" and n_params < SMALL_MODEL_PARAMS:
+        return 1
+    return torch.get_num_threads()
+
+
 def _model_classes():
     import transformers
 

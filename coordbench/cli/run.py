@@ -108,6 +108,11 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     "--dtype", default=DEFAULTS.dtype, show_default=True, help="auto = bf16 on GPU, fp32 on CPU."
 )
 @click.option(
+    "--threads",
+    type=int,
+    help="torch CPU threads (default: 1 for small models on CPU, else torch's own).",
+)
+@click.option(
     "--scorer",
     type=click.Choice(["faster", "pycocotools"]),
     default=DEFAULTS.scorer,

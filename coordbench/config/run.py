@@ -141,6 +141,7 @@ class RunConfig:
     backend: str = "hf"
     device: str = "auto"
     dtype: str = "auto"
+    threads: int | None = None  # torch CPU threads; None = 1 for small models on CPU (provenance)
     scorer: str = _EVAL.scorer
     semantic_threshold: float = _EVAL.semantic_threshold
     logprob_source: str = _CONF.logprob_source
@@ -166,6 +167,8 @@ class RunConfig:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         self.generation_params().check(ConfigError)
         self.confidence_options()  # each option type validates itself on construction
         self.eval_options()

