@@ -13,8 +13,8 @@ from coordbench.config.options import ParseOptions
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.prompts import PromptPreset
 from coordbench.parse.dialects import COORDJSON, DIALECTS, Dialect
-from coordbench.parse.output import ParsedOutput, _error_entry, _size, parse_output
-from coordbench.parse.scan import special_tokens, strip_control_tokens
+from coordbench.parse.output import ParsedOutput, _size, parse_output, parsed_output
+from coordbench.parse.scan import strip_control_tokens
 from coordbench.parse.think import split_thinking
 from coordbench.types import Box, ParseStatus
 
@@ -71,17 +71,7 @@ def parse_native(
     else:
         status = ParseStatus.OK if objects else ParseStatus.EMPTY
     errors = [] if pred else ["empty_pred"]
-    return ParsedOutput(
-        status=status,
-        objects=tuple(objects),
-        pred=pred,
-        raw_output_json=None,
-        raw_special_tokens=special_tokens(text),
-        raw_ends_with_im_end=text.endswith("<|im_end|>"),
-        errors=errors,
-        error_entries=[_error_entry(c) for c in errors],
-        issues=tuple(issues),
-    )
+    return parsed_output(text, status, objects, pred, None, errors, issues)
 
 
 def parse_for_preset(

@@ -234,6 +234,30 @@ def _error_entry(code: str) -> dict:
     return {"code": code, "message": message, "stage": stage}
 
 
+def parsed_output(
+    text: str,
+    status: ParseStatus,
+    objects: list[Box] | tuple[Box, ...],
+    pred: list[dict],
+    payload: dict | None,
+    errors: list[str],
+    issues: list[str] | tuple[str, ...],
+) -> ParsedOutput:
+    """A ParsedOutput with the fields every dialect derives the same way from the raw text
+    (special tokens, the `<|im_end|>` flag) and from the error codes (upstream's entries)."""
+    return ParsedOutput(
+        status=status,
+        objects=tuple(objects),
+        pred=pred,
+        raw_output_json=payload,
+        raw_special_tokens=special_tokens(text),
+        raw_ends_with_im_end=text.endswith("<|im_end|>"),
+        errors=errors,
+        error_entries=[_error_entry(c) for c in errors],
+        issues=tuple(issues),
+    )
+
+
 def _junk(text: str, span: tuple[int, int] | None) -> bool:
     if span is None:
         return False
@@ -328,14 +352,5 @@ def parse_output(
     if _junk(text, loaded.span) and not loaded.truncated:
         issues.append("junk_around_json")
     errors = [CANONICAL.get(c, c) for c in codes]
-    return ParsedOutput(
-        status=_status(text, loaded, tuple(objects), issues, finished),
-        objects=tuple(objects),
-        pred=pred,
-        raw_output_json=payload,
-        raw_special_tokens=special_tokens(text),
-        raw_ends_with_im_end=text.endswith("<|im_end|>"),
-        errors=errors,
-        error_entries=[_error_entry(c) for c in errors],
-        issues=tuple(issues),
-    )
+    status = _status(text, loaded, tuple(objects), issues, finished)
+    return parsed_output(text, status, objects, pred, payload, errors, issues)
