@@ -131,13 +131,15 @@ def eval_scored_file(
     eval_dir = out or path.parent / L.EVAL_DIR
     write_eval_dir(result, eval_dir)
     n_cats = len(result.coco_gt["categories"])
-    lines = [
-        f"scored {len(recs)} records from {path} -> {eval_dir}"
-        + (f" ({skipped} malformed lines skipped)" if skipped else ""),
+    head = f"scored {len(recs)} records from {path} -> {eval_dir}" + (
+        f" ({skipped} malformed lines skipped)" if skipped else ""
+    )
+    notes = [
         f"  categories: {opts.categories} ({n_cats} classes)",
         "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
     ]
-    return "\n".join([*lines, "", *metric_lines(result.metrics)])
+    # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
+    return "\n".join([head, "", *metric_lines(result.metrics), "", *notes])
 
 
 def eval_path(
