@@ -11,6 +11,18 @@ from coordbench.backends.base import BackendInfo, GenerationStats
 from coordbench.types import Generation
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two cores are shared with other jobs: one torch thread avoids oversubscription stalls
+    (model tests opt in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
     from coordbench.data.shapes import write_split

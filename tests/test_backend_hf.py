@@ -23,13 +23,7 @@ SAMPLED = GenerationParams(temperature=0.7, top_p=0.9, max_new_tokens=24)
 SIZES = [(64, 64), (96, 64), (64, 128), (128, 96), (96, 96), (160, 64), (64, 96)]  # multiples of 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two cores are shared with other jobs: one torch thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

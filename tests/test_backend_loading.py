@@ -27,12 +27,7 @@ from coordbench.embedded.tiny_families import FAMILIES, save_tiny  # noqa: E402
 GREEDY = GenerationParams(max_new_tokens=12)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

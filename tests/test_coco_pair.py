@@ -93,26 +93,21 @@ def pycocotools_eval(gt: dict, dets: list) -> tuple[np.ndarray, dict[str, float]
     return np.asarray(ev.stats[:12]), per_class
 
 
+def eval_pair(tmp_path: Path, gt: dict, dets: list, *extra: str):
+    """Write the pair as gt.json / dt.json and run `coordbench eval --coco-gt --coco-dt`."""
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dets))
+    args = ["eval", "--coco-gt", str(tmp_path / "gt.json"), "--coco-dt", str(tmp_path / "dt.json")]
+    return CliRunner().invoke(main, [*args, *extra])
+
+
 @pytest.mark.parametrize("crowd", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_coco_pair_matches_pycocotools(tmp_path: Path, seed: int, crowd: bool) -> None:
     gt, dets = random_pair(seed, crowd)
     assert any(a["iscrowd"] for a in gt["annotations"]) == crowd
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "dt.json").write_text(json.dumps(dets))
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--coco-gt",
-            str(tmp_path / "gt.json"),
-            "--coco-dt",
-            str(tmp_path / "dt.json"),
-            "--out",
-            str(out),
-        ],
-    )
+    r = eval_pair(tmp_path, gt, dets, "--out", str(out))
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "metrics.json").read_text())
     ours = np.array([doc["metrics"][f"bbox_{n}"] for n in STAT_NAMES])
@@ -129,23 +124,8 @@ def test_coco_pair_matches_pycocotools(tmp_path: Path, seed: int, crowd: bool) -
 
 def test_coco_pair_bootstrap_ci_brackets_ap(tmp_path: Path) -> None:
     gt, dets = random_pair(3, crowd=False)
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "dt.json").write_text(json.dumps(dets))
     out = tmp_path / "out"
-    r = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--coco-gt",
-            str(tmp_path / "gt.json"),
-            "--coco-dt",
-            str(tmp_path / "dt.json"),
-            "--out",
-            str(out),
-            "--bootstrap",
-            "50",
-        ],
-    )
+    r = eval_pair(tmp_path, gt, dets, "--out", str(out), "--bootstrap", "50")
     assert r.exit_code == 0, r.output
     doc = json.loads((out / "metrics.json").read_text())
     b = doc["bootstrap_AP"]
@@ -155,12 +135,7 @@ def test_coco_pair_bootstrap_ci_brackets_ap(tmp_path: Path) -> None:
 
 def test_coco_pair_bad_results_name_the_file(tmp_path: Path) -> None:
     gt, _ = random_pair(0, crowd=False)
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
     bad = [{"image_id": 1000, "category_id": 1, "bbox": [0, 0, 5], "score": 0.5}]
-    (tmp_path / "dt.json").write_text(json.dumps(bad))
-    r = CliRunner().invoke(
-        main,
-        ["eval", "--coco-gt", str(tmp_path / "gt.json"), "--coco-dt", str(tmp_path / "dt.json")],
-    )
+    r = eval_pair(tmp_path, gt, bad)
     assert r.exit_code != 0
     assert "dt.json" in r.output and "bbox" in r.output

@@ -19,12 +19,7 @@ torch = pytest.importorskip("torch")
 SIDE = 224  # on both the 28-px (14-px patch) and the 32-px (16-px patch) grids; 32-px preset
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
