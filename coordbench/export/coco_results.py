@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from coordbench.config.options import DEFAULT_SEMANTIC_MODEL
+from coordbench.config.options import DEFAULT_SEMANTIC_MODEL, EvalOptions
 from coordbench.data.dataset import read_dataset_lines
 from coordbench.errors import ArtifactError, DataError
 from coordbench.metrics.coco import map_descs, to_coco_preds
@@ -31,7 +31,6 @@ from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir import files as A
 
 CATEGORIES_JSON = "categories.json"  # written next to the preset JSONLs by `coordbench data coco`
-DEFAULT_SEMANTIC_THRESHOLD = 0.5  # EvalOptions default (upstream bench configs, [UP-SEM-THRESHOLD])
 
 
 @dataclass
@@ -192,7 +191,8 @@ def _semantic_options(head: dict[str, Any]) -> tuple[str, float]:
     cfg = head.get("config") or {}
     model = ev.get("semantic_model") or DEFAULT_SEMANTIC_MODEL
     thr = ev.get("semantic_threshold", cfg.get("semantic_threshold"))
-    return str(model), float(DEFAULT_SEMANTIC_THRESHOLD if thr is None else thr)
+    # a run.json without the option was scored with EvalOptions' default [UP-SEM-THRESHOLD]
+    return str(model), float(EvalOptions.semantic_threshold if thr is None else thr)
 
 
 # --------------------------------------------------------------------------- results

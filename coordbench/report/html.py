@@ -30,7 +30,6 @@ from coordbench.rundir.layout import RunDir
 
 log = logging.getLogger("coordbench")
 
-REPORT = L.REPORT
 PLOT_IOU = 0.5  # brief: PR and calibration at IoU 0.5 (COCO AP50 / F1@0.5 threshold)
 
 
@@ -328,7 +327,7 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
         )
     elif not records:
         parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
-    out = run_dir / REPORT
+    out = RunDir(run_dir).report
     A.write_bytes_atomic(out, A.utf8(page(f"coordbench · {run_dir.name}", "\n".join(parts))))
     return out
 
