@@ -1,0 +1,175 @@
+"""Hugging Face backend for encoder-decoder VLMs: Florence-2 (`Florence2ForConditionalGeneration`).
+
+What `HFBackend` does for decoder-only checkpoints, for a model that encodes the image and prompt
+once and decodes against that [ARCH-SEQ2SEQ]: the same safe loading (`inspect_checkpoint`,
+`load_model`, `load_processor`: safetensors only, no remote code unless asked), the same identity
+(weights and processor hashes, dtype, sampler version), the same CUDA OOM back-off and token trace
+(inherited), and the same seeded sampler (`hf_decode.select_tokens`, via `Seq2SeqDecoder`).
+
+Family differences: no chat template (the prompt is the task token, e.g. `<OD>`, which the
+processor expands to its instruction and wraps as `<image>*577 <s> text </s>`); the encoder input
+is right padded (BART's encoder positions are absolute, and the image tokens come first); decoding
+starts from the decoder start token and the forced BOS; the processor resizes every image to its
+fixed square (768 x 768 for Florence-2) and the model answers in 1000 normalized bins, so the
+Qwen resize guard does not apply (recorded in provenance as skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coordbench.backends import hf_inputs
+from coordbench.backends.base import GenerationStats
+from coordbench.backends.hf import HFBackend
+from coordbench.backends.hf_checkpoint import inspect_checkpoint
+from coordbench.backends.hf_loading import (
+    choose_threads,
+    load_model,
+    load_processor,
+    resolve_device_dtype,
+)
+from coordbench.backends.hf_seq2seq_decode import Seq2SeqDecoder
+from coordbench.config.options import GenerationParams
+from coordbench.errors import BackendError, CheckpointError
+from coordbench.types import Generation, GenerationRequest
+
+RESIZE_GUARD_SKIPPED = (
+    "skipped: the processor resizes every image to a fixed square and the model answers in "
+    "normalized bins, read back in the preset image's pixels by the dialect"
+)
+
+
+class Seq2SeqBackend(HFBackend):
+    """`Backend` over a local encoder-decoder checkpoint (see module docstring)."""
+
+    def __init__(
+        self,
+        ckpt: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        adapter: str | Path | None = None,
+        trust_remote_code: bool = False,
+        allow_pickle: bool = False,
+        attn_implementation: str = "sdpa",
+        check_resize: bool = True,
+        threads: int | None = None,
+    ):
+        files = inspect_checkpoint(
+            ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+        )
+        if adapter:
+            raise CheckpointError(
+                f"{files.path}: LoRA adapters are not supported for encoder-decoder checkpoints "
+                f"(model_type {files.model_type!r}); merge the adapter into the weights first"
+            )
+        self.device, self.dtype_name = resolve_device_dtype(device, dtype)
+        self.dtype = getattr(torch, self.dtype_name)
+        self.check_resize = False  # see RESIZE_GUARD_SKIPPED
+        self.processor, processor_path = load_processor(
+            files, trust_remote_code=trust_remote_code
+        )
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "right"  # absolute encoder positions: pads go last
+        self.template = None
+        self.model, attn = load_model(
+            files,
+            dtype=self.dtype_name,
+            device=self.device,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+        if not getattr(self.model.config, "is_encoder_decoder", False):
+            raise CheckpointError(f"{files.path}: not an encoder-decoder model")
+        n_params = sum(p.numel() for p in self.model.parameters())
+        self.threads = choose_threads(threads, self.device, n_params)
+        torch.set_num_threads(self.threads)  # process-wide; the run owns the process
+        self.stop_ids = self._stop_ids()
+        self.decoder_prefix = self._decoder_prefix(files.path)
+        self.stats = GenerationStats()
+        self._max_batch: int | None = None
+        self.info = self._info(files, None, [], files.path, attn, attn_implementation, processor_path)
+        self.info.provenance.update(
+            resize_guard=RESIZE_GUARD_SKIPPED,
+            decoder_prefix=self.decoder_prefix,
+            prompt_format="task token through the processor (no chat template)",
+            checkpoint_generation_config="ignored: decoding follows the run's decode preset",
+        )
+
+    def _decoder_prefix(self, path: Path) -> list[int]:
+        """Decoder start token, then the BOS that the checkpoint's generation config forces."""
+        gen = getattr(self.model, "generation_config", None)
+        text = getattr(self.model.config, "text_config", self.model.config)
+        start = getattr(gen, "decoder_start_token_id", None)
+        if start is None:
+            start = getattr(text, "decoder_start_token_id", None)
+        if start is None:
+            raise CheckpointError(f"{path}: no decoder_start_token_id in its configs")
+        forced = getattr(gen, "forced_bos_token_id", None)
+        if forced is None:
+            forced = getattr(text, "forced_bos_token_id", None)
+        return [int(start)] + ([int(forced)] if forced is not None else [])
+
+    # ----------------------------------------------------------------------- resize guard
+
+    def expected_grid(self, width: int, height: int) -> tuple[int, int, int]:
+        """(1, rows, cols) of image tokens: fixed by the processor's square, whatever the image."""
+        size = self.processor.image_processor.size
+        stride = 1
+        for s in getattr(self.model.config.vision_config, "patch_stride", [1]):
+            stride *= int(s)
+        return 1, int(size["height"]) // stride, int(size["width"]) // stride
+
+    def check_image_size(self, width: int, height: int) -> None:
+        """Always passes: the resize to the fixed square is by design (`RESIZE_GUARD_SKIPPED`)."""
+
+    # ----------------------------------------------------------------------- generation
+
+    def _build_inputs(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
+        texts, images = [], []
+        for req in requests:
+            msgs, imgs = hf_inputs.split_messages(req.messages, req.image)
+            if len(imgs) != 1:
+                raise BackendError(
+                    f"sample {req.sample_id}: {self.info.model_type} takes exactly one image "
+                    f"per prompt, got {len(imgs)}"
+                )
+            texts.append("".join(_texts(msgs)))
+            images.append(imgs[0])
+        try:
+            inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        except ValueError as exc:  # e.g. a task token with other text around it
+            raise BackendError(f"the {self.info.model_type} processor refused: {exc}") from exc
+        out = {k: v.to(self.device) for k, v in inputs.items() if hasattr(v, "to")}
+        out["pixel_values"] = out["pixel_values"].to(self.dtype)
+        return out
+
+    def _run_batch(
+        self, requests: Sequence[GenerationRequest], params: GenerationParams
+    ) -> list[Generation]:
+        """One batch: encoder once, then seeded decoding (the step the OOM back-off retries)."""
+        with torch.inference_mode():
+            inputs = self._build_inputs(requests)
+            decoder = Seq2SeqDecoder(self.model, self.decoder_prefix, self.stop_ids, self.stats)
+            rows = decoder.run(inputs, [r.seed for r in requests], params)
+        n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
+        return [
+            self._generation(r, row, int(n))
+            for r, row, n in zip(requests, rows, n_prompt, strict=True)
+        ]
+
+
+def _texts(messages: list[dict[str, Any]]) -> list[str]:
+    """The text items of the messages, in order (the family prompt; no roles, no template)."""
+    out = []
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, str):
+            out.append(content)
+            continue
+        out += [c["text"] for c in content or [] if isinstance(c, dict) and c.get("type") == "text"]
+    return out
