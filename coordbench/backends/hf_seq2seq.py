@@ -70,9 +70,7 @@ class Seq2SeqBackend(HFBackend):
         self.device, self.dtype_name = resolve_device_dtype(device, dtype)
         self.dtype = getattr(torch, self.dtype_name)
         self.check_resize = False  # see RESIZE_GUARD_SKIPPED
-        self.processor, processor_path = load_processor(
-            files, trust_remote_code=trust_remote_code
-        )
+        self.processor, processor_path = load_processor(files, trust_remote_code=trust_remote_code)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "right"  # absolute encoder positions: pads go last
         self.template = None
@@ -92,7 +90,9 @@ class Seq2SeqBackend(HFBackend):
         self.decoder_prefix = self._decoder_prefix(files.path)
         self.stats = GenerationStats()
         self._max_batch: int | None = None
-        self.info = self._info(files, None, [], files.path, attn, attn_implementation, processor_path)
+        self.info = self._info(
+            files, None, [], files.path, attn, attn_implementation, processor_path
+        )
         self.info.provenance.update(
             resize_guard=RESIZE_GUARD_SKIPPED,
             decoder_prefix=self.decoder_prefix,

@@ -47,7 +47,7 @@ def hf_model_type(ckpt: str | Path) -> str:
 
 
 def hf_backend(ckpt: str | Path, **kwargs: Any) -> Any:
-    """The `hf` backend for `ckpt`: `HF_BY_MODEL_TYPE`'s class for its model type, else HFBackend."""
+    """The `hf` backend for `ckpt`: its model type's class in `HF_BY_MODEL_TYPE`, else HFBackend."""
     return _load(HF_BY_MODEL_TYPE.get(hf_model_type(ckpt), BACKENDS["hf"]))(ckpt, **kwargs)
 
 
