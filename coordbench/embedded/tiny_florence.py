@@ -108,6 +108,7 @@ def image_processor():
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         resample=3,
         do_center_crop=False,
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         do_rescale=True,
         rescale_factor=1 / 255,
         do_normalize=True,
