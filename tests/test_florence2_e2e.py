@@ -80,12 +80,17 @@ def n_prompt(be: Seq2SeqBackend) -> int:
     return IMAGE_SEQ_LENGTH + len(be.tokenizer(PROMPT, add_special_tokens=False)["input_ids"])
 
 
-def oracle_ids(be: Seq2SeqBackend, req: GenerationRequest, n: int) -> list[int]:
+def oracle_ids(be: Seq2SeqBackend, req: GenerationRequest, n: int, **kw) -> list[int]:
     """transformers' greedy `generate` on the same inputs, without the decoder prefix."""
     inputs = be._build_inputs([req])
     with torch.inference_mode():
         out = be.model.generate(
-            **inputs, do_sample=False, num_beams=1, max_new_tokens=n + 2, forced_eos_token_id=None
+            **inputs,
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=n + 2,
+            forced_eos_token_id=None,
+            **kw,
         )
     assert out[0, :2].tolist() == be.decoder_prefix
     return out[0, 2 : 2 + n].tolist()
@@ -99,6 +104,14 @@ def test_greedy_matches_transformers_generate(backend):
         assert g.finish_reason == "length" and len(g.token_ids) == GREEDY.max_new_tokens
         assert g.n_prompt_tokens == n_prompt(backend)
     assert len({tuple(g.token_ids) for g in got}) > 1  # input-dependent outputs
+
+
+def test_repetition_penalty_greedy_matches_transformers(backend):
+    # HF penalises the decoder's inputs (start token, forced BOS, answer), not the encoder prompt
+    params = GenerationParams(max_new_tokens=24, repetition_penalty=1.3)
+    got = backend.generate([request(0)], params)[0]
+    assert got.token_ids == oracle_ids(backend, request(0), 24, repetition_penalty=1.3)
+    assert got.token_ids != backend.generate([request(0)], GREEDY)[0].token_ids
 
 
 def test_sampled_tokens_do_not_depend_on_the_batch(backend):
