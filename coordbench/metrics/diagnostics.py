@@ -9,6 +9,7 @@ not what we assume (its macro F1 is not 0 when some images have no GT).
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
+from coordbench.metrics.pred_table import PredTable, pred_table
 from coordbench.metrics.result import EvalOptions
 from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
@@ -87,11 +89,21 @@ def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray
     """
     if not len(key):
         return 0, np.zeros(0, np.int64)
-    rows = np.column_stack([key.astype(np.float64), boxes])
-    _, first, inverse, count = np.unique(
-        rows, axis=0, return_index=True, return_inverse=True, return_counts=True
-    )
-    inverse = inverse.reshape(-1)
+    # group equal (key, box) rows by a 64-bit hash (stable: a group's first row is its first
+    # copy); two equal rows a collision keeps apart are still found below as an IoU-1 pair
+    with np.errstate(over="ignore"):
+        h = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for c in range(4):
+            col = boxes[:, c].astype(np.int64).astype(np.uint64)
+            h = (h ^ col) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(c + 1)
+    order = np.argsort(h, kind="stable")
+    sk, sb = key[order], boxes[order]
+    new = np.r_[True, (sk[1:] != sk[:-1]) | np.any(sb[1:] != sb[:-1], axis=1)]
+    starts = np.flatnonzero(new)
+    first = order[starts]  # each distinct (key, box)'s first copy in input order
+    count = np.diff(np.r_[starts, len(order)])
+    inverse = np.empty(len(key), np.int64)
+    inverse[order] = np.cumsum(new) - 1
     n_pairs = int((count * (count - 1) // 2).sum())
     repeats = np.flatnonzero(first[inverse] != np.arange(len(key)))  # not a box's first copy
     u_a, u_b = _candidate_pairs(key[first], boxes[first])
@@ -108,27 +120,25 @@ def _poly_image_pairs(img: EvalImage) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(same), strict=True)]
 
 
-def duplicates(images: list[EvalImage]) -> dict[str, int]:
+def duplicates(images: list[EvalImage], table: PredTable | None = None) -> dict[str, int]:
     """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95).
 
     All box predictions of all images at once: keyed by (image, class), compared only within a
     key and an area window, in numpy (no Python loop over pairs). Images with polygons use mask
     IoU on their own.
     """
-    classes: dict[str, int] = {}
-    keys, boxes, owner_img, poly_pairs = [], [], [], []
+    table = table if table is not None else pred_table(images)
+    norm, code = table.norm_codes()
+    poly_pairs = []
+    poly_img = np.zeros(len(images) + 1, bool)
     for n, img in enumerate(images):
-        if len(img.preds) < 2:
-            continue
-        if any(p["type"] == "poly" for p in img.preds):
+        if img.n_preds >= 2 and img.has_poly():
+            poly_img[n] = True
             poly_pairs += [(n, i, j) for i, j in _poly_image_pairs(img)]
-            continue
-        keys += [classes.setdefault(d, len(classes)) for d in img.pred_descs()]
-        boxes += [p["bbox"] for p in img.preds]
-        owner_img += [n] * len(img.preds)
-    img_of = np.asarray(owner_img, np.int64)
-    key = img_of * max(1, len(classes)) + np.asarray(keys, np.int64)
-    n_pairs, later = _box_duplicates(key, np.asarray(boxes, np.float64).reshape(-1, 4))
+    rows = np.flatnonzero(~poly_img[table.img]) if len(table) else np.zeros(0, np.int64)
+    img_of = table.img[rows]
+    key = img_of * max(1, len(norm)) + code[rows]
+    n_pairs, later = _box_duplicates(key, table.box[rows].astype(np.float64).reshape(-1, 4))
     later_imgs = img_of[later].tolist()
     return {
         "duplicate_pairs": n_pairs + len(poly_pairs),
@@ -137,10 +147,11 @@ def duplicates(images: list[EvalImage]) -> dict[str, int]:
     }
 
 
-def class_shares(images: list[EvalImage]) -> dict[str, Any]:
-    preds = Counter(d for i in images for d in i.pred_descs())
+def class_shares(images: list[EvalImage], table: PredTable | None = None) -> dict[str, Any]:
+    table = table if table is not None else pred_table(images)
+    norm, code = table.norm_codes()
     gts = Counter(normalize_desc(g.get("desc", "")) for i in images for g in i.gts)
-    n_pred, n_gt = sum(preds.values()), sum(gts.values())
+    n_pred, n_gt = len(code), sum(gts.values())
     if not n_pred:
         return {
             "top_pred_class": None,
@@ -148,8 +159,9 @@ def class_shares(images: list[EvalImage]) -> dict[str, Any]:
             "top_class_gt_share": None,
             "class_collapse": False,
         }
-    top, n = preds.most_common(1)[0]
-    share = n / n_pred
+    counts = np.bincount(code, minlength=len(norm))
+    k = int(np.argmax(counts))  # the first-seen class among equal counts, as Counter's
+    top, share = norm[k], int(counts[k]) / n_pred
     return {
         "top_pred_class": top,
         "top_pred_share": share,
@@ -159,9 +171,11 @@ def class_shares(images: list[EvalImage]) -> dict[str, Any]:
 
 
 def score_ties(records: list[dict[str, Any]]) -> float | None:
-    scores = Counter(
-        p.get("score") for r in records for p in (r.get("pred") or []) if isinstance(p, dict)
-    )
+    objs = list(chain.from_iterable(r.get("pred") or [] for r in records))
+    if set(map(type, objs)) == {dict}:
+        scores = Counter(map(dict.get, objs, repeat("score")))
+    else:
+        scores = Counter(p.get("score") for p in objs if isinstance(p, dict))
     scores.pop(None, None)
     total = sum(scores.values())
     return scores.most_common(1)[0][1] / total if total else None
@@ -247,6 +261,7 @@ def diagnostics(
     encoder: Encoder | None = None,
     images: list[EvalImage] | None = None,
     semantic: Semantic | None = None,
+    table: PredTable | None = None,
 ) -> dict[str, Any]:
     """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`.
 
@@ -259,10 +274,11 @@ def diagnostics(
         images = prepare_images(records, new_counters())
     semantic = semantic or Semantic(options.semantic_model, encoder)
     d: dict[str, Any] = {"n_records": len(records), **_rates(records, n)}
-    d["pred_total"] = sum(len(i.preds) for i in images)
-    d.update(duplicates(images))
+    table = table if table is not None else pred_table(images)
+    d["pred_total"] = len(table)
+    d.update(duplicates(images, table))
     d["duplicate_rate"] = d["duplicate_preds"] / d["pred_total"] if d["pred_total"] else 0.0
-    d.update(class_shares(images))
+    d.update(class_shares(images, table))
     d["score_tie_share"] = score_ties(records)
     d["baseline_predict_nothing"] = baseline_nothing(images, options, semantic)
     d["warnings"] = _warnings(d)
