@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from coordbench.cli.common import CONTEXT, friendly_errors
-from coordbench.rundir.layout import EVAL_ORIGINAL_DIR
+from coordbench.rundir.layout import EVAL_ORIGINAL_DIR, RUN_JSON
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -84,7 +84,10 @@ def eval_cmd(
             return
         if not path:
             raise click.UsageError("give PATH (a run dir or scored JSONL) or --coco-gt/--coco-dt")
-        from coordbench.pipeline.rescore import eval_path
+        if Path(path).is_dir() and (Path(path) / RUN_JSON).exists():
+            from coordbench.pipeline.rescore import eval_path
+        else:  # a scored file: only the scorer is imported (start-up is part of the wait)
+            from coordbench.pipeline.score_file import eval_file_path as eval_path
 
         text = eval_path(
             Path(path),

@@ -69,7 +69,13 @@ def _category(
 
 def stream_order(ev: AreaEval) -> np.ndarray:
     """Detections in accumulate's order: by category, score desc (stable), image, rank. The
-    rows of every area range are the same detections, so one order serves all of them."""
+    rows of every area range are the same detections, so one order serves all of them. Both
+    producers emit rows by (category, image, rank), so a stable sort by (category, -score)
+    keeps image and rank order within ties (checked; else the full sort)."""
+    n_img, span = int(ev.img.max(initial=0)) + 1, int(ev.rank.max(initial=0)) + 1
+    pos = (ev.cat.astype(np.int64) * n_img + ev.img) * span + ev.rank
+    if np.all(pos[1:] >= pos[:-1]):
+        return np.lexsort((-ev.score, ev.cat))
     return np.lexsort((ev.rank, ev.img, -ev.score, ev.cat))
 
 

@@ -8,6 +8,7 @@ not what we assume (its macro F1 is not 0 when some images have no GT).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from itertools import chain, repeat
 from typing import Any
@@ -48,8 +49,11 @@ def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order.
+def _candidate_pairs(
+    key: np.ndarray, boxes: np.ndarray, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order;
+    None when the x1 windows hold more than `limit` comparisons.
 
     Sorted by (key, x1): IoU >= t needs the intersection width >= t * width of each box, so a
     box b right of a (x1b >= x1a) can only qualify when x1b - x1a <= (1 - t) * wa. Only that
@@ -64,9 +68,11 @@ def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np
     scale = float(np.abs(reach).max() + np.abs(bx[:, 0]).max()) + 1.0
     lim = np.searchsorted(grp + bx[:, 0] / scale, grp + reach / scale, side="right")
     later = np.maximum(lim - np.arange(len(k)) - 1, 0)
+    cum = np.cumsum(later)
+    if limit is not None and len(cum) and cum[-1] > limit:
+        return None
     xywh = np.concatenate([bx[:, :2], bx[:, 2:] - bx[:, :2]], axis=1)
     out_a, out_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    cum = np.cumsum(later)
     lo = 0
     while lo < len(k):
         base = int(cum[lo - 1]) if lo else 0
@@ -84,11 +90,16 @@ def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np
 def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray]:
     """(number of duplicate pairs, indices of the boxes that repeat an earlier one).
 
-    Identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
+    When the x1 windows are small (the usual case) the pairs are enumerated directly. Else
+    identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
     so an answer that repeats one box 10^4 times costs no pair enumeration at all.
     """
     if not len(key):
         return 0, np.zeros(0, np.int64)
+    direct = _candidate_pairs(key, boxes, limit=4 * len(key) + PAIR_CHUNK)
+    if direct is not None:
+        a, b = direct
+        return len(a), np.unique(np.maximum(a, b))
     # group equal (key, box) rows by a 64-bit hash (stable: a group's first row is its first
     # copy); two equal rows a collision keeps apart are still found below as an IoU-1 pair
     with np.errstate(over="ignore"):
@@ -106,7 +117,7 @@ def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray
     inverse[order] = np.cumsum(new) - 1
     n_pairs = int((count * (count - 1) // 2).sum())
     repeats = np.flatnonzero(first[inverse] != np.arange(len(key)))  # not a box's first copy
-    u_a, u_b = _candidate_pairs(key[first], boxes[first])
+    u_a, u_b = _candidate_pairs(key[first], boxes[first])  # type: ignore[misc]
     n_pairs += int((count[u_a] * count[u_b]).sum())
     later_first = np.maximum(first[u_a], first[u_b])  # the first copy that comes second
     return n_pairs, np.union1d(repeats, later_first)
@@ -173,7 +184,11 @@ def class_shares(images: list[EvalImage], table: PredTable | None = None) -> dic
 def score_ties(records: list[dict[str, Any]]) -> float | None:
     objs = list(chain.from_iterable(r.get("pred") or [] for r in records))
     if set(map(type, objs)) == {dict}:
-        scores = Counter(map(dict.get, objs, repeat("score")))
+        raw = list(map(dict.get, objs, repeat("score")))
+        if set(map(type, raw)) == {float}:  # the usual case: count in numpy
+            counts = np.unique(np.array(raw, np.float64), return_counts=True)[1]
+            return int(counts.max()) / len(raw)
+        scores = Counter(raw)
     else:
         scores = Counter(p.get("score") for p in objs if isinstance(p, dict))
     scores.pop(None, None)
@@ -187,7 +202,9 @@ def baseline_nothing(
     """Headline metrics of the degenerate run that predicts nothing, through the real scorer
     (the ingested images with their predictions removed)."""
     empty = [EvalImage(i.index, i.file_name, i.width, i.height, gts=i.gts) for i in images]
-    m = score_images(empty, new_counters(), options, semantic).metrics
+    thrs = [t for t in options.f1_iou_thrs if abs(t - 0.5) < 1e-9]  # the only F1 keys read
+    opts = dataclasses.replace(options, f1_iou_thrs=tuple(thrs or options.f1_iou_thrs))
+    m = score_images(empty, new_counters(), opts, semantic).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
 

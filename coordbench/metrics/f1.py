@@ -153,15 +153,20 @@ def scope_mask(
     return keep
 
 
+# a match: (pred index, gt index, IoU, pred desc, normalised pred desc, pred xyxy, pred type);
+# indices are the image's own (not eval-space)
+Match = tuple[int, int, float, str, str, list, str]
+
+
 @dataclass
 class ImageMatches:
-    """One image's scope split and, per threshold key, its greedy matches as (pred index, gt
-    index, IoU) in acceptance order; indices are the image's own (not eval-space)."""
+    """One image's scope split and, per threshold key, its greedy matches in acceptance order."""
 
     img: EvalImage
     eval_idx: list[int]
     ignored_idx: list[int]
-    matches: dict[str, list[tuple[int, int, float]]]
+    matches: dict[str, list[Match]]
+    gt_norm: list[str]  # normalised GT descs
 
 
 def _gt_columns(images: list[EvalImage]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,18 +176,23 @@ def _gt_columns(images: list[EvalImage]) -> tuple[np.ndarray, np.ndarray]:
     return box, np.concatenate([[0], np.cumsum(counts)])
 
 
-def _poly_matches(
-    im: EvalImage, keep: list[int], thrs: list[float]
-) -> dict[str, list[tuple[int, int, float]]]:
+def _poly_matches(im: EvalImage, keep: list[int], thrs: list[float]) -> dict[str, list[Match]]:
     """The per-image path for images with a polygon (mask IoU on the image)."""
-    ious = object_iou_matrix([im.preds[i] for i in keep], im.gts, im.width, im.height)
-    return {thr_key(t): [(keep[p], g, v) for p, g, v in greedy_match(ious, t)] for t in thrs}
+    preds = im.preds
+    ious = object_iou_matrix([preds[i] for i in keep], im.gts, im.width, im.height)
+
+    def match(p: int, g: int, v: float) -> Match:
+        pred = preds[keep[p]]
+        return keep[p], g, v, pred["desc"], normalize_desc(pred["desc"]), pred["bbox"], pred["type"]
+
+    return {thr_key(t): [match(*m) for m in greedy_match(ious, t)] for t in thrs}
 
 
-def _split_by_image(n_images: int, img: np.ndarray, *columns: list) -> list[list[tuple]]:
-    """Rows grouped by image (rows already sorted by image), as tuples of the columns."""
+def _split_by_image(n_images: int, img: np.ndarray, *columns: list) -> list[list]:
+    """Rows grouped by image (rows already sorted by image): the values of a single column, or
+    tuples of several."""
     cuts = np.searchsorted(img, np.arange(n_images + 1)).tolist()
-    rows = list(zip(*columns, strict=True))
+    rows = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
     return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
@@ -207,25 +217,31 @@ def match_images(
         rows, table.img[rows], table.box, gt_box, gt_bounds, min(thrs, default=0.5)
     )
     pair_img = table.img[p]
+    norm, code = table.norm_codes()
     per_key = {}
     for t in thrs:
         sel = np.flatnonzero(v >= t)
         m = sel[greedy_pairs(pair_img[sel], p[sel], g[sel], v[sel])]
+        rows_m = p[m].tolist()
         per_key[thr_key(t)] = _split_by_image(
             len(images),
             pair_img[m],
             local[p[m]].tolist(),
             (g[m] - gt_bounds[pair_img[m]]).tolist(),
             v[m].tolist(),
+            [table.desc[r] for r in rows_m],
+            [norm[c] for c in code[p[m]].tolist()],
+            table.box[p[m]].tolist(),
+            ["bbox_2d"] * len(m),
         )
     out = []
     for i, im in enumerate(images):
-        keep_i = [e[0] for e in eval_idx[i]]
         if poly[i]:
-            matches = _poly_matches(im, keep_i, thrs)
+            matches = _poly_matches(im, eval_idx[i], thrs)
         else:
             matches = {key: per_key[key][i] for key in per_key}
-        out.append(ImageMatches(im, keep_i, [e[0] for e in ignored[i]], matches))
+        gt_norm = [normalize_desc(gt.get("desc", "")) for gt in im.gts]
+        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm))
     return out
 
 
@@ -234,9 +250,9 @@ def _match_rows(
 ) -> tuple[list[dict], int, int]:
     """matches.jsonl `matches` entries and the sem ok / bad counts."""
     rows, ok_n = [], 0
-    for p, g, iou in im.matches[key]:
-        pred, gt = _pred_view(im.img, p), im.img.gts[g]
-        pd, gd = normalize_desc(pred["desc"]), normalize_desc(gt.get("desc", ""))
+    gts = im.img.gts
+    for p, g, iou, desc, pd, box, kind in im.matches[key]:
+        gt, gd = gts[g], im.gt_norm[g]
         sim = semantic.sim(pd, gd)
         ok = bool(pd and pd == gd) or (sim is not None and sim >= threshold)
         ok_n += ok
@@ -245,24 +261,17 @@ def _match_rows(
                 "pred_idx": p,
                 "gt_idx": g,
                 "iou": iou,
-                "pred_desc": pred["desc"],
+                "pred_desc": desc,
                 "gt_desc": gt.get("desc", ""),
                 "sem_sim": sim,
                 "sem_ok": ok,
-                "pred_bbox": pred["bbox"],
+                "pred_bbox": box,
                 "gt_bbox": gt["bbox"],
-                "pred_type": pred["type"],
+                "pred_type": kind,
                 "gt_type": gt["type"],
             }
         )
     return rows, ok_n, len(rows) - ok_n
-
-
-def _pred_view(img: EvalImage, j: int) -> dict[str, Any]:
-    """Prediction j of an image as a dict, without building the other predictions' dicts."""
-    if img.cols is not None:
-        return {"desc": img.cols.desc[j], "bbox": img.cols.box[j].tolist(), "type": "bbox_2d"}
-    return img.preds[j]
 
 
 def image_outcome(
@@ -358,13 +367,13 @@ def evaluate_f1(
     thr_list = sorted({float(t) for t in thrs})
     matched = match_images(images, thr_list, scope, semantic, threshold, table)
     texts: set[str] = set()
+    classes = semantic.classes
     for im in matched:  # one encoder batch for every matched pair whose descs differ
-        descs = im.img.pred_desc_list()
         for ms in im.matches.values():
-            for p, g, _ in ms:
-                pair = {normalize_desc(descs[p]), normalize_desc(im.img.gts[g].get("desc", ""))}
-                if len(pair) == 2 and "" not in pair and not pair <= semantic.classes:
-                    texts |= pair
+            for m in ms:
+                pd, gd = m[4], im.gt_norm[m[1]]
+                if pd != gd and pd and gd and not (pd in classes and gd in classes):
+                    texts |= {pd, gd}
     semantic.embed(texts)
     pred_total = sum(i.n_preds for i in images)
     metrics: dict[str, float] = {}
