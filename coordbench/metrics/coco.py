@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,14 @@ def map_descs(
 def _kept_scores(images: list[EvalImage], table: PredTable, rows: np.ndarray) -> np.ndarray:
     """Validated scores of the detections COCO keeps (float64); the first bad one, in record
     order, is a DataError naming its record and prediction."""
-    vals = [table.score[i] for i in rows.tolist()]
+    if len(rows) == len(table.score):
+        vals = table.score
+    else:
+        vals = (
+            list(itemgetter(*rows.tolist())(table.score))
+            if len(rows) > 1
+            else [table.score[i] for i in rows.tolist()]
+        )
     if set(map(type, vals)) <= {float}:
         arr = np.array(vals, np.float64)
         if np.all((arr >= 0.0) & (arr <= 1.0)):  # NaN fails the compare

@@ -102,6 +102,10 @@ def accumulate_area(
             tp[t] = np.bincount(ev.cat[order], weights=ev.tp[t, order], minlength=n_cats)
         rec = np.where(npig > 0, tp / np.maximum(npig, 1), -1.0)
         return None, rec
+    # a detection ignored at every threshold adds to neither sum: its entries repeat the previous
+    # (recall, precision), or lead with (0, 0), and the envelope read at the recall thresholds
+    # is the same without them (pycocotools keeps them; the numbers do not change)
+    order = order[~ev.ign[:, order].all(axis=0)]
     bounds = np.searchsorted(ev.cat[order], np.arange(n_cats + 1))
     prec = np.full((n_thr, len(rec_thrs), n_cats), -1.0)
     rec = np.full((n_thr, n_cats), -1.0)

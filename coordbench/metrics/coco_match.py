@@ -123,7 +123,7 @@ class CocoTables:
         )
         d_box = np.asarray(dets.bbox, np.float64).reshape(-1, 4)
         d_score = np.asarray(dets.score, np.float64)
-        order = np.lexsort((np.arange(len(d_key)), -d_score, d_key))  # per pair by score, stable
+        order = np.lexsort((-d_score, d_key))  # per pair by score; lexsort is stable
         key = d_key[order]
         first = np.ones(len(key), bool)
         first[1:] = key[1:] != key[:-1]
