@@ -5,7 +5,8 @@ F1, calibration, diagnostics and writing the eval dir. This bench times exactly 
 subprocess on a seeded synthetic set (2 000 images x 100 detections = 200 k, built by
 `scoring_speed.synthetic_records`), then runs pycocotools on the COCO files the command wrote
 (`eval/coco_gt.json`, `eval/coco_preds.json`), checks that all 12 stats equal metrics.json's
-to 1e-12 and prints the ratio last.
+to 1e-12 and prints the ratio last. The same two files also go through
+`coordbench eval --coco-gt/--coco-dt` (any detector's COCO pair), timed the same way.
 
     .venv/bin/python bench/eval_e2e_speed.py [--images 2000] [--keep DIR]
 """
@@ -76,13 +77,27 @@ def main() -> int:
         metrics = json.loads((out / "metrics.json").read_text())["metrics"]
         ours = np.array([metrics[f"bbox_{s}"] for s in STATS])
 
+        pair = [sys.executable, "-m", "coordbench", "eval", "--coco-gt", str(out / "coco_gt.json")]
+        pair += ["--coco-dt", str(out / "coco_preds.json"), "--out", str(work / "pair")]
+        t0 = time.perf_counter()
+        done = subprocess.run(pair, capture_output=True, text=True, env=os.environ.copy())
+        t_pair = time.perf_counter() - t0
+        if done.returncode:
+            print(done.stdout, done.stderr, sep="\n", file=sys.stderr)
+            return 1
+        pair_metrics = json.loads((work / "pair" / "metrics.json").read_text())["metrics"]
+        pair_stats = np.array([pair_metrics[f"bbox_{s}"] for s in STATS])
+
         ref, t_ref = pycocotools_eval(out / "coco_gt.json", out / "coco_preds.json")
         diff = np.abs(ours - ref)
         for name, a, b, d in zip(STATS, ours, ref, diff, strict=True):
             print(f"  {name:<6} coordbench {a:.12f}  pycocotools {b:.12f}  |diff| {d:.1e}")
         print(f"coordbench eval (subprocess, end to end): {t_ours:7.2f} s")
         print(f"pycocotools evaluate+accumulate+summarize: {t_ref:7.2f} s")
-        ok = bool(np.all(diff <= 1e-12))
+        pair_ok = bool(np.all(np.abs(pair_stats - ref) <= 1e-12))
+        print(f"coordbench eval --coco-gt/--coco-dt (subprocess): {t_pair:7.2f} s, ", end="")
+        print(f"ratio {t_ref / t_pair:.2f}, 12 stats equal: {pair_ok}")
+        ok = bool(np.all(diff <= 1e-12)) and pair_ok
         print(f"all 12 stats equal (1e-12): {ok}")
         print(f"ratio pycocotools / coordbench eval: {t_ref / t_ours:.2f}")
         return 0 if ok else 1

@@ -226,6 +226,15 @@ def iou_matrix(a_xyxy: Any, b_xyxy: Any) -> np.ndarray:
     return _iou(a[..., :2], a[..., 2:], area_a, b[..., :2], b[..., 2:], area_b)
 
 
+def iou_pairs_xyxy(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """(N,) IoU of paired rows of xyxy boxes: `iou_matrix`'s value for each (a[i], b[i])."""
+    a = np.asarray(a_xyxy, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b_xyxy, dtype=np.float64).reshape(-1, 4)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return _iou(a[:, :2], a[:, 2:], area_a, b[:, :2], b[:, 2:], area_b)
+
+
 def iou_pairs_xywh(
     a_xywh: np.ndarray, b_xywh: np.ndarray, b_crowd: np.ndarray | None = None
 ) -> np.ndarray:

@@ -53,11 +53,12 @@ def tp_flags(
     return det.scores, det.tp
 
 
-def rankdata(x: np.ndarray) -> np.ndarray:
+def rankdata(x: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """Average ranks (1-based, ties share their mean rank), as `scipy.stats.rankdata`; numpy
-    only, so scoring does not import scipy.stats (a second of start-up)."""
+    only, so scoring does not import scipy.stats (a second of start-up). `order` is x's
+    ascending argsort when the caller already has it."""
     x = np.asarray(x)
-    order = np.argsort(x, kind="stable")
+    order = np.argsort(x, kind="stable") if order is None else order
     xs = x[order]
     new = np.r_[True, xs[1:] != xs[:-1]]
     grp = np.cumsum(new) - 1
@@ -68,23 +69,26 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def spearman(scores: np.ndarray, correct: np.ndarray) -> float | None:
-    """Spearman's rho: Pearson correlation of the average ranks."""
+def spearman(
+    scores: np.ndarray, correct: np.ndarray, ranks: np.ndarray | None = None
+) -> float | None:
+    """Spearman's rho: Pearson correlation of the average ranks (`ranks`: the scores')."""
     if len(scores) < 2 or np.all(scores == scores[0]) or np.all(correct == correct[0]):
         return None
-    a, b = rankdata(scores), rankdata(correct.astype(float))
+    a = rankdata(scores) if ranks is None else ranks
+    b = rankdata(correct.astype(float))
     a, b = a - a.mean(), b - b.mean()
     rho = float((a @ b) / math.sqrt((a @ a) * (b @ b)))
     return rho if math.isfinite(rho) else None
 
 
-def auroc(scores: np.ndarray, correct: np.ndarray) -> float | None:
+def auroc(scores: np.ndarray, correct: np.ndarray, ranks: np.ndarray | None = None) -> float | None:
     """P(score of a random TP > score of a random FP), ties counted 1/2 (midranks)."""
     n_pos = int(correct.sum())
     n_neg = len(correct) - n_pos
     if n_pos == 0 or n_neg == 0:
         return None
-    ranks = rankdata(scores)
+    ranks = rankdata(scores) if ranks is None else ranks
     return float((ranks[correct].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -123,12 +127,14 @@ SCORE_MEANING = (
 )
 
 
-def quantile_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
+def quantile_bins(
+    scores: np.ndarray, correct: np.ndarray, n_bins: int, order: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """Equal-count bins by score rank (ties kept together): the score range, count and TP rate
     of each, readable even when every score sits in one equal-width bin."""
     if not len(scores):
         return []
-    order = np.argsort(scores, kind="stable")
+    order = np.argsort(scores, kind="stable") if order is None else order
     s, c = scores[order], correct[order]
     cuts = np.unique(np.searchsorted(s, s[np.linspace(0, len(s), n_bins + 1)[1:-1].astype(int)]))
     rows = []
@@ -146,10 +152,13 @@ def quantile_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[
     return rows
 
 
-def precision_at_score(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
+def precision_at_score(
+    scores: np.ndarray, correct: np.ndarray, order: np.ndarray | None = None
+) -> np.ndarray:
     """Each detection's score mapped to the empirical precision of all detections scoring at
-    least as high (the PR curve's precision at that threshold; ties share one value)."""
-    order = np.argsort(-scores, kind="stable")
+    least as high (the PR curve's precision at that threshold; ties share one value). `order`:
+    any descending order of the scores (the order within ties does not change the result)."""
+    order = np.argsort(-scores, kind="stable") if order is None else order
     s = scores[order]
     tp = np.cumsum(correct[order])
     last = np.searchsorted(-s, -s, side="right") - 1  # the last detection of each tie group
@@ -169,20 +178,22 @@ def calibration(
     scores, correct = tp_flags(coco_gt, coco_preds, area_eval)
     bins = reliability_bins(scores, correct, n_bins)
     n = len(scores)
-    mapped = precision_at_score(scores, correct)
+    asc = np.argsort(scores, kind="stable")  # one sort for ranks, quantiles and precision
+    ranks = rankdata(scores, asc)
+    mapped = precision_at_score(scores, correct, asc[::-1])
     return {
         "iou_threshold": IOU_THRESHOLD,
         "n_preds": n,
         "n_tp": int(correct.sum()),
         "tp_rate": float(correct.mean()) if n else None,
         "mean_score": float(scores.mean()) if n else None,
-        "spearman": spearman(scores, correct),
-        "auroc": auroc(scores, correct),
+        "spearman": spearman(scores, correct, ranks),
+        "auroc": auroc(scores, correct, ranks),
         "ece": ece(bins, n),
         "brier": float(np.mean((scores - correct) ** 2)) if n else None,
         "n_bins": n_bins,
         "bins": bins,
         "score_meaning": SCORE_MEANING,
         "ece_precision_mapped": ece(reliability_bins(mapped, correct, n_bins), n),
-        "quantile_bins": quantile_bins(scores, correct, n_bins),
+        "quantile_bins": quantile_bins(scores, correct, n_bins, asc),
     }

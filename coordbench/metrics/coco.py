@@ -13,15 +13,19 @@ buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas a
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from coordbench.metrics.coco_accumulate import coco_summary
 from coordbench.metrics.coco_images import PerImageEval, per_image_eval
+from coordbench.metrics.coco_match import CocoDets
 from coordbench.metrics.cocoeval_run import run_cocoeval
 from coordbench.metrics.ingest import EvalImage, parse_score
+from coordbench.metrics.pred_table import PredTable, codes, pred_table
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
 STAT_NAMES = (
@@ -100,14 +104,15 @@ def to_coco_gt(images: list[EvalImage], categories: dict[str, int]) -> dict[str,
 
 
 def map_descs(
-    images: list[EvalImage], categories: dict[str, int], semantic: Semantic, threshold: float
+    images: list[EvalImage],
+    categories: dict[str, int],
+    semantic: Semantic,
+    threshold: float,
+    table: PredTable | None = None,
 ) -> tuple[dict[str, int | None], dict[str, Any] | None]:
     """Category id (or None = drop) for every non-category pred desc, plus upstream's report."""
-    counts: dict[str, int] = {}
-    for img in images:
-        for p in img.preds:
-            if p["desc"] and p["desc"] not in categories:
-                counts[p["desc"]] = counts.get(p["desc"], 0) + 1
+    table = table if table is not None else pred_table(images)
+    counts = {d: n for d, n in Counter(table.desc).items() if d and d not in categories}
     names = [n for n in categories if n]
     if not counts or not names:
         return dict.fromkeys(counts), None
@@ -136,6 +141,61 @@ def map_descs(
     return mapping, report
 
 
+def _kept_scores(images: list[EvalImage], table: PredTable, rows: np.ndarray) -> np.ndarray:
+    """Validated scores of the detections COCO keeps (float64); the first bad one, in record
+    order, is a DataError naming its record and prediction."""
+    if len(rows) == len(table.score):
+        vals = table.score
+    else:
+        vals = (
+            list(itemgetter(*rows.tolist())(table.score))
+            if len(rows) > 1
+            else [table.score[i] for i in rows.tolist()]
+        )
+    if set(map(type, vals)) <= {float}:
+        arr = np.array(vals, np.float64)
+        if np.all((arr >= 0.0) & (arr <= 1.0)):  # NaN fails the compare
+            return arr
+    local = table.local_index(rows).tolist()
+    img = table.img[rows].tolist()
+    return np.array(
+        [parse_score(v, images[i].index, j) for v, i, j in zip(vals, img, local, strict=True)],
+        np.float64,
+    )
+
+
+def coco_dets(
+    images: list[EvalImage],
+    categories: dict[str, int],
+    mapping: dict[str, int | None],
+    counters: dict[str, int],
+    table: PredTable | None = None,
+) -> CocoDets:
+    """COCO results in record order then pred order; unmapped descs dropped and counted."""
+    table = table if table is not None else pred_table(images)
+    uniq, code = codes(table.desc)
+    known = np.array([d in categories for d in uniq], bool)
+    cid = np.array(
+        [categories[d] if d in categories else (mapping.get(d) or 0) for d in uniq], np.int64
+    )
+    per_row = cid[code] if len(code) else code
+    unknown = ~known[code] if len(code) else np.zeros(0, bool)
+    mapped = int(np.count_nonzero(unknown & (per_row > 0)))
+    dropped = int(np.count_nonzero(unknown & (per_row == 0)))
+    counters["semantic_mapped"] += mapped
+    counters["semantic_unmapped"] += dropped
+    counters["unknown_dropped"] += dropped
+    rows = np.flatnonzero(per_row > 0)
+    box = table.box[rows]
+    ids = np.array([im.index for im in images], np.int64)
+    return CocoDets(
+        image_id=ids[table.img[rows]],
+        category_id=per_row[rows],
+        bbox=np.concatenate([box[:, :2], box[:, 2:] - box[:, :2]], axis=1),
+        score=_kept_scores(images, table, rows),
+    )
+
+
 def to_coco_preds(
     images: list[EvalImage],
     categories: dict[str, int],
@@ -143,27 +203,7 @@ def to_coco_preds(
     counters: dict[str, int],
 ) -> list[dict[str, Any]]:
     """COCO results in record order then pred order; unmapped descs dropped and counted."""
-    out = []
-    for img in images:
-        for j, p in enumerate(img.preds):
-            cid = categories.get(p["desc"])
-            if cid is None:
-                cid = mapping.get(p["desc"])
-                if cid is None:
-                    counters["semantic_unmapped"] += 1
-                    counters["unknown_dropped"] += 1
-                    continue
-                counters["semantic_mapped"] += 1
-            x1, y1, x2, y2 = p["bbox"]
-            out.append(
-                {
-                    "image_id": img.index,
-                    "category_id": cid,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": parse_score(p.get("score"), img.index, j),
-                }
-            )
-    return out
+    return coco_dets(images, categories, mapping, counters).dicts()
 
 
 def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
@@ -177,7 +217,7 @@ def per_class_ap(precision: np.ndarray, names: list[str]) -> list[tuple[str, flo
 
 
 def numpy_stats(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]] | CocoDets
 ) -> tuple[list[float], np.ndarray, PerImageEval]:
     """The 12 stats and `eval['precision'][..., area all, maxDets 100]` without COCOeval: the
     vectorised matcher (`coco_match`) and accumulate (`resample`, all images once), both held
@@ -196,7 +236,7 @@ def coco_stats(
 
 
 def coco_stats_eval(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str
+    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]] | CocoDets, scorer: str
 ) -> tuple[list[float], list[tuple[str, float]], PerImageEval | None]:
     """`coco_stats` plus the per-image evaluation when the numpy path computed it.
 
@@ -209,6 +249,8 @@ def coco_stats_eval(
     if scorer == "faster":
         stats, prec, pie = numpy_stats(coco_gt, coco_preds)
         return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
+    if isinstance(coco_preds, CocoDets):
+        coco_preds = coco_preds.dicts()
     ev = run_cocoeval(coco_gt, coco_preds, scorer)
     stats = [float(s) for s in ev.stats[: len(STAT_NAMES)]]
     return stats, _in_category_order(ev.eval["precision"], coco_gt), None
@@ -230,11 +272,13 @@ def evaluate_coco(
     scorer: str,
     counters: dict[str, int],
     categories: dict[str, int] | None = None,
+    table: PredTable | None = None,
 ) -> CocoOutput:
     categories = categories if categories is not None else build_categories(images)
+    table = table if table is not None else pred_table(images)
     coco_gt = to_coco_gt(images, categories)
-    mapping, report = map_descs(images, categories, semantic, threshold)
-    coco_preds = to_coco_preds(images, categories, mapping, counters)
-    stats, per_class, pie = coco_stats_eval(coco_gt, coco_preds, scorer)
+    mapping, report = map_descs(images, categories, semantic, threshold, table)
+    dets = coco_dets(images, categories, mapping, counters, table)
+    stats, per_class, pie = coco_stats_eval(coco_gt, dets, scorer)
     metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
-    return CocoOutput(metrics, per_class, categories, coco_gt, coco_preds, report, pie)
+    return CocoOutput(metrics, per_class, categories, coco_gt, dets.dicts(), report, pie)

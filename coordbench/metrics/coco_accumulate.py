@@ -53,8 +53,8 @@ def _category(
     if not len(idx):
         return np.zeros(n_thr), np.zeros((n_thr, len(rec_thrs)))
     tp, ign = ev.tp[:, idx], ev.ign[:, idx]
-    tp_sum = np.cumsum(tp, axis=1).astype(float)
-    fp_sum = np.cumsum(~(tp | ign), axis=1).astype(float)
+    tp_sum = np.cumsum(tp, axis=1, dtype=np.float64)  # integer counts: exact in float64
+    fp_sum = np.cumsum(~(tp | ign), axis=1, dtype=np.float64)
     rc = tp_sum / npig
     pr = tp_sum / (fp_sum + tp_sum + EPS)
     pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # envelope (max is exact)
@@ -69,7 +69,13 @@ def _category(
 
 def stream_order(ev: AreaEval) -> np.ndarray:
     """Detections in accumulate's order: by category, score desc (stable), image, rank. The
-    rows of every area range are the same detections, so one order serves all of them."""
+    rows of every area range are the same detections, so one order serves all of them. Both
+    producers emit rows by (category, image, rank), so a stable sort by (category, -score)
+    keeps image and rank order within ties (checked; else the full sort)."""
+    n_img, span = int(ev.img.max(initial=0)) + 1, int(ev.rank.max(initial=0)) + 1
+    pos = (ev.cat.astype(np.int64) * n_img + ev.img) * span + ev.rank
+    if np.all(pos[1:] >= pos[:-1]):
+        return np.lexsort((-ev.score, ev.cat))
     return np.lexsort((ev.rank, ev.img, -ev.score, ev.cat))
 
 
@@ -79,13 +85,27 @@ def accumulate_area(
     rec_thrs: np.ndarray,
     max_det: int,
     order: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(T, R, K) precision and (T, K) recall of one area range and maxDets (-1: no GT)."""
+    precision: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(T, R, K) precision and (T, K) recall of one area range and maxDets (-1: no GT).
+
+    Without `precision` only the recall is computed: a category's final recall is its TP count
+    over its GT count, the last entry of accumulate's cumulative sum, so no sum is needed."""
     n_thr = ev.tp.shape[0]
     npig = np.bincount(ev.npig_cat, weights=ev.npig, minlength=n_cats).astype(np.int64)
     order = stream_order(ev) if order is None else order
     if max_det < MAX_DETS[-1]:
         order = order[ev.rank[order] < max_det]
+    if not precision:
+        tp = np.zeros((n_thr, n_cats), np.float64)
+        for t in range(n_thr):
+            tp[t] = np.bincount(ev.cat[order], weights=ev.tp[t, order], minlength=n_cats)
+        rec = np.where(npig > 0, tp / np.maximum(npig, 1), -1.0)
+        return None, rec
+    # a detection ignored at every threshold adds to neither sum: its entries repeat the previous
+    # (recall, precision), or lead with (0, 0), and the envelope read at the recall thresholds
+    # is the same without them (pycocotools keeps them; the numbers do not change)
+    order = order[~ev.ign[:, order].all(axis=0)]
     bounds = np.searchsorted(ev.cat[order], np.arange(n_cats + 1))
     prec = np.full((n_thr, len(rec_thrs), n_cats), -1.0)
     rec = np.full((n_thr, n_cats), -1.0)
@@ -103,9 +123,10 @@ def coco_summary(pie: PerImageEval) -> tuple[dict[str, float], np.ndarray]:
     order = stream_order(pie.areas["all"])
     for area in AREA_NAMES:
         for m in MAX_DETS if area == "all" else (MAX_DETS[-1],):
-            p, r = accumulate_area(pie.areas[area], pie.n_cats, pie.rec_thrs, m, order)
+            full = m == MAX_DETS[-1]  # AR1 and AR10 need no precision
+            p, r = accumulate_area(pie.areas[area], pie.n_cats, pie.rec_thrs, m, order, full)
             rec[area, m] = r
-            if m == MAX_DETS[-1]:
+            if p is not None:
                 prec[area] = p
     out = {}
     for stat, (kind, area, max_det, iou) in STATS.items():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from coordbench.errors import ConfigError
-from coordbench.metrics.coco_match import AreaEval, CocoTables
+from coordbench.metrics.coco_match import AreaEval, CocoDets, CocoTables
 from coordbench.metrics.cocoeval_run import run_cocoeval
 
 AREA_NAMES = ("all", "small", "medium", "large")  # pycocotools Params.areaRngLbl order
@@ -70,7 +70,7 @@ def _decode_area(ev: Any, a: int, n_thr: int) -> AreaEval:
 
 def per_image_eval(
     coco_gt: dict[str, Any],
-    coco_preds: list[dict[str, Any]],
+    coco_preds: list[dict[str, Any]] | CocoDets,
     method: str = "numpy",
     areas: tuple[str, ...] = AREA_NAMES,
 ) -> PerImageEval:
@@ -86,6 +86,8 @@ def per_image_eval(
     elif method == "pycocotools":
         if not coco_preds:  # loadRes refuses an empty list; the numpy matcher gives the same arrays
             return per_image_eval(coco_gt, coco_preds, "numpy", areas)
+        if isinstance(coco_preds, CocoDets):
+            coco_preds = coco_preds.dicts()
         ev = run_cocoeval(coco_gt, coco_preds, "pycocotools", steps=("evaluate",))
         out = {name: _decode_area(ev, AREA_NAMES.index(name), len(p.iouThrs)) for name in areas}
     else:

@@ -13,6 +13,7 @@ may match one crowd region).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -49,10 +50,62 @@ def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - starts[owner]
 
 
+@dataclass
+class CocoDets:
+    """COCO detections as columns (the `coco_preds` list of dicts, without a dict per box)."""
+
+    image_id: np.ndarray  # (n,)
+    category_id: np.ndarray  # (n,)
+    bbox: np.ndarray  # (n, 4) xywh (int64 for pixel ints: written as ints, as upstream)
+    score: np.ndarray  # (n,) float64
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        """The COCO results list (`coco_preds.json`, `COCO.loadRes` input)."""
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(
+                self.image_id.tolist(),
+                self.category_id.tolist(),
+                self.bbox.tolist(),
+                self.score.tolist(),
+                strict=True,
+            )
+        ]
+
+    @classmethod
+    def from_dicts(cls, preds: list[dict[str, Any]]) -> CocoDets:
+        """Columns of a results list, one C-level pass per key (no Python loop per box)."""
+        n = len(preds)
+        return cls(
+            image_id=np.array(list(map(itemgetter("image_id"), preds))),
+            category_id=np.array(list(map(itemgetter("category_id"), preds))),
+            bbox=np.array(list(map(itemgetter("bbox"), preds)), np.float64).reshape(n, 4),
+            score=np.fromiter(map(itemgetter("score"), preds), np.float64, n),
+        )
+
+
+def _positions(ids: np.ndarray, known: dict[Any, int]) -> np.ndarray:
+    """Position of each id in `known`, whose positions are its keys' sorted order (a KeyError
+    names an unknown id, as a dict lookup would)."""
+    if not len(ids):
+        return np.zeros(0, np.int64)
+    keys = np.array(list(known))
+    if keys.dtype.kind != "i" or ids.dtype.kind != "i" or np.any(keys[1:] <= keys[:-1]):
+        return np.array([known[u] for u in ids.tolist()], np.int64)  # ids that are not ints
+    pos = np.minimum(np.searchsorted(keys, ids), max(len(keys) - 1, 0))
+    bad = np.flatnonzero(keys[pos] != ids) if len(keys) else np.arange(len(ids))
+    if len(bad):
+        raise KeyError(ids[bad[0]].item())
+    return pos
+
+
 class CocoTables:
     """GT and detections as arrays keyed by (category position, image position)."""
 
-    def __init__(self, coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]]):
+    def __init__(self, coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]] | CocoDets):
         img_pos = {im: i for i, im in enumerate(sorted({im["id"] for im in coco_gt["images"]}))}
         cat_pos = {c: k for k, c in enumerate(sorted({c["id"] for c in coco_gt["categories"]}))}
         self.n_img, self.n_cats = len(img_pos), len(cat_pos)
@@ -64,13 +117,13 @@ class CocoTables:
         self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         self.g_area = np.array([a["area"] for a in anns], np.float64)
         self.g_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
-        d_key = np.array(
-            [cat_pos[p["category_id"]] * self.n_img + img_pos[p["image_id"]] for p in coco_preds],
-            np.int64,
+        dets = coco_preds if isinstance(coco_preds, CocoDets) else CocoDets.from_dicts(coco_preds)
+        d_key = _positions(dets.category_id, cat_pos) * self.n_img + _positions(
+            dets.image_id, img_pos
         )
-        d_box = np.array([p["bbox"] for p in coco_preds], np.float64).reshape(-1, 4)
-        d_score = np.array([p["score"] for p in coco_preds], np.float64)
-        order = np.lexsort((np.arange(len(d_key)), -d_score, d_key))  # per pair by score, stable
+        d_box = np.asarray(dets.bbox, np.float64).reshape(-1, 4)
+        d_score = np.asarray(dets.score, np.float64)
+        order = np.lexsort((-d_score, d_key))  # per pair by score; lexsort is stable
         key = d_key[order]
         first = np.ones(len(key), bool)
         first[1:] = key[1:] != key[:-1]

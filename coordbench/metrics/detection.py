@@ -12,6 +12,7 @@ from coordbench.metrics.ingest import (
     new_counters,
     prepare_images,
 )
+from coordbench.metrics.pred_table import PredTable, pred_table
 from coordbench.metrics.result import EvalOptions, EvalResult
 from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
@@ -35,7 +36,7 @@ def per_image_rows(
             "image_id": img.index,
             "file_name": img.file_name,
             "gt_count": len(img.gts),
-            "pred_count": len(img.preds),
+            "pred_count": img.n_preds,
             "invalid_gt": img.invalid_gt,
             "invalid_pred": img.invalid_pred,
             "f1ish": f1,
@@ -50,16 +51,16 @@ def score_images(
     options: EvalOptions,
     semantic: Semantic,
     categories: list[str] | None = None,
+    table: PredTable | None = None,
 ) -> EvalResult:
-    """COCO + F1-ish of ingested images (ingest once, every metric reads these images)."""
+    """COCO + F1-ish of ingested images (ingest once, every metric reads these images and
+    their one prediction table)."""
+    table = table if table is not None else pred_table(images)
     cats = category_ids(images, categories)
     semantic.classes = frozenset(normalize_desc(n) for n in cats) | semantic.classes
-    coco = evaluate_coco(
-        images, semantic, options.semantic_threshold, options.scorer, counters, cats
-    )
-    f1 = evaluate_f1(
-        images, options.f1_iou_thrs, options.pred_scope, semantic, options.semantic_threshold
-    )
+    thr = options.semantic_threshold
+    coco = evaluate_coco(images, semantic, thr, options.scorer, counters, cats, table)
+    f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
     return EvalResult(
         metrics={**coco.metrics, **f1.metrics},
         counters=counters,

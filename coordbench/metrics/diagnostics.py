@@ -8,7 +8,9 @@ not what we assume (its macro F1 is not 0 when some images have no GT).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
+from coordbench.metrics.pred_table import PredTable, pred_table
 from coordbench.metrics.result import EvalOptions
 from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
@@ -46,8 +49,11 @@ def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
-def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order.
+def _candidate_pairs(
+    key: np.ndarray, boxes: np.ndarray, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(i, j) index pairs of same-key boxes with IoU >= DUPLICATE_IOU, in no particular order;
+    None when the x1 windows hold more than `limit` comparisons.
 
     Sorted by (key, x1): IoU >= t needs the intersection width >= t * width of each box, so a
     box b right of a (x1b >= x1a) can only qualify when x1b - x1a <= (1 - t) * wa. Only that
@@ -62,9 +68,11 @@ def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np
     scale = float(np.abs(reach).max() + np.abs(bx[:, 0]).max()) + 1.0
     lim = np.searchsorted(grp + bx[:, 0] / scale, grp + reach / scale, side="right")
     later = np.maximum(lim - np.arange(len(k)) - 1, 0)
+    cum = np.cumsum(later)
+    if limit is not None and len(cum) and cum[-1] > limit:
+        return None
     xywh = np.concatenate([bx[:, :2], bx[:, 2:] - bx[:, :2]], axis=1)
     out_a, out_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    cum = np.cumsum(later)
     lo = 0
     while lo < len(k):
         base = int(cum[lo - 1]) if lo else 0
@@ -82,19 +90,34 @@ def _candidate_pairs(key: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np
 def _box_duplicates(key: np.ndarray, boxes: np.ndarray) -> tuple[int, np.ndarray]:
     """(number of duplicate pairs, indices of the boxes that repeat an earlier one).
 
-    Identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
+    When the x1 windows are small (the usual case) the pairs are enumerated directly. Else
+    identical boxes of one key are collapsed first (m copies: m(m-1)/2 pairs, m - 1 repeats),
     so an answer that repeats one box 10^4 times costs no pair enumeration at all.
     """
     if not len(key):
         return 0, np.zeros(0, np.int64)
-    rows = np.column_stack([key.astype(np.float64), boxes])
-    _, first, inverse, count = np.unique(
-        rows, axis=0, return_index=True, return_inverse=True, return_counts=True
-    )
-    inverse = inverse.reshape(-1)
+    direct = _candidate_pairs(key, boxes, limit=4 * len(key) + PAIR_CHUNK)
+    if direct is not None:
+        a, b = direct
+        return len(a), np.unique(np.maximum(a, b))
+    # group equal (key, box) rows by a 64-bit hash (stable: a group's first row is its first
+    # copy); two equal rows a collision keeps apart are still found below as an IoU-1 pair
+    with np.errstate(over="ignore"):
+        h = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        for c in range(4):
+            col = boxes[:, c].astype(np.int64).astype(np.uint64)
+            h = (h ^ col) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(c + 1)
+    order = np.argsort(h, kind="stable")
+    sk, sb = key[order], boxes[order]
+    new = np.r_[True, (sk[1:] != sk[:-1]) | np.any(sb[1:] != sb[:-1], axis=1)]
+    starts = np.flatnonzero(new)
+    first = order[starts]  # each distinct (key, box)'s first copy in input order
+    count = np.diff(np.r_[starts, len(order)])
+    inverse = np.empty(len(key), np.int64)
+    inverse[order] = np.cumsum(new) - 1
     n_pairs = int((count * (count - 1) // 2).sum())
     repeats = np.flatnonzero(first[inverse] != np.arange(len(key)))  # not a box's first copy
-    u_a, u_b = _candidate_pairs(key[first], boxes[first])
+    u_a, u_b = _candidate_pairs(key[first], boxes[first])  # type: ignore[misc]
     n_pairs += int((count[u_a] * count[u_b]).sum())
     later_first = np.maximum(first[u_a], first[u_b])  # the first copy that comes second
     return n_pairs, np.union1d(repeats, later_first)
@@ -108,27 +131,25 @@ def _poly_image_pairs(img: EvalImage) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(same), strict=True)]
 
 
-def duplicates(images: list[EvalImage]) -> dict[str, int]:
+def duplicates(images: list[EvalImage], table: PredTable | None = None) -> dict[str, int]:
     """Predictions that repeat an earlier same-class prediction of their image (IoU >= 0.95).
 
     All box predictions of all images at once: keyed by (image, class), compared only within a
     key and an area window, in numpy (no Python loop over pairs). Images with polygons use mask
     IoU on their own.
     """
-    classes: dict[str, int] = {}
-    keys, boxes, owner_img, poly_pairs = [], [], [], []
+    table = table if table is not None else pred_table(images)
+    norm, code = table.norm_codes()
+    poly_pairs = []
+    poly_img = np.zeros(len(images) + 1, bool)
     for n, img in enumerate(images):
-        if len(img.preds) < 2:
-            continue
-        if any(p["type"] == "poly" for p in img.preds):
+        if img.n_preds >= 2 and img.has_poly():
+            poly_img[n] = True
             poly_pairs += [(n, i, j) for i, j in _poly_image_pairs(img)]
-            continue
-        keys += [classes.setdefault(d, len(classes)) for d in img.pred_descs()]
-        boxes += [p["bbox"] for p in img.preds]
-        owner_img += [n] * len(img.preds)
-    img_of = np.asarray(owner_img, np.int64)
-    key = img_of * max(1, len(classes)) + np.asarray(keys, np.int64)
-    n_pairs, later = _box_duplicates(key, np.asarray(boxes, np.float64).reshape(-1, 4))
+    rows = np.flatnonzero(~poly_img[table.img]) if len(table) else np.zeros(0, np.int64)
+    img_of = table.img[rows]
+    key = img_of * max(1, len(norm)) + code[rows]
+    n_pairs, later = _box_duplicates(key, table.box[rows].astype(np.float64).reshape(-1, 4))
     later_imgs = img_of[later].tolist()
     return {
         "duplicate_pairs": n_pairs + len(poly_pairs),
@@ -137,10 +158,11 @@ def duplicates(images: list[EvalImage]) -> dict[str, int]:
     }
 
 
-def class_shares(images: list[EvalImage]) -> dict[str, Any]:
-    preds = Counter(d for i in images for d in i.pred_descs())
+def class_shares(images: list[EvalImage], table: PredTable | None = None) -> dict[str, Any]:
+    table = table if table is not None else pred_table(images)
+    norm, code = table.norm_codes()
     gts = Counter(normalize_desc(g.get("desc", "")) for i in images for g in i.gts)
-    n_pred, n_gt = sum(preds.values()), sum(gts.values())
+    n_pred, n_gt = len(code), sum(gts.values())
     if not n_pred:
         return {
             "top_pred_class": None,
@@ -148,8 +170,9 @@ def class_shares(images: list[EvalImage]) -> dict[str, Any]:
             "top_class_gt_share": None,
             "class_collapse": False,
         }
-    top, n = preds.most_common(1)[0]
-    share = n / n_pred
+    counts = np.bincount(code, minlength=len(norm))
+    k = int(np.argmax(counts))  # the first-seen class among equal counts, as Counter's
+    top, share = norm[k], int(counts[k]) / n_pred
     return {
         "top_pred_class": top,
         "top_pred_share": share,
@@ -159,9 +182,15 @@ def class_shares(images: list[EvalImage]) -> dict[str, Any]:
 
 
 def score_ties(records: list[dict[str, Any]]) -> float | None:
-    scores = Counter(
-        p.get("score") for r in records for p in (r.get("pred") or []) if isinstance(p, dict)
-    )
+    objs = list(chain.from_iterable(r.get("pred") or [] for r in records))
+    if set(map(type, objs)) == {dict}:
+        raw = list(map(dict.get, objs, repeat("score")))
+        if set(map(type, raw)) == {float}:  # the usual case: count in numpy
+            counts = np.unique(np.array(raw, np.float64), return_counts=True)[1]
+            return int(counts.max()) / len(raw)
+        scores = Counter(raw)
+    else:
+        scores = Counter(p.get("score") for p in objs if isinstance(p, dict))
     scores.pop(None, None)
     total = sum(scores.values())
     return scores.most_common(1)[0][1] / total if total else None
@@ -173,7 +202,9 @@ def baseline_nothing(
     """Headline metrics of the degenerate run that predicts nothing, through the real scorer
     (the ingested images with their predictions removed)."""
     empty = [EvalImage(i.index, i.file_name, i.width, i.height, gts=i.gts) for i in images]
-    m = score_images(empty, new_counters(), options, semantic).metrics
+    thrs = [t for t in options.f1_iou_thrs if abs(t - 0.5) < 1e-9]  # the only F1 keys read
+    opts = dataclasses.replace(options, f1_iou_thrs=tuple(thrs or options.f1_iou_thrs))
+    m = score_images(empty, new_counters(), opts, semantic).metrics
     return {k: m[k] for k in BASELINE_KEYS if k in m}
 
 
@@ -247,6 +278,7 @@ def diagnostics(
     encoder: Encoder | None = None,
     images: list[EvalImage] | None = None,
     semantic: Semantic | None = None,
+    table: PredTable | None = None,
 ) -> dict[str, Any]:
     """Plain dict of rates, counts, flags, the predict-nothing baseline and `warnings`.
 
@@ -259,10 +291,11 @@ def diagnostics(
         images = prepare_images(records, new_counters())
     semantic = semantic or Semantic(options.semantic_model, encoder)
     d: dict[str, Any] = {"n_records": len(records), **_rates(records, n)}
-    d["pred_total"] = sum(len(i.preds) for i in images)
-    d.update(duplicates(images))
+    table = table if table is not None else pred_table(images)
+    d["pred_total"] = len(table)
+    d.update(duplicates(images, table))
     d["duplicate_rate"] = d["duplicate_preds"] / d["pred_total"] if d["pred_total"] else 0.0
-    d.update(class_shares(images))
+    d.update(class_shares(images, table))
     d["score_tie_share"] = score_ties(records)
     d["baseline_predict_nothing"] = baseline_nothing(images, options, semantic)
     d["warnings"] = _warnings(d)

@@ -17,7 +17,9 @@ import numpy as np
 from coordbench.config.options import SCOPES
 from coordbench.errors import ConfigError
 from coordbench.geometry import iou_matrix
+from coordbench.metrics.f1_match import candidate_pairs, greedy_pairs
 from coordbench.metrics.ingest import EvalImage
+from coordbench.metrics.pred_table import PredTable, pred_table
 from coordbench.metrics.semantic import Semantic, normalize_desc
 
 COUNT_KEYS = (
@@ -101,78 +103,171 @@ def split_scope(
     img: EvalImage, scope: str, semantic: Semantic, threshold: float
 ) -> tuple[list[int], list[int]]:
     """(evaluated, ignored) pred indices: annotated scope keeps preds close to an image GT desc."""
+    table = pred_table([img])
+    keep = scope_mask([img], table, scope, semantic, threshold)
+    return np.flatnonzero(keep).tolist(), np.flatnonzero(~keep).tolist()
+
+
+def _gt_norm_sets(images: list[EvalImage]) -> list[set[str]]:
+    return [{normalize_desc(g.get("desc", "")) for g in im.gts} for im in images]
+
+
+def scope_mask(
+    images: list[EvalImage],
+    table: PredTable,
+    scope: str,
+    semantic: Semantic,
+    threshold: float,
+) -> np.ndarray:
+    """(N,) bool: the predictions F1 evaluates. `annotated` keeps a pred whose normalised desc is
+    one of its image's GT descs, or close to one by cosine (a class name is never compared with
+    other class names); the rest are ignored, not counted as FP."""
+    if scope not in SCOPES:
+        raise ConfigError(f"expected `pred_scope` to be one of {SCOPES} but got {scope!r}")
     if scope == "all":
-        return list(range(len(img.preds))), []
-    gt_descs = sorted({d for d in (normalize_desc(g.get("desc", "")) for g in img.gts) if d})
-    gt_set = set(gt_descs)
-    only_classes = gt_set <= semantic.classes  # then a class-name pred outside gt_set is dropped
-    keep, drop = [], []
-    for i, d in enumerate(img.pred_descs()):
-        if d in gt_set:
-            keep.append(i)
-        elif only_classes and d in semantic.classes:
-            drop.append(i)
-        else:
-            best = semantic.best(d, gt_descs)
-            (keep if best is not None and best[1] >= threshold else drop).append(i)
-    return keep, drop
+        return np.ones(len(table), bool)
+    norm, code = table.norm_codes()
+    gsets = _gt_norm_sets(images)
+    ids = {d: i for i, d in enumerate(norm)}
+    gkeys = [(i << 32) | ids.setdefault(d, len(ids)) for i, gs in enumerate(gsets) for d in gs if d]
+    row_key = (table.img << 32) | code
+    keep = np.isin(row_key, np.array(gkeys, np.int64)) if len(gkeys) else np.zeros(len(code), bool)
+    is_class = np.array([d in semantic.classes for d in norm] + [False], bool)[code]
+    has_gt = np.array([bool(gs - {""}) for gs in gsets] + [False], bool)[table.img]
+    only_classes = np.array([(gs - {""}) <= semantic.classes for gs in gsets] + [False], bool)[
+        table.img
+    ]
+    empty = np.array([d == "" for d in norm] + [False], bool)[code]
+    # the rest: compared by cosine with the image's GT descs (one encoder batch first)
+    ask = np.flatnonzero(~keep & ~empty & has_gt & ~(only_classes & is_class))
+    if not len(ask):
+        return keep
+    texts = {norm[c] for c in code[ask].tolist()} - semantic.classes
+    for i in set(table.img[ask].tolist()):
+        texts |= gsets[i]
+    semantic.embed(texts)
+    cands = [sorted(d for d in gs if d) for gs in gsets]
+    for r, c, i in zip(ask.tolist(), code[ask].tolist(), table.img[ask].tolist(), strict=True):
+        best = semantic.best(norm[c], cands[i])
+        keep[r] = best is not None and best[1] >= threshold
+    return keep
+
+
+# a match: (pred index, gt index, IoU, pred desc, normalised pred desc, pred xyxy, pred type);
+# indices are the image's own (not eval-space)
+Match = tuple[int, int, float, str, str, list, str]
 
 
 @dataclass
 class ImageMatches:
-    """One image's scope split and, per threshold key, its greedy matches (eval-space indices)."""
+    """One image's scope split and, per threshold key, its greedy matches in acceptance order."""
 
     img: EvalImage
     eval_idx: list[int]
     ignored_idx: list[int]
-    matches: dict[str, list[tuple[int, int, float]]]
+    matches: dict[str, list[Match]]
+    gt_norm: list[str]  # normalised GT descs
+
+
+def _gt_columns(images: list[EvalImage]) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.fromiter((len(im.gts) for im in images), np.int64, len(images))
+    boxes = [g["bbox"] for im in images for g in im.gts]
+    box = np.array(boxes, np.float64).reshape(-1, 4)
+    return box, np.concatenate([[0], np.cumsum(counts)])
+
+
+def _poly_matches(im: EvalImage, keep: list[int], thrs: list[float]) -> dict[str, list[Match]]:
+    """The per-image path for images with a polygon (mask IoU on the image)."""
+    preds = im.preds
+    ious = object_iou_matrix([preds[i] for i in keep], im.gts, im.width, im.height)
+
+    def match(p: int, g: int, v: float) -> Match:
+        pred = preds[keep[p]]
+        return keep[p], g, v, pred["desc"], normalize_desc(pred["desc"]), pred["bbox"], pred["type"]
+
+    return {thr_key(t): [match(*m) for m in greedy_match(ious, t)] for t in thrs}
+
+
+def _split_by_image(n_images: int, img: np.ndarray, *columns: list) -> list[list]:
+    """Rows grouped by image (rows already sorted by image): the values of a single column, or
+    tuples of several."""
+    cuts = np.searchsorted(img, np.arange(n_images + 1)).tolist()
+    rows = columns[0] if len(columns) == 1 else list(zip(*columns, strict=True))
+    return [rows[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def match_images(
-    images: list[EvalImage], thrs: list[float], scope: str, semantic: Semantic, threshold: float
+    images: list[EvalImage],
+    thrs: list[float],
+    scope: str,
+    semantic: Semantic,
+    threshold: float,
+    table: PredTable | None = None,
 ) -> list[ImageMatches]:
-    if scope not in SCOPES:
-        raise ConfigError(f"expected `pred_scope` to be one of {SCOPES} but got {scope!r}")
-    if scope == "annotated":  # one encoder batch for every desc the scope test may compare
-        texts = set()
-        for img in images:
-            gset = {normalize_desc(g.get("desc", "")) for g in img.gts}
-            outside = set(img.pred_descs()) - gset - {""}
-            outside -= semantic.classes  # a class name is never compared by cosine
-            if outside and gset - {""}:
-                texts |= outside | gset
-        semantic.embed(texts)
+    table = table if table is not None else pred_table(images)
+    keep = scope_mask(images, table, scope, semantic, threshold)
+    local = np.arange(len(table)) - table.bounds[table.img] if len(table) else table.img
+    eval_idx = _split_by_image(len(images), table.img[keep], local[keep].tolist())
+    ignored = _split_by_image(len(images), table.img[~keep], local[~keep].tolist())
+    poly = np.array([im.has_poly() or any(g["type"] == "poly" for g in im.gts) for im in images])
+    vec = keep & ~poly[table.img] if len(table) else keep
+    gt_box, gt_bounds = _gt_columns(images)
+    rows = np.flatnonzero(vec)
+    p, g, v = candidate_pairs(
+        rows, table.img[rows], table.box, gt_box, gt_bounds, min(thrs, default=0.5)
+    )
+    pair_img = table.img[p]
+    norm, code = table.norm_codes()
+    per_key = {}
+    for t in thrs:
+        sel = np.flatnonzero(v >= t)
+        m = sel[greedy_pairs(pair_img[sel], p[sel], g[sel], v[sel])]
+        rows_m = p[m].tolist()
+        per_key[thr_key(t)] = _split_by_image(
+            len(images),
+            pair_img[m],
+            local[p[m]].tolist(),
+            (g[m] - gt_bounds[pair_img[m]]).tolist(),
+            v[m].tolist(),
+            [table.desc[r] for r in rows_m],
+            [norm[c] for c in code[p[m]].tolist()],
+            table.box[p[m]].tolist(),
+            ["bbox_2d"] * len(m),
+        )
     out = []
-    for img in images:
-        keep, drop = split_scope(img, scope, semantic, threshold)
-        ious = object_iou_matrix([img.preds[i] for i in keep], img.gts, img.width, img.height)
-        out.append(ImageMatches(img, keep, drop, {thr_key(t): greedy_match(ious, t) for t in thrs}))
+    for i, im in enumerate(images):
+        if poly[i]:
+            matches = _poly_matches(im, eval_idx[i], thrs)
+        else:
+            matches = {key: per_key[key][i] for key in per_key}
+        gt_norm = [normalize_desc(gt.get("desc", "")) for gt in im.gts]
+        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm))
     return out
 
 
 def _match_rows(
     im: ImageMatches, key: str, semantic: Semantic, threshold: float
 ) -> tuple[list[dict], int, int]:
-    """matches.jsonl `matches` entries (original pred indices) and the sem ok / bad counts."""
+    """matches.jsonl `matches` entries and the sem ok / bad counts."""
     rows, ok_n = [], 0
-    for pe, g, iou in im.matches[key]:
-        pred, gt = im.img.preds[im.eval_idx[pe]], im.img.gts[g]
-        pd, gd = normalize_desc(pred["desc"]), normalize_desc(gt.get("desc", ""))
+    gts = im.img.gts
+    for p, g, iou, desc, pd, box, kind in im.matches[key]:
+        gt, gd = gts[g], im.gt_norm[g]
         sim = semantic.sim(pd, gd)
         ok = bool(pd and pd == gd) or (sim is not None and sim >= threshold)
         ok_n += ok
         rows.append(
             {
-                "pred_idx": im.eval_idx[pe],
+                "pred_idx": p,
                 "gt_idx": g,
                 "iou": iou,
-                "pred_desc": pred["desc"],
+                "pred_desc": desc,
                 "gt_desc": gt.get("desc", ""),
                 "sem_sim": sim,
                 "sem_ok": ok,
-                "pred_bbox": pred["bbox"],
+                "pred_bbox": box,
                 "gt_bbox": gt["bbox"],
-                "pred_type": pred["type"],
+                "pred_type": kind,
                 "gt_type": gt["type"],
             }
         )
@@ -207,7 +302,7 @@ def image_outcome(
         "height": img.height,
         "iou_thr": float(thr),
         "gt_count": len(img.gts),
-        "pred_count": len(img.preds),
+        "pred_count": img.n_preds,
         "pred_count_eval": len(im.eval_idx),
         "pred_count_ignored": len(im.ignored_idx),
         "pred_scope": scope,
@@ -215,9 +310,7 @@ def image_outcome(
         "fp_loc": fp,
         "fn_loc": fn,
         "matches": rows,
-        "unmatched_pred_indices": [
-            im.eval_idx[i] for i in range(len(im.eval_idx)) if i not in used_p
-        ],
+        "unmatched_pred_indices": [i for i in im.eval_idx if i not in used_p],
         "ignored_pred_indices": list(im.ignored_idx),
         "unmatched_gt_indices": [j for j in range(len(img.gts)) if j not in used_g],
     }
@@ -269,21 +362,20 @@ def evaluate_f1(
     scope: str,
     semantic: Semantic,
     threshold: float,
+    table: PredTable | None = None,
 ) -> F1Output:
     thr_list = sorted({float(t) for t in thrs})
-    matched = match_images(images, thr_list, scope, semantic, threshold)
+    matched = match_images(images, thr_list, scope, semantic, threshold, table)
     texts: set[str] = set()
+    classes = semantic.classes
     for im in matched:  # one encoder batch for every matched pair whose descs differ
         for ms in im.matches.values():
-            for pe, g, _ in ms:
-                pair = {
-                    normalize_desc(im.img.preds[im.eval_idx[pe]]["desc"]),
-                    normalize_desc(im.img.gts[g].get("desc", "")),
-                }
-                if len(pair) == 2 and "" not in pair and not pair <= semantic.classes:
-                    texts |= pair
+            for m in ms:
+                pd, gd = m[4], im.gt_norm[m[1]]
+                if pd != gd and pd and gd and not (pd in classes and gd in classes):
+                    texts |= {pd, gd}
     semantic.embed(texts)
-    pred_total = sum(len(i.preds) for i in images)
+    pred_total = sum(i.n_preds for i in images)
     metrics: dict[str, float] = {}
     per_image: list[dict[str, dict[str, Any]]] = [{} for _ in images]
     matches: dict[str, list[dict[str, Any]]] = {}

@@ -10,8 +10,11 @@ Every record with a size becomes an image, including records with no GT (deviati
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
+
+import numpy as np
 
 from coordbench.errors import DataError
 from coordbench.geometry import (
@@ -32,25 +35,116 @@ COUNTER_KEYS = tuple(
 GEOM_TYPES = ("bbox_2d", "poly")
 
 
-@dataclass
 class EvalImage:
-    """One evaluated record: validated GT and predictions in pixel ints, xyxy `bbox`."""
+    """One evaluated record: validated GT and predictions in pixel ints, xyxy `bbox`.
 
-    index: int  # position of the record in the evaluated list (COCO image id, per_image image_id)
-    file_name: str
-    width: int
-    height: int
-    gts: list[dict[str, Any]] = field(default_factory=list)
-    preds: list[dict[str, Any]] = field(default_factory=list)
-    invalid_gt: list[dict[str, Any]] = field(default_factory=list)
-    invalid_pred: list[dict[str, Any]] = field(default_factory=list)
-    _pred_norm: list[str] | None = field(default=None, repr=False, compare=False)
+    Predictions that took the columnar fast path (`_columns`) are kept as arrays; `preds`
+    builds their dicts only when a caller asks (the metrics read the arrays, [ARCH-EVAL-SPEED]).
+    """
+
+    __slots__ = (
+        "index",
+        "file_name",
+        "width",
+        "height",
+        "gts",
+        "invalid_gt",
+        "invalid_pred",
+        "_preds",
+        "cols",
+        "_pred_norm",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        file_name: str,
+        width: int,
+        height: int,
+        gts: list[dict[str, Any]] | None = None,
+        preds: list[dict[str, Any]] | None = None,
+        invalid_gt: list[dict[str, Any]] | None = None,
+        invalid_pred: list[dict[str, Any]] | None = None,
+    ):
+        self.index = index  # position of the record in the evaluated list (COCO image id)
+        self.file_name = file_name
+        self.width = width
+        self.height = height
+        self.gts = gts if gts is not None else []
+        self.invalid_gt = invalid_gt if invalid_gt is not None else []
+        self.invalid_pred = invalid_pred if invalid_pred is not None else []
+        self._preds = preds if preds is not None else []
+        self.cols: PredColumns | None = None
+        self._pred_norm: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"EvalImage({self.index}, {self.file_name!r}, {self.width}x{self.height})"
+
+    @property
+    def preds(self) -> list[dict[str, Any]]:
+        if self.cols is not None:
+            self._preds, self.cols = self.cols.dicts(), None
+        return self._preds
+
+    @preds.setter
+    def preds(self, value: list[dict[str, Any]]) -> None:
+        self._preds, self.cols, self._pred_norm = value, None, None
+
+    @property
+    def n_preds(self) -> int:
+        return len(self.cols.desc) if self.cols is not None else len(self._preds)
+
+    def pred_boxes(self) -> np.ndarray:
+        """(n, 4) xyxy boxes (the fast path's int64 arrays, no dict built)."""
+        if self.cols is not None:
+            return self.cols.box
+        return np.array([p["bbox"] for p in self._preds]).reshape(-1, 4)  # ints stay ints
+
+    def pred_desc_list(self) -> list[str]:
+        """Stripped descs, as given (not normalised)."""
+        if self.cols is not None:
+            return self.cols.desc
+        return [p["desc"] for p in self._preds]
+
+    def pred_score_list(self) -> list[Any]:
+        """Raw scores; `MISSING` where a prediction has none."""
+        if self.cols is not None:
+            return self.cols.score
+        return [p.get("score", MISSING) for p in self._preds]
+
+    def has_poly(self) -> bool:
+        return self.cols is None and any(p["type"] == "poly" for p in self._preds)
 
     def pred_descs(self) -> list[str]:
         """Normalised pred descs, computed once (F1 scope, diagnostics and shares read them)."""
-        if self._pred_norm is None or len(self._pred_norm) != len(self.preds):
-            self._pred_norm = [normalize_desc(p["desc"]) for p in self.preds]
+        if self._pred_norm is None or len(self._pred_norm) != self.n_preds:
+            self._pred_norm = [normalize_desc(d) for d in self.pred_desc_list()]
         return self._pred_norm
+
+
+MISSING = None  # a prediction without a `score` (parse_score rejects it like an explicit null)
+
+
+@dataclass
+class PredColumns:
+    """An answer of `bbox_2d` predictions with pixel-int points, as columns."""
+
+    box: np.ndarray  # (n, 4) int64 xyxy, clamped, non-degenerate
+    desc: list[str]  # str(desc).strip()
+    score: list[Any]  # raw `score` values, MISSING when absent
+    has_score: list[bool] | None = None  # None: every prediction has a `score` key
+
+    def dicts(self) -> list[dict[str, Any]]:
+        out = []
+        has = self.has_score
+        for j, (box, desc, score) in enumerate(
+            zip(self.box.tolist(), self.desc, self.score, strict=True)
+        ):
+            pred = {"type": "bbox_2d", "points": box, "bbox": box, "desc": desc}
+            if has is None or has[j]:
+                pred["score"] = score
+            out.append(pred)
+        return out
 
 
 def new_counters() -> dict[str, int]:
@@ -102,7 +196,24 @@ def _extent(pts: list[int]) -> list[int]:
     return [min(pts[0::2]), min(pts[1::2]), max(pts[0::2]), max(pts[1::2])]
 
 
+def _fast_gt(obj: Any, w: int, h: int) -> dict[str, Any] | None:
+    """The common GT (a `type: bbox_2d` dict with 4 pixel ints), without the general checks."""
+    if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
+        return None
+    raw = obj.get("points")
+    if type(raw) is not list or len(raw) != 4 or any(type(v) is not int for v in raw):
+        return None
+    w1, h1 = w - 1, h - 1
+    x1, y1, x2, y2 = (max(0, min(lim, v)) for v, lim in zip(raw, (w1, h1, w1, h1), strict=True))
+    box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]  # a GT box is its points' extent
+    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+        return None  # degenerate: the general path counts it
+    return {"type": "bbox_2d", "points": [x1, y1, x2, y2], "desc": obj.get("desc", ""), "bbox": box}
+
+
 def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str, Any] | str:
+    if (fast := _fast_gt(obj, w, h)) is not None:
+        return fast
     geom = _geometry(obj)
     if isinstance(geom, str):
         counters["invalid_geometry"] += 1
@@ -145,36 +256,66 @@ def _fast_pred(obj: Any, w: int, h: int) -> dict[str, Any] | None:
     return pred
 
 
-def _fast_preds(preds: list[Any], w: int, h: int) -> list[dict[str, Any]] | None:
-    """`_fast_pred` over a whole answer in one loop (no call per box); None as soon as one
-    object needs the general path, which then handles the answer object by object."""
-    out = []
-    w1, h1 = w - 1, h - 1
-    for obj in preds:
-        if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj:
-            return None
-        raw = obj.get("points")
-        if type(raw) is not list or len(raw) != 4 or "poly" in obj:
-            return None
-        x1, y1, x2, y2 = raw
-        if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
-            return None
-        x1 = 0 if x1 < 0 else (w1 if x1 > w1 else x1)
-        y1 = 0 if y1 < 0 else (h1 if y1 > h1 else y1)
-        x2 = 0 if x2 < 0 else (w1 if x2 > w1 else x2)
-        y2 = 0 if y2 < 0 else (h1 if y2 > h1 else y2)
-        if x2 <= x1 or y2 <= y1:
-            return None
-        box = [x1, y1, x2, y2]
-        pred = {
-            "type": "bbox_2d",
-            "points": box,
-            "bbox": box,
-            "desc": str(obj.get("desc", "")).strip(),
-        }
-        if "score" in obj:
-            pred["score"] = obj["score"]
-        out.append(pred)
+_ABSENT = object()  # a `score` key that is not there (not the same as `"score": null`)
+
+
+def _split(values: list[Any], bounds: list[int]) -> list[list[Any]]:
+    return [values[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _flat_columns(objs: list[Any]) -> tuple[np.ndarray, list[str], list[Any]] | None:
+    """(boxes, stripped descs, raw scores) of objects that all take the fast path (dicts with
+    `type: bbox_2d`, no `bbox_2d`/`poly` key, `points` = 4 ints, bools excluded), else None.
+    Each check is one C-level pass (`map` over the objects), not a Python loop per box."""
+    get = dict.get
+    if set(map(type, objs)) != {dict} or set(map(get, objs, repeat("type"))) != {"bbox_2d"}:
+        return None
+    if any(map(dict.__contains__, objs, repeat("bbox_2d"))) or any(
+        map(dict.__contains__, objs, repeat("poly"))
+    ):
+        return None
+    pts = list(map(get, objs, repeat("points")))
+    if set(map(type, pts)) != {list} or set(map(len, pts)) != {4}:
+        return None
+    if set(map(type, chain.from_iterable(pts))) != {int}:
+        return None
+    try:
+        box = np.fromiter(chain.from_iterable(pts), np.int64, 4 * len(pts)).reshape(-1, 4)
+    except OverflowError:  # an int beyond int64: the general path clamps it as a Python int
+        return None
+    desc = list(map(get, objs, repeat("desc"), repeat("")))
+    if set(map(type, desc)) != {str}:
+        desc = list(map(str, desc))
+    return box, list(map(str.strip, desc)), list(map(get, objs, repeat("score"), repeat(_ABSENT)))
+
+
+def _columns(
+    answers: list[list[Any]], sizes: list[tuple[int, int]]
+) -> list[PredColumns | None] | None:
+    """`PredColumns` of every answer at once (None for an answer with a degenerate box, which
+    the general path counts), or None when some object needs the general path."""
+    objs = list(chain.from_iterable(answers))
+    flat = _flat_columns(objs) if objs else None
+    if flat is None:
+        return None
+    box, desc, score = flat
+    counts = np.fromiter(map(len, answers), np.int64, len(answers))
+    lim = np.repeat(np.asarray(sizes, np.int64).reshape(-1, 2) - 1, counts, axis=0)
+    np.clip(box, 0, lim[:, [0, 1, 0, 1]], out=box)
+    bad = (box[:, 2] <= box[:, 0]) | (box[:, 3] <= box[:, 1])
+    bounds = [0, *np.cumsum(counts).tolist()]
+    bad_answer = np.add.reduceat(bad, bounds[:-1]) > 0 if len(bad) else []
+    has = None
+    if _ABSENT in score:
+        has = [v is not _ABSENT for v in score]
+        score = [v if k else MISSING for v, k in zip(score, has, strict=True)]
+    parts = zip(_split(desc, bounds), _split(score, bounds), bounds[:-1], bounds[1:], strict=True)
+    out: list[PredColumns | None] = []
+    for i, (d, sc, lo, hi) in enumerate(parts):
+        if bad_answer[i]:
+            out.append(None)
+        else:
+            out.append(PredColumns(box[lo:hi], d, sc, has[lo:hi] if has is not None else None))
     return out
 
 
@@ -225,8 +366,10 @@ def _list(rec: dict[str, Any], key: str, legacy: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> EvalImage | None:
-    """Validate one record; None (counted `missing_size`) when it has no usable size."""
+def _image_head(
+    rec: dict[str, Any], idx: int, counters: dict[str, int]
+) -> tuple[EvalImage, list[Any], bool] | None:
+    """(image with its GT, raw predictions, norm1000 hint); None when it has no usable size."""
     if not isinstance(rec, dict):
         raise DataError(f"record {idx} is a {type(rec).__name__}, expected a JSON object")
     size = _size(rec)
@@ -244,18 +387,47 @@ def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> Ev
     preds = _list(rec, "pred", "predictions")
     if not preds:
         counters["empty_pred"] += 1
-        return img
-    norm1000 = rec.get("coord_mode") == "norm1000"
-    if not norm1000 and (fast := _fast_preds(preds, w, h)) is not None:
-        img.preds = fast
-        return img
+    return img, preds, rec.get("coord_mode") == "norm1000"
+
+
+def _general_preds(
+    img: EvalImage, preds: list[Any], norm1000: bool, counters: dict[str, int]
+) -> None:
+    """Object by object, with every check and counter (anything the fast path declined)."""
     for obj in preds:
-        got = _prepare_pred(obj, w, h, norm1000, counters)
+        got = _prepare_pred(obj, img.width, img.height, norm1000, counters)
         if isinstance(got, dict):
             img.preds.append(got)
         else:
             img.invalid_pred.append({"reason": got, "raw": obj})
-    return img
+
+
+def prepare_image(rec: dict[str, Any], idx: int, counters: dict[str, int]) -> EvalImage | None:
+    """Validate one record; None (counted `missing_size`) when it has no usable size."""
+    return (prepare_images([rec], counters, first_index=idx) or [None])[0]
+
+
+def prepare_images(
+    records: list[dict[str, Any]], counters: dict[str, int], *, first_index: int = 0
+) -> list[EvalImage]:
+    """Validate records; the answers that take the fast path are read as columns, all at once
+    (then answer by answer when some object needs the general path)."""
+    heads = []
+    for i, rec in enumerate(records):
+        head = _image_head(rec, first_index + i, counters)
+        if head is not None:
+            heads.append(head)
+    fast = [(img, preds) for img, preds, norm1000 in heads if preds and not norm1000]
+    sizes = [(img.width, img.height) for img, _ in fast]
+    cols = _columns([p for _, p in fast], sizes)
+    if cols is None:  # some object needs the general path: find which answers, one by one
+        cols = [(_columns([p], [wh]) or [None])[0] for (_, p), wh in zip(fast, sizes, strict=True)]
+    for (img, _), c in zip(fast, cols, strict=True):
+        img.cols = c
+    for img, preds, norm1000 in heads:
+        if preds and img.cols is None:
+            _general_preds(img, preds, norm1000, counters)
+    return [img for img, _, _ in heads]
 
 
 def check_score_provenance(records: list[dict[str, Any]]) -> None:
@@ -289,12 +461,3 @@ def parse_score(value: Any, record_idx: int, object_idx: int) -> float:
     if not math.isfinite(score) or not 0.0 <= score <= 1.0:
         raise DataError(f"{where}: `score` must be a finite number in [0, 1], got {value!r}")
     return score
-
-
-def prepare_images(records: list[dict[str, Any]], counters: dict[str, int]) -> list[EvalImage]:
-    out = []
-    for i, rec in enumerate(records):
-        img = prepare_image(rec, i, counters)
-        if img is not None:
-            out.append(img)
-    return out

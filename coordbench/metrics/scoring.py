@@ -13,6 +13,8 @@ from coordbench.metrics.calibration import calibration
 from coordbench.metrics.detection import ingest, score_detections, score_images
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.eval_files import write_eval_dir
+from coordbench.metrics.gcpause import gc_paused
+from coordbench.metrics.pred_table import pred_table
 from coordbench.metrics.result import EvalOptions, EvalResult
 from coordbench.metrics.semantic import Encoder, Semantic
 from coordbench.rundir.jsonl import read_records
@@ -40,11 +42,22 @@ def evaluate_records(
     One pass: the records are ingested once and every metric reads those images.
     `categories` is the dataset's vocabulary (None: the GT descs, upstream's subset rule).
     """
-    options = options or EvalOptions()
+    with gc_paused():
+        return _evaluate(records, options or EvalOptions(), encoder, invalid_json, categories)
+
+
+def _evaluate(
+    records: list[dict[str, Any]],
+    options: EvalOptions,
+    encoder: Encoder | None,
+    invalid_json: int,
+    categories: list[str] | None,
+) -> EvalResult:
     images, counters = ingest(records, invalid_json)
+    table = pred_table(images)
     semantic = Semantic(options.semantic_model, encoder)
     vocab = None if options.categories == "subset" else categories
-    result = score_images(images, counters, options, semantic, vocab)
+    result = score_images(images, counters, options, semantic, vocab, table)
     pie = result.per_image_eval  # the COCO matching, read again rather than recomputed
     result.calibration = calibration(
         result.coco_gt,
@@ -52,5 +65,7 @@ def evaluate_records(
         options.calibration_bins,
         area_eval=pie.areas["all"] if pie is not None else None,
     )
-    result.diagnostics = diagnostics(records, options, images=images, semantic=semantic)
+    result.diagnostics = diagnostics(
+        records, options, images=images, semantic=semantic, table=table
+    )
     return result

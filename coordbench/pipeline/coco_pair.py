@@ -11,6 +11,7 @@ at 1e-12 by tests.
 from __future__ import annotations
 
 import math
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from coordbench.errors import DataError
 from coordbench.metrics.bootstrap import resample_counts
 from coordbench.metrics.coco import STAT_NAMES, coco_stats_eval
 from coordbench.metrics.coco_images import per_image_eval
+from coordbench.metrics.coco_match import CocoDets
 from coordbench.metrics.eval_files import per_class_csv
 from coordbench.metrics.resample import CocoResampler
 from coordbench.rundir import files as A
@@ -49,13 +51,40 @@ def load_gt(path: Path) -> dict[str, Any]:
     return doc
 
 
-def load_results(path: Path, gt: dict[str, Any]) -> list[dict[str, Any]]:
+def _valid_columns(doc: list[Any]) -> bool:
+    """Every result a dict with a 4-number bbox and a finite number score (C-level passes;
+    `load_results` walks the list to name the first bad one when this says no)."""
+    get = dict.get
+    if set(map(type, doc)) - {dict}:
+        return False
+    boxes = list(map(get, doc, repeat("bbox")))
+    if set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}:
+        return False
+    if set(map(type, chain.from_iterable(boxes))) - {int, float}:
+        return False
+    if set(map(type, map(get, doc, repeat("score")))) - {int, float}:
+        return False
+    flat = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * len(boxes))
+    scores = np.fromiter(map(get, doc, repeat("score")), np.float64, len(doc))
+    return bool(np.isfinite(flat).all() and np.isfinite(scores).all())
+
+
+def load_results(path: Path, gt: dict[str, Any]) -> list[dict[str, Any]] | CocoDets:
     """Bbox results as COCOeval uses them; results of categories the GT lacks are dropped."""
     doc = A.read_json(path)
     if not isinstance(doc, list):
         raise DataError(f"{path}: expected a JSON list of detection results")
     images = {im["id"] for im in gt["images"]}
     cats = {c["id"] for c in gt["categories"]}
+    if doc and _valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id"))):
+        keep = [
+            r
+            for r, c in zip(
+                doc, map(cats.__contains__, map(dict.get, doc, repeat("category_id"))), strict=True
+            )
+            if c
+        ]
+        return CocoDets.from_dicts(keep)
     out = []
     for i, r in enumerate(doc):
         if not isinstance(r, dict):
@@ -83,7 +112,7 @@ def load_results(path: Path, gt: dict[str, Any]) -> list[dict[str, Any]]:
 
 def bootstrap_ap(
     gt: dict[str, Any],
-    dets: list[dict[str, Any]],
+    dets: list[dict[str, Any]] | CocoDets,
     n: int,
     ap: float,
     seed: int = 0,

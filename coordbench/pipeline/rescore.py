@@ -9,16 +9,11 @@ from typing import Any
 
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
-from coordbench.errors import ArtifactError, DataError
-from coordbench.metrics.scoring import (
-    EvalOptions,
-    evaluate_records,
-    read_records,
-    write_eval_dir,
-)
-from coordbench.metrics.summary import build_summary, format_summary, metric_lines
+from coordbench.errors import ArtifactError
+from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
+from coordbench.pipeline.score_file import eval_file_path
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 
@@ -99,49 +94,6 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     return format_summary(summary, None, str(eval_dir.parent))
 
 
-EXPECTED_INPUT = (
-    "coordbench eval expects a run dir (with run.json) or a gt_vs_pred_scored.jsonl: JSON lines "
-    "with `gt`, `pred` and `pred_score_source`"
-)
-
-
-def _check_scored_file(path: Path, recs: list[dict]) -> None:
-    """A file none of whose records is scored is the wrong kind of file: say what was expected
-    instead of blaming its first record."""
-    if any("pred_score_source" in r for r in recs):
-        return  # scored records; a single bad one is named by the scorer
-    if (path.parent / A.RUN_JSON).exists() and path.name == A.GT_VS_PRED:
-        hint = f"; {path.name} is a run's unscored output: pass its run dir {path.parent}"
-    else:
-        hint = ""
-    what = f"none of its {len(recs)} records carries `pred_score_source`" if recs else "no records"
-    raise DataError(f"{path} is not a scored-records file ({what}): {EXPECTED_INPUT}{hint}")
-
-
-def eval_scored_file(
-    path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
-) -> str:
-    try:
-        recs, skipped = read_records(path, tolerant=tolerant)
-    except DataError as e:
-        raise DataError(f"{e} ({EXPECTED_INPUT})") from None
-    _check_scored_file(path, recs)
-    opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
-    result = evaluate_records(recs, opts, invalid_json=skipped)
-    eval_dir = out or path.parent / L.EVAL_DIR
-    write_eval_dir(result, eval_dir)
-    n_cats = len(result.coco_gt["categories"])
-    head = f"scored {len(recs)} records from {path} -> {eval_dir}" + (
-        f" ({skipped} malformed lines skipped)" if skipped else ""
-    )
-    notes = [
-        f"  categories: {opts.categories} ({n_cats} classes)",
-        "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
-    ]
-    # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
-    return "\n".join([head, "", *metric_lines(result.metrics), "", *notes])
-
-
 def eval_path(
     path: Path,
     *,
@@ -151,14 +103,17 @@ def eval_path(
     tolerant: bool = False,
     categories: str | None = None,
 ) -> str:
+    """A run dir (re-parsed and re-scored) or a scored-records file (`score_file`)."""
     overrides = {"scorer": scorer, "semantic_threshold": semantic_threshold}
     if categories is not None:
         overrides["categories"] = categories
-    if path.is_dir():
-        if not (path / A.RUN_JSON).exists():
-            scored = path / A.SCORED
-            if scored.exists():
-                return eval_scored_file(scored, Path(out) if out else None, overrides, tolerant)
-            raise ArtifactError(f"{path} is not a run dir (no {A.RUN_JSON}) and has no {A.SCORED}")
+    if path.is_dir() and (path / A.RUN_JSON).exists():
         return eval_run_dir(path, Path(out) if out else None, overrides)
-    return eval_scored_file(path, Path(out) if out else None, overrides, tolerant)
+    return eval_file_path(
+        path,
+        out=out,
+        scorer=scorer,
+        semantic_threshold=semantic_threshold,
+        tolerant=tolerant,
+        categories=categories,
+    )

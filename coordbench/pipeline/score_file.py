@@ -1,0 +1,79 @@
+"""`coordbench eval FILE`: score a scored-records file (ours or upstream's) [ARCH-EVAL-SPEED].
+
+Kept apart from `rescore` (run dirs: re-parsing, traces, summaries, reports) so that scoring a
+file imports only the scorer: start-up is part of what the user waits for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from coordbench.errors import ArtifactError, DataError
+from coordbench.metrics.scoring import EvalOptions, evaluate_records, read_records, write_eval_dir
+from coordbench.metrics.summary import metric_lines
+from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
+
+EXPECTED_INPUT = (
+    "coordbench eval expects a run dir (with run.json) or a gt_vs_pred_scored.jsonl: JSON lines "
+    "with `gt`, `pred` and `pred_score_source`"
+)
+
+
+def _check_scored_file(path: Path, recs: list[dict]) -> None:
+    """A file none of whose records is scored is the wrong kind of file: say what was expected
+    instead of blaming its first record."""
+    if any("pred_score_source" in r for r in recs):
+        return  # scored records; a single bad one is named by the scorer
+    if (path.parent / A.RUN_JSON).exists() and path.name == A.GT_VS_PRED:
+        hint = f"; {path.name} is a run's unscored output: pass its run dir {path.parent}"
+    else:
+        hint = ""
+    what = f"none of its {len(recs)} records carries `pred_score_source`" if recs else "no records"
+    raise DataError(f"{path} is not a scored-records file ({what}): {EXPECTED_INPUT}{hint}")
+
+
+def eval_scored_file(
+    path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
+) -> str:
+    try:
+        recs, skipped = read_records(path, tolerant=tolerant)
+    except DataError as e:
+        raise DataError(f"{e} ({EXPECTED_INPUT})") from None
+    _check_scored_file(path, recs)
+    opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
+    result = evaluate_records(recs, opts, invalid_json=skipped)
+    eval_dir = out or path.parent / L.EVAL_DIR
+    write_eval_dir(result, eval_dir)
+    n_cats = len(result.coco_gt["categories"])
+    head = f"scored {len(recs)} records from {path} -> {eval_dir}" + (
+        f" ({skipped} malformed lines skipped)" if skipped else ""
+    )
+    notes = [
+        f"  categories: {opts.categories} ({n_cats} classes)",
+        "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
+    ]
+    # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
+    return "\n".join([head, "", *metric_lines(result.metrics), "", *notes])
+
+
+def eval_file_path(
+    path: Path,
+    *,
+    out: str | None,
+    scorer: str | None,
+    semantic_threshold: float | None,
+    tolerant: bool = False,
+    categories: str | None = None,
+) -> str:
+    """A scored-records file, or a folder without run.json that holds one."""
+    overrides: dict[str, Any] = {"scorer": scorer, "semantic_threshold": semantic_threshold}
+    if categories is not None:
+        overrides["categories"] = categories
+    if path.is_dir():
+        scored = path / A.SCORED
+        if not scored.exists():
+            raise ArtifactError(f"{path} is not a run dir (no {A.RUN_JSON}) and has no {A.SCORED}")
+        path = scored
+    return eval_scored_file(path, Path(out) if out else None, overrides, tolerant)
