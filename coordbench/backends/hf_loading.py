@@ -23,6 +23,9 @@ PROCESSOR_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLProcessor",
     "qwen3_vl": "Qwen3VLProcessor",
     "qwen3_vl_moe": "Qwen3VLProcessor",
+    "internvl": "InternVLProcessor",
+    "gemma3": "Gemma3Processor",
+    "paligemma": "PaliGemmaProcessor",
 }
 DTYPES = {
     "bf16": "bfloat16",
