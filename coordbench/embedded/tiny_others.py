@@ -177,7 +177,7 @@ def build_gemma_tokenizer(family: str):
     pieces = specials + [f"<0x{b:02X}>" for b in range(256)] + list(dict.fromkeys(chars))
     vocab = {p: i for i, p in enumerate(pieces)}
     named = GEMMA3_TOKENS if family == "gemma3" else {"image_token": "<image>"}
-    tok = GemmaTokenizer(vocab=vocab, merges=[], **named)
+    tok = GemmaTokenizer(vocab=vocab, merges=[], add_bos_token=True, **named)  # as the hub
     turns = ["<start_of_turn>", "<end_of_turn>"]
     tok.add_tokens([*turns, *named.values()], special_tokens=True)
     tok.add_tokens(list(LOC_TOKENS + SEG_TOKENS))
