@@ -156,11 +156,12 @@ class HFBackend:
             "tokenizer_dir": str(tok_dir),
             "adapter": str(adapter_dir) if adapter_dir else None,
             "stop_ids": sorted(self.stop_ids),
-            "family": self.family.name,
             "check_resize": self.check_resize and self.family.resize_guard,
-            "resize_guard_skipped": self.family.resize_guard_skipped,
             "torch_threads": self.threads,
         }
+        if not self.family.resize_guard:  # Qwen runs record neither key (run.json unchanged)
+            provenance["family"] = self.family.name
+            provenance["resize_guard_skipped"] = self.family.resize_guard_skipped
         return BackendInfo(
             name="hf",
             model_path=str(files.path),

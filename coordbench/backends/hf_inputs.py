@@ -135,8 +135,10 @@ def build_inputs(
     flat = [img for imgs in images for img in imgs]
     kwargs: dict[str, Any] = {"text": prompts, "return_tensors": "pt", "padding": True}
     bos = processor.tokenizer.bos_token
+    # A template that writes BOS itself (Gemma 3) must not get a second one from the tokenizer;
+    # transformers' processor `apply_chat_template` makes the same test.
     if family.chat_template and bos and all(p.startswith(bos) for p in prompts):
-        kwargs["add_special_tokens"] = False  # the template wrote BOS (Gemma 3); as transformers
+        kwargs["add_special_tokens"] = False
     if flat:
         kwargs["images"] = images if family.nested_images else flat
     inputs = processor(**kwargs)
