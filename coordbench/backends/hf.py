@@ -1,8 +1,9 @@
-"""Hugging Face backend: Qwen2/2.5/3-VL checkpoints, per-sample seeded decoding, full token trace.
+"""Hugging Face backend: decoder-only VLMs (Qwen2/2.5/3-VL, InternVL, Gemma 3, PaliGemma),
+per-sample seeded decoding, full token trace.
 
 Loading (safetensors only, no remote code unless asked, LoRA merge) is in `hf_loading`, prompt
-building and the processor-resize guard in `hf_inputs`, the decode loop in `hf_decode`; this class
-ties them together and adds the CUDA OOM back-off.
+building and the processor-resize guard in `hf_inputs`, the decode loop in `hf_decode`, what
+differs per family in `hf_family`; this class ties them together and adds the CUDA OOM back-off.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from coordbench.backends.hf_checkpoint import (
     inspect_checkpoint,
 )
 from coordbench.backends.hf_decode import Decoder, RowTrace
+from coordbench.backends.hf_family import QWEN_STOPS, family_for
 from coordbench.backends.hf_loading import (
     choose_threads,
     load_model,
@@ -40,7 +42,7 @@ from coordbench.types import Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
 
-STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")  # Qwen chat end-of-turn and end-of-text
+STOP_TOKENS = QWEN_STOPS  # the Qwen families' (each family's are in `hf_family`)
 # Version of the sampling algorithm (hf_decode): changing it changes sampled tokens, so it is
 # part of the identity.
 SAMPLER = "per-sample-inverse-cdf/1"
@@ -73,6 +75,7 @@ class HFBackend:
         files = inspect_checkpoint(
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
         )
+        self.family = family_for(files.model_type, str(files.path))
         adapter_dir = Path(adapter).expanduser() if adapter else None
         adapter_files = (
             inspect_adapter(adapter_dir, allow_pickle=allow_pickle) if adapter_dir else []
@@ -88,7 +91,7 @@ class HFBackend:
         self.template = (
             getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
         )
-        if not self.template:
+        if not self.template and self.family.chat_template:
             raise CheckpointError(
                 f"no chat template in {tok_dir} (chat_template.jinja or tokenizer_config.json)"
             )
@@ -114,7 +117,7 @@ class HFBackend:
     def _stop_ids(self) -> set[int]:
         ids: set[int] = set()
         vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[t] for t in STOP_TOKENS if t in vocab)
+        ids.update(vocab[t] for t in self.family.stop_tokens if t in vocab)
         for cfg in (
             getattr(self.model, "generation_config", None),
             self.model.config,
@@ -153,9 +156,12 @@ class HFBackend:
             "tokenizer_dir": str(tok_dir),
             "adapter": str(adapter_dir) if adapter_dir else None,
             "stop_ids": sorted(self.stop_ids),
-            "check_resize": self.check_resize,
+            "check_resize": self.check_resize and self.family.resize_guard,
             "torch_threads": self.threads,
         }
+        if not self.family.resize_guard:  # Qwen runs record neither key (run.json unchanged)
+            provenance["family"] = self.family.name
+            provenance["resize_guard_skipped"] = self.family.resize_guard_skipped
         return BackendInfo(
             name="hf",
             model_path=str(files.path),
@@ -173,7 +179,10 @@ class HFBackend:
         return hf_inputs.expected_grid(self.processor.image_processor, width, height)
 
     def check_image_size(self, width: int, height: int) -> None:
-        """Raise `BackendError` if the processor would resize a width x height image."""
+        """Raise `BackendError` if the processor would resize a width x height image (Qwen
+        families only: the others resize every image to a fixed size, see `hf_family`)."""
+        if not self.family.resize_guard:
+            return
         patch, merge = hf_inputs.patch_merge(self.processor.image_processor)
         hf_inputs.check_grid([(width, height)], [self.expected_grid(width, height)], patch, merge)
 
@@ -220,8 +229,11 @@ class HFBackend:
                 self.device,
                 self.dtype,
                 check_resize=self.check_resize,
+                family=self.family,
             )
-            decoder = Decoder(self.model, self.stop_ids, self.stats)
+            decoder = Decoder(
+                self.model, self.stop_ids, self.stats, position_offset=self.family.position_offset
+            )
             rows = decoder.run(inputs, [r.seed for r in requests], params)
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         return [

@@ -121,8 +121,9 @@ def _sync(device: torch.device) -> None:
 class Decoder:
     """Runs prefill + one-token steps for a left-padded batch; one `RowTrace` per row."""
 
-    def __init__(self, model, stop_ids: set[int], stats: GenerationStats):
+    def __init__(self, model, stop_ids: set[int], stats: GenerationStats, position_offset: int = 0):
         self.model = model
+        self.offset = position_offset  # first position id: 0, or 1 for PaliGemma
         self.stop_ids = stop_ids
         self.stats = stats
         self.cache_kwarg = _cache_kwarg(model)
@@ -152,8 +153,9 @@ class Decoder:
         rows = [RowTrace() for _ in range(n_rows)]
         gens = None if params.greedy else [torch.Generator().manual_seed(s) for s in seeds]
         attn = inputs["attention_mask"]
-        if "image_grid_thw" not in inputs:  # text only: per-row positions that skip the left pads
-            inputs = {**inputs, "position_ids": (attn.cumsum(-1) - 1).clamp(min=0)}
+        if "image_grid_thw" not in inputs:  # no mRoPE grid: per-row positions skip left pads
+            pos = (attn.cumsum(-1) - 1).clamp(min=0) + self.offset
+            inputs = {**inputs, "position_ids": pos}
         logits, cache, deltas = self._prefill(inputs)
         seen = None
         if params.repetition_penalty != 1.0:  # HF penalises the prompt too; pads are not the prompt
@@ -205,7 +207,7 @@ class Decoder:
             chosen, attn, active = chosen[idx], attn[idx], active[idx]
             deltas = None if deltas is None else deltas[idx.to(deltas.device)]
         attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
-        pos = attn[:, :-1].sum(dim=1, keepdim=True)  # real tokens before the new one
+        pos = attn[:, :-1].sum(dim=1, keepdim=True) + self.offset  # real tokens before this one
         if deltas is not None:  # multimodal RoPE: text positions continue after the image offset
             pos = (pos + deltas.to(pos.device)).view(1, -1, 1).expand(3, -1, -1)
         _, logits = self._forward(

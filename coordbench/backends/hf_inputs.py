@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from coordbench.backends.hf_family import FAMILIES, Family
 from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
 from coordbench.types import GenerationRequest
@@ -81,11 +82,21 @@ def expected_grid(image_processor, width: int, height: int) -> tuple[int, int, i
     return t, h, w
 
 
-def render_prompts(tokenizer, template: str | None, requests: Sequence[GenerationRequest]):
-    """(prompt strings, images per request) via the checkpoint's chat template."""
+def render_prompts(
+    tokenizer,
+    template: str | None,
+    requests: Sequence[GenerationRequest],
+    family: Family | None = None,
+):
+    """(prompt strings, images per request) via the checkpoint's chat template, or for a family
+    without one (PaliGemma) its image placeholders followed by the request's texts."""
     prompts, images = [], []
     for req in requests:
         msgs, imgs = split_messages(req.messages, req.image)
+        if family is not None and not family.chat_template:
+            prompts.append(family.image_placeholder * len(imgs) + bare_text(msgs))
+            images.append(imgs)
+            continue
         try:
             text = tokenizer.apply_chat_template(
                 msgs, chat_template=template, tokenize=False, add_generation_prompt=True
@@ -97,6 +108,18 @@ def render_prompts(tokenizer, template: str | None, requests: Sequence[Generatio
     return prompts, images
 
 
+def bare_text(messages: list[dict[str, Any]]) -> str:
+    """The text items of every message, in order, joined by newlines (a template-free prompt)."""
+    parts = []
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [i["text"] for i in content if isinstance(i, dict) and i.get("type") == "text"]
+    return "\n".join(p for p in parts if p)
+
+
 def build_inputs(
     processor,
     template: str | None,
@@ -104,21 +127,32 @@ def build_inputs(
     device: str,
     dtype,
     check_resize: bool = True,
+    family: Family | None = None,
 ) -> dict[str, Any]:
-    """Left-padded processor outputs on `device`, after the resize guard."""
-    prompts, images = render_prompts(processor.tokenizer, template, requests)
+    """Left-padded processor outputs on `device`, after the resize guard (Qwen only)."""
+    family = family or FAMILIES["qwen2_5_vl"]
+    prompts, images = render_prompts(processor.tokenizer, template, requests, family)
     flat = [img for imgs in images for img in imgs]
     kwargs: dict[str, Any] = {"text": prompts, "return_tensors": "pt", "padding": True}
+    bos = processor.tokenizer.bos_token
+    # A template that writes BOS itself (Gemma 3) must not get a second one from the tokenizer;
+    # transformers' processor `apply_chat_template` makes the same test.
+    if family.chat_template and bos and all(p.startswith(bos) for p in prompts):
+        kwargs["add_special_tokens"] = False
     if flat:
-        kwargs["images"] = flat
+        kwargs["images"] = images if family.nested_images else flat
     inputs = processor(**kwargs)
-    if flat and check_resize:
+    if flat and check_resize and family.resize_guard:
         patch, merge = patch_merge(processor.image_processor)
         where = [r.sample_id for r, imgs in zip(requests, images, strict=True) for _ in imgs]
         check_grid(
             [img.size for img in flat], inputs["image_grid_thw"].tolist(), patch, merge, where
         )
-    out = {k: v.to(device) for k, v in inputs.items() if hasattr(v, "to")}
+    out = {
+        k: v.to(device)
+        for k, v in inputs.items()
+        if hasattr(v, "to") and k not in family.drop_inputs
+    }
     if "pixel_values" in out:
         out["pixel_values"] = out["pixel_values"].to(dtype)
     return out

@@ -23,6 +23,9 @@ PROCESSOR_CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLProcessor",
     "qwen3_vl": "Qwen3VLProcessor",
     "qwen3_vl_moe": "Qwen3VLProcessor",
+    "internvl": "InternVLProcessor",
+    "gemma3": "Gemma3Processor",
+    "paligemma": "PaliGemmaProcessor",
 }
 DTYPES = {
     "bf16": "bfloat16",
@@ -251,6 +254,13 @@ def load_processor(
         except CheckpointError:
             raise
         except (ImportError, AttributeError, OSError, ValueError, TypeError, KeyError) as exc:
+            if "torchvision" in str(exc).lower():
+                raise CheckpointError(
+                    f"cannot load the processor of {files.path} (model_type "
+                    f"{files.model_type!r}): it needs torchvision, which does not import here "
+                    "and has no PIL fallback in this transformers; install a torchvision build "
+                    f"that matches torch ({_one_line(exc)})"
+                ) from exc
             raise CheckpointError(
                 f"cannot load the processor of {files.path}: {_one_line(exc)}"
             ) from exc
