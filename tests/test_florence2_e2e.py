@@ -190,3 +190,10 @@ def test_run_cli_end_to_end(ckpt, backend, tmp_path):
             assert sum(tr["generated_token_text"][i].startswith("<loc_") for i in idx) >= 4
             mean = sum(tr["token_logprobs_raw"][i] for i in idx) / len(idx)  # default: raw
             assert math.isclose(obj["score"], math.exp(mean), rel_tol=1e-9)
+
+
+def test_decoder_only_backend_refuses_an_encoder_decoder_checkpoint(ckpt):
+    from coordbench.backends.hf import HFBackend
+
+    with pytest.raises(CheckpointError, match="encoder-decoder"):
+        HFBackend(ckpt, device="cpu")

@@ -76,6 +76,11 @@ class HFBackend:
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
         )
         self.family = family_for(files.model_type, str(files.path))
+        if self.family.encoder_decoder:
+            raise CheckpointError(
+                f"{files.path}: model_type {files.model_type!r} is encoder-decoder; load it with "
+                "backend_class('hf') (coordbench.backends.registry), which picks its backend"
+            )
         adapter_dir = Path(adapter).expanduser() if adapter else None
         adapter_files = (
             inspect_adapter(adapter_dir, allow_pickle=allow_pickle) if adapter_dir else []

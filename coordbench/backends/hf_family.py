@@ -39,6 +39,8 @@ class Family:
     # first position id: PaliGemma counts from 1
     position_offset: int = 0
     stop_tokens: tuple[str, ...] = QWEN_STOPS
+    # encoder-decoder (Florence-2): run by `hf_seq2seq.Seq2SeqBackend`, not the decoder-only loop
+    encoder_decoder: bool = False
     # the processor-resize guard ([UP-PROCESSOR-RESIZE]); None when it applies, else why not
     resize_guard_skipped: str | None = None
 
@@ -71,6 +73,15 @@ FAMILIES: dict[str, Family] = {
         position_offset=1,
         stop_tokens=GEMMA_STOPS,
         resize_guard_skipped=FIXED_SIZE,
+    ),
+    # Florence-2: encoder-decoder, the task token through the processor, `</s>` ends the answer
+    # ([ARCH-SEQ2SEQ]).
+    "florence2": Family(
+        "florence2",
+        chat_template=False,
+        stop_tokens=("</s>",),
+        resize_guard_skipped=FIXED_SIZE,
+        encoder_decoder=True,
     ),
 }
 # Model types that exist only as remote code: say what to use instead.

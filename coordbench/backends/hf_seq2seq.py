@@ -26,6 +26,7 @@ from coordbench.backends import hf_inputs
 from coordbench.backends.base import GenerationStats
 from coordbench.backends.hf import HFBackend
 from coordbench.backends.hf_checkpoint import inspect_checkpoint
+from coordbench.backends.hf_family import family_for
 from coordbench.backends.hf_loading import (
     choose_threads,
     load_model,
@@ -67,6 +68,7 @@ class Seq2SeqBackend(HFBackend):
                 f"{files.path}: LoRA adapters are not supported for encoder-decoder checkpoints "
                 f"(model_type {files.model_type!r}); merge the adapter into the weights first"
             )
+        self.family = family_for(files.model_type, str(files.path))
         self.device, self.dtype_name = resolve_device_dtype(device, dtype)
         self.dtype = getattr(torch, self.dtype_name)
         self.check_resize = False  # see RESIZE_GUARD_SKIPPED
