@@ -58,13 +58,17 @@ def _records(seed: int, n: int = 40) -> list[dict]:
         gt = []
         for _ in range(int(rng.integers(0, 6))):
             x, y = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-            gt.append(
-                {
-                    "type": "bbox_2d",
-                    "points": [x, y, x + int(rng.integers(4, 50)), y + int(rng.integers(4, 50))],
-                    "desc": str(rng.choice(NAMES[:5])),
-                }
-            )
+            pts = [x, y, x + int(rng.integers(4, 50)), y + int(rng.integers(4, 50))]
+            odd = rng.random()
+            if odd < 0.1:
+                pts = [pts[2], pts[3], pts[0], pts[1]]  # reversed: a GT box is the extent
+            elif odd < 0.15:
+                pts = [float(v) for v in pts]
+            elif odd < 0.2:
+                pts = [pts[0], pts[1], pts[0], pts[3]]  # degenerate
+            elif odd < 0.25:
+                pts = [-20, pts[1], w + 40, pts[3]]  # clamped
+            gt.append({"type": "bbox_2d", "points": pts, "desc": str(rng.choice(NAMES[:5]))})
         pred = [_pred(rng, w, h) for _ in range(int(rng.integers(0, 30)))]
         for g in gt[:2]:  # near copies, so the matchers have work to do
             pred.append({**g, "score": 0.9})
@@ -83,6 +87,13 @@ class _RandomEncoder:
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def _object_path_only(monkeypatch) -> None:
+    """Every shortcut off: each GT and prediction through the general per-object checks."""
+    monkeypatch.setattr(ingest, "_columns", lambda answers, sizes: None)
+    monkeypatch.setattr(ingest, "_fast_gt", lambda obj, w, h: None)
+    monkeypatch.setattr(ingest, "_fast_pred", lambda obj, w, h: None)
+
+
 def _strip(doc):
     return orjson.loads(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
 
@@ -92,7 +103,7 @@ def test_columnar_evaluation_equals_the_object_path(seed, monkeypatch):
     recs = _records(seed)
     opts = EvalOptions()
     fast = evaluate_records(recs, opts, encoder=_RandomEncoder())
-    monkeypatch.setattr(ingest, "_columns", lambda answers, sizes: None)
+    _object_path_only(monkeypatch)
     slow = evaluate_records(recs, opts, encoder=_RandomEncoder())
     assert fast.counters == slow.counters
     assert fast.coco_preds == slow.coco_preds
@@ -108,10 +119,10 @@ def test_fast_path_keeps_the_object_path_dicts_and_invalid_entries(monkeypatch):
     recs = _records(5, n=60)
     c_fast, c_slow = ingest.new_counters(), ingest.new_counters()
     fast = ingest.prepare_images(recs, c_fast)
-    monkeypatch.setattr(ingest, "_columns", lambda answers, sizes: None)
+    _object_path_only(monkeypatch)
     slow = ingest.prepare_images(recs, c_slow)
     assert c_fast == c_slow
-    assert sum(im.cols is not None for im in fast) > 10  # the fast path did serve most answers
+    assert sum(im.cols is not None for im in fast) >= 5  # the fast path did serve answers
     for a, b in zip(fast, slow, strict=True):
         assert a.n_preds == b.n_preds
         assert a.preds == b.preds  # built on demand from the columns
