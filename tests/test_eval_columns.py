@@ -221,3 +221,32 @@ def test_gc_paused_restores_the_previous_state():
     with pytest.raises(ValueError), gc_paused():
         raise ValueError
     assert gc.isenabled()
+
+
+def test_candidate_pairs_window_finds_every_overlapping_pair():
+    from coordbench.geometry import iou_matrix
+    from coordbench.metrics.f1_match import candidate_pairs
+
+    rng = np.random.default_rng(3)
+    n_img, per_p, per_g = 5, 60, 40
+
+    def boxes(n):
+        xy = rng.integers(0, 300, (n, 2))
+        return np.concatenate([xy, xy + rng.integers(1, 120, (n, 2))], axis=1)
+
+    pred = boxes(n_img * per_p)
+    gt = boxes(n_img * per_g - 40)  # images with different GT counts, one without GT
+    gt_bounds = np.array([0, 40, 80, 80, 120, 160])
+    row_img = np.repeat(np.arange(n_img), per_p)
+    rows = np.arange(len(pred))
+    p, g, v = candidate_pairs(rows, row_img, pred, gt, gt_bounds, 0.05)
+    got = sorted(zip(p.tolist(), g.tolist(), v.tolist(), strict=True))
+    want = []
+    for i in range(n_img):
+        ps, gs = np.flatnonzero(row_img == i), np.arange(gt_bounds[i], gt_bounds[i + 1])
+        ious = iou_matrix(pred[ps], gt[gs])
+        want += [
+            (int(ps[a]), int(gs[b]), float(ious[a, b]))
+            for a, b in zip(*np.nonzero(ious >= 0.05), strict=True)
+        ]
+    assert got == sorted(want) and len(got) > 100
