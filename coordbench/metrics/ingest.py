@@ -201,12 +201,18 @@ def _fast_gt(obj: Any, w: int, h: int) -> dict[str, Any] | None:
     if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
         return None
     raw = obj.get("points")
-    if type(raw) is not list or len(raw) != 4 or any(type(v) is not int for v in raw):
+    if type(raw) is not list or len(raw) != 4:
+        return None
+    x1, y1, x2, y2 = raw
+    if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
         return None
     w1, h1 = w - 1, h - 1
-    x1, y1, x2, y2 = (max(0, min(lim, v)) for v, lim in zip(raw, (w1, h1, w1, h1), strict=True))
+    x1 = 0 if x1 < 0 else (w1 if x1 > w1 else x1)
+    y1 = 0 if y1 < 0 else (h1 if y1 > h1 else y1)
+    x2 = 0 if x2 < 0 else (w1 if x2 > w1 else x2)
+    y2 = 0 if y2 < 0 else (h1 if y2 > h1 else y2)
     box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]  # a GT box is its points' extent
-    if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+    if box[2] <= box[0] or box[3] <= box[1]:
         return None  # degenerate: the general path counts it
     return {"type": "bbox_2d", "points": [x1, y1, x2, y2], "desc": obj.get("desc", ""), "bbox": box}
 
