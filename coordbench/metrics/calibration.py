@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.metrics.coco_match import AreaEval, CocoTables
+from coordbench.metrics.coco_match import AreaEval, CocoDets, CocoTables
 
 IOU_THRESHOLD = 0.5  # brief: TP = matched at IoU 0.5 (COCO AP50 / F1@0.5)
 
@@ -32,7 +32,9 @@ class Detections:
 
 
 def matched_detections(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], area_eval: AreaEval | None = None
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]] | CocoDets,
+    area_eval: AreaEval | None = None,
 ) -> Detections:
     """Scores, TP flags and categories of the evaluated detections, matched as COCOeval at IoU
     0.5; `area_eval` is the COCO scorer's own matching (area "all", first threshold 0.5)."""
@@ -46,7 +48,9 @@ def matched_detections(
 
 
 def tp_flags(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], area_eval: AreaEval | None = None
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]] | CocoDets,
+    area_eval: AreaEval | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
     det = matched_detections(coco_gt, coco_preds, area_eval)
@@ -169,7 +173,7 @@ def precision_at_score(
 
 def calibration(
     coco_gt: dict[str, Any],
-    coco_preds: list[dict[str, Any]],
+    coco_preds: list[dict[str, Any]] | CocoDets,
     n_bins: int = 10,
     *,
     area_eval: AreaEval | None = None,

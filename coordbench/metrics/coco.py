@@ -265,6 +265,47 @@ def _in_category_order(precision: np.ndarray, coco_gt: dict[str, Any]) -> list[t
     return [by_pos[i] for i in range(len(cats))]
 
 
+@dataclass
+class CocoInputs:
+    """What the COCO scorer reads: the GT dict and the mapped detections (built in the parent:
+    the semantic mapping may load the encoder)."""
+
+    categories: dict[str, int]
+    coco_gt: dict[str, Any]
+    dets: CocoDets
+    semantic_report: dict[str, Any] | None
+
+
+def coco_inputs(
+    images: list[EvalImage],
+    semantic: Semantic,
+    threshold: float,
+    counters: dict[str, int],
+    categories: dict[str, int] | None = None,
+    table: PredTable | None = None,
+) -> CocoInputs:
+    categories = categories if categories is not None else build_categories(images)
+    table = table if table is not None else pred_table(images)
+    coco_gt = to_coco_gt(images, categories)
+    mapping, report = map_descs(images, categories, semantic, threshold, table)
+    dets = coco_dets(images, categories, mapping, counters, table)
+    return CocoInputs(categories, coco_gt, dets, report)
+
+
+def coco_output(
+    inputs: CocoInputs,
+    stats: list[float],
+    per_class: list[tuple[str, float]],
+    pie: PerImageEval | None,
+    coco_preds: list[dict[str, Any]] | None = None,
+) -> CocoOutput:
+    metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
+    preds = coco_preds if coco_preds is not None else inputs.dets.dicts()
+    return CocoOutput(
+        metrics, per_class, inputs.categories, inputs.coco_gt, preds, inputs.semantic_report, pie
+    )
+
+
 def evaluate_coco(
     images: list[EvalImage],
     semantic: Semantic,
@@ -274,11 +315,6 @@ def evaluate_coco(
     categories: dict[str, int] | None = None,
     table: PredTable | None = None,
 ) -> CocoOutput:
-    categories = categories if categories is not None else build_categories(images)
-    table = table if table is not None else pred_table(images)
-    coco_gt = to_coco_gt(images, categories)
-    mapping, report = map_descs(images, categories, semantic, threshold, table)
-    dets = coco_dets(images, categories, mapping, counters, table)
-    stats, per_class, pie = coco_stats_eval(coco_gt, dets, scorer)
-    metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
-    return CocoOutput(metrics, per_class, categories, coco_gt, dets.dicts(), report, pie)
+    inputs = coco_inputs(images, semantic, threshold, counters, categories, table)
+    stats, per_class, pie = coco_stats_eval(inputs.coco_gt, inputs.dets, scorer)
+    return coco_output(inputs, stats, per_class, pie)

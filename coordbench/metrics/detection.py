@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordbench.metrics.coco import category_ids, evaluate_coco
-from coordbench.metrics.f1 import evaluate_f1
+from coordbench.metrics.coco import (
+    CocoInputs,
+    CocoOutput,
+    category_ids,
+    coco_inputs,
+    coco_output,
+    coco_stats_eval,
+)
+from coordbench.metrics.f1 import F1Output, evaluate_f1
 from coordbench.metrics.ingest import (
     EvalImage,
     check_score_provenance,
@@ -45,22 +52,27 @@ def per_image_rows(
     ]
 
 
-def score_images(
+def coco_inputs_for(
     images: list[EvalImage],
     counters: dict[str, int],
     options: EvalOptions,
     semantic: Semantic,
-    categories: list[str] | None = None,
-    table: PredTable | None = None,
-) -> EvalResult:
-    """COCO + F1-ish of ingested images (ingest once, every metric reads these images and
-    their one prediction table)."""
-    table = table if table is not None else pred_table(images)
+    categories: list[str] | None,
+    table: PredTable,
+) -> CocoInputs:
+    """The vocabulary (the semantic matcher learns its class names) and the COCO inputs."""
     cats = category_ids(images, categories)
     semantic.classes = frozenset(normalize_desc(n) for n in cats) | semantic.classes
-    thr = options.semantic_threshold
-    coco = evaluate_coco(images, semantic, thr, options.scorer, counters, cats, table)
-    f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
+    return coco_inputs(images, semantic, options.semantic_threshold, counters, cats, table)
+
+
+def assemble(
+    images: list[EvalImage],
+    counters: dict[str, int],
+    options: EvalOptions,
+    coco: CocoOutput,
+    f1: F1Output,
+) -> EvalResult:
     return EvalResult(
         metrics={**coco.metrics, **f1.metrics},
         counters=counters,
@@ -75,6 +87,24 @@ def score_images(
         options=options,
         per_image_eval=coco.per_image_eval,
     )
+
+
+def score_images(
+    images: list[EvalImage],
+    counters: dict[str, int],
+    options: EvalOptions,
+    semantic: Semantic,
+    categories: list[str] | None = None,
+    table: PredTable | None = None,
+) -> EvalResult:
+    """COCO + F1-ish of ingested images (ingest once, every metric reads these images and
+    their one prediction table)."""
+    table = table if table is not None else pred_table(images)
+    inputs = coco_inputs_for(images, counters, options, semantic, categories, table)
+    stats, per_class, pie = coco_stats_eval(inputs.coco_gt, inputs.dets, options.scorer)
+    thr = options.semantic_threshold
+    f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
+    return assemble(images, counters, options, coco_output(inputs, stats, per_class, pie), f1)
 
 
 def ingest(

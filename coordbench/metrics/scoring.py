@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordbench.metrics.beside import beside
 from coordbench.metrics.calibration import calibration
-from coordbench.metrics.detection import ingest, score_detections, score_images
+from coordbench.metrics.coco import coco_output, coco_stats_eval
+from coordbench.metrics.coco_match import CocoDets
+from coordbench.metrics.detection import assemble, coco_inputs_for, ingest, score_detections
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.eval_files import write_eval_dir
+from coordbench.metrics.f1 import evaluate_f1
 from coordbench.metrics.gcpause import gc_paused
 from coordbench.metrics.pred_table import pred_table
 from coordbench.metrics.result import EvalOptions, EvalResult
@@ -46,6 +50,16 @@ def evaluate_records(
         return _evaluate(records, options or EvalOptions(), encoder, invalid_json, categories)
 
 
+def _coco_side(
+    coco_gt: dict[str, Any], dets: CocoDets, scorer: str, bins: int
+) -> tuple[list[float], list[tuple[str, float]], dict[str, Any]]:
+    """COCO stats and calibration: numpy on the GT dict and detection columns only, so a child
+    process can compute them while the parent builds the F1 rows and diagnostics."""
+    stats, per_class, pie = coco_stats_eval(coco_gt, dets, scorer)
+    area = pie.areas["all"] if pie is not None else None
+    return stats, per_class, calibration(coco_gt, dets, bins, area_eval=area)
+
+
 def _evaluate(
     records: list[dict[str, Any]],
     options: EvalOptions,
@@ -57,15 +71,15 @@ def _evaluate(
     table = pred_table(images)
     semantic = Semantic(options.semantic_model, encoder)
     vocab = None if options.categories == "subset" else categories
-    result = score_images(images, counters, options, semantic, vocab, table)
-    pie = result.per_image_eval  # the COCO matching, read again rather than recomputed
-    result.calibration = calibration(
-        result.coco_gt,
-        result.coco_preds,
-        options.calibration_bins,
-        area_eval=pie.areas["all"] if pie is not None else None,
-    )
-    result.diagnostics = diagnostics(
-        records, options, images=images, semantic=semantic, table=table
-    )
+    inputs = coco_inputs_for(images, counters, options, semantic, vocab, table)
+    side = (inputs.coco_gt, inputs.dets, options.scorer, options.calibration_bins)
+    with beside(_coco_side, *side, rows=len(inputs.dets)) as job:
+        thr = options.semantic_threshold
+        f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
+        coco_preds = inputs.dets.dicts()
+        diag = diagnostics(records, options, images=images, semantic=semantic, table=table)
+        stats, per_class, calib = job.result()
+    coco = coco_output(inputs, stats, per_class, None, coco_preds)
+    result = assemble(images, counters, options, coco, f1)
+    result.calibration, result.diagnostics = calib, diag
     return result
