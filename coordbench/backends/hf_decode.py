@@ -162,9 +162,23 @@ class Decoder:
             seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
             for b in range(n_rows):
                 seen[b, inputs["input_ids"][b][attn[b].bool()]] = True
+        state = {"attn": attn, "deltas": deltas}
+
+        def advance(chosen: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+            logits, state["attn"], state["deltas"] = self._step(
+                cache, chosen, state["attn"], state["deltas"], idx
+            )
+            return logits
+
+        self._loop(rows, logits, seen, gens, params, advance)
+        return rows
+
+    def _loop(self, rows, logits, seen, gens, params: GenerationParams, advance) -> None:
+        """Select, record and advance until every row stopped or the token budget is spent;
+        `advance(chosen, idx)` runs the next step for the rows `idx` that go on (None: all)."""
         t0 = time.perf_counter()
-        active = torch.arange(n_rows, device=attn.device)
-        live = list(range(n_rows))  # host copy of `active`: no device read to know the rows
+        active = torch.arange(len(rows), device=logits.device)
+        live = list(range(len(rows)))  # host copy of `active`: no device read to know the rows
         for step in range(params.max_new_tokens):
             chosen, raw, proc = select_tokens(
                 logits,
@@ -178,11 +192,14 @@ class Decoder:
             if step == params.max_new_tokens - 1 or not any(keep):
                 break
             live = [r for r, k in zip(live, keep, strict=True) if k]
-            logits, attn, deltas, active = self._step(cache, chosen, attn, deltas, active, keep)
-        _sync(attn.device)
+            idx = None
+            if not all(keep):  # finished rows leave the batch (and the KV cache)
+                idx = torch.tensor([i for i, k in enumerate(keep) if k], device=logits.device)
+                chosen, active = chosen[idx], active[idx]
+            logits = advance(chosen, idx)
+        _sync(logits.device)
         self.stats.decode_seconds += time.perf_counter() - t0
         self.stats.decode_tokens += sum(len(r.ids) for r in rows)
-        return rows
 
     def _record(self, rows, active, chosen, raw, proc) -> list[bool]:
         keep = []
@@ -200,11 +217,10 @@ class Decoder:
             keep.append(tok not in self.stop_ids)
         return keep
 
-    def _step(self, cache, chosen, attn, deltas, active, keep):
-        if not all(keep):  # finished rows leave the batch (and the KV cache)
-            idx = torch.tensor([i for i, k in enumerate(keep) if k], device=attn.device)
+    def _step(self, cache, chosen, attn, deltas, idx):
+        if idx is not None:  # finished rows leave the KV cache and the masks
             cache.batch_select_indices(idx)
-            chosen, attn, active = chosen[idx], attn[idx], active[idx]
+            attn = attn[idx.to(attn.device)]
             deltas = None if deltas is None else deltas[idx.to(deltas.device)]
         attn = torch.cat([attn, attn.new_ones(attn.shape[0], 1)], dim=1)
         pos = attn[:, :-1].sum(dim=1, keepdim=True) + self.offset  # real tokens before this one
@@ -216,4 +232,4 @@ class Decoder:
             position_ids=pos,
             **{self.cache_kwarg: cache},
         )
-        return logits, attn, deltas, active
+        return logits, attn, deltas

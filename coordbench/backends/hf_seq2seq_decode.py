@@ -17,7 +17,7 @@ import time
 import torch  # noqa: TID253 - imported only via backends/hf_seq2seq.py, which is imported lazily
 
 from coordbench.backends.base import GenerationStats
-from coordbench.backends.hf_decode import Decoder, RowTrace, select_tokens, to_host
+from coordbench.backends.hf_decode import Decoder, RowTrace
 from coordbench.config.options import GenerationParams
 
 
@@ -54,32 +54,16 @@ class Seq2SeqDecoder(Decoder):
         if params.repetition_penalty != 1.0:  # HF penalises the decoder's own inputs (the prefix)
             seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
             seen[:, self.prefix] = True
-        t0 = time.perf_counter()
-        active = torch.arange(n_rows, device=logits.device)
-        live = list(range(n_rows))
-        for step in range(params.max_new_tokens):
-            chosen, raw, proc = select_tokens(
-                logits,
-                None if seen is None else seen[active],
-                params,
-                None if gens is None else [gens[i] for i in live],
-            )
-            keep = self._record(rows, live, *to_host(chosen, raw, proc))
-            if seen is not None:
-                seen[active, chosen] = True
-            if step == params.max_new_tokens - 1 or not any(keep):
-                break
-            live = [r for r, k in zip(live, keep, strict=True) if k]
-            if not all(keep):  # finished rows leave the batch, the caches and the encoder states
-                idx = torch.tensor([i for i, k in enumerate(keep) if k], device=logits.device)
+        state = {"enc": enc, "enc_mask": enc_mask}
+
+        def advance(chosen: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+            if idx is not None:  # finished rows leave the caches and the encoder states
                 cache.batch_select_indices(idx)
-                chosen, active = chosen[idx], active[idx]
-                enc, enc_mask = enc[idx.to(enc.device)], enc_mask[idx.to(enc_mask.device)]
-            logits = self._decode_step(cache, chosen, enc, enc_mask)
-        if logits.device.type == "cuda":
-            torch.cuda.synchronize(logits.device)
-        self.stats.decode_seconds += time.perf_counter() - t0
-        self.stats.decode_tokens += sum(len(r.ids) for r in rows)
+                state["enc"] = state["enc"][idx.to(state["enc"].device)]
+                state["enc_mask"] = state["enc_mask"][idx.to(state["enc_mask"].device)]
+            return self._decode_step(cache, chosen, state["enc"], state["enc_mask"])
+
+        self._loop(rows, logits, seen, gens, params, advance)
         return rows
 
     def _decode_step(self, cache, chosen, enc, enc_mask) -> torch.Tensor:

@@ -196,8 +196,9 @@ def _extent(pts: list[int]) -> list[int]:
     return [min(pts[0::2]), min(pts[1::2]), max(pts[0::2]), max(pts[1::2])]
 
 
-def _fast_gt(obj: Any, w: int, h: int) -> dict[str, Any] | None:
-    """The common GT (a `type: bbox_2d` dict with 4 pixel ints), without the general checks."""
+def _int_box(obj: Any, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """The 4 points of a `type: bbox_2d` dict with pixel ints (bools excluded), clamped to the
+    image; None for anything else (the general path then checks and counts it)."""
     if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
         return None
     raw = obj.get("points")
@@ -207,14 +208,24 @@ def _fast_gt(obj: Any, w: int, h: int) -> dict[str, Any] | None:
     if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
         return None
     w1, h1 = w - 1, h - 1
-    x1 = 0 if x1 < 0 else (w1 if x1 > w1 else x1)
-    y1 = 0 if y1 < 0 else (h1 if y1 > h1 else y1)
-    x2 = 0 if x2 < 0 else (w1 if x2 > w1 else x2)
-    y2 = 0 if y2 < 0 else (h1 if y2 > h1 else y2)
-    box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]  # a GT box is its points' extent
+    return (
+        0 if x1 < 0 else (w1 if x1 > w1 else x1),
+        0 if y1 < 0 else (h1 if y1 > h1 else y1),
+        0 if x2 < 0 else (w1 if x2 > w1 else x2),
+        0 if y2 < 0 else (h1 if y2 > h1 else y2),
+    )
+
+
+def _fast_gt(obj: Any, w: int, h: int) -> dict[str, Any] | None:
+    """The common GT without the general checks; its box is its points' extent."""
+    pts = _int_box(obj, w, h)
+    if pts is None:
+        return None
+    x1, y1, x2, y2 = pts
+    box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
     if box[2] <= box[0] or box[3] <= box[1]:
         return None  # degenerate: the general path counts it
-    return {"type": "bbox_2d", "points": [x1, y1, x2, y2], "desc": obj.get("desc", ""), "bbox": box}
+    return {"type": "bbox_2d", "points": list(pts), "desc": obj.get("desc", ""), "bbox": box}
 
 
 def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str, Any] | str:
@@ -237,26 +248,12 @@ def _prepare_gt(obj: Any, w: int, h: int, counters: dict[str, int]) -> dict[str,
 
 
 def _fast_pred(obj: Any, w: int, h: int) -> dict[str, Any] | None:
-    """The common case (a `type: bbox_2d` dict with 4 pixel ints), without the general checks."""
-    if type(obj) is not dict or obj.get("type") != "bbox_2d" or "bbox_2d" in obj or "poly" in obj:
-        return None
-    raw = obj.get("points")
-    if type(raw) is not list or len(raw) != 4:
-        return None
-    x1, y1, x2, y2 = raw
-    if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):
-        return None
-    w1, h1 = w - 1, h - 1
-    box = [
-        0 if x1 < 0 else (w1 if x1 > w1 else x1),
-        0 if y1 < 0 else (h1 if y1 > h1 else y1),
-        0 if x2 < 0 else (w1 if x2 > w1 else x2),
-        0 if y2 < 0 else (h1 if y2 > h1 else y2),
-    ]
-    if box[2] <= box[0] or box[3] <= box[1]:
+    """The common prediction without the general checks; its box is used as given."""
+    pts = _int_box(obj, w, h)
+    if pts is None or pts[2] <= pts[0] or pts[3] <= pts[1]:
         return None  # degenerate: the general path counts it
-    desc = obj.get("desc", "")
-    pred = {"type": "bbox_2d", "points": box, "bbox": box, "desc": str(desc).strip()}
+    box = list(pts)
+    pred = {"type": "bbox_2d", "points": box, "bbox": box, "desc": str(obj.get("desc", "")).strip()}
     if "score" in obj:
         pred["score"] = obj["score"]
     return pred
