@@ -400,3 +400,17 @@ def test_hostile_long_answers_parse_in_linear_time(preset, case):
     for o in out.objects:
         x0, y0, x1, y1 = o.xyxy()
         assert 0 <= x0 <= x1 <= 640 and 0 <= y0 <= y1 <= 480
+
+
+@pytest.mark.parametrize("k", [1000, 1500, 9999])
+def test_a_coord_token_above_999_drops_its_object_as_coord_range(k):
+    from coordbench.parse.output import parse_output
+
+    text = (
+        f'{{"objects": [{{"desc": "a", "bbox_2d": [<|coord_1|>, <|coord_2|>, <|coord_{k}|>, '
+        '<|coord_400|>]}, {"desc": "b", "bbox_2d": [<|coord_5|>, <|coord_6|>, <|coord_700|>, '
+        "<|coord_800|>]}]}"
+    )
+    p = parse_output(text, surface="coord_tokens", width=640, height=480)
+    assert p.status.value == "salvaged" and p.issues == ("coord_range",)
+    assert [o.label for o in p.objects] == ["b"]

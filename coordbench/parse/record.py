@@ -80,8 +80,10 @@ def decode_string(raw: str) -> str:
 
 def _coord_literal_end(text: str, i: int, end: int) -> int:
     m = _COORD.match(text, i, end)
-    if m is None or int(m.group(1)) > 999:
-        raise RecordError("wrong_arity")  # upstream's salvage drop reason (oracle)
+    if m is None:
+        raise RecordError("wrong_arity")  # upstream's salvage drops the record
+    if int(m.group(1)) > 999:
+        raise RecordError("coord_range")  # dropped as upstream; the reason is ours (`parse.output`)
     return m.end()
 
 
@@ -191,11 +193,27 @@ def fast_record(text: str, start: int) -> Record | None:
     return None
 
 
+def _array_value(text: str, i: int, end: int, wide: bool) -> re.Match:
+    """One value of a coord array: a coord token (0..999, else `coord_range`) or an int."""
+    if text[i] == "<":
+        m = _COORD.match(text, i, end)
+        if m is not None and int(m.group(1)) > 999:
+            raise RecordError("coord_range")
+    elif text[i].isdigit():
+        m = (_WIDE_INT if wide else _INT).match(text, i, end)
+    else:
+        m = None
+    if m is None or (not wide and int(m.group(1)) > 999):
+        raise RecordError("wrong_arity")
+    return m
+
+
 def _coord_array(text: str, start: int, end: int, wide: bool = False) -> list[int]:
     """Bare coord tokens / norm1000 ints in `[...]` (upstream `_parse_coord_array`).
 
     `wide` accepts ints above 999 for the pixel / rel1000 surfaces (upstream's salvage has only
-    the 0..999 lattice; a token above 999 stays upstream's `wrong_arity`, as the oracle wants).
+    the 0..999 lattice). A coord token above 999 drops the record as `coord_range` (upstream
+    drops it too, as the oracle shows; its reason is ours, as documented in `parse.output`).
     """
     i = skip_ws(text, start, end)
     if i >= end or text[i] != "[":
@@ -209,14 +227,7 @@ def _coord_array(text: str, start: int, end: int, wide: bool = False) -> list[in
         if text[i] == "]":
             i += 1
             break
-        if text[i] == "<":
-            m = _COORD.match(text, i, end)
-        elif text[i].isdigit():
-            m = (_WIDE_INT if wide else _INT).match(text, i, end)
-        else:
-            m = None
-        if m is None or (not wide and int(m.group(1)) > 999):
-            raise RecordError("wrong_arity")
+        m = _array_value(text, i, end, wide)
         values.append(int(m.group(1)))
         i, closed = _separator(text, m.end(), end, "]", "wrong_arity")
         if closed:
