@@ -18,6 +18,7 @@ import math
 import string
 from pathlib import Path
 
+from coordbench.embedded.tiny_families import TEXT
 from coordbench.embedded.tokenizer import qwen_vocab_and_merges
 
 FAMILIES = ("internvl", "gemma3", "paligemma")
@@ -127,17 +128,9 @@ GEMMA3_TOKENS = {
 LOC_TOKENS = tuple(f"<loc{i:04d}>" for i in range(1024))
 SEG_TOKENS = tuple(f"<seg{i:03d}>" for i in range(128))
 
-# Tiny towers. initializer_range 0.2 as in `tiny_families`: varied, input-dependent tokens.
-INIT = 0.2
-TEXT = dict(
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=128,
-    head_dim=16,
-    initializer_range=INIT,
-)
+# Tiny towers: the text tower of `tiny_families` (initializer_range 0.2: varied,
+# input-dependent tokens).
+INIT = TEXT["initializer_range"]
 # Gemma scales input embeddings by sqrt(hidden): with a tied random head the last prompt token's
 # own logit wins at every step and greedy decoding repeats it; an untied head gives varied,
 # input-dependent tokens (real Gemma checkpoints tie; this changes no code path).
