@@ -185,7 +185,7 @@ def _greedy(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(T, D) matched GT row (-1 none) and ignore flag per detection, ranks matched in order."""
     n_thr, n_det = thr.shape[0], len(rank)
-    match = np.full((n_thr, n_det), -1)
+    match = np.full((n_thr, n_det), -1, np.int32)  # GT rows; int32 halves the traffic
     det_ign = np.zeros((n_thr, n_det), bool)
     taken = np.zeros((n_thr, n_gt), bool)
     pair_rank = rank[det]
