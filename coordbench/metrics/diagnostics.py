@@ -185,9 +185,8 @@ def score_ties(records: list[dict[str, Any]]) -> float | None:
     objs = list(chain.from_iterable(r.get("pred") or [] for r in records))
     if set(map(type, objs)) == {dict}:
         raw = list(map(dict.get, objs, repeat("score")))
-        if set(map(type, raw)) == {float}:  # the usual case: count in numpy
-            counts = np.unique(np.array(raw, np.float64), return_counts=True)[1]
-            return int(counts.max()) / len(raw)
+        if None not in raw and len(set(raw)) == len(raw):  # log-prob scores: rarely any tie
+            return 1 / len(raw) if raw else None
         scores = Counter(raw)
     else:
         scores = Counter(p.get("score") for p in objs if isinstance(p, dict))
