@@ -140,7 +140,7 @@ class Seq2SeqBackend(HFBackend):
                     f"sample {req.sample_id}: {self.info.model_type} takes exactly one image "
                     f"per prompt, got {len(imgs)}"
                 )
-            texts.append("".join(_texts(msgs)))
+            texts.append(hf_inputs.bare_text(msgs))
             images.append(imgs[0])
         try:
             inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
@@ -163,15 +163,3 @@ class Seq2SeqBackend(HFBackend):
             self._generation(r, row, int(n))
             for r, row, n in zip(requests, rows, n_prompt, strict=True)
         ]
-
-
-def _texts(messages: list[dict[str, Any]]) -> list[str]:
-    """The text items of the messages, in order (the family prompt; no roles, no template)."""
-    out = []
-    for msg in messages:
-        content = msg.get("content")
-        if isinstance(content, str):
-            out.append(content)
-            continue
-        out += [c["text"] for c in content or [] if isinstance(c, dict) and c.get("type") == "text"]
-    return out
