@@ -57,7 +57,8 @@ def test_hf_picks_the_encoder_decoder_backend_by_model_type(ckpt, backend, tmp_p
     assert isinstance(backend, Seq2SeqBackend) and backend.info.model_type == "florence2"
     assert backend.info.name == "hf" and len(backend.info.identity["weights_sha256"]) == 64
     prov = backend.info.provenance
-    assert prov["resize_guard"].startswith("skipped") and prov["check_resize"] is False
+    assert prov["family"] == "florence2" and prov["check_resize"] is False
+    assert "fixed square" in prov["resize_guard_skipped"]
     assert backend.decoder_prefix == [2, 0]  # `</s>` then the forced `<s>`
     assert backend.stop_ids == {2}
 

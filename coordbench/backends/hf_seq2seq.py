@@ -38,11 +38,6 @@ from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
 from coordbench.types import Generation, GenerationRequest
 
-RESIZE_GUARD_SKIPPED = (
-    "skipped: the processor resizes every image to a fixed square and the model answers in "
-    "normalized bins, read back in the preset image's pixels by the dialect"
-)
-
 
 class Seq2SeqBackend(HFBackend):
     """`Backend` over a local encoder-decoder checkpoint (see module docstring)."""
@@ -71,7 +66,7 @@ class Seq2SeqBackend(HFBackend):
         self.family = family_for(files.model_type, str(files.path))
         self.device, self.dtype_name = resolve_device_dtype(device, dtype)
         self.dtype = getattr(torch, self.dtype_name)
-        self.check_resize = False  # see RESIZE_GUARD_SKIPPED
+        self.check_resize = False  # the family's `resize_guard_skipped` says why
         self.processor, processor_path = load_processor(files, trust_remote_code=trust_remote_code)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "right"  # absolute encoder positions: pads go last
@@ -96,7 +91,6 @@ class Seq2SeqBackend(HFBackend):
             files, None, [], files.path, attn, attn_implementation, processor_path
         )
         self.info.provenance.update(
-            resize_guard=RESIZE_GUARD_SKIPPED,
             decoder_prefix=self.decoder_prefix,
             prompt_format="task token through the processor (no chat template)",
             checkpoint_generation_config="ignored: decoding follows the run's decode preset",
@@ -127,7 +121,7 @@ class Seq2SeqBackend(HFBackend):
         return 1, int(size["height"]) // stride, int(size["width"]) // stride
 
     def check_image_size(self, width: int, height: int) -> None:
-        """Always passes: the resize to the fixed square is by design (`RESIZE_GUARD_SKIPPED`)."""
+        """Always passes: the resize to the fixed square is by design (`hf_family`)."""
 
     # ----------------------------------------------------------------------- generation
 
