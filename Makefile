@@ -33,6 +33,7 @@ lint-imports: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scoring_speed.py
+	$(BIN)/python bench/eval_e2e_speed.py
 
 clean:
 	rm -rf $(VENV) output .pytest_cache
