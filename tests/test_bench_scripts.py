@@ -54,3 +54,12 @@ def test_decode_speed_quick_prints_the_ratio_last():
     assert last.startswith("decode_ratio_vs_generate_bs8=")
     assert float(last.split("=")[1]) > 0
     assert " 8/8" in out  # greedy tokens equal to model.generate's in every row
+
+
+def test_eval_e2e_bench_runs_and_prints_the_ratio_last():
+    out = _run(["bench/eval_e2e_speed.py", "--images", "40", "--dets", "20"])
+    lines = out.strip().splitlines()
+    assert "all 12 stats equal (1e-12): True" in out
+    assert "--coco-gt/--coco-dt" in out and "12 stats equal: True" in out
+    assert lines[-1].startswith("ratio pycocotools / coordbench eval: ")
+    float(lines[-1].rsplit(":", 1)[1])
