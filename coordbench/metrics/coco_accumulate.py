@@ -93,19 +93,20 @@ def accumulate_area(
     over its GT count, the last entry of accumulate's cumulative sum, so no sum is needed."""
     n_thr = ev.tp.shape[0]
     npig = np.bincount(ev.npig_cat, weights=ev.npig, minlength=n_cats).astype(np.int64)
+    if not precision:  # TP counts need no order
+        keep = ev.rank < max_det
+        cats, tps = ev.cat[keep], ev.tp[:, keep]
+        tp = np.stack([np.bincount(cats, weights=tps[t], minlength=n_cats) for t in range(n_thr)])
+        rec = np.where(npig > 0, tp / np.maximum(npig, 1), -1.0)
+        return None, rec
     order = stream_order(ev) if order is None else order
     if max_det < MAX_DETS[-1]:
         order = order[ev.rank[order] < max_det]
-    if not precision:
-        tp = np.zeros((n_thr, n_cats), np.float64)
-        for t in range(n_thr):
-            tp[t] = np.bincount(ev.cat[order], weights=ev.tp[t, order], minlength=n_cats)
-        rec = np.where(npig > 0, tp / np.maximum(npig, 1), -1.0)
-        return None, rec
     # a detection ignored at every threshold adds to neither sum: its entries repeat the previous
     # (recall, precision), or lead with (0, 0), and the envelope read at the recall thresholds
     # is the same without them (pycocotools keeps them; the numbers do not change)
-    order = order[~ev.ign[:, order].all(axis=0)]
+    ignored = ev.ign.all(axis=0)
+    order = order[~ignored[order]]
     bounds = np.searchsorted(ev.cat[order], np.arange(n_cats + 1))
     prec = np.full((n_thr, len(rec_thrs), n_cats), -1.0)
     rec = np.full((n_thr, n_cats), -1.0)
