@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from coordbench.geometry import iou_pairs_xywh
+from coordbench.metrics.ragged import ragged
 
 AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -42,12 +43,6 @@ class AreaEval:
     npig_img: np.ndarray  # (m,) image position of each (image, category) with non-ignored GT
     npig_cat: np.ndarray  # (m,) its category position
     npig: np.ndarray  # (m,) its number of non-ignored GT
-
-
-def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    owner = np.repeat(np.arange(len(counts)), counts)
-    starts = np.cumsum(counts) - counts
-    return owner, np.arange(len(owner)) - starts[owner]
 
 
 @dataclass
@@ -141,7 +136,7 @@ class CocoTables:
         g_crowd = self.g_crowd[g_order]
         g_start = np.searchsorted(g_key, self.d_key, "left")
         n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
-        det, off = _ragged(n_pair)
+        det, off = ragged(n_pair)
         gt = g_start[det] + off
         ious = iou_pairs_xywh(self.d_box[det], g_box[gt], g_crowd[gt])
         thr = np.minimum(iou_thrs, 1 - 1e-10)[:, None]  # pycocotools caps the threshold

@@ -20,6 +20,7 @@ from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
 from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
 from coordbench.metrics.pred_table import PredTable, pred_table
+from coordbench.metrics.ragged import PAIR_CHUNK, ragged_chunks
 from coordbench.metrics.result import EvalOptions
 from coordbench.metrics.semantic import Encoder, Semantic, normalize_desc
 
@@ -41,14 +42,6 @@ BASELINE_KEYS = (
 )
 
 
-PAIR_CHUNK = 1 << 21  # candidate pairs per numpy batch: bounds memory for 10^4-box answers
-
-
-def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    owner = np.repeat(np.arange(len(counts)), counts)
-    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
 def _candidate_pairs(
     key: np.ndarray, boxes: np.ndarray, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -68,22 +61,15 @@ def _candidate_pairs(
     scale = float(np.abs(reach).max() + np.abs(bx[:, 0]).max()) + 1.0
     lim = np.searchsorted(grp + bx[:, 0] / scale, grp + reach / scale, side="right")
     later = np.maximum(lim - np.arange(len(k)) - 1, 0)
-    cum = np.cumsum(later)
-    if limit is not None and len(cum) and cum[-1] > limit:
+    if limit is not None and int(later.sum()) > limit:
         return None
     xywh = np.concatenate([bx[:, :2], bx[:, 2:] - bx[:, :2]], axis=1)
     out_a, out_b = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    lo = 0
-    while lo < len(k):
-        base = int(cum[lo - 1]) if lo else 0
-        hi = max(int(np.searchsorted(cum, base + PAIR_CHUNK, side="right")), lo + 1)
-        owner, off = _ragged(later[lo:hi])
-        a = owner + lo
+    for a, off in ragged_chunks(later):
         b = a + 1 + off
         hit = iou_pairs_xywh(xywh[a], xywh[b]) >= DUPLICATE_IOU
         out_a.append(order[a[hit]])
         out_b.append(order[b[hit]])
-        lo = hi
     return np.concatenate(out_a), np.concatenate(out_b)
 
 

@@ -13,15 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from coordbench.geometry import iou_pairs_xyxy
+from coordbench.metrics.ragged import ragged_chunks
 
 ROUNDS = 8
-PAIR_CHUNK = 1 << 21  # (pred, gt) pairs per IoU batch: bounds memory for huge answers
-
-
-def ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, offset) of every element of consecutive runs of the given lengths."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def _x_windows(
@@ -66,22 +60,15 @@ def candidate_pairs(
     boxes = np.asarray(pred_box[rows], np.float64)
     gts = np.asarray(gt_box, np.float64)
     g_order, start, end = _x_windows(row_img, boxes, gts, gt_bounds)
-    n_gt = end - start
-    cum = np.cumsum(n_gt)
     out_p, out_g, out_v = [empty[0]], [empty[1]], [empty[2]]
-    lo = 0
-    while lo < len(rows):
-        base = int(cum[lo - 1]) if lo else 0
-        hi = max(int(np.searchsorted(cum, base + PAIR_CHUNK, side="right")), lo + 1)
-        owner, off = ragged(n_gt[lo:hi])
-        p = rows[lo:hi][owner]
-        g = g_order[start[lo:hi][owner] + off]
+    for owner, off in ragged_chunks(end - start):
+        p = rows[owner]
+        g = g_order[start[owner] + off]
         iou = iou_pairs_xyxy(pred_box[p], gt_box[g])
         hit = iou >= min_iou
         out_p.append(p[hit])
         out_g.append(g[hit])
         out_v.append(iou[hit])
-        lo = hi
     return np.concatenate(out_p), np.concatenate(out_g), np.concatenate(out_v)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from coordbench.metrics.coco_accumulate import STATS, summarize
 from coordbench.metrics.coco_images import PerImageEval
 from coordbench.metrics.coco_match import AreaEval
+from coordbench.metrics.ragged import ragged
 
 if TYPE_CHECKING:  # scipy is imported where a resampler is built: a second of start-up
     import scipy.sparse as sp
@@ -30,12 +31,6 @@ def _excl(x: np.ndarray) -> np.ndarray:
     out = np.zeros(len(x) + 1, dtype=np.int64)
     np.cumsum(x, out=out[1:])
     return out
-
-
-def _ragged_arange(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, offset) for concatenated aranges of the given lengths."""
-    owner = np.repeat(np.arange(len(counts)), counts)
-    return owner, np.arange(len(owner)) - np.repeat(_excl(counts)[:-1], counts)
 
 
 def tp_count_matrix(ev: AreaEval, n_img: int, n_cats: int, max_det: int) -> sp.csr_matrix:
@@ -122,8 +117,8 @@ class PrecisionStreams:
             k = np.arange(cs[-1]) + 1
             n = np.repeat(before - cs[:-1], reps) + k
             return (k - np.repeat(seg_start, reps)) / (n + EPS), seg_total
-        gi, copy = _ragged_arange(reps)  # block-wise tiling: copy c of a block after copy c-1
-        owner, off = _ragged_arange(self.g_cnt[gi])
+        gi, copy = ragged(reps)  # block-wise tiling: copy c of a block after copy c-1
+        owner, off = ragged(self.g_cnt[gi])
         gi_o = gi[owner]
         n = before[gi_o] + copy[owner] * self.g_nl[gi_o] + self.e_j[self.g_elem0[gi_o] + off] + 1
         m = np.arange(len(n)) - seg_start[gi_o] + 1
