@@ -53,7 +53,6 @@ class CocoOutput:
     coco_gt: dict[str, Any]
     coco_preds: list[dict[str, Any]]
     semantic_report: dict[str, Any] | None
-    per_image_eval: PerImageEval | None = None  # the numpy matching, reused by calibration
 
 
 def build_categories(images: list[EvalImage]) -> dict[str, int]:
@@ -296,13 +295,12 @@ def coco_output(
     inputs: CocoInputs,
     stats: list[float],
     per_class: list[tuple[str, float]],
-    pie: PerImageEval | None,
     coco_preds: list[dict[str, Any]] | None = None,
 ) -> CocoOutput:
     metrics = {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)}
     preds = coco_preds if coco_preds is not None else inputs.dets.dicts()
     return CocoOutput(
-        metrics, per_class, inputs.categories, inputs.coco_gt, preds, inputs.semantic_report, pie
+        metrics, per_class, inputs.categories, inputs.coco_gt, preds, inputs.semantic_report
     )
 
 
@@ -316,5 +314,5 @@ def evaluate_coco(
     table: PredTable | None = None,
 ) -> CocoOutput:
     inputs = coco_inputs(images, semantic, threshold, counters, categories, table)
-    stats, per_class, pie = coco_stats_eval(inputs.coco_gt, inputs.dets, scorer)
-    return coco_output(inputs, stats, per_class, pie)
+    stats, per_class, _ = coco_stats_eval(inputs.coco_gt, inputs.dets, scorer)
+    return coco_output(inputs, stats, per_class)

@@ -85,7 +85,6 @@ def assemble(
         image_keys=unique_keys([i.file_name for i in images]),
         semantic_report=coco.semantic_report,
         options=options,
-        per_image_eval=coco.per_image_eval,
     )
 
 
@@ -101,10 +100,10 @@ def score_images(
     their one prediction table)."""
     table = table if table is not None else pred_table(images)
     inputs = coco_inputs_for(images, counters, options, semantic, categories, table)
-    stats, per_class, pie = coco_stats_eval(inputs.coco_gt, inputs.dets, options.scorer)
+    stats, per_class, _ = coco_stats_eval(inputs.coco_gt, inputs.dets, options.scorer)
     thr = options.semantic_threshold
     f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
-    return assemble(images, counters, options, coco_output(inputs, stats, per_class, pie), f1)
+    return assemble(images, counters, options, coco_output(inputs, stats, per_class), f1)
 
 
 def ingest(

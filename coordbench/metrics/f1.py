@@ -99,21 +99,8 @@ def greedy_match(ious: np.ndarray, thr: float) -> list[tuple[int, int, float]]:
     return out
 
 
-def split_scope(
-    img: EvalImage, scope: str, semantic: Semantic, threshold: float
-) -> tuple[list[int], list[int]]:
-    """(evaluated, ignored) pred indices: annotated scope keeps preds close to an image GT desc."""
-    table = pred_table([img])
-    keep = scope_mask([img], table, scope, semantic, threshold)
-    return np.flatnonzero(keep).tolist(), np.flatnonzero(~keep).tolist()
-
-
-def _gt_norm_sets(images: list[EvalImage]) -> list[set[str]]:
-    return [{normalize_desc(g.get("desc", "")) for g in im.gts} for im in images]
-
-
 def scope_mask(
-    images: list[EvalImage],
+    gt_norm: list[list[str]],
     table: PredTable,
     scope: str,
     semantic: Semantic,
@@ -121,13 +108,14 @@ def scope_mask(
 ) -> np.ndarray:
     """(N,) bool: the predictions F1 evaluates. `annotated` keeps a pred whose normalised desc is
     one of its image's GT descs, or close to one by cosine (a class name is never compared with
-    other class names); the rest are ignored, not counted as FP."""
+    other class names); the rest are ignored, not counted as FP. `gt_norm`: each image's
+    normalised GT descs."""
     if scope not in SCOPES:
         raise ConfigError(f"expected `pred_scope` to be one of {SCOPES} but got {scope!r}")
     if scope == "all":
         return np.ones(len(table), bool)
     norm, code = table.norm_codes()
-    gsets = _gt_norm_sets(images)
+    gsets = [set(descs) for descs in gt_norm]
     ids = {d: i for i, d in enumerate(norm)}
     gkeys = [(i << 32) | ids.setdefault(d, len(ids)) for i, gs in enumerate(gsets) for d in gs if d]
     row_key = (table.img << 32) | code
@@ -205,8 +193,9 @@ def match_images(
     table: PredTable | None = None,
 ) -> list[ImageMatches]:
     table = table if table is not None else pred_table(images)
-    keep = scope_mask(images, table, scope, semantic, threshold)
-    local = np.arange(len(table)) - table.bounds[table.img] if len(table) else table.img
+    gt_norm = [[normalize_desc(g.get("desc", "")) for g in im.gts] for im in images]
+    keep = scope_mask(gt_norm, table, scope, semantic, threshold)
+    local = table.local_index(np.arange(len(table)))
     eval_idx = _split_by_image(len(images), table.img[keep], local[keep].tolist())
     ignored = _split_by_image(len(images), table.img[~keep], local[~keep].tolist())
     poly = np.array([im.has_poly() or any(g["type"] == "poly" for g in im.gts) for im in images])
@@ -240,8 +229,7 @@ def match_images(
             matches = _poly_matches(im, eval_idx[i], thrs)
         else:
             matches = {key: per_key[key][i] for key in per_key}
-        gt_norm = [normalize_desc(gt.get("desc", "")) for gt in im.gts]
-        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm))
+        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm[i]))
     return out
 
 

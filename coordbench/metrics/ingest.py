@@ -23,7 +23,6 @@ from coordbench.geometry import (
     parse_coord_token,
     round_clamp_px,
 )
-from coordbench.metrics.semantic import normalize_desc
 
 # upstream EvalCounters [UP-EVAL-DIR], in its order; metrics.json `counters` has exactly these keys
 COUNTER_KEYS = tuple(
@@ -52,7 +51,6 @@ class EvalImage:
         "invalid_pred",
         "_preds",
         "cols",
-        "_pred_norm",
     )
 
     def __init__(
@@ -75,7 +73,6 @@ class EvalImage:
         self.invalid_pred = invalid_pred if invalid_pred is not None else []
         self._preds = preds if preds is not None else []
         self.cols: PredColumns | None = None
-        self._pred_norm: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"EvalImage({self.index}, {self.file_name!r}, {self.width}x{self.height})"
@@ -88,7 +85,7 @@ class EvalImage:
 
     @preds.setter
     def preds(self, value: list[dict[str, Any]]) -> None:
-        self._preds, self.cols, self._pred_norm = value, None, None
+        self._preds, self.cols = value, None
 
     @property
     def n_preds(self) -> int:
@@ -114,12 +111,6 @@ class EvalImage:
 
     def has_poly(self) -> bool:
         return self.cols is None and any(p["type"] == "poly" for p in self._preds)
-
-    def pred_descs(self) -> list[str]:
-        """Normalised pred descs, computed once (F1 scope, diagnostics and shares read them)."""
-        if self._pred_norm is None or len(self._pred_norm) != self.n_preds:
-            self._pred_norm = [normalize_desc(d) for d in self.pred_desc_list()]
-        return self._pred_norm
 
 
 MISSING = None  # a prediction without a `score` (parse_score rejects it like an explicit null)

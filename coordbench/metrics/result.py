@@ -26,7 +26,6 @@ class EvalResult:
     diagnostics: dict[str, Any] | None = None
     semantic_report: dict[str, Any] | None = None
     options: EvalOptions = field(default_factory=EvalOptions)
-    per_image_eval: Any = None  # coco_images.PerImageEval of the numpy matcher, when it ran
 
     @property
     def per_class_ap(self) -> dict[str, float | None]:

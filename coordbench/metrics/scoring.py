@@ -79,7 +79,7 @@ def _evaluate(
         coco_preds = inputs.dets.dicts()
         diag = diagnostics(records, options, images=images, semantic=semantic, table=table)
         stats, per_class, calib = job.result()
-    coco = coco_output(inputs, stats, per_class, None, coco_preds)
+    coco = coco_output(inputs, stats, per_class, coco_preds)
     result = assemble(images, counters, options, coco, f1)
     result.calibration, result.diagnostics = calib, diag
     return result
