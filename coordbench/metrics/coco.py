@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -143,14 +142,7 @@ def map_descs(
 def _kept_scores(images: list[EvalImage], table: PredTable, rows: np.ndarray) -> np.ndarray:
     """Validated scores of the detections COCO keeps (float64); the first bad one, in record
     order, is a DataError naming its record and prediction."""
-    if len(rows) == len(table.score):
-        vals = table.score
-    else:
-        vals = (
-            list(itemgetter(*rows.tolist())(table.score))
-            if len(rows) > 1
-            else [table.score[i] for i in rows.tolist()]
-        )
+    vals = list(map(table.score.__getitem__, rows.tolist()))  # C-level gather
     if set(map(type, vals)) <= {float}:
         arr = np.array(vals, np.float64)
         if np.all((arr >= 0.0) & (arr <= 1.0)):  # NaN fails the compare

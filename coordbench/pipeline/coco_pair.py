@@ -69,23 +69,8 @@ def _valid_columns(doc: list[Any]) -> bool:
     return bool(np.isfinite(flat).all() and np.isfinite(scores).all())
 
 
-def load_results(path: Path, gt: dict[str, Any]) -> list[dict[str, Any]] | CocoDets:
-    """Bbox results as COCOeval uses them; results of categories the GT lacks are dropped."""
-    doc = A.read_json(path)
-    if not isinstance(doc, list):
-        raise DataError(f"{path}: expected a JSON list of detection results")
-    images = {im["id"] for im in gt["images"]}
-    cats = {c["id"] for c in gt["categories"]}
-    if doc and _valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id"))):
-        keep = [
-            r
-            for r, c in zip(
-                doc, map(cats.__contains__, map(dict.get, doc, repeat("category_id"))), strict=True
-            )
-            if c
-        ]
-        return CocoDets.from_dicts(keep)
-    out = []
+def _first_bad_result(path: Path, doc: list[Any], images: set[Any]) -> None:
+    """Raise a DataError naming the first result COCOeval could not use."""
     for i, r in enumerate(doc):
         if not isinstance(r, dict):
             raise DataError(f"{path}: result {i} is not an object")
@@ -98,21 +83,24 @@ def load_results(path: Path, gt: dict[str, Any]) -> list[dict[str, Any]] | CocoD
             raise DataError(
                 f"{path}: result {i} refers to image_id {r.get('image_id')!r}, not in GT"
             )
-        if r.get("category_id") in cats:
-            out.append(
-                {
-                    "image_id": r["image_id"],
-                    "category_id": r["category_id"],
-                    "bbox": box,
-                    "score": score,
-                }
-            )
-    return out
+
+
+def load_results(path: Path, gt: dict[str, Any]) -> CocoDets:
+    """Bbox results as COCOeval uses them; results of categories the GT lacks are dropped."""
+    doc = A.read_json(path)
+    if not isinstance(doc, list):
+        raise DataError(f"{path}: expected a JSON list of detection results")
+    images = {im["id"] for im in gt["images"]}
+    if not (_valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
+        _first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
+    cats = {c["id"] for c in gt["categories"]}
+    known = map(cats.__contains__, map(dict.get, doc, repeat("category_id")))
+    return CocoDets.from_dicts([r for r, k in zip(doc, known, strict=True) if k])
 
 
 def bootstrap_ap(
     gt: dict[str, Any],
-    dets: list[dict[str, Any]] | CocoDets,
+    dets: CocoDets,
     n: int,
     ap: float,
     seed: int = 0,
