@@ -13,7 +13,7 @@ from coordbench.errors import ArtifactError
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
-from coordbench.pipeline.score_file import eval_file_path
+from coordbench.pipeline.score_file import eval_file_path, eval_overrides
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 
@@ -104,10 +104,8 @@ def eval_path(
     categories: str | None = None,
 ) -> str:
     """A run dir (re-parsed and re-scored) or a scored-records file (`score_file`)."""
-    overrides = {"scorer": scorer, "semantic_threshold": semantic_threshold}
-    if categories is not None:
-        overrides["categories"] = categories
     if path.is_dir() and (path / A.RUN_JSON).exists():
+        overrides = eval_overrides(scorer, semantic_threshold, categories)
         return eval_run_dir(path, Path(out) if out else None, overrides)
     return eval_file_path(
         path,

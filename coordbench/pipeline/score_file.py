@@ -58,6 +58,16 @@ def eval_scored_file(
     return "\n".join([head, "", *metric_lines(result.metrics), "", *notes])
 
 
+def eval_overrides(
+    scorer: str | None, semantic_threshold: float | None, categories: str | None
+) -> dict[str, Any]:
+    """The evaluation options `coordbench eval` was given (None: keep the run's or the default)."""
+    overrides: dict[str, Any] = {"scorer": scorer, "semantic_threshold": semantic_threshold}
+    if categories is not None:
+        overrides["categories"] = categories
+    return overrides
+
+
 def eval_file_path(
     path: Path,
     *,
@@ -68,9 +78,7 @@ def eval_file_path(
     categories: str | None = None,
 ) -> str:
     """A scored-records file, or a folder without run.json that holds one."""
-    overrides: dict[str, Any] = {"scorer": scorer, "semantic_threshold": semantic_threshold}
-    if categories is not None:
-        overrides["categories"] = categories
+    overrides = eval_overrides(scorer, semantic_threshold, categories)
     if path.is_dir():
         scored = path / A.SCORED
         if not scored.exists():
