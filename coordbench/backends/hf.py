@@ -59,6 +59,8 @@ def is_oom(exc: BaseException) -> bool:
 class HFBackend:
     """`Backend` over a local transformers checkpoint (see module docstring)."""
 
+    encoder_decoder = False  # the model shape this class decodes (`hf_family.Family`)
+
     def __init__(
         self,
         ckpt: str | Path,
@@ -76,9 +78,10 @@ class HFBackend:
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
         )
         self.family = family_for(files.model_type, str(files.path))
-        if self.family.encoder_decoder:
+        if self.family.encoder_decoder != self.encoder_decoder:
+            kind = "encoder-decoder" if self.family.encoder_decoder else "decoder-only"
             raise CheckpointError(
-                f"{files.path}: model_type {files.model_type!r} is encoder-decoder; load it with "
+                f"{files.path}: model_type {files.model_type!r} is {kind}; load it with "
                 "backend_class('hf') (coordbench.backends.registry), which picks its backend"
             )
         adapter_dir = Path(adapter).expanduser() if adapter else None

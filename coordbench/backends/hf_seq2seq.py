@@ -23,16 +23,7 @@ from typing import Any
 import torch
 
 from coordbench.backends import hf_inputs
-from coordbench.backends.base import GenerationStats
 from coordbench.backends.hf import HFBackend
-from coordbench.backends.hf_checkpoint import inspect_checkpoint
-from coordbench.backends.hf_family import family_for
-from coordbench.backends.hf_loading import (
-    choose_threads,
-    load_model,
-    load_processor,
-    resolve_device_dtype,
-)
 from coordbench.backends.hf_seq2seq_decode import Seq2SeqDecoder
 from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
@@ -42,54 +33,18 @@ from coordbench.types import Generation, GenerationRequest
 class Seq2SeqBackend(HFBackend):
     """`Backend` over a local encoder-decoder checkpoint (see module docstring)."""
 
-    def __init__(
-        self,
-        ckpt: str | Path,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        adapter: str | Path | None = None,
-        trust_remote_code: bool = False,
-        allow_pickle: bool = False,
-        attn_implementation: str = "sdpa",
-        check_resize: bool = True,
-        threads: int | None = None,
-    ):
-        files = inspect_checkpoint(
-            ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
-        )
+    encoder_decoder = True
+
+    def __init__(self, ckpt: str | Path, *, adapter: str | Path | None = None, **kwargs: Any):
+        """`HFBackend`'s safe loading, then the decoder prefix; adapters are refused."""
         if adapter:
             raise CheckpointError(
-                f"{files.path}: LoRA adapters are not supported for encoder-decoder checkpoints "
-                f"(model_type {files.model_type!r}); merge the adapter into the weights first"
+                f"{ckpt}: LoRA adapters are not supported for encoder-decoder checkpoints; "
+                "merge the adapter into the weights first"
             )
-        self.family = family_for(files.model_type, str(files.path))
-        self.device, self.dtype_name = resolve_device_dtype(device, dtype)
-        self.dtype = getattr(torch, self.dtype_name)
-        self.check_resize = False  # the family's `resize_guard_skipped` says why
-        self.processor, processor_path = load_processor(files, trust_remote_code=trust_remote_code)
-        self.tokenizer = self.processor.tokenizer
+        super().__init__(ckpt, **kwargs)
         self.tokenizer.padding_side = "right"  # absolute encoder positions: pads go last
-        self.template = None
-        self.model, attn = load_model(
-            files,
-            dtype=self.dtype_name,
-            device=self.device,
-            attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
-        )
-        if not getattr(self.model.config, "is_encoder_decoder", False):
-            raise CheckpointError(f"{files.path}: not an encoder-decoder model")
-        n_params = sum(p.numel() for p in self.model.parameters())
-        self.threads = choose_threads(threads, self.device, n_params)
-        torch.set_num_threads(self.threads)  # process-wide; the run owns the process
-        self.stop_ids = self._stop_ids()
-        self.decoder_prefix = self._decoder_prefix(files.path)
-        self.stats = GenerationStats()
-        self._max_batch: int | None = None
-        self.info = self._info(
-            files, None, [], files.path, attn, attn_implementation, processor_path
-        )
+        self.decoder_prefix = self._decoder_prefix(Path(self.info.model_path))
         self.info.provenance.update(
             decoder_prefix=self.decoder_prefix,
             prompt_format="task token through the processor (no chat template)",
@@ -119,9 +74,6 @@ class Seq2SeqBackend(HFBackend):
         for s in getattr(self.model.config.vision_config, "patch_stride", [1]):
             stride *= int(s)
         return 1, int(size["height"]) // stride, int(size["width"]) // stride
-
-    def check_image_size(self, width: int, height: int) -> None:
-        """Always passes: the resize to the fixed square is by design (`hf_family`)."""
 
     # ----------------------------------------------------------------------- generation
 
