@@ -102,7 +102,14 @@ def compare_cmd(
     from coordbench.compare.gates import evaluate_gates, load_gates
     from coordbench.compare.metrics import METRICS
     from coordbench.errors import ArtifactError
+    from coordbench.rundir.guard import refuse_input_as_output, refuse_inside_run_dir
 
+    if out:  # never over a run's own files or an input (a summary.json, the gates file)
+        refuse_input_as_output(
+            Path(out), [Path(r) for r in runs] + ([Path(gates)] if gates else [])
+        )
+        for r in runs:
+            refuse_inside_run_dir(Path(out), Path(r) if Path(r).is_dir() else Path(r).parent)
     gate_list = load_gates(gates) if gates else []
     labels = [m.label for m in METRICS]
     extra = [g.metric for g in gate_list if g.metric not in labels]

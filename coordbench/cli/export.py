@@ -59,8 +59,12 @@ def coco_results_cmd(
         restrict_annotations,
         write_results,
     )
+    from coordbench.rundir.guard import refuse_input_as_output, refuse_inside_run_dir
 
     run = Path(run_dir)
+    dest = Path(out) if out else run / "coco_results.json"
+    refuse_inside_run_dir(dest, run)
+    refuse_input_as_output(dest, [Path(p) for p in (annotations, data) if p])
     cats = None
     coco = None
     if annotations:
@@ -69,7 +73,6 @@ def coco_results_cmd(
     exp = build_export(run, categories=cats, data=Path(data) if data else None)
     if coco is not None:  # every run image must be in the file, at the same original size
         restrict_annotations(coco, exp, Path(annotations))
-    dest = Path(out) if out else run / "coco_results.json"
     write_results(dest, exp.results)
     c = exp.counters
     click.echo(

@@ -18,8 +18,14 @@ from coordbench.cli.common import CONTEXT, friendly_errors, print_run
 @click.option(
     "--out", type=click.Path(), help="Merged run dir (default: the run dir holding the shards)."
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace --out when it holds a run of another identity (only a run dir, never a folder "
+    "without run.json).",
+)
 @friendly_errors
-def merge(dirs: tuple[str, ...], out: str | None) -> None:
+def merge(dirs: tuple[str, ...], out: str | None, overwrite: bool) -> None:
     """Merge `--shard i/N` runs: validates identities and coverage, then scores.
 
     \b
@@ -30,7 +36,9 @@ def merge(dirs: tuple[str, ...], out: str | None) -> None:
     from coordbench.pipeline.merge import merge_and_score, shard_lines
     from coordbench.rundir.files import RUN_JSON, read_json
 
-    run_dir, summary = merge_and_score([Path(d) for d in dirs], Path(out) if out else None)
+    run_dir, summary = merge_and_score(
+        [Path(d) for d in dirs], Path(out) if out else None, overwrite=overwrite
+    )
     for line in shard_lines(read_json(run_dir / RUN_JSON)):
         click.echo(line)
     print_run(run_dir, summary)

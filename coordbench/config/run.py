@@ -170,6 +170,7 @@ class RunConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         self.generation_params().check(ConfigError)
+        check_run_name(self.name, "--name")
         self.confidence_options()  # each option type validates itself on construction
         self.eval_options()
         return replace(self, ckpt=ckpt, preset=preset, data=data, prompt=prompt)
@@ -203,12 +204,35 @@ class RunConfig:
         return f"{ck}_{self.preset}_{self.prompt}_{t}_s{self.seed}"
 
     def run_dir(self) -> Path:
-        return Path(self.out) / (self.name or self.default_name())
+        name = self.name or self.default_name()
+        check_run_name(name, "--name" if self.name else "the default run name")
+        return Path(self.out) / name
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shard"] = str(self.shard)
         return d
+
+
+def check_run_name(name: str | None, flag: str = "--name") -> None:
+    """A run name is one safe path component, so a run dir is always a direct child of --out:
+    no separator, no `.`/`..`, no control characters, not absolute. A name like `..` would put
+    the run (and --overwrite's clearing) in the parent of --out. [ARCH-SAFETY]"""
+    if name is None:
+        return
+    bad = None
+    if not isinstance(name, str) or not name.strip():
+        bad = "it is empty"
+    elif name in (".", ".."):
+        bad = "it names the folder itself or its parent"
+    elif "/" in name or "\\" in name or os.sep in name:
+        bad = "it holds a path separator (a run name is one folder name)"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in name):
+        bad = "it holds a control character"
+    elif len(name.encode()) > 255:
+        bad = "it is longer than 255 bytes"
+    if bad:
+        raise ConfigError(f"{flag} {name!r} is not a safe run name: {bad}")
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -271,16 +271,31 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_bytes(utf8(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"))
 
 
-def _check_replaceable(out_dir: Path, short: str) -> None:
-    if out_dir.exists() and not (
-        out_dir.is_dir()
-        and (
-            not any(out_dir.iterdir())
-            or (out_dir / "conversion_stats.json").exists()
-            or (out_dir / f"{short}.jsonl").exists()
+def _is_preset_folder(out_dir: Path) -> bool:
+    """A folder `data coco` wrote: its conversion_stats.json names a schema and the params. A
+    `val.jsonl` alone is not enough: any user folder may hold one. [ARCH-SAFETY]"""
+    try:
+        stats = json.loads((out_dir / "conversion_stats.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(stats, dict) and "schema_version" in stats and "params" in stats
+
+
+def _check_replaceable(out_dir: Path, root: Path) -> None:
+    """--out is replaced whole on success, so it must be empty, new, or a preset folder; and it
+    must not hold (or be) the COCO root it reads from."""
+    real_out, real_root = Path(os.path.realpath(out_dir)), Path(os.path.realpath(root))
+    if real_root == real_out or real_root.is_relative_to(real_out):
+        raise DataError(
+            f"refusing to write the preset into {out_dir}: it holds the input --coco-root {root}"
         )
+    if out_dir.exists() and not (
+        out_dir.is_dir() and (not any(out_dir.iterdir()) or _is_preset_folder(out_dir))
     ):
-        raise DataError(f"refusing to replace {out_dir}: it exists and is not a preset folder")
+        raise DataError(
+            f"refusing to replace {out_dir}: it exists and is not a preset folder written by "
+            "`coordbench data` (no conversion_stats.json); choose a new or empty --out"
+        )
 
 
 def _prune(images_dir: Path, keep: set[Path]) -> None:
@@ -375,7 +390,7 @@ def convert_coco(
     if (limit is not None and limit < 0) or (max_objects is not None and max_objects < 0):
         raise DataError(f"--limit and --max-objects must be >= 0, got {limit} and {max_objects}")
     root, out_dir, short = Path(coco_root), Path(out_dir), split.removesuffix("2017")
-    _check_replaceable(out_dir, short)
+    _check_replaceable(out_dir, root)
     stats = ConversionStats(out_dir=str(out_dir))
     coco = load_instances(root, split)
     cats = category_names(coco)

@@ -9,6 +9,12 @@ from coordbench.config.run import config_from_run_json
 from coordbench.errors import ArtifactError
 from coordbench.pipeline.finalize import finalize
 from coordbench.rundir import files as A
+from coordbench.rundir.guard import (
+    check_replaceable,
+    clear_run_dir,
+    refuse_input_as_output,
+    run_json_identity,
+)
 from coordbench.rundir.layout import RunDir
 from coordbench.rundir.lock import run_lock
 from coordbench.rundir.resume import identity_diff
@@ -80,7 +86,29 @@ def merge_shards(run_dir: Path, shard_dirs: list[Path]) -> dict[str, Any]:
     return head
 
 
-def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
+def _check_destination(run_dir: Path, shard_dirs: list[Path], overwrite: bool) -> None:
+    """The merged run goes into a new folder, a run dir of the same identity (a re-merge), or,
+    with --overwrite, a run dir of another identity; never into a user's folder or a shard."""
+    for d in shard_dirs:
+        refuse_input_as_output(run_dir, [d])
+    existing = run_json_identity(run_dir)
+    check_replaceable(run_dir)
+    if existing is None:
+        return
+    ours = _shard_heads(shard_dirs)[0].get("identity_hash")
+    if existing == ours:
+        return
+    if not overwrite:
+        raise ArtifactError(
+            f"{run_dir} holds a finished run of another identity ({existing[:12]} vs the "
+            f"shards' {str(ours)[:12]}); pass --overwrite to replace it, or another --out"
+        )
+    clear_run_dir(run_dir, keep=(RunDir(run_dir).shards_dir.name,))
+
+
+def merge_and_score(
+    dirs: list[Path], out: Path | None, overwrite: bool = False
+) -> tuple[Path, dict]:
     if len(dirs) == 1 and RunDir(dirs[0]).shards_dir.is_dir():
         run_dir = out or dirs[0]
         shard_dirs = RunDir(dirs[0]).shard_dirs()
@@ -99,6 +127,7 @@ def merge_and_score(dirs: list[Path], out: Path | None) -> tuple[Path, dict]:
         run_dir = out
     if not shard_dirs:
         raise ArtifactError(f"no shards found in {', '.join(map(str, dirs))}")
+    _check_destination(run_dir, shard_dirs, overwrite)
     with run_lock(run_dir):
         merge_shards(run_dir, shard_dirs)
         cfg = config_from_run_json(A.read_json(run_dir / A.RUN_JSON), run_dir / A.RUN_JSON)

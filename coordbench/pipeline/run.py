@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from coordbench.pipeline.merge import merge_shards
 from coordbench.pipeline.plan import Plan, plan_run, preflight_checkpoint
 from coordbench.pipeline.provenance import base_provenance
 from coordbench.rundir import files as A
+from coordbench.rundir.guard import check_replaceable, clear_run_dir
 from coordbench.rundir.layout import RunDir
 from coordbench.rundir.lock import run_lock
 from coordbench.rundir.resume import check_resume, remove_stale_temps
@@ -25,10 +25,8 @@ log = logging.getLogger("coordbench")
 
 
 def _prepare_dir(work_dir: Path, plan: Plan, overwrite: bool, extra: dict[str, Any]) -> bool:
-    if overwrite and work_dir.exists():
-        for p in work_dir.iterdir():
-            if p.name != A.LOCK:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if overwrite:
+        clear_run_dir(work_dir)  # only a run dir (its own run.json) or an aborted start's leftovers
     remove_stale_temps(work_dir)
     resumed = check_resume(work_dir, plan.identity, plan.identity_hash)
     if not resumed:
@@ -138,6 +136,7 @@ def run(config: RunConfig, *, backend=None, rescore: bool = False) -> dict[str, 
         "batch_size": cfg.batch_size,
         "started_at": started_at,
     }
+    check_replaceable(work_dir)  # a user's folder is never used (or cleared) as a run dir
     with run_lock(work_dir):
         _prepare_dir(work_dir, plan, cfg.overwrite and not dist.enabled, extra)
         slot = _open_session(work_dir, started_at)

@@ -42,6 +42,8 @@ def check_resume(run_dir: Path, identity: dict, identity_hash: str) -> bool:
         return False  # a run.json torn before anything was generated: start afresh
     if old.get("identity_hash") == identity_hash:
         return True
+    if not _has_records(run_dir) and not (run_dir / EVAL_DIR).exists():
+        return False  # refused or stopped before generating anything: the corrected command starts
     old_identity = old.get("identity")
     diff = identity_diff(old_identity if isinstance(old_identity, dict) else {}, identity)
     raise ResumeError(
