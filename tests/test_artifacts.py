@@ -74,6 +74,9 @@ def test_check_resume_names_the_differing_fields(tmp_path):
         {"identity_hash": "h1", "identity": {"seed": 0, "decode": {"temperature": 0.0}}},
     )
     assert check_resume(tmp_path, {}, "h1") is True
+    # nothing generated yet (a start refused before its first batch): another identity starts
+    assert check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2") is False
+    (tmp_path / A.GT_VS_PRED).write_text('{"sample_id": "0"}\n')
     with pytest.raises(ResumeError, match=r"decode.temperature: 0.0 -> 0.7"):
         check_resume(tmp_path, {"seed": 0, "decode": {"temperature": 0.7}}, "h2")
 

@@ -162,6 +162,7 @@ def make_run(
     from coordbench.metrics.eval_files import write_eval_dir
     from coordbench.metrics.scoring import EvalOptions
     from coordbench.metrics.summary import build_summary
+    from coordbench.tasks import get_task
 
     ident = copy.deepcopy(BASE_IDENTITY)
     for k, v in (identity or {}).items():
@@ -223,7 +224,10 @@ def make_run(
     A.write_jsonl(rd / A.SCORED, scored)
     result = score_detections(scored, EvalOptions(), encoder=one_hot_encoder)
     write_eval_dir(result, rd / "eval")
-    A.write_json(rd / A.SUMMARY, build_summary(head, recs, result, {}))
+    A.write_json(
+        rd / A.SUMMARY,
+        build_summary(head, recs, result, {}, headline=get_task(None).headline_keys()),
+    )
     return rd
 
 

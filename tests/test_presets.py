@@ -127,7 +127,7 @@ def test_every_shipped_preset_loads(kind):
 
 def test_list_presets_unknown_kind():
     with pytest.raises(
-        ConfigError, match=r"expected `kind` to be one of \('rescale', 'prompt', 'decode'\)"
+        ConfigError, match=r"expected `kind` to be one of \('rescale', 'prompt', 'decode', 'task'\)"
     ):
         list_presets("suite")
 

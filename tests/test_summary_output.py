@@ -8,13 +8,26 @@ import re
 import numpy as np
 import pytest
 
-from coordbench.metrics.summary import HEADLINE, format_summary, metric_lines
+from coordbench.metrics.summary import format_summary as _format_summary
+from coordbench.metrics.summary import metric_lines as _metric_lines
 from coordbench.pipeline.rescore import eval_path
 from coordbench.pipeline.run import run
 from coordbench.report.html import write_run_report
 from coordbench.report.plots import calibration_figure, count_ylim
+from coordbench.tasks import get_task
 from tests.conftest import OracleBackend
 from tests.test_runner_e2e import _cfg
+
+TASK = get_task(None)
+HEADLINE = TASK.headline_keys()
+
+
+def format_summary(summary, prov=None):
+    return _format_summary(summary, prov, headline=HEADLINE, counts=TASK.count_keys())
+
+
+def metric_lines(metrics):
+    return _metric_lines(metrics, HEADLINE, TASK.count_keys())
 
 
 def _summary(**metrics):

@@ -37,6 +37,15 @@ def print_run(run_dir: Path, summary: dict) -> None:
     """The end-of-run table (summary plus run.json provenance)."""
     from coordbench.metrics.summary import format_summary
     from coordbench.rundir.files import RUN_JSON, read_json
+    from coordbench.tasks import task_of
 
-    prov = read_json(run_dir / RUN_JSON).get("provenance", {})
-    click.echo(format_summary(summary, prov, str(run_dir)))
+    head = read_json(run_dir / RUN_JSON)
+    task = task_of(head.get("identity"))
+    text = format_summary(
+        summary,
+        head.get("provenance", {}),
+        str(run_dir),
+        headline=task.headline_keys(),
+        counts=task.count_keys(),
+    )
+    click.echo(text)

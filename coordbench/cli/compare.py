@@ -100,7 +100,6 @@ def compare_cmd(
     from coordbench.compare.core import compare_runs
     from coordbench.compare.format import render
     from coordbench.compare.gates import evaluate_gates, load_gates
-    from coordbench.compare.metrics import METRICS
     from coordbench.errors import ArtifactError
     from coordbench.rundir.guard import refuse_input_as_output, refuse_inside_run_dir
 
@@ -111,8 +110,6 @@ def compare_cmd(
         for r in runs:
             refuse_inside_run_dir(Path(out), Path(r) if Path(r).is_dir() else Path(r).parent)
     gate_list = load_gates(gates) if gates else []
-    labels = [m.label for m in METRICS]
-    extra = [g.metric for g in gate_list if g.metric not in labels]
     res = compare_runs(
         list(runs),
         baseline=baseline,
@@ -120,7 +117,7 @@ def compare_cmd(
         seed=seed,
         top_k=top_changes if top_k_alias is None else top_k_alias,
         group_by=group_by,
-        metrics=[*labels, *dict.fromkeys(extra)],
+        extra=list(dict.fromkeys(g.metric for g in gate_list)),
     )
     results = evaluate_gates(gate_list, res) if gate_list else []
     text = render(res, fmt, results)

@@ -34,6 +34,12 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     type=click.Path(file_okay=False),
     help="Allow absolute image paths in --data under this folder (besides the JSONL's folder).",
 )
+@click.option(
+    "--task",
+    default=DEFAULTS.task,
+    show_default=True,
+    help="Benchmark task (configs/task/*.toml): its prompt, data, scorer and metrics.",
+)
 @click.option("--preset", help="Rescale preset: 64 (embedded), 768, 1024, or a .toml path.")
 @click.option("--prompt", help="Prompt preset (configs/prompt/*.toml), e.g. coco80_desc_first.")
 @click.option("--limit", type=int, help="Only the first N records (val200 = --limit 200).")

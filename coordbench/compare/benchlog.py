@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from coordbench.compare.format import fmt_delta, fmt_value
-from coordbench.compare.metrics import BY_LABEL, KEY_METRICS, metric_value
+from coordbench.compare.metrics import KEY_METRICS, catalogue, metric_value
 from coordbench.errors import ArtifactError
 from coordbench.rundir import files as A
 from coordbench.rundir.files import parse_jsonl_lenient
+from coordbench.tasks import task_of
 
 if TYPE_CHECKING:
     from coordbench.compare.core import CompareResult
@@ -79,8 +80,13 @@ def append_entry(entry: dict[str, Any], log_path: str | Path) -> Path:
     return path
 
 
-def _key_metrics(metrics: dict[str, Any], parse_rates: dict[str, Any]) -> dict[str, float | None]:
-    return {m: metric_value(BY_LABEL[m.lower()], metrics, parse_rates, {}) for m in KEY_METRICS}
+def _key_metrics(
+    metrics: dict[str, Any], parse_rates: dict[str, Any], identity: dict[str, Any]
+) -> dict[str, float | None]:
+    """The run's task's log metrics (a run without a recorded task is detection)."""
+    task = task_of(identity)
+    specs = {m.label: m for m in catalogue(task)}
+    return {m: metric_value(specs[m], metrics, parse_rates, {}) for m in task.log_metrics}
 
 
 def _gates(gates: Sequence[GateResult] | None) -> list[dict[str, Any]] | None:
@@ -111,7 +117,7 @@ def run_entry(
         "package_version": ident.get("package_version"),
         "n_samples": summary.get("total_emitted"),
         "metrics": _key_metrics(
-            summary.get("metrics") or {}, (summary.get("parse") or {}).get("rates") or {}
+            summary.get("metrics") or {}, (summary.get("parse") or {}).get("rates") or {}, ident
         ),
         "wall_seconds": prov.get("wall_seconds"),
         "gates": _gates(gates),

@@ -28,7 +28,7 @@ from coordbench.compare.groups import (
     single_vs_groups,
 )
 from coordbench.compare.load import RunData, load_run, unique_names
-from coordbench.compare.metrics import METRICS, MetricSpec, metric_value, resolve_metric
+from coordbench.compare.metrics import MetricSpec, catalogue, metric_value, resolve_metric
 from coordbench.compare.pairs import (
     ClassDelta,
     DeltaRow,
@@ -39,6 +39,7 @@ from coordbench.compare.pairs import (
 )
 from coordbench.errors import ConfigError
 from coordbench.rundir import layout as L
+from coordbench.tasks import Task, task_of
 
 __all__ = [
     "ClassDelta",
@@ -186,6 +187,7 @@ def compare_runs(
     top_k: int = 10,
     group_by: str = "seed",
     metrics: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
 ) -> CompareResult:
     """Compare run dirs against a baseline: per-run table, deltas with paired bootstrap CIs, groups.
 
@@ -194,14 +196,16 @@ def compare_runs(
         baseline: a run's name or path (default: the first complete run).
         group_by: identity key whose runs are otherwise identical and aggregate as mean ± std
             ("seed" for multi-seed runs, "dataset" for leave-one-group-out folds).
-        metrics: catalogue labels to show (default: all of `compare_metrics.METRICS`).
+        metrics: catalogue labels to show (default: the catalogue of the runs' task).
+        extra: further metrics (labels or raw keys) shown after those, e.g. a gate's.
     """
     if not paths:
         raise ConfigError("compare needs at least one run dir")
     if n_boot < 0:
         raise ConfigError(f"--n-boot must be >= 0, got {n_boot}")
-    specs = _select(metrics)
     runs = [load_run(p) for p in paths]
+    task = _one_task(runs)
+    specs = _select(metrics, task, extra)
     unique_names(runs)
     caveats: list[str] = []
     for r in runs:
@@ -240,14 +244,27 @@ def compare_runs(
     )
 
 
-def _select(metrics: Sequence[str] | None) -> list[MetricSpec]:
-    if metrics is None:
-        return list(METRICS)
+def _one_task(runs: list[RunData]) -> Task:
+    """The task every run was made with: runs of different benchmarks have no common metric."""
+    tasks = {}
+    for r in runs:
+        t = task_of(r.identity)
+        tasks.setdefault(t.name, (t, r.name))
+    if len(tasks) > 1:
+        named = "; ".join(f"{name} ({run})" for name, (_, run) in tasks.items())
+        raise ConfigError(f"cannot compare runs of different tasks: {named}")
+    return next(iter(tasks.values()))[0]
 
-    out = []
-    for m in metrics:
+
+def _select(
+    metrics: Sequence[str] | None, task: Task, extra: Sequence[str] = ()
+) -> list[MetricSpec]:
+    known = catalogue(task)
+    chosen = list(known) if metrics is None else []
+    for m in [*(metrics or ()), *extra]:
         spec = resolve_metric(m)
         if spec is None:
-            raise ConfigError(f"unknown metric {m!r}; known: {', '.join(s.label for s in METRICS)}")
-        out.append(spec)
-    return out
+            raise ConfigError(f"unknown metric {m!r}; known: {', '.join(s.label for s in known)}")
+        if spec not in chosen:
+            chosen.append(spec)
+    return chosen

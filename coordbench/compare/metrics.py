@@ -1,8 +1,9 @@
 """The metric catalogue that `compare`, gates and the benchmark log share.
 
-One row per metric a user reads or gates on: a short label (the names the upstream reports
-use, `summary.HEADLINE`), where its value lives in a run dir, which direction is better, and
-whether a paired bootstrap can resample it per image.
+One row per metric a user reads or gates on: a short label (the names of the run's task's
+`headline`, e.g. detection's mAP ... pred_total), where its value lives in a run dir, which
+direction is better, and whether a paired bootstrap can resample it per image. Each task has its
+own catalogue (`catalogue(task)`); `METRICS` is the default task's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from coordbench.metrics.summary import HEADLINE, PARSE_STATUSES
+from coordbench.metrics.summary import PARSE_STATUSES
+from coordbench.tasks import DEFAULT_TASK, TASKS, Task
 
 # Parse outcomes where less is better; `ok` is the only one where more is better.
 _BAD_STATUSES = ("salvaged", "empty", "truncated", "malformed")
@@ -34,12 +36,13 @@ class MetricSpec:
 
     @property
     def coco(self) -> bool:
-        return self.key.startswith("bbox_")
+        """A COCOeval-style stat, where -1 means "no GT in range", not a score."""
+        return self.key.startswith(("bbox_", "lvis_"))
 
 
-def _catalogue() -> tuple[MetricSpec, ...]:
-    rows = [MetricSpec(label, key, +1) for label, key in HEADLINE if label != "pred_total"]
-    rows.append(MetricSpec("pred_total", "f1ish@0.50_pred_total", 0, fraction=False))
+def catalogue(task: Task) -> tuple[MetricSpec, ...]:
+    """The task's headline metrics (with its directions), then the parse rates and timing."""
+    rows = [MetricSpec(m.label, m.key, m.direction, fraction=m.fraction) for m in task.headline]
     for s in PARSE_STATUSES:
         rows.append(MetricSpec(f"parse.{s}_rate", s, -1 if s in _BAD_STATUSES else +1, "parse"))
     rows.append(MetricSpec("wall_seconds", "wall_seconds", -1, "provenance", fraction=False))
@@ -47,9 +50,11 @@ def _catalogue() -> tuple[MetricSpec, ...]:
     return tuple(rows)
 
 
-METRICS: tuple[MetricSpec, ...] = _catalogue()
-BY_LABEL = {m.label.lower(): m for m in METRICS}
-BY_KEY = {m.key.lower(): m for m in METRICS if m.source == "metrics"}
+METRICS: tuple[MetricSpec, ...] = catalogue(TASKS[DEFAULT_TASK])
+# every task's metrics by label and key (a label means one metric in every task that has it)
+_ALL = tuple(dict.fromkeys(m for t in TASKS.values() for m in catalogue(t)))
+BY_LABEL = {m.label.lower(): m for m in reversed(_ALL)}
+BY_KEY = {m.key.lower(): m for m in reversed(_ALL) if m.source == "metrics"}
 # Spellings people type: "AP" for mAP, "AP_S" as in the issue's example.
 ALIASES = {
     "ap": "mAP",
@@ -63,7 +68,8 @@ ALIASES = {
     "wall": "wall_seconds",
 }
 # Metrics shown in the log and in one-line summaries.
-KEY_METRICS = ("mAP", "AP50", "AR100", "F1@0.5", "F1loc@0.5", "pred_total", "parse.malformed_rate")
+# (each task's `log_metrics`; a compare line keeps those its runs show)
+KEY_METRICS = tuple(dict.fromkeys(m for t in TASKS.values() for m in t.log_metrics))
 
 
 # Raw eval/metrics.json keys ([UP-EVAL-DIR] families) usable by name,

@@ -18,7 +18,7 @@ from coordbench.config.options import GenerationParams
 from coordbench.config.prompts import PromptPreset
 from coordbench.errors import ConfigError
 
-KINDS = ("rescale", "prompt", "decode")
+KINDS = ("rescale", "prompt", "decode", "task")
 RESIZE_ALGORITHMS = ("current", "legacy")  # [UP-RESIZE]: since f1ddc63 / Qwen2-VL style before
 
 
@@ -55,6 +55,17 @@ _SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
         "bbox_format": (str, False),
         "layout": (str, False),
         "dialect": (str, False),
+        "classes": (str, False),
+    },
+    "task": {
+        "name": (str, False),
+        "kind": (str, True),  # the implementation in coordbench.tasks.TASKS
+        "description": (str, False),
+        "prompt": (str, False),  # the prompt preset used when --prompt is not given
+        "data": (str, False),  # default --data under the data root; {preset} is the preset
+        "data_hint": (str, False),  # how to build the default data; {preset} likewise
+        "default_preset": (str, False),  # the rescale preset used when --preset is not given
+        "embedded": (bool, False),  # no --ckpt, no --data: the embedded shapes model and data
     },
     "decode": {
         "name": (str, False),
@@ -117,6 +128,25 @@ def load_prompt_preset(name: str) -> PromptPreset:
         raise ConfigError(f"{path}: {e}") from None
 
 
+@dataclass(frozen=True)
+class TaskPreset:
+    """A task preset (`configs/task/NAME.toml`): which implementation, and its defaults."""
+
+    name: str
+    kind: str
+    description: str = ""
+    prompt: str | None = None
+    data: str | None = None
+    data_hint: str | None = None
+    default_preset: str | None = None
+    embedded: bool = False
+
+
+def load_task_preset(name: str) -> TaskPreset:
+    data, path = _load("task", name)
+    return TaskPreset(name=data.pop("name", path.stem), **data)
+
+
 def load_decode_preset(name: str) -> dict[str, Any]:
     """Decode parameters (no `name`), ready for `dataclasses.replace(run_config, **params)`."""
     data, path = _load("decode", name)
@@ -172,6 +202,10 @@ def _load(kind: str, name: str) -> tuple[dict[str, Any], Path]:
 
 
 def _typed(value: Any, typ: type, key: str, path: Path) -> Any:
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: `{key}` must be true or false, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float) if typ is float else typ):
         raise ConfigError(f"{path}: `{key}` must be {typ.__name__}, got {value!r}")
     return float(value) if typ is float else value

@@ -24,6 +24,9 @@ VARIANTS = ("default", "coco_80")
 FIELD_ORDERS = ("desc_first", "geometry_first")
 BBOX_FORMATS = ("xyxy",)  # upstream also has cxcywh / cxcy_logw_logh; our parser is xyxy only
 LAYOUTS = ("text_first", "image_first")
+# where a native prompt's class list comes from: the data set's categories (the task's prompt
+# context), else the variant's list; `variant` pins the variant's list whatever the data
+CLASS_SOURCES = ("dataset", "variant")
 # answer dialects (coordbench.parse.dialects); coordjson is upstream's, the rest are native
 DIALECTS = (
     "coordjson",
@@ -128,6 +131,15 @@ COCO80_CLASSES = (
 )
 
 
+@dataclass(frozen=True)
+class PromptContext:
+    """What a sample contributes to its prompt, as its task builds it: the class list (the data
+    set's categories, in order) and, for grounding, the query. None: the preset's own."""
+
+    classes: tuple[str, ...] | None = None
+    query: str | None = None
+
+
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"expected `{name}` to be one of {allowed} but got {value!r}")
@@ -147,6 +159,7 @@ class PromptPreset:
     layout: str = "text_first"
     # the format the model answers in; not coordjson: the family's own prompt, no system message
     dialect: str = "coordjson"
+    classes: str = "dataset"
 
     def __post_init__(self) -> None:
         _check_choice("dialect", self.dialect, DIALECTS)
@@ -156,6 +169,7 @@ class PromptPreset:
         _check_choice("field_order", self.field_order, FIELD_ORDERS)
         _check_choice("bbox_format", self.bbox_format, BBOX_FORMATS)
         _check_choice("layout", self.layout, LAYOUTS)
+        _check_choice("classes", self.classes, CLASS_SOURCES)
 
     @property
     def surface(self) -> str:
@@ -336,9 +350,17 @@ _NATIVE_PROMPTS = {
 _GENERIC_CLASSES = "object"
 
 
-def native_prompt(preset: PromptPreset) -> str:
-    """The family prompt of a native-dialect preset (the class list follows its variant)."""
-    names = COCO80_CLASSES if preset.variant == "coco_80" else (_GENERIC_CLASSES,)
+def prompt_classes(preset: PromptPreset, context: PromptContext | None = None) -> tuple[str, ...]:
+    """The class list a native prompt names: the data set's (from the task's context) unless the
+    preset pins its variant's list (`classes = "variant"`), else the variant's list."""
+    if preset.classes == "dataset" and context is not None and context.classes:
+        return tuple(context.classes)
+    return COCO80_CLASSES if preset.variant == "coco_80" else (_GENERIC_CLASSES,)
+
+
+def native_prompt(preset: PromptPreset, context: PromptContext | None = None) -> str:
+    """The family prompt of a native-dialect preset, naming `prompt_classes`."""
+    names = prompt_classes(preset, context)
     return _NATIVE_PROMPTS[preset.dialect].format(
         classes=", ".join(names), classes_semicolon=" ; ".join(names)
     )
@@ -379,7 +401,7 @@ def user_prompt(preset: PromptPreset) -> str:
     )
 
 
-def prompt_template_hash(preset: PromptPreset) -> str:
+def prompt_template_hash(preset: PromptPreset, context: PromptContext | None = None) -> str:
     """Upstream `prompt_template_hash` [UP-PROMPT-HASH]: sha256 of json.dumps(sort_keys,
     ensure_ascii=False).
 
@@ -387,7 +409,7 @@ def prompt_template_hash(preset: PromptPreset) -> str:
     Native-dialect presets hash their dialect and family prompt instead of upstream's texts.
     """
     if preset.dialect != "coordjson":
-        native = {"dialect": preset.dialect, "prompt": native_prompt(preset)}
+        native = {"dialect": preset.dialect, "prompt": native_prompt(preset, context)}
         text = json.dumps(native, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
     payload = {
@@ -405,13 +427,17 @@ def prompt_template_hash(preset: PromptPreset) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def build_messages(preset: PromptPreset, image: Any) -> list[dict[str, Any]]:
+def build_messages(
+    preset: PromptPreset, image: Any, context: PromptContext | None = None
+) -> list[dict[str, Any]]:
     """Chat-template messages; user content order follows `preset.layout` [UP-MESSAGE-LAYOUT].
 
     Native-dialect presets send the family prompt alone, with the model's default system text.
+    `context` is the sample's, from its task (the data set's class list).
     """
     native = preset.dialect != "coordjson"
-    text = {"type": "text", "text": native_prompt(preset) if native else user_prompt(preset)}
+    body = native_prompt(preset, context) if native else user_prompt(preset)
+    text = {"type": "text", "text": body}
     img = {"type": "image", "image": image}
     content = [text, img] if preset.layout == "text_first" else [img, text]
     if native:

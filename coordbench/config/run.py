@@ -19,6 +19,7 @@ from coordbench.config.options import (
     GenerationParams,
     ParseOptions,
 )
+from coordbench.config.presets import TaskPreset, load_task_preset
 from coordbench.errors import ArtifactError, ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -34,7 +35,6 @@ EMBEDDED_DATA = Path(
 ).resolve()
 EMBEDDED_PRESET = "64"
 EMBEDDED_PROMPT = "default_desc_first"
-DEFAULT_PROMPT = "coco80_desc_first"  # the upstream COCO benchmark setting
 _GEN, _PARSE, _CONF, _EVAL = GenerationParams(), ParseOptions(), ConfidenceOptions(), EvalOptions()
 
 
@@ -151,18 +151,30 @@ class RunConfig:
     overwrite: bool = False
     shard: Shard = field(default_factory=Shard)
     progress: bool = True
+    task: str = "detection"  # a task preset, configs/task/NAME.toml (the benchmark)
+
+    def task_preset(self) -> TaskPreset:
+        return load_task_preset(self.task)
 
     def resolved(self) -> RunConfig:
-        """Fill defaults: no --ckpt and no --data means the embedded default, end to end."""
+        """Fill defaults: no --ckpt and no --data means the embedded default, end to end; the
+        task preset gives the default prompt, data and rescale preset otherwise."""
+        tp = self.task_preset()
         embedded = self.ckpt is None
         ckpt = self.ckpt or str(EMBEDDED_CKPT)
-        preset = self.preset or (EMBEDDED_PRESET if embedded and self.data is None else "768")
-        if self.data is None:
-            coco = user_data_root() / "public_data" / "coco" / f"rescale_32_{preset}"
-            data = str(EMBEDDED_DATA if preset == EMBEDDED_PRESET else coco / "val.coord.jsonl")
-        else:
+        shapes = embedded and self.data is None and tp.embedded  # the embedded default data
+        preset = self.preset or (EMBEDDED_PRESET if shapes else tp.default_preset or "768")
+        if self.data is not None:
             data = self.data
-        prompt = self.prompt or (EMBEDDED_PROMPT if embedded else DEFAULT_PROMPT)
+        elif tp.embedded and preset == EMBEDDED_PRESET:
+            data = str(EMBEDDED_DATA)
+        elif tp.data is None:
+            raise ConfigError(f"task {self.task!r} has no default data set: pass --data")
+        else:
+            data = str(user_data_root() / tp.data.format(preset=preset))
+        prompt = self.prompt or (EMBEDDED_PROMPT if embedded and tp.embedded else tp.prompt)
+        if prompt is None:
+            raise ConfigError(f"task {self.task!r} has no default prompt preset: pass --prompt")
         if self.limit is not None and self.limit < 0:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
         if self.batch_size < 1:

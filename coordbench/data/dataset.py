@@ -11,6 +11,7 @@ decoded only by `open_image`, one at a time, when a batch needs them.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from coordbench.geometry import (
     parse_coord_token,
 )
 from coordbench.rundir.jsonl import iter_lines
+from coordbench.rundir.layout import CATEGORIES_JSON
 from coordbench.types import Box, Sample
 
 log = logging.getLogger("coordbench")
@@ -408,3 +410,21 @@ def open_image(sample: Sample):
             f"{exif_note(path)}"
         )
     return rgb
+
+
+def dataset_vocabulary(data: str | Path | None) -> list[str] | None:
+    """The data set's declared vocabulary: `categories.json` next to its JSONL, names in id
+    order (what `coordbench data coco` writes), else None (the GT descs are the vocabulary).
+    Detection scores against it and native prompts name it."""
+    if not data:
+        return None
+    path = Path(data).parent / CATEGORIES_JSON
+    if not path.is_file():
+        return None
+    try:
+        cats = json.loads(path.read_bytes())
+        return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DataError(
+            f"{path}: expected a JSON list of {{id, name}} categories ({type(e).__name__}: {e})"
+        ) from None

@@ -5,31 +5,19 @@ resumed run's summary is byte-identical to an uninterrupted one."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-HEADLINE = (
-    ("mAP", "bbox_AP"),
-    ("AP50", "bbox_AP50"),
-    ("AP75", "bbox_AP75"),
-    ("APs", "bbox_APs"),
-    ("APm", "bbox_APm"),
-    ("APl", "bbox_APl"),
-    ("AR1", "bbox_AR1"),
-    ("AR10", "bbox_AR10"),
-    ("AR100", "bbox_AR100"),
-    ("F1@0.5", "f1ish@0.50_f1_full_micro"),
-    ("F1@0.3", "f1ish@0.30_f1_full_micro"),
-    ("F1loc@0.5", "f1ish@0.50_f1_loc_micro"),
-    ("F1loc@0.3", "f1ish@0.30_f1_loc_micro"),
-    ("pred_total", "f1ish@0.50_pred_total"),
-)
+# (label, metrics key) pairs: the run's task declares them (tasks/*.py `headline`)
+Headline = Sequence[tuple[str, str]]
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
 
 
 def build_summary(
-    head: dict, recs: list[dict], result: Any, diag: dict | None = None
+    head: dict, recs: list[dict], result: Any, diag: dict | None = None, *, headline: Headline
 ) -> dict[str, Any]:
-    """summary.json from run.json's head, the run's records and its one evaluation.
+    """summary.json from run.json's head, the run's records and its one evaluation; `metrics`
+    holds the task's headline keys.
 
     `diagnostics` and `calibration` are the evaluation's own (the dicts eval/metrics.json holds,
     computed once, with the run's EvalOptions); `diag` replaces the diagnostics (tests).
@@ -66,7 +54,7 @@ def build_summary(
             "coord_surface": ident["prompt"]["surface"],
             "limit": ident["dataset"]["limit"],
         },
-        "metrics": {key: metrics.get(key) for _, key in HEADLINE},
+        "metrics": {key: metrics.get(key) for _, key in headline},
         "calibration": getattr(result, "calibration", None) or metrics.get("calibration"),
         "parse": {
             "counts": {s: status.get(s, 0) for s in PARSE_STATUSES},
@@ -76,14 +64,13 @@ def build_summary(
     }
 
 
-COUNT_KEYS = frozenset({"f1ish@0.50_pred_total"})
 NO_GT = "n/a (no GT in range)"  # COCOeval's -1: no ground truth of that size / at that depth
 
 
-def _fmt(v: Any, key: str = "") -> str:
+def _fmt(v: Any, key: str = "", counts: frozenset[str] = frozenset()) -> str:
     if v is None or isinstance(v, bool):
         return "-"
-    if key in COUNT_KEYS and isinstance(v, int | float):
+    if key in counts and isinstance(v, int | float):
         return str(int(v))
     if isinstance(v, int | float) and v == -1:
         return NO_GT
@@ -92,18 +79,28 @@ def _fmt(v: Any, key: str = "") -> str:
     return str(v)
 
 
-def metric_lines(metrics: dict[str, Any]) -> list[str]:
-    """The headline metrics, one per line, with the same names for `eval FILE` and `eval DIR`."""
-    rows = [(label, _fmt(metrics.get(key), key)) for label, key in HEADLINE]
+def metric_lines(
+    metrics: dict[str, Any], headline: Headline, counts: frozenset[str] = frozenset()
+) -> list[str]:
+    """The task's headline metrics, one per line, the same names for `eval FILE` and `eval DIR`
+    (`counts`: keys printed as integers)."""
+    rows = [(label, _fmt(metrics.get(key), key, counts)) for label, key in headline]
     width = max(len(r[0]) for r in rows)
     return [f"  {label:<{width}}  {value}" for label, value in rows]
 
 
-def format_summary(summary: dict, provenance: dict | None = None, run_dir: str = "") -> str:
+def format_summary(
+    summary: dict,
+    provenance: dict | None = None,
+    run_dir: str = "",
+    *,
+    headline: Headline,
+    counts: frozenset[str] = frozenset(),
+) -> str:
     """The human-readable table printed at the end of `coordbench run` / `coordbench eval`."""
     m = summary["metrics"]
     lines = [f"run: {run_dir}" if run_dir else "", ""]
-    lines += metric_lines(m)
+    lines += metric_lines(m, headline, counts)
     p = summary["parse"]["counts"]
     lines.append("")
     lines.append(

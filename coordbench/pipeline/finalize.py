@@ -15,14 +15,15 @@ from typing import Any
 from coordbench.compare.benchlog import append_run_entry
 from coordbench.confidence.score import confidence_for_record, postop_summary, scored_record
 from coordbench.config.run import RunConfig
-from coordbench.metrics.scoring import EvalResult, evaluate_records, write_eval_dir
+from coordbench.data.dataset import dataset_vocabulary
 from coordbench.metrics.summary import build_summary
 from coordbench.parse.mismatch import dialect_check
 from coordbench.parse.think import reasoning_tokens
 from coordbench.pipeline.provenance import run_timing
 from coordbench.report.html import write_run_report
 from coordbench.rundir import files as A
-from coordbench.rundir.layout import CATEGORIES_JSON, REPORT, RunDir
+from coordbench.rundir.layout import REPORT, RunDir
+from coordbench.tasks import Task, get_task, task_of
 
 
 def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -33,13 +34,7 @@ def _load_run(run_dir: Path) -> tuple[list[dict], dict[str, dict]]:
 
 def dataset_categories(cfg: RunConfig) -> list[str] | None:
     """The dataset's declared vocabulary (`categories.json` next to its JSONL), else None."""
-    if not cfg.data:
-        return None
-    path = Path(cfg.data).parent / CATEGORIES_JSON
-    if not path.is_file():
-        return None
-    cats = A.read_json(path)
-    return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+    return dataset_vocabulary(cfg.data)
 
 
 def score_run_records(
@@ -49,9 +44,11 @@ def score_run_records(
     eval_dir: Path,
     *,
     vocabulary: str | None = None,
-) -> EvalResult:
-    """Confidence -> scored records -> the one evaluation (COCO, F1, calibration, diagnostics, with
-    the run's EvalOptions); writes the eval dir and returns it (summary.json reuses its dicts)."""
+    task: Task | None = None,
+) -> Any:
+    """Confidence -> scored records -> the task's one evaluation (detection: COCO, F1,
+    calibration, diagnostics, with the run's EvalOptions); writes the eval dir and returns the
+    result (summary.json reuses its dicts)."""
     copts = cfg.confidence_options()
     key = "token_logprobs_raw" if copts.logprob_source == "raw" else "token_logprobs"
     conf_lines, scored = [], []
@@ -77,8 +74,9 @@ def score_run_records(
     opts = cfg.eval_options()
     if vocabulary is not None:
         opts = replace(opts, categories=vocabulary)
-    result = evaluate_records(scored, opts, categories=dataset_categories(cfg))
-    write_eval_dir(result, eval_dir)
+    task = task or get_task(cfg.task)
+    result = task.score(scored, opts, dataset_categories(cfg))
+    task.write_eval(result, eval_dir)
     return result
 
 
@@ -99,9 +97,10 @@ def finalize(run_dir: Path, cfg: RunConfig) -> dict[str, Any]:
     """Score the run and record its timing; a run finished before is logged as a re-score."""
     recs, traces = _load_run(run_dir)
     t0 = time.perf_counter()
-    result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root)
     head = A.read_json(run_dir / A.RUN_JSON)
-    summary = build_summary(head, recs, result)
+    task = task_of(head.get("identity"))
+    result = score_run_records(recs, traces, cfg, RunDir(run_dir).eval.root, task=task)
+    summary = build_summary(head, recs, result, headline=task.headline_keys())
     _dialect_notes(summary, recs, traces, head["identity"]["prompt"]["name"])
     A.write_json(run_dir / A.SUMMARY, summary)
     prov = head.setdefault("provenance", {})

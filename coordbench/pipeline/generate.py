@@ -27,9 +27,14 @@ log = logging.getLogger("coordbench")
 
 
 def build_record(
-    sample: Sample, gen: Generation, parsed: ParsedOutput, surface: str
+    sample: Sample,
+    gen: Generation,
+    parsed: ParsedOutput,
+    surface: str,
+    task_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One gt_vs_pred.jsonl line: [UP-GT-VS-PRED] keys in order, then coordbench's own keys."""
+    """One gt_vs_pred.jsonl line: [UP-GT-VS-PRED] keys in order, the task's own fields (e.g.
+    LVIS's federated lists; none for detection), then coordbench's own keys."""
 
     mode, pred_coord_mode = upstream_modes(surface)
     rec: dict[str, Any] = {
@@ -45,6 +50,7 @@ def build_record(
         rec["image_id"] = sample.image_id
     if "metadata" in sample.extra:
         rec["metadata"] = sample.extra["metadata"]
+    rec.update(task_fields or {})
     rec.update(
         pred_coord_mode=pred_coord_mode,
         sample_id=sample.sample_id,
@@ -130,7 +136,9 @@ def generate_into(
             reqs = [
                 GenerationRequest(
                     s.sample_id,
-                    build_messages(plan.prompt, open_image(s)),
+                    build_messages(
+                        plan.prompt, open_image(s), plan.task.prompt_context(s, plan.vocabulary)
+                    ),
                     None,
                     sample_seed(cfg.seed, s.sample_id),
                 )
@@ -148,7 +156,8 @@ def generate_into(
                     finished=g.finish_reason != "length",
                 )
                 traces.append(build_trace(g, line_idx))
-                recs.append(build_record(s, g, parsed, plan.prompt.surface))
+                fields = plan.task.record_fields(s)
+                recs.append(build_record(s, g, parsed, plan.prompt.surface, fields))
                 line_idx += 1
             traces_out.append(traces)  # trace first: a record is complete only with its trace
             recs_out.append(recs)

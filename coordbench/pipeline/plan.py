@@ -11,8 +11,14 @@ from coordbench.config.options import GenerationParams
 from coordbench.config.presets import load_prompt_preset, load_rescale_preset
 from coordbench.config.prompts import PromptPreset, prompt_template_hash
 from coordbench.config.run import RunConfig, hash_files, identity_hash, package_version
-from coordbench.data.dataset import dataset_fingerprint, image_sizes, load_samples
+from coordbench.data.dataset import (
+    dataset_fingerprint,
+    dataset_vocabulary,
+    image_sizes,
+    load_samples,
+)
 from coordbench.errors import CheckpointError, ConfigError, CoordbenchError, DataError
+from coordbench.tasks import Task, get_task, task_identity
 from coordbench.types import Sample
 
 
@@ -28,6 +34,8 @@ class Plan:
     identity_hash: str
     params: GenerationParams
     image_bytes: dict[str, int]  # per sample; checked for finished samples on resume
+    task: Task
+    vocabulary: list[str] | None  # the data set's categories, in order (categories.json)
 
 
 # weights, configs, chat templates and the tokenizer files that are not JSON (they change token ids)
@@ -104,11 +112,11 @@ def _preflight(config: RunConfig, cfg: RunConfig) -> None:
             problems.append((ConfigError, str(e)))
     if not Path(cfg.data).exists():
         msg = f"data file not found: {cfg.data}"
-        if config.data is None:  # the default COCO preset has not been built
+        hint = cfg.task_preset().data_hint
+        if config.data is None and hint:  # the task's default data has not been built
             msg += (
-                f" (the default data for preset {cfg.preset}; build it with "
-                f"`coordbench data coco --coco-root PATH/TO/coco --preset {cfg.preset}`, "
-                "or pass --data)"
+                f" (the default data of task {cfg.task} for preset {cfg.preset}; build it with "
+                f"`{hint.format(preset=cfg.preset)}`, or pass --data)"
             )
         problems.append((DataError, msg))
     if len(problems) == 1:
@@ -126,6 +134,14 @@ def plan_run(config: RunConfig) -> Plan:
     if not samples:
         raise DataError(f"no samples to run in {cfg.data} (empty file or --limit 0)")
     check_preset_sizes(samples, rescale, cfg.data)
+    task = get_task(cfg.task)
+    if task.scorers and cfg.scorer not in task.scorers:
+        raise ConfigError(
+            f"--scorer {cfg.scorer} does not score task {task.name}; use one of "
+            f"{', '.join(task.scorers)}"
+        )
+    vocabulary = dataset_vocabulary(cfg.data)
+    context = task.prompt_context(samples[0], vocabulary)  # the template: the data set's classes
     image_bytes = image_sizes(samples)
     params = cfg.generation_params()
     identity = {
@@ -144,7 +160,7 @@ def plan_run(config: RunConfig) -> Plan:
         "preset": cfg.preset,
         "prompt": {
             "name": cfg.prompt,
-            "template_hash": prompt_template_hash(prompt),
+            "template_hash": prompt_template_hash(prompt, context),
             "layout": prompt.layout,
             "surface": prompt.surface,
         },
@@ -152,9 +168,19 @@ def plan_run(config: RunConfig) -> Plan:
         "seed": params.seed,
         "backend": cfg.backend,
         "options": option_identity(cfg, prompt),
+        **task_identity(task),
     }
     return Plan(
-        cfg, rescale, prompt, samples, identity, identity_hash(identity), params, image_bytes
+        cfg,
+        rescale,
+        prompt,
+        samples,
+        identity,
+        identity_hash(identity),
+        params,
+        image_bytes,
+        task,
+        vocabulary,
     )
 
 

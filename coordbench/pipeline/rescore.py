@@ -16,6 +16,7 @@ from coordbench.pipeline.finalize import score_run_records
 from coordbench.pipeline.score_file import eval_file_path, eval_overrides
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
+from coordbench.tasks import task_of
 
 log = logging.getLogger("coordbench")
 
@@ -87,11 +88,14 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
         eval_dir = Path(out) / L.EVAL_DIR
-    result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary)
     head = A.read_json(run_dir / A.RUN_JSON)
-    summary = build_summary(head, recs, result)
+    task = task_of(head.get("identity") if isinstance(head, dict) else None)
+    result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary, task=task)
+    summary = build_summary(head, recs, result, headline=task.headline_keys())
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
-    return format_summary(summary, None, str(eval_dir.parent))
+    return format_summary(
+        summary, None, str(eval_dir.parent), headline=task.headline_keys(), counts=task.count_keys()
+    )
 
 
 def eval_path(

@@ -20,6 +20,7 @@ from coordbench.rundir.guard import check_replaceable, clear_run_dir
 from coordbench.rundir.layout import RunDir
 from coordbench.rundir.lock import run_lock
 from coordbench.rundir.resume import check_resume, remove_stale_temps
+from coordbench.tasks import task_of
 
 log = logging.getLogger("coordbench")
 
@@ -85,7 +86,7 @@ def finished_samples(run_dir: Path, identity_hash: str) -> int | None:
     prov = head.get("provenance")
     if head.get("identity_hash") != identity_hash or not (prov or {}).get("finished_at"):
         return None
-    if not all(p.is_file() for p in rd.derived_files()):
+    if not all(p.is_file() for p in rd.derived_files(task_of(head.get("identity")).eval_files)):
         return None
     if prov.get("scored_inputs") != scored_inputs(run_dir):
         return None

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.errors import ArtifactError, DataError
-from coordbench.metrics.scoring import EvalOptions, evaluate_records, read_records, write_eval_dir
+from coordbench.metrics.scoring import EvalOptions, read_records
 from coordbench.metrics.summary import metric_lines
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
+from coordbench.tasks import get_task
 
 EXPECTED_INPUT = (
     "coordbench eval expects a run dir (with run.json) or a gt_vs_pred_scored.jsonl: JSON lines "
@@ -43,9 +44,10 @@ def eval_scored_file(
         raise DataError(f"{e} ({EXPECTED_INPUT})") from None
     _check_scored_file(path, recs)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
-    result = evaluate_records(recs, opts, invalid_json=skipped)
+    task = get_task(None)  # a scored-records file is detection's upstream format
+    result = task.score(recs, opts, None, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR
-    write_eval_dir(result, eval_dir)
+    task.write_eval(result, eval_dir)
     n_cats = len(result.coco_gt["categories"])
     head = f"scored {len(recs)} records from {path} -> {eval_dir}" + (
         f" ({skipped} malformed lines skipped)" if skipped else ""
@@ -55,7 +57,8 @@ def eval_scored_file(
         "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
     ]
     # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
-    return "\n".join([head, "", *metric_lines(result.metrics), "", *notes])
+    lines = metric_lines(result.metrics, task.headline_keys(), task.count_keys())
+    return "\n".join([head, "", *lines, "", *notes])
 
 
 def eval_overrides(

@@ -19,7 +19,7 @@ import orjson
 
 from coordbench.errors import ArtifactError
 from coordbench.metrics.calibration import Detections, matched_detections
-from coordbench.metrics.summary import HEADLINE, PARSE_STATUSES
+from coordbench.metrics.summary import PARSE_STATUSES
 from coordbench.report.gallery import dataset_root, gallery_html
 from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
 from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
@@ -27,6 +27,7 @@ from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 from coordbench.rundir.csvcells import dict_rows, restore_cell
 from coordbench.rundir.layout import RunDir
+from coordbench.tasks import Task, task_of
 
 log = logging.getLogger("coordbench")
 
@@ -209,13 +210,13 @@ def _metric(value: Any) -> Any:
     return "n/a (-1: no GT in range)" if value == -1 else value
 
 
-def _summary_section(summary: dict, metrics: dict, calib: dict | None) -> str:
+def _summary_section(summary: dict, metrics: dict, calib: dict | None, task: Task) -> str:
     m = _d(summary.get("metrics")) or metrics
     out = [
         "<h2>Summary</h2>",
         table(
             ["metric", "key", "value"],
-            [(label, key, _metric(m.get(key))) for label, key in HEADLINE],
+            [(label, key, _metric(m.get(key))) for label, key in task.headline_keys()],
         ),
     ]
     counts = _d(_d(summary.get("parse")).get("counts"))
@@ -293,6 +294,48 @@ def _plots_section(det: Detections | None, calib: dict | None) -> str:
     return "".join(parts)
 
 
+class _Context:
+    """What the report's sections read: the run's files, loaded once."""
+
+    def __init__(self, run_dir, head, summary, metrics_doc, metrics, calib, det, records, source):
+        self.run_dir, self.head, self.summary = run_dir, head, summary
+        self.metrics_doc, self.metrics, self.calib, self.det = metrics_doc, metrics, calib, det
+        self.records, self.source = records, source
+        self.task: Task | None = None
+        self.matches: dict = {}
+        self.max_gallery = 0
+
+
+def _per_class_ap(ctx: _Context) -> str:
+    det = ctx.det
+    n_gt = _d(ctx.metrics_doc.get("per_class_gt")) or (det.n_gt if det is not None else {})
+    return _per_class_section(_per_class(RunDir(ctx.run_dir).eval.per_class), n_gt)
+
+
+def _gallery(ctx: _Context) -> str | None:
+    head, summary, records = ctx.head, ctx.summary, ctx.records
+    if ctx.max_gallery > 0 and records:
+        data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
+        ir = _d(head.get("config")).get("image_root")
+        image_root = Path(ir) if isinstance(ir, str) and ir else None
+        root = dataset_root(data, ctx.run_dir)
+        return f"<h2>Gallery ({esc(ctx.source)})</h2>" + gallery_html(
+            records, ctx.matches, root, ctx.max_gallery, image_root
+        )
+    if not records:
+        return '<h2>Gallery</h2><p class="muted">no records in this run dir</p>'
+    return None
+
+
+# a task's `report_sections` name these, in the order they appear
+SECTIONS = {
+    "summary": lambda ctx: _summary_section(ctx.summary, ctx.metrics, ctx.calib, ctx.task),
+    "per_class_ap": _per_class_ap,
+    "plots": lambda ctx: _plots_section(ctx.det, ctx.calib),
+    "gallery": _gallery,
+}
+
+
 def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     """Write `run_dir/report.html` from the run's files and return its path."""
     run_dir = Path(run_dir)
@@ -313,20 +356,13 @@ def write_run_report(run_dir: Path, *, max_gallery: int = 24) -> Path:
     parts = [_header(run_dir, head, summary)]
     if bad:
         parts.append(f'<p class="warn">{bad} unreadable JSONL lines skipped</p>')
-    parts.append(_summary_section(summary, metrics, calib))
-    n_gt = _d(metrics_doc.get("per_class_gt")) or (det.n_gt if det is not None else {})
-    parts.append(_per_class_section(_per_class(RunDir(run_dir).eval.per_class), n_gt))
-    parts.append(_plots_section(det, calib))
-    if max_gallery > 0 and records:
-        data = _d(head.get("config")).get("data") or _d(summary.get("infer")).get("gt_jsonl")
-        ir = _d(head.get("config")).get("image_root")
-        image_root = Path(ir) if isinstance(ir, str) and ir else None
-        parts.append(
-            f"<h2>Gallery ({esc(source)})</h2>"
-            + gallery_html(records, matches, dataset_root(data, run_dir), max_gallery, image_root)
-        )
-    elif not records:
-        parts.append('<h2>Gallery</h2><p class="muted">no records in this run dir</p>')
+    task = task_of(head.get("identity"))
+    ctx = _Context(run_dir, head, summary, metrics_doc, metrics, calib, det, records, source)
+    ctx.task, ctx.matches, ctx.max_gallery = task, matches, max_gallery
+    for name in task.report_sections:
+        section = SECTIONS[name](ctx)
+        if section is not None:  # None: nothing to show, not even a heading
+            parts.append(section)
     out = RunDir(run_dir).report
     A.write_bytes_atomic(out, A.utf8(page(f"coordbench · {run_dir.name}", "\n".join(parts))))
     return out

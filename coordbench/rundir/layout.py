@@ -141,9 +141,9 @@ class RunDir:
     def shards_dir(self) -> Path:
         return self.root / SHARDS_DIR
 
-    def derived_files(self) -> list[Path]:
-        """What finalize always writes: a finished run has every one of them."""
-        e = self.eval
+    def derived_files(self, eval_files: tuple[str, ...]) -> list[Path]:
+        """What finalize always writes: the run-level files and the task's `eval_files` inside
+        `eval/`; a finished run has every one of them."""
         return [
             self.records,
             self.trace,
@@ -151,11 +151,7 @@ class RunDir:
             self.scored,
             self.postop_summary,
             self.summary,
-            e.metrics,
-            e.per_class,
-            e.per_image,
-            e.coco_gt,
-            e.coco_preds,
+            *(self.eval.root / name for name in eval_files),
         ]
 
     def shard(self, index: int, count: int) -> RunDir:
