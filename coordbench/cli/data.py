@@ -136,6 +136,97 @@ def coco_cmd(
     )
 
 
+@data_group.command("refcoco", context_settings=CONTEXT)
+@click.option(
+    "--coco-root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="COCO folder holding train2014/ (the images of RefCOCO, RefCOCO+ and RefCOCOg).",
+)
+@click.option(
+    "--annotations",
+    type=click.Path(exists=True, dir_okay=False),
+    help="MDETR grounding JSON, e.g. final_refcoco_val.json (one image entry per expression).",
+)
+@click.option(
+    "--refs",
+    type=click.Path(exists=True, dir_okay=False),
+    help="refer layout: refs(unc).p (RefCOCO, RefCOCO+) or refs(umd).p (RefCOCOg).",
+)
+@click.option(
+    "--instances",
+    type=click.Path(exists=True, dir_okay=False),
+    help="refer layout: the data set's instances.json (boxes and image sizes).",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["refcoco", "refcoco+", "refcocog"]),
+    default="refcoco",
+    show_default=True,
+    help="Which data set the refs pickle holds (split names differ).",
+)
+@click.option(
+    "--split",
+    default="val",
+    show_default=True,
+    help="val, testA, testB (RefCOCO, RefCOCO+), val, test (RefCOCOg), or train.",
+)
+@click.option("--image-split", default="train2014", show_default=True, help="Folder of the images.")
+@click.option("--preset", default="768", show_default=True, help="Rescale preset.")
+@click.option("--limit", type=int, help="Only the first N expressions.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output preset folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@friendly_errors
+def refcoco_cmd(
+    coco_root: str,
+    annotations: str | None,
+    refs: str | None,
+    instances: str | None,
+    dataset: str,
+    split: str,
+    image_split: str,
+    preset: str,
+    limit: int | None,
+    out: str | None,
+    no_progress: bool,
+) -> None:
+    """Build a RefCOCO/+/g grounding preset: one record per expression, images resized.
+
+    \b
+    Examples:
+      coordbench data refcoco --coco-root /data/coco --annotations final_refcoco_val.json
+      coordbench data refcoco --coco-root /data/coco --refs 'refcoco/refs(unc).p' \\
+          --instances refcoco/instances.json --split testA --preset 1024
+    """
+    from coordbench.config.presets import load_rescale_preset
+    from coordbench.data.refcoco import convert_refcoco
+
+    rp = load_rescale_preset(preset)
+    name = f"{dataset}_{split}_rescale_{rp.factor}_{rp.budget}"
+    out_dir = Path(out) if out else user_data_root() / "public_data" / "refcoco" / name
+    stats = convert_refcoco(
+        coco_root,
+        out_dir=out_dir,
+        annotations=annotations,
+        refs=refs,
+        instances=instances,
+        dataset=dataset,
+        split=split,
+        image_split=image_split,
+        budget=rp.budget,
+        factor=rp.factor,
+        limit=limit,
+        progress=not no_progress,
+        algorithm=rp.algorithm,
+        min_pixels=rp.min_pixels,
+    )
+    click.echo(f"wrote {stats.images_written} expressions to {out_dir}")
+    click.echo(
+        f"run it: coordbench run --task refcoco --ckpt CKPT --preset {preset} "
+        f"--data {out_dir / f'{split}.jsonl'}"
+    )
+
+
 @data_group.command("jsonl", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option(

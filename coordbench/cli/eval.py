@@ -55,6 +55,11 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR, RUN_JSON
 @click.option(
     "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
 )
+@click.option(
+    "--task",
+    default=None,
+    help="With --coco-gt/--coco-dt: `refcoco` scores grounding (MDETR-style GT, Acc@0.5).",
+)
 @friendly_errors
 def eval_cmd(
     path: str | None,
@@ -67,6 +72,7 @@ def eval_cmd(
     coco_gt: str | None,
     coco_dt: str | None,
     bootstrap: int,
+    task: str | None,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
 
@@ -80,7 +86,7 @@ def eval_cmd(
 
     with gc_paused():  # reading + scoring build millions of acyclic objects [ARCH-EVAL-SPEED]
         if coco_gt or coco_dt:
-            _score_pair(path, coco_gt, coco_dt, out, scorer, bootstrap)
+            _score_pair(path, coco_gt, coco_dt, out, scorer, bootstrap, task)
             return
         if not path:
             raise click.UsageError("give PATH (a run dir or scored JSONL) or --coco-gt/--coco-dt")
@@ -119,9 +125,17 @@ def _score_pair(
     out: str | None,
     scorer: str | None,
     bootstrap: int,
+    task: str | None = None,
 ) -> None:
     if not (coco_gt and coco_dt) or path:
         raise click.UsageError("--coco-gt and --coco-dt go together, without PATH")
+    if task is not None:
+        from coordbench.tasks import get_task
+
+        pair = get_task(task).score_pair  # a task with its own pair format (grounding)
+        if pair is not None:
+            click.echo(pair(Path(coco_gt), Path(coco_dt), Path(out) if out else None))
+            return
     from coordbench.pipeline.coco_pair import score_coco_pair
 
     click.echo(

@@ -17,6 +17,7 @@ import numpy as np
 
 from coordbench.compare.load import RunData
 from coordbench.metrics.summary import PARSE_STATUSES
+from coordbench.tasks import TASKS
 
 CI_LEVEL = 0.95  # two-sided percentile interval
 _F1 = {
@@ -26,6 +27,9 @@ _F1 = {
     "F1loc@0.3": ("0.30", "loc"),
 }
 _COUNTS = ("tp", "fp", "fn")
+# a task's metrics that are means of one per-sample column (grounding's Acc@0.5 = mean of
+# hit@0.5): label -> column in eval/per_image.json (the task's `bootstrap_columns`)
+PER_SAMPLE = {m.label: m.per_sample for t in TASKS.values() for m in t.headline if m.per_sample}
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ def count_table(run: RunData, keys: Sequence[str]) -> dict[str, np.ndarray] | No
         return None
     cols: dict[str, list[float]] = {}
     for k in keys:
+        for col in dict.fromkeys(PER_SAMPLE.values()):
+            v = run.per_image[k].get(col)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                cols.setdefault(f"sample.{col}", []).append(float(v))
         f1 = run.per_image[k].get("f1ish") or {}
         for thr in ("0.50", "0.30"):
             d = f1.get(thr) or {}
@@ -74,12 +82,19 @@ def _metric_from_sums(label: str, sums: dict[str, np.ndarray], n: int) -> np.nda
         p = np.divide(tp, tp + fp, out=np.ones_like(tp, dtype=float), where=(tp + fp) > 0)
         r = np.divide(tp, tp + fn, out=np.ones_like(tp, dtype=float), where=(tp + fn) > 0)
         return np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
+    if label in PER_SAMPLE:
+        return sums[f"sample.{PER_SAMPLE[label]}"] / n
     if label == "pred_total":
         return sums["pred_total"]
     return sums[label] / n  # parse rates
 
 
-COUNT_METRICS = (*_F1, "pred_total", *(f"parse.{s}_rate" for s in PARSE_STATUSES))
+COUNT_METRICS = (
+    *_F1,
+    *PER_SAMPLE,
+    "pred_total",
+    *(f"parse.{s}_rate" for s in PARSE_STATUSES),
+)
 
 
 def resample_counts(n_images: int, n_boot: int, seed: int) -> np.ndarray:
@@ -105,7 +120,9 @@ def paired_bootstrap_counts(
     full_a, full_b = mat_a.sum(axis=0), mat_b.sum(axis=0)
     out = {}
     for label in labels:
-        if label not in COUNT_METRICS:
+        if label not in COUNT_METRICS or (
+            label in PER_SAMPLE and f"sample.{PER_SAMPLE[label]}" not in table_a
+        ):
             continue
         sa = {c: boot_a[:, i] for i, c in enumerate(names)}
         sb = {c: boot_b[:, i] for i, c in enumerate(names)}

@@ -20,7 +20,7 @@ from coordbench.geometry import COORD_MAX, coord_token, parse_coord_token
 
 ORDERINGS = ("sorted", "random")
 COORD_MODES = ("coord_tokens", "norm1000_text", "pixel", "rel1000")
-VARIANTS = ("default", "coco_80")
+VARIANTS = ("default", "coco_80", "grounding")  # grounding: one box for the sample's query
 FIELD_ORDERS = ("desc_first", "geometry_first")
 BBOX_FORMATS = ("xyxy",)  # upstream also has cxcywh / cxcy_logw_logh; our parser is xyxy only
 LAYOUTS = ("text_first", "image_first")
@@ -299,6 +299,7 @@ _COCO80_LIST = ", ".join(COCO80_CLASSES)
 # variant -> (system suffix, user suffix); upstream `PROMPT_VARIANT_REGISTRY`.
 _VARIANT_SUFFIX = {
     "default": ("", ""),
+    "grounding": ("", ""),
     "coco_80": (
         "- COCO-80 closed-class policy: `desc` must be exactly one canonical class name "
         f"from this list (case-sensitive): {_COCO80_LIST}.\n"
@@ -349,6 +350,30 @@ _NATIVE_PROMPTS = {
 }
 _GENERIC_CLASSES = "object"
 
+# Native grounding (referring-expression) prompts, {query}: the expression. Sources in
+# docs/grounding.md: the Qwen2.5-VL / Qwen3-VL cookbooks' grounding prompt, InternVL's RefCOCO
+# evaluation prompt, PaliGemma's `detect` prefix, Florence-2's phrase-grounding task token and
+# the Gemini / Gemma 3 box_2d convention.
+_NATIVE_GROUNDING = {
+    "qwen25_json": "Locate the {query}, output its bbox coordinates using JSON format.",
+    "qwen3_json": "Locate the {query}, output its bbox coordinates using JSON format.",
+    "gemma3_json": 'Detect the 2d bounding box of "{query}". Output a json list where each entry '
+    'contains the 2D bounding box in "box_2d" and a text label in "label". The box_2d should be '
+    "[ymin, xmin, ymax, xmax] normalized to 0-1000.",
+    "internvl": "Please provide the bounding box coordinate of the region this sentence "
+    "describes: <ref>{query}</ref>",
+    "paligemma": "detect {query}",
+    "florence2": "<CAPTION_TO_PHRASE_GROUNDING>{query}",
+}
+# CoordJSON grounding (a coordbench text, no upstream oracle): the detection system prompt, and
+# a user turn asking for exactly one record for the expression.
+_COORDJSON_GROUNDING = (
+    'Locate the single object instance described by the expression "{query}". Return a single '
+    'CoordJSON object {{"objects": [...]}} with exactly one record whose desc is the expression, '
+    "using {phrase}. {bbox_rule} Use the exact per-object format: {example}. {closing}"
+)
+QUERY_PLACEHOLDER = "{query}"  # the template hash sees this in place of each sample's query
+
 
 def prompt_classes(preset: PromptPreset, context: PromptContext | None = None) -> tuple[str, ...]:
     """The class list a native prompt names: the data set's (from the task's context) unless the
@@ -358,8 +383,20 @@ def prompt_classes(preset: PromptPreset, context: PromptContext | None = None) -
     return COCO80_CLASSES if preset.variant == "coco_80" else (_GENERIC_CLASSES,)
 
 
+def _query(preset: PromptPreset, context: PromptContext | None) -> str:
+    if context is None or context.query is None:
+        raise ConfigError(
+            f"prompt preset {preset.name!r} is a grounding prompt (variant grounding): it needs a "
+            "sample with a query (a referring expression); use it with --task refcoco"
+        )
+    return context.query
+
+
 def native_prompt(preset: PromptPreset, context: PromptContext | None = None) -> str:
-    """The family prompt of a native-dialect preset, naming `prompt_classes`."""
+    """The family prompt of a native-dialect preset, naming `prompt_classes` (detection) or the
+    sample's query (grounding)."""
+    if preset.variant == "grounding":
+        return _NATIVE_GROUNDING[preset.dialect].replace("{query}", _query(preset, context))
     names = prompt_classes(preset, context)
     return _NATIVE_PROMPTS[preset.dialect].format(
         classes=", ".join(names), classes_semicolon=" ; ".join(names)
@@ -386,10 +423,18 @@ def system_prompt(preset: PromptPreset) -> str:
     )
 
 
-def user_prompt(preset: PromptPreset) -> str:
-    """The user message text (one line)."""
+def user_prompt(preset: PromptPreset, context: PromptContext | None = None) -> str:
+    """The user message text (one line); a grounding preset asks for the sample's query."""
     surface = _SURFACE_TEXT[preset.coord_mode]
     example = _render_object(_EXAMPLE_DESC[preset.field_order], _EXAMPLE_BOX, preset)
+    if preset.variant == "grounding":
+        return _COORDJSON_GROUNDING.format(
+            query="{query}",
+            phrase=surface.user_phrase,
+            bbox_rule=_BBOX_USER_RULE[preset.bbox_format],
+            example=example,
+            closing=surface.user_closing,
+        ).replace("{query}", _query(preset, context))
     return (
         f"{_USER_OPENING[preset.ordering]} "
         f'Return a single CoordJSON object {{"objects": [...]}} using {surface.user_phrase} '
@@ -407,7 +452,12 @@ def prompt_template_hash(preset: PromptPreset, context: PromptContext | None = N
 
     `layout` is not part of it (upstream has no such knob); the run identity records it separately.
     Native-dialect presets hash their dialect and family prompt instead of upstream's texts.
+    A grounding prompt is hashed with `{query}` in place of the sample's expression.
     """
+    if context is not None and context.query is not None:
+        context = PromptContext(classes=context.classes, query=QUERY_PLACEHOLDER)
+    elif preset.variant == "grounding":
+        context = PromptContext(query=QUERY_PLACEHOLDER)
     if preset.dialect != "coordjson":
         native = {"dialect": preset.dialect, "prompt": native_prompt(preset, context)}
         text = json.dumps(native, ensure_ascii=False, sort_keys=True)
@@ -419,7 +469,7 @@ def prompt_template_hash(preset: PromptPreset, context: PromptContext | None = N
         "object_field_order": preset.field_order,
         "bbox_format": preset.bbox_format,
         "system_prompt": system_prompt(preset),
-        "user_prompt": user_prompt(preset),
+        "user_prompt": user_prompt(preset, context),
         "do_resize": False,
     }
     # Python's default separators (", ", ": ") — the oracle hash depends on them.
@@ -436,7 +486,7 @@ def build_messages(
     `context` is the sample's, from its task (the data set's class list).
     """
     native = preset.dialect != "coordjson"
-    body = native_prompt(preset, context) if native else user_prompt(preset)
+    body = native_prompt(preset, context) if native else user_prompt(preset, context)
     text = {"type": "text", "text": body}
     img = {"type": "image", "image": image}
     content = [text, img] if preset.layout == "text_first" else [img, text]

@@ -281,7 +281,7 @@ def _is_preset_folder(out_dir: Path) -> bool:
     return isinstance(stats, dict) and "schema_version" in stats and "params" in stats
 
 
-def _check_replaceable(out_dir: Path, root: Path) -> None:
+def check_out_dir(out_dir: Path, root: Path) -> None:
     """--out is replaced whole on success, so it must be empty, new, or a preset folder; and it
     must not hold (or be) the COCO root it reads from."""
     real_out, real_root = Path(os.path.realpath(out_dir)), Path(os.path.realpath(root))
@@ -385,12 +385,10 @@ def convert_coco(
 ) -> ConversionStats:
     """Build a preset folder from `coco_root/annotations/instances_{split}.json`
     + `coco_root/{split}/`."""
-    from tqdm.auto import tqdm
-
     if (limit is not None and limit < 0) or (max_objects is not None and max_objects < 0):
         raise DataError(f"--limit and --max-objects must be >= 0, got {limit} and {max_objects}")
     root, out_dir, short = Path(coco_root), Path(out_dir), split.removesuffix("2017")
-    _check_replaceable(out_dir, root)
+    check_out_dir(out_dir, root)
     stats = ConversionStats(out_dir=str(out_dir))
     coco = load_instances(root, split)
     cats = category_names(coco)
@@ -399,22 +397,82 @@ def convert_coco(
         kept = [r for r in candidates if len(r["objects"]) <= max_objects]
         stats.images_skipped_max_objects = len(candidates) - len(kept)
         candidates = kept
+    params = {
+        "coco_root": str(root),
+        "split": split,
+        "factor": factor,
+        "budget": budget,
+        "max_pixels": factor * factor * budget,
+        "min_pixels": min_pixels,
+        "algorithm": algorithm,
+        "max_objects": max_objects,
+        "limit": limit,
+    }
+    spec = PresetSpec(root, split, out_dir, short, factor, budget, min_pixels, algorithm)
+    return build_preset(
+        spec,
+        candidates,
+        cats,
+        stats,
+        params,
+        limit=limit,
+        workers=workers,
+        skip_bad=skip_bad,
+        progress=progress,
+        label="coco",
+    )
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """Where a preset's images come from and go, and the rescale preset they are resized to."""
+
+    root: Path  # images are read from root / split / file name
+    split: str
+    out_dir: Path
+    short: str  # the JSONL stem: val -> val.jsonl, val.norm.jsonl, val.coord.jsonl
+    factor: int
+    budget: int
+    min_pixels: int
+    algorithm: str
+
+
+def build_preset(
+    spec: PresetSpec,
+    candidates: list[dict],
+    cats: dict[int, str],
+    stats: ConversionStats,
+    params: dict[str, Any],
+    *,
+    limit: int | None,
+    workers: int,
+    skip_bad: bool,
+    progress: bool,
+    label: str,
+) -> ConversionStats:
+    """Raw pixel records (original size) -> a published preset folder: the first `limit`
+    records' images resized, the three JSONLs, categories.json and conversion_stats.json,
+    written to a temp folder that replaces `out_dir` only when complete. Shared by the COCO,
+    RefCOCO and ODinW builders."""
+    from tqdm.auto import tqdm
+
+    out_dir, split, short, root = spec.out_dir, spec.split, spec.short, spec.root
     plan = _Plan(
         root,
         split,
         out_dir,
         out_dir.with_name(f".{out_dir.name}.partial"),
-        factor,
-        factor * factor * budget,
-        min_pixels,
-        algorithm,
+        spec.factor,
+        spec.factor * spec.factor * spec.budget,
+        spec.min_pixels,
+        spec.algorithm,
         workers,
         skip_bad,
     )
     plan.tmp.mkdir(parents=True, exist_ok=True)
     total = len(candidates) if limit is None else min(limit, len(candidates))
     with tqdm(
-        total=total, disable=not progress, unit="img", desc=f"coco {split} -> {out_dir.name}"
+        total=total, disable=not progress, unit="img", desc=f"{label} {split} -> {out_dir.name}"
     ) as bar:
         try:
             rows = _build_rows(plan, candidates, limit, stats, bar)
@@ -433,17 +491,6 @@ def convert_coco(
     _write_json(
         plan.tmp / "categories.json", [{"id": i, "name": n} for i, n in sorted(cats.items())]
     )
-    params = {
-        "coco_root": str(root),
-        "split": split,
-        "factor": factor,
-        "budget": budget,
-        "max_pixels": plan.max_pixels,
-        "min_pixels": min_pixels,
-        "algorithm": algorithm,
-        "max_objects": max_objects,
-        "limit": limit,
-    }
     _write_json(
         plan.tmp / "conversion_stats.json",
         {"schema_version": SCHEMA_VERSION, **asdict(stats), "params": params},

@@ -50,7 +50,21 @@ KNOWN_RECORD_KEYS = frozenset(
     }
 )
 KNOWN_OBJECT_KEYS = frozenset({"bbox_2d", "desc", "category_id", "category_name", "coco_ann_id"})
-EXTRA_KEYS = ("file_name", "metadata", "orig_width", "orig_height")
+# kept on the Sample for the record; the last ones are task inputs (grounding: the expression and
+# its original-pixel box; LVIS: the federated lists) that the task copies into its records
+EXTRA_KEYS = (
+    "file_name",
+    "metadata",
+    "orig_width",
+    "orig_height",
+    "query",
+    "split",
+    "ref_id",
+    "source_image_id",
+    "gt_orig_bbox",
+    "neg_category_ids",
+    "not_exhaustive_category_ids",
+)
 FRAMES = ("pixel", "norm1000", "coord_tokens")
 
 

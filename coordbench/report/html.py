@@ -20,6 +20,7 @@ import orjson
 from coordbench.errors import ArtifactError
 from coordbench.metrics.calibration import Detections, matched_detections
 from coordbench.metrics.summary import PARSE_STATUSES
+from coordbench.report import grounding as grounding_report
 from coordbench.report.gallery import dataset_root, gallery_html
 from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
 from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
@@ -327,8 +328,32 @@ def _gallery(ctx: _Context) -> str | None:
     return None
 
 
+def _grounding_gallery(ctx: _Context) -> str | None:
+    per_sample, _ = _per_sample(RunDir(ctx.run_dir).eval.per_image)
+    head = ctx.head
+    data = _d(head.get("config")).get("data") or _d(ctx.summary.get("infer")).get("gt_jsonl")
+    ir = _d(head.get("config")).get("image_root")
+    image_root = Path(ir) if isinstance(ir, str) and ir else None
+    root = dataset_root(data, ctx.run_dir)
+    html = grounding_report.gallery_section(
+        ctx.records, per_sample, root, ctx.max_gallery, image_root
+    )
+    return html or None
+
+
+def _per_sample(path: Path) -> tuple[list[dict], int]:
+    """per_image.json rows (a list), or [] when missing or unreadable."""
+    try:
+        rows = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return [], 0
+    return (rows if isinstance(rows, list) else []), 0
+
+
 # a task's `report_sections` name these, in the order they appear
 SECTIONS = {
+    "per_split": lambda ctx: grounding_report.per_split_section(ctx.metrics_doc),
+    "grounding_gallery": _grounding_gallery,
     "summary": lambda ctx: _summary_section(ctx.summary, ctx.metrics, ctx.calib, ctx.task),
     "per_class_ap": _per_class_ap,
     "plots": lambda ctx: _plots_section(ctx.det, ctx.calib),

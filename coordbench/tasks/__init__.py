@@ -15,11 +15,13 @@ from coordbench.config.presets import list_presets, load_task_preset
 from coordbench.errors import ConfigError
 from coordbench.tasks.base import Metric, Task
 from coordbench.tasks.detection import DETECTION
+from coordbench.tasks.grounding import GROUNDING
 
 DEFAULT_TASK = "detection"
 
 TASKS: dict[str, Task] = {
     DETECTION.name: DETECTION,
+    GROUNDING.name: GROUNDING,
 }
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Metric", "Task", "get_task", "task_of", "task_identity"]

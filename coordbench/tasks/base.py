@@ -29,6 +29,9 @@ class Metric:
     key: str
     direction: int = +1
     fraction: bool = True
+    # the per-sample column (in eval/per_image.json) whose mean is this metric, for compare's
+    # paired bootstrap; None: resampled another way (detection's counts, COCO re-matching)
+    per_sample: str | None = None
 
 
 # records (gt_vs_pred_scored.jsonl rows) + options + the data set's vocabulary (+ how many input
@@ -76,6 +79,9 @@ class Task:
     default_prompt: str | None = None
     prompt_context: Callable[[Sample, Sequence[str] | None], PromptContext] = vocabulary_context
     record_fields: Callable[[Sample], dict[str, Any]] = no_record_fields
+    # `eval --task NAME --coco-gt G --coco-dt R`: (gt, results, out dir or None) -> printed text;
+    # None: the COCO pair path (detection)
+    score_pair: Callable[[Path, Path, Path | None], str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def headline_keys(self) -> tuple[tuple[str, str], ...]:
