@@ -1,0 +1,105 @@
+"""The federated LVIS evaluator equals lvis-api on random federated sets and on one
+hand-computed case per rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coordbench.errors import DataError
+from coordbench.metrics.lvis_eval import LvisDets, lvis_evaluate, top_per_image
+from tests.lvis_oracle import lvis_api_stats, random_lvis
+
+
+def _dets(results):
+    return LvisDets(
+        np.array([r["image_id"] for r in results]),
+        np.array([r["category_id"] for r in results]),
+        np.array([r["bbox"] for r in results], float).reshape(-1, 4),
+        np.array([r["score"] for r in results], float),
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_stat_equals_lvis_api_on_random_federated_sets(seed):
+    gt, results = random_lvis(seed)
+    ref = lvis_api_stats(gt, results)
+    ours = lvis_evaluate(gt, _dets(results)).stats
+    assert set(ours) == set(ref)
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+def _gt(neg=(), nel=(), freq="f"):
+    return {
+        "images": [
+            {
+                "id": 1,
+                "width": 100,
+                "height": 100,
+                "neg_category_ids": list(neg),
+                "not_exhaustive_category_ids": list(nel),
+            }
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "area": 1600}
+        ],
+        "categories": [
+            {"id": 1, "name": "a", "frequency": freq},
+            {"id": 2, "name": "b", "frequency": "r"},
+        ],
+    }
+
+
+def _run(gt, results):
+    ours = lvis_evaluate(gt, _dets(results))
+    ref = lvis_api_stats(gt, results)
+    for k in ref:
+        assert ours.stats[k] == pytest.approx(ref[k], abs=1e-12), k
+    return ours
+
+
+HIT = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40], "score": 0.5}
+
+
+def test_a_category_neither_in_gt_nor_negative_is_not_evaluated():
+    fp = {"image_id": 1, "category_id": 2, "bbox": [60, 60, 30, 30], "score": 0.9}
+    out = _run(_gt(), [HIT, fp])
+    assert out.counters["dets_not_evaluated"] == 1
+    assert out.stats["AP"] == pytest.approx(1.0)  # the category-2 box costs nothing
+    out = _run(_gt(neg=[2]), [HIT, fp])  # listed negative: evaluated, but no GT in category 2
+    assert out.counters["dets_not_evaluated"] == 0 and out.stats["AP"] == pytest.approx(1.0)
+
+
+def test_unmatched_detections_of_a_not_exhaustive_category_are_ignored():
+    fp = {"image_id": 1, "category_id": 1, "bbox": [60, 60, 30, 30], "score": 0.9}
+    exhaustive = _run(_gt(), [HIT, fp]).stats["AP"]
+    relaxed = _run(_gt(nel=[1]), [HIT, fp]).stats["AP"]
+    # the higher-scored FP comes first: precision 1/2 at recall 1 -> AP 0.5; ignored -> 1.0
+    assert exhaustive == pytest.approx(0.5) and relaxed == pytest.approx(1.0)
+
+
+def test_each_image_keeps_its_top_300_by_score():
+    low = [{"image_id": 1, "category_id": 1, "bbox": [60, 60, 30, 30], "score": 0.9}] * 300
+    out = _run(_gt(), [{**HIT, "score": 0.1}, *low])  # the hit is the 301st: cut
+    assert out.counters["dets_over_max_dets"] == 1 and out.stats["AP"] == 0.0
+    keep = top_per_image(np.zeros(5, int), np.array([0.1, 0.5, 0.5, 0.9, 0.5]), 3)
+    assert keep.tolist() == [1, 2, 3]  # ties: file order
+
+
+def test_frequency_groups_and_area_ranges():
+    out = _run(_gt(freq="c"), [HIT])
+    assert out.stats["APc"] == pytest.approx(1.0)
+    assert out.stats["APr"] == -1 and out.stats["APf"] == -1  # no GT in those groups
+    assert out.stats["APm"] == pytest.approx(1.0) and out.stats["APs"] == -1
+
+
+def test_bad_input_names_the_culprit():
+    gt = _gt()
+    del gt["images"][0]["neg_category_ids"]
+    with pytest.raises(DataError, match="neg_category_ids.*COCO file passed as LVIS"):
+        lvis_evaluate(gt, _dets([HIT]))
+    gt = _gt()
+    gt["categories"][0].pop("frequency")
+    with pytest.raises(DataError, match="frequency"):
+        lvis_evaluate(gt, _dets([HIT]))
