@@ -103,3 +103,63 @@ def test_bad_input_names_the_culprit():
     gt["categories"][0].pop("frequency")
     with pytest.raises(DataError, match="frequency"):
         lvis_evaluate(gt, _dets([HIT]))
+
+
+def _write(tmp_path, gt, results):
+    import json
+
+    g, d = tmp_path / "lvis_gt.json", tmp_path / "results.json"
+    g.write_text(json.dumps(gt))
+    d.write_text(json.dumps(results))
+    return g, d
+
+
+def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
+    import json
+
+    from tests.test_reliability_support import run_cli
+
+    gt, results = random_lvis(11)
+    g, d = _write(tmp_path, gt, results)
+    p = run_cli(["eval", "--lvis-gt", str(g), "--lvis-dt", str(d), "--out", str(tmp_path / "ev")])
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    ref = lvis_api_stats(gt, results)
+    for k, v in ref.items():
+        assert doc["metrics"][f"lvis_{k}"] == pytest.approx(v, abs=1e-12), k
+    assert {"lvis_diag_dets_total", "lvis_diag_dets_not_evaluated"} <= set(doc["counters"])
+    head = (tmp_path / "ev" / "per_class.csv").read_text().splitlines()[0]
+    assert head == "category,frequency,AP,n_gt"
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda gt, r: r.append({**r[0], "image_id": 424242}), "image_id 424242, not in GT"),
+        (lambda gt, r: r.append({**r[0], "category_id": 999}), "category_id 999, not an LVIS"),
+        (lambda gt, r: r.append({**r[0], "score": "high"}), "non-numeric score"),
+        (lambda gt, r: [im.pop("neg_category_ids") for im in gt["images"]], "not an LVIS file"),
+    ],
+)
+def test_eval_lvis_pair_bad_input_names_the_culprit(tmp_path, edit, match):
+    from tests.test_reliability_support import run_cli
+
+    gt, results = random_lvis(3, n_img=4, dets_per_img=5)
+    edit(gt, results)
+    g, d = _write(tmp_path, gt, results)
+    p = run_cli(["eval", "--lvis-gt", str(g), "--lvis-dt", str(d)])
+    assert p.returncode == 2 and match in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_nan_scores_and_swapped_files_are_refused(tmp_path):
+    from tests.test_reliability_support import run_cli
+
+    gt, results = random_lvis(4, n_img=4, dets_per_img=5)
+    g, d = _write(tmp_path, gt, results)
+    d.write_text(d.read_text().replace('"score": ' + str(results[0]["score"]), '"score": NaN', 1))
+    p = run_cli(["eval", "--lvis-gt", str(g), "--lvis-dt", str(d)])
+    assert p.returncode == 2 and "Traceback" not in p.stderr and str(d) in p.stderr, p.stderr
+    g, d = _write(tmp_path, gt, results)
+    p = run_cli(["eval", "--coco-gt", str(g), "--coco-dt", str(d)])  # LVIS passed as COCO
+    assert p.returncode == 2 and "--lvis-gt" in p.stderr, p.stderr

@@ -56,6 +56,14 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR, RUN_JSON
     "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
 )
 @click.option(
+    "--lvis-gt",
+    type=click.Path(exists=True, dir_okay=False),
+    help="LVIS annotations (lvis_v1_val.json): score --lvis-dt by lvis-api's federated rules.",
+)
+@click.option(
+    "--lvis-dt", type=click.Path(exists=True, dir_okay=False), help="LVIS bbox results json."
+)
+@click.option(
     "--task",
     default=None,
     help="With --coco-gt/--coco-dt: `refcoco` scores grounding (MDETR-style GT, Acc@0.5).",
@@ -72,6 +80,8 @@ def eval_cmd(
     coco_gt: str | None,
     coco_dt: str | None,
     bootstrap: int,
+    lvis_gt: str | None,
+    lvis_dt: str | None,
     task: str | None,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
@@ -81,10 +91,20 @@ def eval_cmd(
       coordbench eval output/runs/NAME
       coordbench eval upstream/gt_vs_pred_scored.jsonl --out eval_dir --scorer pycocotools
       coordbench eval --coco-gt instances_val2017.json --coco-dt results.json --bootstrap 200
+      coordbench eval --lvis-gt lvis_v1_val.json --lvis-dt results.json --out eval_lvis
     """
     from coordbench.metrics.gcpause import gc_paused
 
     with gc_paused():  # reading + scoring build millions of acyclic objects [ARCH-EVAL-SPEED]
+        if lvis_gt or lvis_dt:
+            if not (lvis_gt and lvis_dt) or path or coco_gt or coco_dt:
+                raise click.UsageError("--lvis-gt and --lvis-dt go together, alone")
+            from coordbench.pipeline.lvis_pair import score_lvis_pair
+
+            click.echo(
+                score_lvis_pair(Path(lvis_gt), Path(lvis_dt), out=Path(out) if out else None)
+            )
+            return
         if coco_gt or coco_dt:
             _score_pair(path, coco_gt, coco_dt, out, scorer, bootstrap, task)
             return

@@ -40,6 +40,23 @@ def load_gt(path: Path) -> dict[str, Any]:
         raise DataError(
             f"{path}: expected a COCO instances object with images/annotations/categories"
         )
+    _check_annotations(path, doc)
+    return doc
+
+
+def load_coco_gt(path: Path) -> dict[str, Any]:
+    """A COCO instances file for `--coco-gt`; an LVIS file is refused (its federated rules
+    differ: score it with --lvis-gt)."""
+    doc = load_gt(path)
+    if any(isinstance(im, dict) and "neg_category_ids" in im for im in doc["images"][:1000]):
+        raise DataError(
+            f"{path} is an LVIS annotation file (images carry neg_category_ids): COCO rules would "
+            "count every unlisted category as absent; score it with --lvis-gt/--lvis-dt"
+        )
+    return doc
+
+
+def _check_annotations(path: Path, doc: dict[str, Any]) -> None:
     for i, a in enumerate(doc["annotations"]):
         if not isinstance(a, dict) or not all(k in a for k in ("image_id", "category_id", "bbox")):
             raise DataError(f"{path}: annotation {i} needs image_id, category_id and bbox")
@@ -48,10 +65,9 @@ def load_gt(path: Path) -> dict[str, Any]:
             raise DataError(f"{path}: annotation {i} has a bad bbox {box!r}")
         if not _number(a.get("area")):
             raise DataError(f"{path}: annotation {i} has no numeric `area` (COCO rule)")
-    return doc
 
 
-def _valid_columns(doc: list[Any]) -> bool:
+def valid_columns(doc: list[Any]) -> bool:
     """Every result a dict with a 4-number bbox and a finite number score (C-level passes;
     `load_results` walks the list to name the first bad one when this says no)."""
     get = dict.get
@@ -69,7 +85,7 @@ def _valid_columns(doc: list[Any]) -> bool:
     return bool(np.isfinite(flat).all() and np.isfinite(scores).all())
 
 
-def _first_bad_result(path: Path, doc: list[Any], images: set[Any]) -> None:
+def first_bad_result(path: Path, doc: list[Any], images: set[Any]) -> None:
     """Raise a DataError naming the first result COCOeval could not use."""
     for i, r in enumerate(doc):
         if not isinstance(r, dict):
@@ -91,8 +107,8 @@ def load_results(path: Path, gt: dict[str, Any]) -> CocoDets:
     if not isinstance(doc, list):
         raise DataError(f"{path}: expected a JSON list of detection results")
     images = {im["id"] for im in gt["images"]}
-    if not (_valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
-        _first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
+    if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
+        first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
     cats = {c["id"] for c in gt["categories"]}
     known = map(cats.__contains__, map(dict.get, doc, repeat("category_id")))
     return CocoDets.from_dicts([r for r, k in zip(doc, known, strict=True) if k])
@@ -139,7 +155,7 @@ def score_coco_pair(
     bootstrap: int = 0,
 ) -> str:
     """Score the pair, write metrics.json + per_class.csv under `out`, return the summary."""
-    gt = load_gt(gt_path)
+    gt = load_coco_gt(gt_path)
     dets = load_results(dt_path, gt)
     stats, per_class, _ = coco_stats_eval(gt, dets, scorer)
     doc: dict[str, Any] = {
