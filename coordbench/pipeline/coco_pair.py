@@ -85,9 +85,10 @@ def valid_columns(doc: list[Any]) -> bool:
     return bool(np.isfinite(flat).all() and np.isfinite(scores).all())
 
 
-def first_bad_result(path: Path, doc: list[Any], images: set[Any]) -> None:
-    """Raise a DataError naming the first result COCOeval could not use."""
-    for i, r in enumerate(doc):
+def first_bad_result(path: Path, doc: list[Any], images: set[Any], offset: int = 0) -> None:
+    """Raise a DataError naming the first result COCOeval could not use (`offset`: the index
+    of `doc`'s first element in the file)."""
+    for i, r in enumerate(doc, offset):
         if not isinstance(r, dict):
             raise DataError(f"{path}: result {i} is not an object")
         box, score = r.get("bbox"), r.get("score")

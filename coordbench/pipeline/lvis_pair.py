@@ -26,6 +26,7 @@ from coordbench.pipeline.coco_pair import first_bad_result, load_gt, valid_colum
 from coordbench.rundir import files as A
 from coordbench.rundir.csvcells import safe_cell
 from coordbench.rundir.guard import refuse_input_as_output
+from coordbench.rundir.json_chunks import json_list_columns
 from coordbench.rundir.layout import METRICS, PER_CLASS
 
 
@@ -48,25 +49,38 @@ def load_lvis_gt(path: Path) -> dict[str, Any]:
 
 
 def load_lvis_results(path: Path, gt: dict[str, Any]) -> LvisDets:
-    doc = A.read_json(path)
-    if not isinstance(doc, list):
-        raise DataError(f"{path}: expected a JSON list of detection results")
+    """The results file as columns, read in chunks (never all 5 M dicts at once), checked."""
     images = {im["id"] for im in gt["images"]}
-    if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
-        first_bad_result(path, doc, images)
     cats = {c["id"] for c in gt["categories"]}
-    cat_ids = list(map(dict.get, doc, repeat("category_id")))
-    if not cats.issuperset(cat_ids):
-        i = next(i for i, c in enumerate(cat_ids) if c not in cats)
-        raise DataError(
-            f"{path}: result {i} has category_id {cat_ids[i]!r}, not an LVIS category of the GT"
+
+    def columns(doc: list[Any], offset: int) -> LvisDets:
+        if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
+            first_bad_result(path, doc, images, offset)
+        cat_ids = list(map(dict.get, doc, repeat("category_id")))
+        if not cats.issuperset(cat_ids):
+            i = next(i for i, c in enumerate(cat_ids) if c not in cats)
+            raise DataError(
+                f"{path}: result {offset + i} has category_id {cat_ids[i]!r}, not an LVIS "
+                "category of the GT"
+            )
+        n = len(doc)
+        return LvisDets(
+            np.fromiter(map(dict.get, doc, repeat("image_id")), np.int64, n),
+            np.asarray(cat_ids, np.int64),
+            np.array(list(map(dict.get, doc, repeat("bbox"))), np.float64).reshape(n, 4),
+            np.fromiter(map(dict.get, doc, repeat("score")), np.float64, n),
         )
-    n = len(doc)
+
+    parts = json_list_columns(path, columns)
+    if not isinstance(parts, list):
+        raise DataError(f"{path}: expected a JSON list of detection results")
+    if not parts:
+        return LvisDets(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0))
     return LvisDets(
-        np.fromiter(map(dict.get, doc, repeat("image_id")), np.int64, n),
-        np.asarray(cat_ids, np.int64),
-        np.array(list(map(dict.get, doc, repeat("bbox"))), np.float64).reshape(n, 4),
-        np.fromiter(map(dict.get, doc, repeat("score")), np.float64, n),
+        np.concatenate([p.image_id for p in parts]),
+        np.concatenate([p.category_id for p in parts]),
+        np.concatenate([p.bbox for p in parts]),
+        np.concatenate([p.score for p in parts]),
     )
 
 
