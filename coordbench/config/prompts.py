@@ -20,7 +20,8 @@ from coordbench.geometry import COORD_MAX, coord_token, parse_coord_token
 
 ORDERINGS = ("sorted", "random")
 COORD_MODES = ("coord_tokens", "norm1000_text", "pixel", "rel1000")
-VARIANTS = ("default", "coco_80", "grounding")  # grounding: one box for the sample's query
+# grounding: one box for the sample's query; lvis_*: upstream's federated LVIS texts
+VARIANTS = ("default", "coco_80", "grounding", "lvis_stage1_federated", "lvis_stage2_federated")
 FIELD_ORDERS = ("desc_first", "geometry_first")
 BBOX_FORMATS = ("xyxy",)  # upstream also has cxcywh / cxcy_logw_logh; our parser is xyxy only
 LAYOUTS = ("text_first", "image_first")
@@ -300,6 +301,8 @@ _COCO80_LIST = ", ".join(COCO80_CLASSES)
 _VARIANT_SUFFIX = {
     "default": ("", ""),
     "grounding": ("", ""),
+    "lvis_stage1_federated": ("", ""),  # whole texts of their own: _LVIS_TEXT
+    "lvis_stage2_federated": ("", ""),
     "coco_80": (
         "- COCO-80 closed-class policy: `desc` must be exactly one canonical class name "
         f"from this list (case-sensitive): {_COCO80_LIST}.\n"
@@ -325,6 +328,79 @@ _VARIANT_SUFFIX = {
         "do not use one box to cover multiple objects and do not repeat near-identical boxes.",
     ),
 }
+
+# Upstream's LVIS variants replace the whole system and user texts [UP-PROMPT-TEXT]: the same
+# for both orderings and coord modes (the coord-token wording stays even for norm1000_text);
+# only the field-order rule, the bbox rule and the rendered example are substituted.
+_LVIS_SYSTEM_RULES = (
+    "- Geometry formatting rules:\n"
+    "  * {bbox_rule}\n"
+    + _POLY_RULES
+    + "- Coordinates must be written as coord tokens `<|coord_N|>` only.\n"
+)
+_LVIS_TEXT = {
+    "lvis_stage1_federated": (
+        "You are a dense object annotation assistant for LVIS federated labels. ",
+        "- LVIS federated policy: this target is the verified annotation subset for the image, "
+        "not an exhaustive statement about all visible categories.\n"
+        "- Omitted visible categories may be intentionally unlabeled; do not interpret omission "
+        "as absence.\n"
+        "- Emit one record per verified annotated instance, including small or partially occluded "
+        "instances when they are still localizable; keep boxes/polygons atomic, avoid duplicates, "
+        "and prefer inclusion over omission when a grounded single-instance geometry is "
+        "available.\n",
+        "Return the verified LVIS annotation subset for this image as a single CoordJSON object "
+        '{{"objects": [...]}} using bare `<|coord_N|>` tokens (0\u2013999). Use canonical LVIS '
+        "category names, preserve one record per annotated instance, keep geometry exact, and "
+        "include every verified annotated instance you can localize, including small or "
+        "partially occluded ones. Each record {field_order}. {bbox_rule} Important: omitted "
+        "visible categories may be intentionally unlabeled under LVIS federated annotations, so "
+        "the target is a verified subset rather than an exhaustive absence claim. Use the exact "
+        "per-object format: {example}. Do not quote coord tokens, do not emit extra keys, and "
+        "emit no extra text.",
+    ),
+    "lvis_stage2_federated": (
+        "You are a dense object detection assistant for LVIS-style federated annotations. ",
+        "- LVIS federated policy: some visible categories may be unlabeled in the verified "
+        "subset, so do not assume an omitted category is absent.\n"
+        "- Continue listing clearly visible, localizable instances, including small or partially "
+        "occluded ones, even when boundaries are mildly uncertain; keep one record per atomic "
+        "instance, avoid duplicates, and stay within canonical LVIS category names.\n",
+        "List clearly visible LVIS objects in this image as a single CoordJSON object "
+        '{{"objects": [...]}} using bare `<|coord_N|>` tokens (0\u2013999). Do not assume '
+        "unlisted categories are absent just because the verified subset may be partial; "
+        "continue with additional visible instances when you can localize them, including small "
+        "or partially occluded ones, and prefer inclusion over omission when the boundary is "
+        "mildly uncertain. Use canonical LVIS category names, one atomic instance per record, "
+        "and do not emit duplicate near-identical boxes. Each record {field_order}. {bbox_rule} "
+        "Use the exact per-object format: {example}. Do not quote coord tokens, do not emit "
+        "extra keys, and emit no extra text.",
+    ),
+}
+
+
+def _lvis_system(preset: PromptPreset) -> str:
+    opening, policy, _ = _LVIS_TEXT[preset.variant]
+    return (
+        opening
+        + 'Output exactly one CoordJSON object {"objects": [...]} with no extra text.\n'
+        + '- The top-level object must contain exactly one key "objects".\n'
+        + f"- {_FIELD_ORDER_SYSTEM[preset.field_order]}\n"
+        + "- Use the canonical LVIS category string for `desc`; keep category names exact and "
+        "concise.\n"
+        + _LVIS_SYSTEM_RULES.format(bbox_rule=_BBOX_SYSTEM_RULE[preset.bbox_format])
+        + policy
+        + _LAYOUT_RULE
+    )
+
+
+def _lvis_user(preset: PromptPreset, example: str) -> str:
+    return _LVIS_TEXT[preset.variant][2].format(
+        field_order=_FIELD_ORDER_USER[preset.field_order],
+        bbox_rule=_BBOX_USER_RULE[preset.bbox_format],
+        example=example,
+    )
+
 
 # The per-object example in the user prompt. Upstream's geometry-first example says
 # "black cat near sofa" while the desc-first one says "black cat"; kept as is.
@@ -408,6 +484,8 @@ def native_prompt(preset: PromptPreset, context: PromptContext | None = None) ->
 
 def system_prompt(preset: PromptPreset) -> str:
     """The system message text (ends with a newline, as upstream)."""
+    if preset.variant in _LVIS_TEXT:
+        return _lvis_system(preset)
     return (
         _SYSTEM_HEAD
         + f"- {_FIELD_ORDER_SYSTEM[preset.field_order]}\n"
@@ -427,6 +505,8 @@ def user_prompt(preset: PromptPreset, context: PromptContext | None = None) -> s
     """The user message text (one line); a grounding preset asks for the sample's query."""
     surface = _SURFACE_TEXT[preset.coord_mode]
     example = _render_object(_EXAMPLE_DESC[preset.field_order], _EXAMPLE_BOX, preset)
+    if preset.variant in _LVIS_TEXT:
+        return _lvis_user(preset, example)
     if preset.variant == "grounding":
         return _COORDJSON_GROUNDING.format(
             query="{query}",
