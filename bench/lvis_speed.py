@@ -177,13 +177,19 @@ def main() -> int:
         ours = json.loads((root / f"ev_{scale}" / "metrics.json").read_text())["metrics"]
         row = f"{scale:>11,} | {ours_s:7.1f} s {ours_rss:6.0f} MB |"
         if not args.no_faster:
-            f_s, f_rss, out = run([env_py, "-c", FASTER, str(gt), str(dt)], args.timeout)
-            row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB |"
+            f_s, f_rss, out = run([env_py, "-c", FASTER, str(gt), str(dt)], args.timeout, True)
+            state = "" if out is not None else " FAILED"
+            row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB{state} |"
         if scale in peer:
-            l_s, l_rss, out = run([env_py, "-c", LVIS_API, str(gt), str(dt)], args.timeout)
-            ref = json.loads(out.strip().splitlines()[-1])
-            diff = max(abs(ours[f"lvis_{k}"] - ref[k]) for k in STATS)
-            row += f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB, max |diff| {diff:.1e}"
+            l_s, l_rss, out = run([env_py, "-c", LVIS_API, str(gt), str(dt)], args.timeout, True)
+            if out is None:
+                row += f" {l_s:6.1f} s FAILED or timed out, {l_rss:5.0f} MB"
+            else:
+                ref = json.loads(out.strip().splitlines()[-1])
+                diff = max(abs(ours[f"lvis_{k}"] - ref[k]) for k in STATS)
+                row += (
+                    f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB, max |diff| {diff:.1e}"
+                )
         print(row, flush=True)
     print(f"files in {root}" if args.keep else "")
     return 0

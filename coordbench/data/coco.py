@@ -90,7 +90,7 @@ def _bad(stats: ConversionStats, skip_bad: bool, msg: str) -> None:
         stats.bad_items.append(msg)
 
 
-def _keep_ann(
+def keep_ann(
     ann: dict, wh: tuple[int, int], cats: dict[int, str], stats: ConversionStats, skip_bad: bool
 ) -> dict[str, Any] | None:
     """One annotation -> an object, or None when a [UP-COCO-CONVERT] rule drops it (counted)."""
@@ -188,7 +188,7 @@ def raw_records(
             anns_by_image.get(image_id, []),
             key=lambda a: (int(a.get("id", 0)), int(a.get("category_id") or 0)),
         )
-        objs = [o for a in anns if (o := _keep_ann(a, (w, h), cats, stats, skip_bad)) is not None]
+        objs = [o for a in anns if (o := keep_ann(a, (w, h), cats, stats, skip_bad)) is not None]
         if not objs:
             stats.images_skipped_empty += 1
             continue
@@ -341,9 +341,10 @@ class _Plan:
             min_pixels=self.min_pixels,
             algorithm=self.algorithm,
         )
-        rel = rec["images"][0]
+        rel = rec["images"][0]  # images/<source folder>/<file>: read from root/<source folder>/
         prev = self.out_dir / rel if self.out_dir.exists() else None
-        return _Job(rec, self.root / self.split / Path(rel).name, self.tmp / rel, prev, size)
+        src_dir = Path(rel).parts[1] if len(Path(rel).parts) > 2 else self.split
+        return _Job(rec, self.root / src_dir / Path(rel).name, self.tmp / rel, prev, size)
 
 
 def _build_rows(
@@ -449,6 +450,7 @@ def build_preset(
     skip_bad: bool,
     progress: bool,
     label: str,
+    categories_doc: list[dict[str, Any]] | None = None,
 ) -> ConversionStats:
     """Raw pixel records (original size) -> a published preset folder: the first `limit`
     records' images resized, the three JSONLs, categories.json and conversion_stats.json,
@@ -488,9 +490,9 @@ def build_preset(
         )
     for i, suffix in enumerate(("jsonl", "norm.jsonl", "coord.jsonl")):
         _write_jsonl(plan.tmp / f"{short}.{suffix}", [r[i] for r in rows])
-    _write_json(
-        plan.tmp / "categories.json", [{"id": i, "name": n} for i, n in sorted(cats.items())]
-    )
+    if categories_doc is None:
+        categories_doc = [{"id": i, "name": n} for i, n in sorted(cats.items())]
+    _write_json(plan.tmp / "categories.json", categories_doc)
     _write_json(
         plan.tmp / "conversion_stats.json",
         {"schema_version": SCHEMA_VERSION, **asdict(stats), "params": params},

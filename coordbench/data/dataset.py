@@ -426,6 +426,23 @@ def open_image(sample: Sample):
     return rgb
 
 
+def dataset_category_docs(data: str | Path | None) -> list[dict[str, Any]] | None:
+    """The data set's `categories.json` entries (id, name, and e.g. LVIS's frequency and
+    synonyms) in id order, or None when it declares none."""
+    if not data:
+        return None
+    path = Path(data).parent / CATEGORIES_JSON
+    if not path.is_file():
+        return None
+    try:
+        cats = json.loads(path.read_bytes())
+        return sorted((c for c in cats if isinstance(c, dict)), key=lambda c: c["id"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DataError(
+            f"{path}: expected a JSON list of {{id, name}} categories ({type(e).__name__}: {e})"
+        ) from None
+
+
 def dataset_vocabulary(data: str | Path | None) -> list[str] | None:
     """The data set's declared vocabulary: `categories.json` next to its JSONL, names in id
     order (what `coordbench data coco` writes), else None (the GT descs are the vocabulary).

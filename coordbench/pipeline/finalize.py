@@ -15,7 +15,7 @@ from typing import Any
 from coordbench.compare.benchlog import append_run_entry
 from coordbench.confidence.score import confidence_for_record, postop_summary, scored_record
 from coordbench.config.run import RunConfig
-from coordbench.data.dataset import dataset_vocabulary
+from coordbench.data.dataset import dataset_category_docs, dataset_vocabulary
 from coordbench.metrics.summary import build_summary
 from coordbench.parse.mismatch import dialect_check
 from coordbench.parse.think import reasoning_tokens
@@ -75,7 +75,8 @@ def score_run_records(
     if vocabulary is not None:
         opts = replace(opts, categories=vocabulary)
     task = task or get_task(cfg.task)
-    result = task.score(scored, opts, dataset_categories(cfg))
+    docs = dataset_category_docs(cfg.data)
+    result = task.score(scored, opts, dataset_categories(cfg), categories=docs)
     task.write_eval(result, eval_dir)
     return result
 

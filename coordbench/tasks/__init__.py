@@ -16,12 +16,14 @@ from coordbench.errors import ConfigError
 from coordbench.tasks.base import Metric, Task
 from coordbench.tasks.detection import DETECTION
 from coordbench.tasks.grounding import GROUNDING
+from coordbench.tasks.lvis import LVIS
 
 DEFAULT_TASK = "detection"
 
 TASKS: dict[str, Task] = {
     DETECTION.name: DETECTION,
     GROUNDING.name: GROUNDING,
+    LVIS.name: LVIS,
 }
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Metric", "Task", "get_task", "task_of", "task_identity"]

@@ -36,6 +36,7 @@ def score(
     options: EvalOptions,
     vocabulary: list[str] | None,
     invalid_json: int = 0,
+    categories: list[dict[str, Any]] | None = None,
 ) -> EvalResult:
     """The one detection evaluation: COCO bbox, F1-ish, calibration and diagnostics."""
     return evaluate_records(records, options, categories=vocabulary, invalid_json=invalid_json)

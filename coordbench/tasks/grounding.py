@@ -48,6 +48,7 @@ def score(
     options: EvalOptions,
     vocabulary: list[str] | None,
     invalid_json: int = 0,
+    categories: list[dict[str, Any]] | None = None,
 ):
     return evaluate_grounding(records)
 
