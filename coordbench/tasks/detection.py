@@ -52,7 +52,7 @@ DETECTION = Task(
     # resampled by re-matching (metrics.bootstrap)
     bootstrap_columns=("f1ish_counts", "pred_total", "parse_status", "coco_matches"),
     report_sections=("summary", "per_class_ap", "plots", "gallery"),
-    scorers=("faster_coco_eval", "pycocotools"),
+    scorers=("faster", "pycocotools"),  # faster-coco-eval, or the reference
     log_metrics=(
         "mAP",
         "AP50",
