@@ -93,6 +93,11 @@ def suite_cmd(
         S.write_suite_json(suite, root, statuses)
         _report(S, suite, root, statuses, formats, n_boot, seed)
         return
+    _run(S, suite, root, cells, shard, formats, n_boot, seed)
+
+
+def _run(S, suite, root, cells, shard, formats, n_boot, seed) -> None:  # noqa: ANN001, N803
+    """Run this job's cells (rank 0 prints and reports), then the report when all are done."""
     mine = S.my_cells(cells, Shard.parse(shard, os.environ))
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0:
