@@ -373,3 +373,81 @@ def build_pivot(
         rows_axis, cols, others, [s.label for s in specs], tables, deltas, says,
         list(dict.fromkeys(notes)), prov, n_boot, seed,
     )  # fmt: skip
+
+
+# axis names people type -> the identity key that holds the value
+AXIS_KEYS = {
+    "checkpoint": "checkpoint",
+    "ckpt": "checkpoint",
+    "preset": "preset",
+    "prompt": "prompt",
+    "seed": "seed",
+    "task": "task",
+    "data": "dataset",
+    "dataset": "dataset",
+    "backend": "backend",
+    "temperature": "decode.temperature",
+    "top_p": "decode.top_p",
+    "top_k": "decode.top_k",
+    "max_new_tokens": "decode.max_new_tokens",
+    "repetition_penalty": "decode.repetition_penalty",
+}
+
+
+def _identity_key(axis: str) -> str:
+    return AXIS_KEYS.get(axis, axis)
+
+
+def axis_value(identity: dict[str, Any] | None, axis: str) -> str:
+    """A run's value on an axis, read from its identity (a checkpoint by its folder name)."""
+    node: Any = identity or {}
+    key = _identity_key(axis)
+    if key == "task" and "task" not in node:
+        return "detection"
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        return str(node.get("path_name") or node.get("name") or sorted(node.items()))
+    return f"{node:g}" if isinstance(node, float) else str(node)
+
+
+def _other_axes(runs: Sequence[RunData], fixed: set[str]) -> list[str]:
+    """The identity keys (decode params one by one) in which the runs differ besides `fixed`."""
+    keys: set[str] = set()
+    base = runs[0].identity or {}
+    for r in runs[1:]:
+        diffs = C.flat_diff(base, r.identity or {})
+        for axis in C.axes_of(diffs):
+            if axis == "decode":
+                keys |= {k for k, _, _ in diffs if k.startswith("decode.")}
+            else:
+                keys.add(axis)
+    keys -= {_identity_key(a) for a in fixed} | {"package_version", "checkpoint.sha256"}
+    return sorted(keys, key=lambda k: (k == SEED, k))
+
+
+def pivot_runs(
+    runs: Sequence[RunData],
+    rows: str,
+    cols: str,
+    specs: Sequence[MetricSpec],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> PivotResult:
+    """`compare RUNS --rows A --cols B`: the suite's tables for any set of run dirs, the axes
+    read from their identities; other differing keys become row labels (seeds: mean ± std)."""
+    if rows == cols:
+        raise ConfigError(f"--rows and --cols name the same axis ({rows})")
+    others = _other_axes(runs, {rows, cols})
+    cells = []
+    for r in runs:
+        axes = {rows: axis_value(r.identity, rows), cols: axis_value(r.identity, cols)}
+        axes |= {a: axis_value(r.identity, a) for a in others}
+        state = "done" if r.summary is not None and not r.partial else "partial"
+        cells.append(PivotCell(r.name, axes, str(r.path), r.identity_hash, r, state))
+    if len({tuple(sorted(c.axes.items())) for c in cells}) < len(cells):
+        raise ConfigError(
+            f"two runs have the same {rows} x {cols} values and no other difference (a re-run?); "
+            "pass each once"
+        )
+    return build_pivot(cells, rows, [cols, *others], specs, n_boot=n_boot, seed=seed)

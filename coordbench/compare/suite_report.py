@@ -60,7 +60,7 @@ def _delta_md(d: DeltaTable) -> list[str]:
     return out + [""] + [f"- {n}" for n in d.notes] + ([""] if d.notes else [])
 
 
-def to_markdown(res: PivotResult, title: str = "coordbench suite") -> str:
+def to_markdown(res: PivotResult, title: str = "coordbench pivot") -> str:
     boot = (
         f"paired bootstrap over shared images: {res.n_boot} resamples, seed {res.seed}, "
         "95 % percentile CI"
