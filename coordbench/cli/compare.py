@@ -70,6 +70,8 @@ from coordbench.cli.common import CONTEXT, friendly_errors
     ),
 )
 @click.option("--no-log", is_flag=True, help="Do not append to the benchmark log.")
+@click.option("--rows", help="Pivot: identity axis of the rows (checkpoint, preset, prompt, ...).")
+@click.option("--cols", help="Pivot: axis with one table per level, e.g. preset (needs --rows).")
 @friendly_errors
 def compare_cmd(
     runs: tuple[str, ...],
@@ -84,6 +86,8 @@ def compare_cmd(
     group_by: str,
     log_path: str | None,
     no_log: bool,
+    rows: str | None = None,
+    cols: str | None = None,
 ) -> None:
     """Is B really better than A? Deltas, paired bootstrap CIs, caveats, gates.
 
@@ -95,6 +99,7 @@ def compare_cmd(
       coordbench compare output/runs/*_s* --group-by seed            # mean ± std over seeds
       coordbench compare a b --gates configs/gates/example.toml      # exit 1 if a gate fails
       coordbench compare a b --format json --out cmp.json
+      coordbench compare output/runs/* --rows checkpoint --cols preset  # a table per preset
     """
     from coordbench.compare.benchlog import append_compare_entry
     from coordbench.compare.core import compare_runs
@@ -109,6 +114,10 @@ def compare_cmd(
         )
         for r in runs:
             refuse_inside_run_dir(Path(out), Path(r) if Path(r).is_dir() else Path(r).parent)
+    if rows or cols:
+        from coordbench.cli.pivot import pivot_cmd
+
+        return pivot_cmd(runs, rows, cols, fmt, out, n_boot, seed)
     gate_list = load_gates(gates) if gates else []
     res = compare_runs(
         list(runs),

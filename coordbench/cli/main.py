@@ -15,6 +15,7 @@ from coordbench.cli.export import export_group
 from coordbench.cli.log import log_cmd
 from coordbench.cli.merge import merge
 from coordbench.cli.run import run
+from coordbench.cli.suite import suite_cmd
 
 
 @click.group(context_settings=CONTEXT)
@@ -41,6 +42,7 @@ for command, name in (
     (eval_cmd, "eval"),
     (merge, "merge"),
     (compare_cmd, "compare"),
+    (suite_cmd, "suite"),
     (log_cmd, "log"),
     (data_group, "data"),
     (export_group, "export"),

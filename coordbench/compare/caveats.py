@@ -141,6 +141,22 @@ def same_run_caveats(runs: list[RunData]) -> list[str]:
     return out
 
 
+def equal_weights_caveat(base: RunData, run: RunData) -> str | None:
+    """Two runs of checkpoints with the same weights (sha256) under different names: a delta
+    between them is read as two models' difference, yet it is one model."""
+    ca = (base.identity or {}).get("checkpoint")
+    cb = (run.identity or {}).get("checkpoint")
+    if not (isinstance(ca, dict) and isinstance(cb, dict)) or not ca.get("sha256"):
+        return None
+    if ca.get("sha256") != cb.get("sha256") or ca.get("path_name") == cb.get("path_name"):
+        return None
+    return (
+        f"{base.name} and {run.name} use checkpoints with equal weights (sha256 "
+        f"{str(ca['sha256'])[:12]}…) under different names ({ca.get('path_name')}, "
+        f"{cb.get('path_name')}): one model, so their deltas measure nothing but nondeterminism"
+    )
+
+
 def sample_set_caveat(base: RunData, run: RunData, shared: int) -> str | None:
     na, nb = len(base.samples), len(run.samples)
     if shared == 0:

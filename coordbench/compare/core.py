@@ -165,6 +165,7 @@ def _compare_pair(
         C.sample_set_caveat(base, run, len(shared)),
         C.identical_images_caveat(base, run, shared),
         C.different_gt_caveat(base, run, shared),
+        C.equal_weights_caveat(base, run),
     ):
         if c:
             caveats.append(c)

@@ -35,6 +35,9 @@ EMBEDDED_DATA = Path(
 ).resolve()
 EMBEDDED_PRESET = "64"
 EMBEDDED_PROMPT = "default_desc_first"
+# Beside a checkpoint's config.json: what it was trained with ({"prompt": "default_desc_first"}).
+# Not weights: the checkpoint fingerprint leaves it out (pipeline/plan.py).
+CHECKPOINT_META = "coordbench.json"
 _GEN, _PARSE, _CONF, _EVAL = GenerationParams(), ParseOptions(), ConfidenceOptions(), EvalOptions()
 
 
@@ -172,7 +175,11 @@ class RunConfig:
             raise ConfigError(f"task {self.task!r} has no default data set: pass --data")
         else:
             data = str(user_data_root() / tp.data.format(preset=preset))
-        prompt = self.prompt or (EMBEDDED_PROMPT if embedded and tp.embedded else tp.prompt)
+        prompt = (
+            self.prompt
+            or checkpoint_prompt(ckpt)
+            or (EMBEDDED_PROMPT if embedded and tp.embedded else tp.prompt)
+        )
         if prompt is None:
             raise ConfigError(f"task {self.task!r} has no default prompt preset: pass --prompt")
         if self.limit is not None and self.limit < 0:
@@ -224,6 +231,27 @@ class RunConfig:
         d = asdict(self)
         d["shard"] = str(self.shard)
         return d
+
+
+def checkpoint_prompt(ckpt: str | Path | None) -> str | None:
+    """The prompt preset a checkpoint says it was trained with (`coordbench.json` beside its
+    config.json), else None. A model asked in a prompt it never saw answers garbage that reads
+    as a bad model, so `run` uses this preset when --prompt is not given."""
+    if ckpt is None:
+        return None
+    path = Path(ckpt) / CHECKPOINT_META
+    if not path.is_file():
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not readable JSON ({e})") from None
+    prompt = data.get("prompt") if isinstance(data, dict) else None
+    if prompt is None:
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError(f"{path}: `prompt` must be a prompt preset name, got {prompt!r}")
+    return prompt
 
 
 def check_run_name(name: str | None, flag: str = "--name") -> None:

@@ -67,3 +67,28 @@ def dialect_check(records: Iterable[Mapping], preset_name: str) -> dict[str, Any
         "warning": f"{share:.0%} of answers look like {name}; this run used {preset_name} "
         f"(run with --prompt {name})",
     }
+
+
+BAD_SHARE = 0.5  # more than half the answers unreadable: the prompt, not the model, is suspect
+
+
+def prompt_check(counts: Mapping[str, int], preset_name: str) -> dict[str, Any] | None:
+    """`{"prompt_preset", "share", "n", "warning"}` when most answers are malformed or truncated.
+
+    A checkpoint asked in a prompt it was never trained on (e.g. COCO-80 for a model trained on
+    another prompt) writes answers that do not parse, and the run reads as mAP 0 with nothing
+    pointing at the cause; the warning names the preset used so the user can try another.
+    """
+    n = sum(int(v) for v in counts.values())
+    bad = int(counts.get("malformed", 0)) + int(counts.get("truncated", 0))
+    if n == 0 or bad <= BAD_SHARE * n:
+        return None
+    share = bad / n
+    return {
+        "prompt_preset": preset_name,
+        "share": share,
+        "n": n,
+        "warning": f"{share:.0%} of answers are malformed or truncated under prompt preset "
+        f"{preset_name}: the checkpoint may expect another prompt preset (the one it was "
+        "trained with: put it in coordbench.json beside config.json, or pass --prompt)",
+    }

@@ -17,7 +17,7 @@ from coordbench.confidence.score import confidence_for_record, postop_summary, s
 from coordbench.config.run import RunConfig
 from coordbench.data.dataset import dataset_category_docs, dataset_vocabulary
 from coordbench.metrics.summary import build_summary
-from coordbench.parse.mismatch import dialect_check
+from coordbench.parse.mismatch import dialect_check, prompt_check
 from coordbench.parse.think import reasoning_tokens
 from coordbench.pipeline.provenance import run_timing
 from coordbench.report.html import write_run_report
@@ -134,11 +134,15 @@ def _dialect_notes(
     }
     check = dialect_check(recs, preset)
     parse["dialect_check"] = check
-    if check is not None:
-        diag = summary.get("diagnostics")
-        if not isinstance(diag, dict):
-            diag = summary["diagnostics"] = {}
-        diag["warnings"] = [*(diag.get("warnings") or []), check["warning"]]
+    bad = prompt_check(parse.get("counts") or {}, preset)
+    if bad is not None:  # only then: a clean run's summary.json keeps its bytes
+        parse["prompt_check"] = bad
+    for c in (check, bad):
+        if c is not None:
+            diag = summary.get("diagnostics")
+            if not isinstance(diag, dict):
+                diag = summary["diagnostics"] = {}
+            diag["warnings"] = [*(diag.get("warnings") or []), c["warning"]]
 
 
 def _after_run(run_dir: Path, summary: dict[str, Any], kind: str = "run") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,14 @@ from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoin
 from coordbench.config.options import GenerationParams
 from coordbench.config.presets import load_prompt_preset, load_rescale_preset
 from coordbench.config.prompts import PromptPreset, prompt_template_hash
-from coordbench.config.run import RunConfig, hash_files, identity_hash, package_version
+from coordbench.config.run import (
+    CHECKPOINT_META,
+    RunConfig,
+    checkpoint_prompt,
+    hash_files,
+    identity_hash,
+    package_version,
+)
 from coordbench.data.dataset import (
     dataset_fingerprint,
     dataset_vocabulary,
@@ -20,6 +28,8 @@ from coordbench.data.dataset import (
 from coordbench.errors import CheckpointError, ConfigError, CoordbenchError, DataError
 from coordbench.tasks import Task, get_task, task_identity
 from coordbench.types import Sample
+
+log = logging.getLogger("coordbench")
 
 
 @dataclass
@@ -47,7 +57,9 @@ def _fingerprint_files(root: Path) -> list[Path]:
     files = [
         p
         for p in root.iterdir()
-        if p.is_file() and (p.suffix in FINGERPRINT_SUFFIXES or p.name in FINGERPRINT_NAMES)
+        if p.is_file()
+        and (p.suffix in FINGERPRINT_SUFFIXES or p.name in FINGERPRINT_NAMES)
+        and p.name != CHECKPOINT_META  # coordbench's own note (the trained prompt), not weights
     ]
     if not any(p.suffix == ".safetensors" for p in files):  # --allow-pickle: the .bin weights load
         files += [p for p in root.glob("*.bin") if p.is_file()]
@@ -125,8 +137,23 @@ def _preflight(config: RunConfig, cfg: RunConfig) -> None:
         raise ConfigError(f"{len(problems)} problems: " + "; ".join(m for _, m in problems))
 
 
+def _warn_prompt(config: RunConfig, cfg: RunConfig) -> None:
+    """--prompt differs from the preset the checkpoint says it was trained with."""
+    trained = checkpoint_prompt(cfg.ckpt) if cfg.backend in ("hf", "vllm") else None
+    if config.prompt and trained and config.prompt != trained:
+        log.warning(
+            "--prompt %s differs from %s, the prompt preset %s was trained with (its %s); "
+            "answers to a prompt the model never saw often read as malformed",
+            config.prompt,
+            trained,
+            Path(cfg.ckpt).name,
+            CHECKPOINT_META,
+        )
+
+
 def plan_run(config: RunConfig) -> Plan:
     cfg = config.resolved()
+    _warn_prompt(config, cfg)
     _preflight(config, cfg)
     rescale = load_rescale_preset(cfg.preset)
     prompt = load_prompt_preset(cfg.prompt)
