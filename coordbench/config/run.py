@@ -177,7 +177,7 @@ class RunConfig:
             data = str(user_data_root() / tp.data.format(preset=preset))
         prompt = (
             self.prompt
-            or checkpoint_prompt(ckpt)
+            or checkpoint_prompt(ckpt, self.task)
             or (EMBEDDED_PROMPT if embedded and tp.embedded else tp.prompt)
         )
         if prompt is None:
@@ -233,10 +233,12 @@ class RunConfig:
         return d
 
 
-def checkpoint_prompt(ckpt: str | Path | None) -> str | None:
-    """The prompt preset a checkpoint says it was trained with (`coordbench.json` beside its
-    config.json), else None. A model asked in a prompt it never saw answers garbage that reads
-    as a bad model, so `run` uses this preset when --prompt is not given."""
+def checkpoint_prompt(ckpt: str | Path | None, task: str = "detection") -> str | None:
+    """The prompt preset a checkpoint says it was trained with for `task` (`coordbench.json`
+    beside its config.json: `{"prompt": NAME}` for the task it names in `task`, detection when
+    it names none, or `{"prompts": {TASK: NAME}}`), else None. A model asked in a prompt it never
+    saw answers garbage that reads as a bad model, so `run` uses this preset when --prompt is not
+    given; a detection prompt is never used for another task."""
     if ckpt is None:
         return None
     path = Path(ckpt) / CHECKPOINT_META
@@ -246,7 +248,13 @@ def checkpoint_prompt(ckpt: str | Path | None) -> str | None:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as e:
         raise ConfigError(f"{path}: not readable JSON ({e})") from None
-    prompt = data.get("prompt") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    by_task = data.get("prompts")
+    if isinstance(by_task, dict):
+        prompt = by_task.get(task)
+    else:
+        prompt = data.get("prompt") if data.get("task", "detection") == task else None
     if prompt is None:
         return None
     if not isinstance(prompt, str) or not prompt.strip():

@@ -133,6 +133,7 @@ class LvisTables:
         nel_i, nel_k = _id_lists(images, "not_exhaustive_category_ids", cat_pos)
         evaluated = np.union1d(self.g_key, neg_k * self.n_img + neg_i)
         nel = np.unique(nel_k * self.n_img + nel_i)
+        neg = np.unique(neg_k * self.n_img + neg_i)
         # detections: the top 300 of each image, then only the evaluated (image, category) pairs
         d_img = _positions(np.asarray(dets.image_id), img_pos)
         d_cat = _positions(np.asarray(dets.category_id), cat_pos)
@@ -158,6 +159,7 @@ class LvisTables:
         self.d_box = np.asarray(dets.bbox, np.float64).reshape(-1, 4)[rows]
         self.d_area = self.d_box[:, 2] * self.d_box[:, 3]  # LVISResults: area = w * h
         self.d_nel = np.isin(d_key, nel)
+        self.d_neg = np.isin(d_key, neg)
 
     def area_eval(self, area: str) -> AreaEval:
         lo, hi = AREA_RANGES[area]
@@ -175,6 +177,7 @@ class LvisTables:
         match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, no_crowd, thr, len(g_key))
         # lvis-api tests the matched GT *id* for truth: a match to id 0 reads as no match
         matched = (match >= 0) & (g_id[np.maximum(match, 0)] != 0)
+        self.matched = matched
         out_of_range = (self.d_area < lo) | (self.d_area > hi) | self.d_nel
         det_ign |= ~matched & out_of_range[None, :]
         npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
@@ -205,6 +208,19 @@ def _freq_groups(cats: list[dict[str, Any]]) -> list[np.ndarray]:
     return [np.asarray(g, np.int64) for g in groups]
 
 
+def _upstream_diag(tables: LvisTables, ev: AreaEval) -> None:
+    """Upstream's `lvis_diag_*` counters, at IoU 0.5 over all areas: detections matched to a
+    GT, unmatched ones of a verified-negative category, unmatched ones ignored as not exhaustive,
+    and those not evaluated at all (category neither in the GT nor negative)."""
+    unmatched = ~tables.matched[0]
+    tables.counters.update(
+        matched_verified_positive=int(ev.tp[0].sum()),
+        verified_negative_unmatched=int((unmatched & tables.d_neg).sum()),
+        ignored_not_exhaustive=int((unmatched & tables.d_nel).sum()),
+        ignored_unevaluable=tables.counters["dets_not_evaluated"],
+    )
+
+
 def lvis_evaluate(gt: dict[str, Any], dets: LvisDets, max_dets: int = MAX_DETS) -> LvisOutput:
     """The 13 LVIS stats (lvis-api's names), precision of area all, counters."""
     tables = LvisTables(gt, dets, max_dets)
@@ -215,6 +231,7 @@ def lvis_evaluate(gt: dict[str, Any], dets: LvisDets, max_dets: int = MAX_DETS) 
         ev = tables.area_eval(area)
         if order is None:
             order = stream_order(ev)
+            _upstream_diag(tables, ev)
         # no per-image cut beyond the one made on loading: max_det above every rank
         p, r = accumulate_area(ev, tables.n_cats, REC_THRS, 1 << 30, order, True)
         prec[area], rec[area] = p, r

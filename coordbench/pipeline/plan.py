@@ -139,7 +139,7 @@ def _preflight(config: RunConfig, cfg: RunConfig) -> None:
 
 def _warn_prompt(config: RunConfig, cfg: RunConfig) -> None:
     """--prompt differs from the preset the checkpoint says it was trained with."""
-    trained = checkpoint_prompt(cfg.ckpt) if cfg.backend in ("hf", "vllm") else None
+    trained = checkpoint_prompt(cfg.ckpt, cfg.task) if cfg.backend in ("hf", "vllm") else None
     if config.prompt and trained and config.prompt != trained:
         log.warning(
             "--prompt %s differs from %s, the prompt preset %s was trained with (its %s); "
