@@ -54,7 +54,7 @@ def test_native_prompts_name_the_data_sets_classes_unless_the_preset_pins_them()
 # ----------------------------------------------------------------- a toy task, end to end
 
 
-def _count_score(records, options, vocabulary, invalid_json=0):
+def _count_score(records, options, vocabulary, invalid_json=0, categories=None):
     """Toy scorer: the fraction of images whose predicted box count equals the GT count."""
 
     class Result:

@@ -34,9 +34,10 @@ class Metric:
     per_sample: str | None = None
 
 
-# records (gt_vs_pred_scored.jsonl rows) + options + the data set's vocabulary (+ how many input
-# lines were unreadable) -> a result whose `.metrics` holds the headline keys; the writer puts
-# the task's eval files in a folder
+# `score(records, options, vocabulary, invalid_json=0, categories=None)`: records
+# (gt_vs_pred_scored.jsonl rows), the eval options, the data set's class names, how many input
+# lines were unreadable, and its categories.json entries (LVIS: frequency, synonyms) -> a result
+# whose `.metrics` holds the headline keys; the writer puts the task's eval files in a folder
 Scorer = Callable[..., Any]
 Writer = Callable[[Any, Path], None]
 
