@@ -44,7 +44,8 @@ def test_qwen3_fenced_list_reads_every_box_in_rel1000():
 def test_qwen25_pixel_values_are_pixels_and_clamped():
     text = '[{"bbox_2d": [10, 20, 700, 300], "label": "car"}]'
     p = parse_answer(text, prompt_preset="qwen25_pixel", width=W, height=H)
-    assert p.status is ParseStatus.OK
+    # clamped, and said (round 3): 700 is beyond the 640-px input
+    assert p.status is ParseStatus.SALVAGED and "out_of_frame" in p.issues
     assert boxes(p) == [("car", [10.0, 20.0, 639.0, 300.0])]
 
 
@@ -96,10 +97,12 @@ def test_empty_list_is_empty(preset):
     assert p.status is ParseStatus.EMPTY and p.objects == ()
 
 
-def test_unreadable_box_is_malformed_not_salvaged():
+def test_unreadable_box_beside_a_good_one_is_salvaged():
+    # malformed means no objects (round 3): the good box is kept, the bad one named
     text = '[{"bbox_2d": [100, 200, 500, 800], "label": "cat"}, {"bbox_2d": [1, 2], "label": "x"}]'
     p = parse_answer(text, prompt_preset="qwen3_rel1000", width=W, height=H)
-    assert p.status is ParseStatus.MALFORMED and len(p.objects) == 1
+    assert p.status is ParseStatus.SALVAGED and len(p.objects) == 1
+    assert "bad_coordinates" in p.issues
 
 
 @pytest.mark.parametrize("value", ["true", "false", '"12"', "null"])
@@ -145,7 +148,7 @@ def test_paligemma_loc_bins_of_1024_yx():
     assert boxes(p) == [("cat", [128.0, 128.0, 512.0, 384.0]), ("dog", [0.0, 0.0, 1023.0, 511.0])]
     three = "<loc0256><loc0128><loc0768> cat ; <loc0000><loc0000><loc1023><loc1023> dog"
     q = parse_answer(three, prompt_preset="paligemma_loc", width=1024, height=512)
-    assert q.status is ParseStatus.MALFORMED and len(q.objects) == 1
+    assert q.status is ParseStatus.SALVAGED and len(q.objects) == 1
 
 
 def test_florence2_bins_at_centres_and_label_runs():
@@ -161,8 +164,11 @@ def test_florence2_bins_at_centres_and_label_runs():
     "preset", ["qwen25_pixel", "qwen3_rel1000", "internvl_box", "paligemma_loc", "florence2_od"]
 )
 def test_prose_without_boxes_is_malformed(preset):
-    p = parse_answer("I cannot see any objects.", prompt_preset=preset, width=W, height=H)
+    p = parse_answer("Here are the objects you asked for.", prompt_preset=preset, width=W, height=H)
     assert p.status is ParseStatus.MALFORMED and p.objects == ()
+    # a refusal ("nothing is there") is empty (tests/test_parse_round3.py has the rule)
+    p = parse_answer("I cannot see any objects.", prompt_preset=preset, width=W, height=H)
+    assert p.status is ParseStatus.EMPTY and p.objects == ()
 
 
 def test_public_api_is_exported():

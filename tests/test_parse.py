@@ -58,7 +58,7 @@ EXPECTED_STATUS = {
     "reversed_box_kept_at_infer": ("salvaged", ("reversed_box",)),
     "degenerate_after_rounding": ("salvaged", ("degenerate",)),
     "poly_coord": ("ok", ()),
-    "no_json": ("malformed", ()),
+    "no_json": ("empty", ()),  # "I cannot see anything." is a refusal: empty (parse.refusal)
     "empty_objects": ("empty", ()),
     "leading_junk_then_container": ("salvaged", ("junk_around_json",)),
     "numeric_text_norm1000_valid_json": ("ok", ()),

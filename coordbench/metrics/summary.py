@@ -11,6 +11,8 @@ from typing import Any
 # (label, metrics key) pairs: the run's task declares them (tasks/*.py `headline`)
 Headline = Sequence[tuple[str, str]]
 PARSE_STATUSES = ("ok", "salvaged", "empty", "truncated", "malformed")
+# issues printed under the parse line: the ones that change boxes without a word otherwise
+SHOWN_ISSUES = ("out_of_frame", "reversed_box", "bad_coordinates", "degenerate")
 
 
 def build_summary(
@@ -25,6 +27,15 @@ def build_summary(
     ident, cfg = head["identity"], head.get("config", {})
     errors = Counter(code for r in recs for code in r.get("errors", []))
     status = Counter(r.get("parse_status", "ok") for r in recs)
+    # finer parse issues per run: out_of_frame (clamped), reversed_box (dropped under CoordJSON,
+    # reordered natively), bad_coordinates, ... (docs/dialects.md)
+    issues = Counter(
+        code
+        for r in recs
+        if isinstance(codes := r.get("parse_issues"), list)
+        for code in codes
+        if isinstance(code, str)
+    )
     n = max(1, len(recs))
     metrics = result.metrics
     return {
@@ -59,6 +70,7 @@ def build_summary(
         "parse": {
             "counts": {s: status.get(s, 0) for s in PARSE_STATUSES},
             "rates": {s: status.get(s, 0) / n for s in PARSE_STATUSES},
+            "issues": dict(sorted(issues.items())),
         },
         "diagnostics": getattr(result, "diagnostics", None) if diag is None else diag,
     }
@@ -108,6 +120,9 @@ def format_summary(
         + ", ".join(f"{k} {p[k]}" for k in PARSE_STATUSES)
         + f"  (of {summary['total_emitted']})"
     )
+    shown = {k: v for k, v in (summary["parse"].get("issues") or {}).items() if k in SHOWN_ISSUES}
+    if shown:
+        lines.append("  parse issues: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
     cal = summary.get("calibration") or {}
     if cal.get("n_preds"):
         lines.append(

@@ -8,13 +8,15 @@ the preset's dialect (`coordbench.parse.dialects`).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from coordbench.config.options import ParseOptions
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.prompts import PromptPreset
 from coordbench.parse.dialects import COORDJSON, DIALECTS, Dialect
 from coordbench.parse.output import ParsedOutput, _size, parse_output, parsed_output
-from coordbench.parse.scan import strip_control_tokens
+from coordbench.parse.refusal import is_refusal
+from coordbench.parse.scan import blank_stop_tokens, strip_control_tokens
 from coordbench.parse.think import split_thinking
 from coordbench.types import Box, ParseStatus
 
@@ -38,16 +40,22 @@ def parse_native(
 ) -> ParsedOutput:
     """Read one answer (already without thinking) in a native dialect; never raises on text.
 
-    Status: TRUNCATED (finished is False, or the text ends inside a box) > EMPTY (blank) >
-    MALFORMED (no box markers at all, or a recognisable box that could not be read) > SALVAGED
-    (a reversed box was reordered, or a zero-area box dropped) > EMPTY (no boxes) > OK.
+    Status (docs/dialects.md): TRUNCATED (finished is False, or the text ends inside a box) >
+    EMPTY (blank once the family's stop/BOS tokens are removed, or a refusal: no box syntax, no
+    JSON, and the text says nothing is there) > MALFORMED (no box kept, and box syntax that
+    could not be read or none at all) > SALVAGED (boxes kept while something was dropped,
+    reordered or clamped: a bad box beside good ones, reversed corners, an out-of-frame value,
+    a zero-area box) > EMPTY (no boxes) > OK.
     `offset` shifts the recorded text spans (the answer's start in the full text).
     """
     width, height = _size("width", width), _size("height", height)
+    text = blank_stop_tokens(text)  # offsets stay put: spans still index the model's text
     reading = dialect.read(text)
     issues = list(reading.issues)
     pred, objects = [], []
     for obj in reading.objects:
+        if dialect.out_of_frame(obj, width, height):
+            issues.append("out_of_frame")
         x1, y1, x2, y2 = dialect.to_pixels(obj, width, height)
         if x1 > x2 or y1 > y2:
             issues.append("reversed_box")
@@ -60,18 +68,25 @@ def parse_native(
             {"type": "bbox_2d", "points": [x1, y1, x2, y2], "desc": obj.label, "text_spans": spans}
         )
         objects.append(Box(float(x1), float(y1), float(x2), float(y2), obj.label))
-    if finished is False or reading.truncated:
-        status = ParseStatus.TRUNCATED
-    elif not strip_control_tokens(text).strip():
-        status = ParseStatus.EMPTY
-    elif not reading.found or reading.unreadable:
-        status = ParseStatus.MALFORMED
-    elif issues:
-        status = ParseStatus.SALVAGED
-    else:
-        status = ParseStatus.OK if objects else ParseStatus.EMPTY
+    status = _native_status(text, reading, objects, issues, finished)
     errors = [] if pred else ["empty_pred"]
     return parsed_output(text, status, objects, pred, None, errors, issues)
+
+
+def _native_status(
+    text: str, reading: Any, objects: list[Box], issues: list[str], finished: bool | None
+) -> ParseStatus:
+    if finished is False or reading.truncated:
+        return ParseStatus.TRUNCATED
+    if not strip_control_tokens(text).strip():
+        return ParseStatus.EMPTY
+    if not objects and not reading.found and is_refusal(text):
+        return ParseStatus.EMPTY
+    if not objects and (not reading.found or reading.unreadable):
+        return ParseStatus.MALFORMED
+    if issues or reading.unreadable:
+        return ParseStatus.SALVAGED
+    return ParseStatus.OK if objects else ParseStatus.EMPTY
 
 
 def parse_for_preset(

@@ -27,6 +27,7 @@ from typing import Any
 from coordbench.config.options import ParseOptions
 from coordbench.errors import ConfigError, DataError
 from coordbench.parse import salvage as S
+from coordbench.parse.refusal import is_refusal
 from coordbench.parse.scan import first_json_block, special_tokens, strip_control_tokens
 from coordbench.parse.standardize import (
     GEOMETRY_KEYS,
@@ -287,7 +288,10 @@ def _status(
     if not strip_control_tokens(text):
         return ParseStatus.EMPTY
     if loaded.payload is None and not objects:
-        return ParseStatus.MALFORMED
+        # no JSON at all: a refusal ("there are no cars") is empty, anything else malformed
+        return (
+            ParseStatus.EMPTY if is_refusal(strip_control_tokens(text)) else ParseStatus.MALFORMED
+        )
     if issues:
         return ParseStatus.SALVAGED
     return ParseStatus.OK if objects else ParseStatus.EMPTY
@@ -306,8 +310,9 @@ def parse_output(
 
     `finished`: False when the backend stopped at max_new_tokens (None: unknown).
     Status precedence: TRUNCATED (finished is False, or the text ends inside the objects
-    container) > EMPTY (nothing but chat-control tokens/blanks) > MALFORMED (no container or
-    JSON object found, nothing usable) > SALVAGED (any issue: a dropped record or object, junk
+    container) > EMPTY (nothing but chat-control tokens/blanks, or a refusal: no JSON and the text
+    says nothing is there, `parse.refusal`) > MALFORMED (no container or JSON object found,
+    nothing usable) > SALVAGED (any issue: a dropped record or object, junk
     around the JSON, a non-canonical container, a reversed box, an empty desc, the other field
     order) > EMPTY (a clean `{"objects": []}`) > OK. So OK means every record became a kept box,
     and MALFORMED/EMPTY mean no objects.

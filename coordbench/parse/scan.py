@@ -37,6 +37,21 @@ def special_tokens(text: str) -> list[str]:
     return out
 
 
+# every family's stop / BOS / pad tokens as the backends may keep them in the text: Qwen's
+# `<|im_end|>`, `<|endoftext|>`; Florence-2 / PaliGemma `</s>`, `<s>`, `<pad>`, `<unk>`;
+# Gemma 3 / PaliGemma `<eos>`, `<bos>`, `<end_of_turn>`, `<start_of_turn>`
+_STOP_TOKENS = re.compile(
+    r"<\|(?:im_end|im_start|endoftext|end|eot_id)\|>|</?s>|<pad>|<unk>|<eos>|<bos>"
+    r"|<end_of_turn>|<start_of_turn>"
+)
+
+
+def blank_stop_tokens(text: str) -> str:
+    """The text with each family's stop/BOS/pad tokens replaced by spaces of the same length:
+    they are control tokens, not answer text, and character offsets stay the model's."""
+    return _STOP_TOKENS.sub(lambda m: " " * len(m.group()), text)
+
+
 def strip_control_tokens(text: str) -> str:
     """Text without chat-control specials (`<|im_end|>`, pads) and outer whitespace."""
     return _NON_COORD_SPECIAL.sub("", text).strip()

@@ -14,7 +14,10 @@ others are small pure readers (`jsonlist`, `tags`) plus a frame per dialect:
 | `florence2` | `label<loc_x1><loc_y1><loc_x2><loc_y2>...` | `(v + 0.5) / 1000 * W` |
 
 Every pixel value is then `clamp(round(v), 0, W-1)`, as for CoordJSON's text surfaces, so
-boxes are always inside the image.
+boxes are always inside the image. A value outside the dialect's own frame (a pixel beyond the
+image, a 0-1000 value above 1000 or below 0) is clamped the same way but reported: the parser
+adds the issue `out_of_frame` and the answer is `salvaged`, never silently `ok` (it is also the
+clearest sign of a dialect mismatch, e.g. Qwen3 0-1000 answers under the Qwen2.5 pixel preset).
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ class Dialect:
     scale: float | None  # None: values are already pixels
     yx: bool = False  # (y1, x1, y2, x2) order
     offset: float = 0.0
+
+    def out_of_frame(self, obj: RawObject, width: int, height: int) -> bool:
+        """Whether any value lies outside the frame: [0, W] / [0, H] pixels, or [0, scale]."""
+        a, b, c, d = obj.values
+        x1, y1, x2, y2 = (b, a, d, c) if self.yx else (a, b, c, d)
+        for v, size in ((x1, width), (y1, height), (x2, width), (y2, height)):
+            hi = size if self.scale is None else self.scale
+            if v < 0 or v > hi:
+                return True
+        return False
 
     def to_pixels(self, obj: RawObject, width: int, height: int) -> list[int]:
         a, b, c, d = obj.values

@@ -21,13 +21,17 @@ _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _MAX_OBJECT_CHARS = 20_000  # one object is a few dozen chars; longer is not an object of ours
 
 
-def _region(text: str) -> tuple[int, int]:
-    """The fenced block if there is one (to its closer or the end), else the whole text."""
+def _regions(text: str) -> list[tuple[int, int]]:
+    """Where the list may be, in order: the first fenced block (to its closer or the end),
+    then the text before the first fence, then the whole text. A closing fence with no opening
+    one (an answer after a pre-filled ```json turn) or a stray fence before "Hope this
+    helps!" leaves the boxes *before* the first fence, which the official Qwen parsers and
+    supervision read."""
     m = _FENCE.search(text)
     if m is None:
-        return 0, len(text)
+        return [(0, len(text))]
     close = text.find("```", m.end())
-    return m.end(), (close if close != -1 else len(text))
+    return [(m.end(), close if close != -1 else len(text)), (0, m.start()), (0, len(text))]
 
 
 def _objects(text: str, start: int, end: int) -> tuple[list[tuple[int, int]], int | None]:
@@ -97,9 +101,18 @@ def _spans(text: str, span: tuple[int, int], key: str, label: str) -> tuple[tupl
 
 
 def read_json_list(text: str, key: str) -> Reading:
-    """Objects carrying `key` (4 numbers each) in the first JSON list/fence of `text`."""
+    """Objects carrying `key` (4 numbers each) in the first JSON list/fence of `text` (the first
+    region of `_regions` that holds any box syntax)."""
+    regions = _regions(text)
+    for start, end in regions:
+        reading = _read_region(text, key, start, end)
+        if reading.found:
+            return reading
+    return _read_region(text, key, *regions[0])
+
+
+def _read_region(text: str, key: str, start: int, end: int) -> Reading:
     reading = Reading()
-    start, end = _region(text)
     spans, unclosed = _objects(text, start, end)
     for span in spans:
         obj = _load(text[span[0] : span[1]])

@@ -1,0 +1,175 @@
+"""Round-three answers: lone closing fences, PaliGemma segment labels, stop tokens as empty,
+out-of-frame values, one bad box among good ones, reversed corners, refusals. Each case
+failed before its fix; the peers' expectations come from their own parsers (the Qwen cookbooks'
+fence handling, big_vision's extract_objs, supervision)."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordbench import parse_answer
+
+BOXES = (
+    '[{"bbox_2d": [10, 20, 110, 220], "label": "dog"}, '
+    '{"bbox_2d": [300, 40, 400, 90], "label": "cat"}]'
+)
+
+
+def _p(text, preset, w=644, h=480):
+    return parse_answer(text, prompt_preset=preset, width=w, height=h)
+
+
+@pytest.mark.parametrize("preset", ["qwen25_pixel", "qwen3_rel1000"])
+@pytest.mark.parametrize(
+    "text",
+    [BOXES + "\n```", BOXES + "\n```\nHope this helps!", "Here you go:\n" + BOXES + "\n```"],
+)
+def test_a_closing_fence_without_an_opening_one_keeps_every_box(text, preset):
+    out = _p(text, preset)
+    assert [o.label for o in out.objects] == ["dog", "cat"]
+    assert out.status.value in ("ok", "salvaged")
+
+
+def test_gemma3_lone_fence():
+    text = '[{"box_2d": [20, 10, 220, 110], "label": "dog"}]\n```'
+    out = _p(text, "gemma3_box2d")
+    assert [o.label for o in out.objects] == ["dog"] and out.status.value != "malformed"
+
+
+def test_paligemma_segment_tokens_keep_the_label():
+    seg = "".join(f"<seg{i:03d}>" for i in range(16))
+    out = _p(
+        f"<loc0100><loc0200><loc0500><loc0600>{seg} cat ; <loc0000><loc0000><loc0100><loc0100> dog",
+        "paligemma_loc",
+        1024,
+        1024,
+    )
+    assert [o.label for o in out.objects] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    "preset,text",
+    [
+        ("florence2_od", "</s>"),
+        ("florence2_od", "</s><s></s>"),
+        ("paligemma_loc", "<eos>"),
+        ("gemma3_box2d", "<end_of_turn>"),
+        ("qwen25_pixel", "<|im_end|>"),
+    ],
+)
+def test_an_answer_of_stop_tokens_only_is_empty(preset, text):
+    out = _p(text, preset)
+    assert out.status.value == "empty" and not out.objects
+
+
+@pytest.mark.parametrize(
+    "preset,text,w",
+    [
+        ("qwen25_pixel", '[{"bbox_2d": [10, 20, 650, 220], "label": "dog"}]', 644),
+        ("qwen3_rel1000", '[{"bbox_2d": [10, 20, 1001, 220], "label": "dog"}]', 644),
+        ("qwen3_rel1000", '[{"bbox_2d": [-3, 20, 500, 220], "label": "dog"}]', 644),
+    ],
+)
+def test_out_of_frame_values_are_clamped_and_said(preset, text, w):
+    out = _p(text, preset, w)
+    assert len(out.objects) == 1
+    assert out.status.value == "salvaged" and "out_of_frame" in out.issues
+    x1, _, x2, _ = out.objects[0].xyxy()
+    assert 0 <= x1 <= x2 <= w - 1
+
+
+def test_in_frame_edges_are_not_out_of_frame():
+    out = _p('[{"bbox_2d": [0, 0, 1000, 1000], "label": "dog"}]', "qwen3_rel1000")
+    assert out.status.value == "ok" and "out_of_frame" not in out.issues
+
+
+@pytest.mark.parametrize(
+    "preset,text,n",
+    [
+        (
+            "qwen25_pixel",
+            '[{"bbox_2d": [1, 2, 3, 4, 5], "label": "a"}, '
+            '{"bbox_2d": [10, 20, 110, 220], "label": "dog"}]',
+            1,
+        ),
+        (
+            "florence2_od",
+            "dog<loc_10><loc_20><loc_300><loc_400><loc_1><loc_2>cat<loc_500><loc_500><loc_600><loc_600>",
+            2,
+        ),
+    ],
+)
+def test_one_bad_box_beside_good_ones_is_salvaged_not_malformed(preset, text, n):
+    out = _p(text, preset)
+    assert len(out.objects) == n
+    assert out.status.value == "salvaged"
+    assert "bad_coordinates" in out.issues
+
+
+def test_reversed_corners_native_kept_and_counted_coordjson_dropped():
+    native = _p('[{"bbox_2d": [110, 220, 10, 20], "label": "dog"}]', "qwen25_pixel")
+    assert len(native.objects) == 1 and "reversed_box" in native.issues
+    assert native.status.value == "salvaged"
+    cj = _p('{"objects": [{"desc": "dog", "bbox_2d": [500, 600, 100, 200]}]}', "coco80_norm1000")
+    assert not cj.objects and "reversed_box" in cj.issues  # upstream parity: dropped
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I don't see any cars in this image.",
+        "There are no dogs.",
+        "There is no person in the picture.",
+        "No cats found.",
+        "None.",
+        "图中没有猫。",
+        "未检测到任何物体",
+        "图片里找不到汽车",
+    ],
+)
+@pytest.mark.parametrize("preset", ["qwen25_pixel", "internvl_box", "coco80_desc_first"])
+def test_refusals_are_empty(text, preset):
+    out = _p(text, preset)
+    assert out.status.value == "empty" and not out.objects
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Sure! Here are the objects.",
+        "The dog is at the top left, near (10, 20).",
+        "Sorry, I cannot help with that request because of formatting [1].",
+        "一只狗在左上角",
+    ],
+)
+def test_answers_that_do_not_say_nothing_is_there_stay_malformed(text):
+    assert _p(text, "qwen25_pixel").status.value == "malformed"
+
+
+def test_summary_counts_out_of_frame_and_reversed_box():
+    from coordbench.metrics.summary import build_summary
+
+    class R:
+        metrics: dict = {}
+        calibration = None
+        diagnostics = None
+
+    head = {
+        "identity_hash": "h",
+        "identity": {
+            "prompt": {"surface": "pixel", "name": "p", "template_hash": "t", "layout": "x"},
+            "backend": "hf",
+            "checkpoint": {"sha256": "s"},
+            "decode": {},
+            "seed": 0,
+            "preset": "64",
+            "dataset": {"limit": None, "num_samples": 2},
+        },
+        "config": {},
+    }
+    recs = [
+        {"parse_status": "salvaged", "parse_issues": ["out_of_frame", "reversed_box"]},
+        {"parse_status": "salvaged", "parse_issues": ["out_of_frame"]},
+    ]
+    s = build_summary(head, recs, R(), headline=())
+    assert s["parse"]["issues"] == {"out_of_frame": 2, "reversed_box": 1}
