@@ -95,6 +95,7 @@ def eval_cmd(
     """
     from coordbench.metrics.gcpause import gc_paused
 
+    _check_out(out, bootstrap)
     with gc_paused():  # reading + scoring build millions of acyclic objects [ARCH-EVAL-SPEED]
         if lvis_gt or lvis_dt:
             if not (lvis_gt and lvis_dt) or path or coco_gt or coco_dt:
@@ -136,6 +137,24 @@ def eval_cmd(
         click.echo("original scale (official COCO areas, crowd regions ignored):")
         for k, v in stats.items():
             click.echo(f"  {k:<12} {v:.4f}")
+
+
+MIN_BOOTSTRAP = 40  # below this a percentile 95 % interval has no tail samples to read
+
+
+def _check_out(out: str | None, bootstrap: int) -> None:
+    """--out is a folder (eval writes several files): an existing file, /dev/null or a
+    device is refused before any work; so is a bootstrap too small for a 95 % interval."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise click.UsageError(
+            f"--out {out} exists and is not a folder: eval writes an eval dir of several files "
+            "(metrics.json, per_class.csv, ...); give a folder path"
+        )
+    if 0 < bootstrap < MIN_BOOTSTRAP:
+        raise click.UsageError(
+            f"--bootstrap {bootstrap} is too few resamples for a 95 % interval; use at least "
+            f"{MIN_BOOTSTRAP} (200 or more for paper numbers), or 0 for none"
+        )
 
 
 def _score_pair(

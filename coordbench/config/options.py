@@ -27,6 +27,8 @@ _GENERATION_RANGES = (
     ("top_k", "--top-k", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("repetition_penalty", "--repetition-penalty", lambda v: v > 0, "> 0 (1 = off)"),
     ("max_new_tokens", "--max-new-tokens", lambda v: v >= 1, ">= 1"),
+    # the identity, the per-sample seed and torch's generator all hold a signed 64-bit integer
+    ("seed", "--seed", lambda v: -(2**63) <= v < 2**63, "a 64-bit integer (|seed| < 2**63)"),
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
@@ -186,8 +187,12 @@ class RunConfig:
             raise ConfigError(f"--limit must be >= 0, got {self.limit}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(
+                f"--threads must be between 1 and {MAX_THREADS} (this machine has "
+                f"{os.cpu_count()} CPU cores), got {self.threads}"
+            )
+        check_device(self.device)
         self.generation_params().check(ConfigError)
         check_run_name(self.name, "--name")
         self.confidence_options()  # each option type validates itself on construction
@@ -260,6 +265,19 @@ def checkpoint_prompt(ckpt: str | Path | None, task: str = "detection") -> str |
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"{path}: `prompt` must be a prompt preset name, got {prompt!r}")
     return prompt
+
+
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))  # more only fails deep in torch/tokenizers
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def check_device(device: str) -> None:
+    """--device is auto, cpu, cuda, cuda:N or mps (whether CUDA is there is checked before the
+    run dir is touched, by the backend's preflight)."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ConfigError(
+            f"--device {device!r} is not supported: use auto, cpu, cuda, cuda:N or mps"
+        )
 
 
 def check_run_name(name: str | None, flag: str = "--name") -> None:

@@ -227,16 +227,24 @@ def coco_stats(
 
 
 def coco_stats_eval(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]] | CocoDets, scorer: str
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]] | CocoDets,
+    scorer: str,
+    empty_is_zero: bool = True,
 ) -> tuple[list[float], list[tuple[str, float]], PerImageEval | None]:
     """`coco_stats` plus the per-image evaluation when the numpy path computed it.
 
     `faster` takes the numpy path for sets without crowd regions and faster-coco-eval's own
-    evaluation for sets with them; `pycocotools` is the reference.
+    evaluation for sets with them; `pycocotools` is the reference. Without any detection a run
+    scores 0.0 everywhere (upstream's rule, `empty_is_zero`); the COCO pair path asks for
+    COCOeval's numbers instead (-1 where no GT is in range, 0.0 elsewhere).
     """
     names = [c["name"] for c in coco_gt["categories"]]
-    if not coco_preds:
+    if not coco_preds and empty_is_zero:
         return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names], None
+    if not coco_preds:
+        stats, prec, pie = numpy_stats(coco_gt, coco_preds)
+        return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
     if scorer == "faster":
         stats, prec, pie = numpy_stats(coco_gt, coco_preds)
         return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie

@@ -11,10 +11,14 @@ from coordbench.errors import ConfigError
 
 
 def coco_copy(coco_gt: dict[str, Any]) -> dict[str, Any]:
-    """A copy the COCO loaders may annotate in place (they add keys, never edit lists in place)."""
+    """A copy the COCO loaders may annotate in place (they add keys, never edit lists in place).
+    An annotation without `iscrowd` is not a crowd region, as the numpy matcher reads it;
+    pycocotools would stop with a KeyError there."""
     lists = {
         k: [dict(x) for x in coco_gt.get(k, [])] for k in ("images", "annotations", "categories")
     }
+    for a in lists["annotations"]:
+        a.setdefault("iscrowd", 0)
     return {**coco_gt, **lists}
 
 

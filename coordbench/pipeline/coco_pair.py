@@ -10,6 +10,7 @@ at 1e-12 by tests.
 
 from __future__ import annotations
 
+import logging
 import math
 from itertools import chain, repeat
 from pathlib import Path
@@ -26,6 +27,8 @@ from coordbench.metrics.eval_files import per_class_csv
 from coordbench.metrics.resample import CocoResampler
 from coordbench.rundir import files as A
 from coordbench.rundir.layout import METRICS, PER_CLASS
+
+log = logging.getLogger("coordbench")
 
 
 def _number(v: Any) -> bool:
@@ -56,8 +59,44 @@ def load_coco_gt(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _check_ids(path: Path, doc: dict[str, Any]) -> tuple[set[Any], set[Any]]:
+    """Image and category ids, each unique (COCO indexes them by id: a duplicate silently
+    replaces an entry and moves every number)."""
+    out = []
+    for key in ("images", "categories"):
+        seen: set[Any] = set()
+        for i, x in enumerate(doc[key]):
+            xid = x.get("id") if isinstance(x, dict) else None
+            if xid is None:
+                raise DataError(f"{path}: {key} entry {i} has no `id`")
+            if xid in seen:
+                what = "image" if key == "images" else "category"
+                raise DataError(f"{path}: duplicate {what} id {xid!r} ({key} entry {i})")
+            seen.add(xid)
+        out.append(seen)
+    return out[0], out[1]
+
+
 def _check_annotations(path: Path, doc: dict[str, Any]) -> None:
+    images, cats = _check_ids(path, doc)
+    ann_ids: set[Any] = set()
     for i, a in enumerate(doc["annotations"]):
+        if isinstance(a, dict) and "id" in a:
+            if a["id"] in ann_ids:
+                raise DataError(
+                    f"{path}: duplicate annotation id {a['id']!r} (annotation {i}): pycocotools "
+                    "indexes annotations by id, so the duplicate would replace the first and "
+                    "change AP without a word; give every annotation its own id"
+                )
+            ann_ids.add(a["id"])
+        if isinstance(a, dict) and a.get("category_id") not in cats and "category_id" in a:
+            raise DataError(
+                f"{path}: annotation {i} has category_id {a['category_id']!r}, not in categories"
+            )
+        if isinstance(a, dict) and "image_id" in a and a["image_id"] not in images:
+            raise DataError(
+                f"{path}: annotation {i} is on image_id {a['image_id']!r}, not in images"
+            )
         if not isinstance(a, dict) or not all(k in a for k in ("image_id", "category_id", "bbox")):
             raise DataError(f"{path}: annotation {i} needs image_id, category_id and bbox")
         box = a["bbox"]
@@ -111,8 +150,22 @@ def load_results(path: Path, gt: dict[str, Any]) -> CocoDets:
     if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
         first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
     cats = {c["id"] for c in gt["categories"]}
-    known = map(cats.__contains__, map(dict.get, doc, repeat("category_id")))
-    return CocoDets.from_dicts([r for r, k in zip(doc, known, strict=True) if k])
+    known = list(map(cats.__contains__, map(dict.get, doc, repeat("category_id"))))
+    kept = [r for r, k in zip(doc, known, strict=True) if k]
+    if len(kept) < len(doc):
+        unknown = sorted(
+            {r.get("category_id") for r, k in zip(doc, known, strict=True) if not k}, key=str
+        )
+        log.warning(
+            "%s: %d of %d results have categories not in the GT (%s%s) and are left out, as "
+            "COCOeval never looks at them",
+            path,
+            len(doc) - len(kept),
+            len(doc),
+            ", ".join(map(str, unknown[:5])),
+            ", ..." if len(unknown) > 5 else "",
+        )
+    return CocoDets.from_dicts(kept)
 
 
 def bootstrap_ap(
@@ -158,7 +211,7 @@ def score_coco_pair(
     """Score the pair, write metrics.json + per_class.csv under `out`, return the summary."""
     gt = load_coco_gt(gt_path)
     dets = load_results(dt_path, gt)
-    stats, per_class, _ = coco_stats_eval(gt, dets, scorer)
+    stats, per_class, _ = coco_stats_eval(gt, dets, scorer, empty_is_zero=False)
     doc: dict[str, Any] = {
         "metrics": {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)},
         "per_class_ap": {n: (None if math.isnan(v) else v) for n, v in per_class},

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
+from coordbench.backends.registry import cuda_available
 from coordbench.config.options import GenerationParams
 from coordbench.config.presets import load_prompt_preset, load_rescale_preset
 from coordbench.config.prompts import PromptPreset, prompt_template_hash
@@ -82,9 +83,15 @@ def checkpoint_fingerprint(ckpt: str, adapter: str | None = None) -> str:
 
 
 def preflight_checkpoint(cfg: RunConfig) -> None:
-    """Refuse an unsafe or incomplete checkpoint before the run dir is touched (stdlib checks)."""
+    """Refuse an unsafe or incomplete checkpoint, or a device this machine lacks, before the
+    run dir is touched."""
     if cfg.backend not in ("hf", "vllm"):
         return
+    if cfg.backend == "hf" and cfg.device.startswith("cuda") and not cuda_available():
+        raise ConfigError(
+            f"--device {cfg.device}: this machine has no CUDA device (or torch is a CPU build); "
+            "use --device cpu or auto"
+        )
     inspect_checkpoint(
         cfg.ckpt, trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle
     )

@@ -70,6 +70,35 @@ def _warn_short(run_dir: Path, recs: list[dict], good: int) -> None:
         )
 
 
+def check_run_records(path: Path, recs: list[dict], expected: int | None) -> None:
+    """A run's records are its samples, each once: duplicated rows, rows past the run's sample
+    count (pasted from another run) and records without a usable size are refused by position,
+    never scored (they would move every number, or drop images without a word)."""
+    seen: dict[Any, int] = {}
+    for line, r in enumerate(recs, 1):
+        sid = r.get("sample_id")
+        if sid in seen:
+            raise ArtifactError(
+                f"{path}: sample {sid!r} appears twice (lines {seen[sid]} and {line}); a run "
+                "holds each sample once: remove the duplicated rows"
+            )
+        seen[sid] = line
+        idx = r.get("index")
+        if isinstance(expected, int) and isinstance(idx, int) and not 0 <= idx < expected:
+            raise ArtifactError(
+                f"{path}:{line}: sample {sid!r} has index {idx}, outside this run's "
+                f"{expected} samples (a row of another run?)"
+            )
+        w, h = r.get("width"), r.get("height")
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            raise ArtifactError(
+                f"{path}:{line}: sample {sid!r} has no positive integer width/height "
+                f"(width={w!r}, height={h!r}): its boxes cannot be scored"
+            )
+    if isinstance(expected, int) and len(recs) > expected:
+        raise ArtifactError(f"{path}: {len(recs)} records for a run of {expected} samples")
+
+
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
     overrides = dict(overrides)
     vocabulary = overrides.pop("categories", None)  # an EvalOptions field, not a RunConfig one
@@ -80,6 +109,11 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     recs, good = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
+    head0 = A.read_json(run_dir / A.RUN_JSON)
+    dataset = (
+        ((head0.get("identity") or {}).get("dataset") or {}) if isinstance(head0, dict) else {}
+    )
+    check_run_records(run_dir / A.GT_VS_PRED, recs, dataset.get("num_samples"))
     _warn_short(run_dir, recs, good)
     traces_rows, trace_good = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     _warn_torn(run_dir / A.TRACE, len(traces_rows), trace_good)

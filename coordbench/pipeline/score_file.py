@@ -45,6 +45,16 @@ def eval_scored_file(
     _check_scored_file(path, recs)
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
     task = get_task(None)  # a scored-records file is detection's upstream format
+    no_size = [
+        i
+        for i, r in enumerate(recs, 1)
+        if not all(isinstance(r.get(k), int) and r.get(k) > 0 for k in ("width", "height"))
+    ]
+    if recs and len(no_size) == len(recs):
+        raise DataError(
+            f"{path}: no record has a positive integer width and height: nothing can be scored "
+            "(boxes are checked against the image size)"
+        )
     result = task.score(recs, opts, None, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR
     task.write_eval(result, eval_dir)
@@ -54,6 +64,14 @@ def eval_scored_file(
     )
     notes = [
         f"  categories: {opts.categories} ({n_cats} classes)",
+        *(
+            [
+                f"  warning: {len(no_size)} of {len(recs)} records have no width/height and were "
+                f"not scored (counters.missing_size), lines {no_size[:10]}"
+            ]
+            if no_size
+            else []
+        ),
         "  scores are ranking scores (from token log-probs for coordbench runs), not probabilities",
     ]
     # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
