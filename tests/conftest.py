@@ -60,7 +60,8 @@ class OracleBackend:
         )
         text = '{"objects": [' + recs + "]}<|im_end|>"
         if mode == "garbage":
-            return "I cannot see any boxes here<|im_end|>", "stop"
+            # no boxes and no refusal ("nothing is there" answers are empty, not malformed)
+            return "Sure, here is what I found in the picture.<|im_end|>", "stop"
         if mode == "truncate":
             return text[: len(text) // 2], "length"
         return text, "stop"

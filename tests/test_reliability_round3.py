@@ -223,3 +223,37 @@ def test_scored_file_without_sizes(finished_run, tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     p = run_cli(["eval", str(f)])
     assert p.returncode == 0 and "1 of 8 records have no width/height" in p.stdout, p.stdout
+
+
+def test_a_checkpoint_missing_a_weight_is_refused_with_the_key_named(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from coordbench.config.run import EMBEDDED_CKPT, EMBEDDED_DATA
+
+    bad = tmp_path / "ck"
+    shutil.copytree(EMBEDDED_CKPT, bad)
+    tensors = load_file(str(bad / "model.safetensors"))
+    name = sorted(k for k in tensors if "q_proj.weight" in k)[0]
+    del tensors[name]
+    save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
+    p = run_cli(
+        [
+            "run",
+            "--ckpt",
+            str(bad),
+            "--data",
+            str(EMBEDDED_DATA),
+            "--preset",
+            "64",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
+    assert p.returncode == 2, p.stderr
+    assert "missing (would be randomly initialised)" in p.stderr
+    assert name.split(".")[-3] in p.stderr  # the layer's key is named

@@ -100,13 +100,14 @@ def load_model(
     for cls in _model_classes():
         for impl in candidates:
             try:
-                model = cls.from_pretrained(
+                model, info = cls.from_pretrained(
                     str(files.path),
                     dtype=getattr(torch, dtype),
                     attn_implementation=impl,
                     trust_remote_code=trust_remote_code,
                     use_safetensors=files.safetensors,
                     local_files_only=True,
+                    output_loading_info=True,
                 )
             except (ImportError, ValueError) as exc:
                 last = exc
@@ -124,8 +125,31 @@ def load_model(
                 raise CheckpointError(
                     f"cannot load model from {files.path}: {_one_line(exc)}"
                 ) from exc
+            check_loading_info(files.path, info)
             return model.to(device).eval(), impl
     raise CheckpointError(f"cannot load model from {files.path}: {_one_line(last)}")
+
+
+def check_loading_info(path, info: dict) -> None:
+    """Refuse a checkpoint whose weights do not match its architecture: a missing tensor would
+    be re-initialised at random (and the run would score noise with exit 0), an unexpected or
+    mis-shaped one means another model. Tied weights (lm_head = embed_tokens) are not missing
+    for transformers, which ties them after loading."""
+    problems = []
+    for key, what in (
+        ("missing_keys", "missing (would be randomly initialised)"),
+        ("unexpected_keys", "unexpected"),
+        ("mismatched_keys", "of the wrong shape"),
+    ):
+        keys = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(key) or [])
+        if keys:
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            problems.append(f"{len(keys)} weight(s) {what}: {', '.join(keys[:5])}{more}")
+    if problems:
+        raise CheckpointError(
+            f"{path}: the weights do not match the architecture in config.json: "
+            + "; ".join(problems)
+        )
 
 
 def merge_adapter(model, adapter_dir: Path, tokenizer):

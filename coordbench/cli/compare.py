@@ -46,7 +46,7 @@ from coordbench.cli.common import CONTEXT, friendly_errors
 @click.option(
     "--top-changes",
     "top_changes",
-    type=int,
+    type=click.IntRange(min=0),
     default=10,
     show_default=True,
     help="Per-class / per-image rows shown each way (largest gains and losses).",
@@ -131,8 +131,10 @@ def compare_cmd(
     results = evaluate_gates(gate_list, res) if gate_list else []
     text = render(res, fmt, results)
     if out:
+        from coordbench.rundir.files import utf8, write_bytes_atomic
+
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
+        write_bytes_atomic(Path(out), utf8(text))  # valid UTF-8 whatever a run name holds
         click.echo(f"wrote {out} ({len(res.caveats)} caveat(s))", err=True)
     else:
         click.echo(text, nl=False)

@@ -25,7 +25,7 @@ from coordbench.cli.common import CONTEXT, friendly_errors
     type=click.Path(dir_okay=False),
     help="Log file (default: $COORDBENCH_BENCHMARK_LOG or output/benchmark_log.jsonl).",
 )
-@click.option("--last", type=int, help="Only the last N entries.")
+@click.option("--last", type=click.IntRange(min=1), help="Only the last N entries.")
 @click.option("--since", help="Only entries at or after this UTC date/time (YYYY-MM-DD[THH:MM]).")
 @friendly_errors
 def log_cmd(fmt: str, path: str | None, last: int | None, since: str | None) -> None:

@@ -221,7 +221,40 @@ def read_log(path: str | Path) -> tuple[list[dict[str, Any]], int]:
         raise ArtifactError(
             f"benchmark log not found: {p} (it is written by `coordbench run` and `compare`)"
         )
-    return parse_jsonl_lenient(p.read_bytes())
+    rows, bad = parse_jsonl_lenient(p.read_bytes())
+    entries = [e for r in rows if (e := _entry(r)) is not None]
+    if len(entries) < len(rows):
+        log.warning(
+            "%s: %d entries are not log objects and were skipped", p, len(rows) - len(entries)
+        )
+    return entries, bad + len(rows) - len(entries)
+
+
+# field -> the type a log entry holds there; a hand-edited or foreign line of another shape is
+# read with those fields emptied (and named), never a traceback
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "timestamp": str,
+    "run_dir": str,
+    "name": str,
+    "metrics": dict,
+    "gates": list,
+    "runs": list,
+}
+
+
+def _entry(row: Any) -> dict[str, Any] | None:
+    if not isinstance(row, dict):
+        return None
+    out = dict(row)
+    for key, typ in _FIELD_TYPES.items():
+        if key in out and out[key] is not None and not isinstance(out[key], typ):
+            del out[key]
+    if isinstance(out.get("gates"), list):
+        out["gates"] = [g for g in out["gates"] if isinstance(g, dict)]
+    if isinstance(out.get("metrics"), dict):
+        out["metrics"] = {k: v for k, v in out["metrics"].items() if isinstance(k, str)}
+    return out
 
 
 LOG_COLUMNS = ("mAP", "AP50", "F1@0.5", "pred_total", "parse.malformed_rate")

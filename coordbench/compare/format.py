@@ -405,13 +405,17 @@ def to_csv(res: CompareResult, gates: Sequence[GateResult] = ()) -> str:
 
 
 LATEX_METRICS = ("mAP", "AP50", "AP75", "AR100", "F1@0.5", "F1loc@0.5")
-_TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}"}
+_TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def tex(text: str) -> str:
-    """Escape LaTeX special characters in a run or metric name."""
-    out = str(text).replace("\\", r"\textbackslash{}")
-    return "".join(_TEX_SPECIAL.get(c, c) for c in out)
+    """Escape LaTeX special characters in a run or metric name, one character at a time (so
+    the braces of `\textbackslash{}` are not escaped again)."""
+    return "".join(_TEX_SPECIAL.get(c, c) for c in str(text))
 
 
 def _best(res: CompareResult, metric: str) -> float | None:

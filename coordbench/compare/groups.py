@@ -8,11 +8,13 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from coordbench.compare.load import RunData
 from coordbench.compare.metrics import MetricSpec, metric_value
 from coordbench.compare.stats import mean_std, paired_t_p, welch_p
 from coordbench.config.run import identity_hash
+from coordbench.errors import ConfigError
 
 ALPHA = 0.05  # two-sided test level for the group verdict
 
@@ -96,6 +98,34 @@ def _noise_verdict(delta: float | None, z: float | None, spec: MetricSpec) -> st
     return "better" if (delta > 0) == (spec.direction > 0) else "worse"
 
 
+def _has(identity: dict, dotted: str) -> bool:
+    node: Any = identity
+    for p in dotted.split("."):
+        if not isinstance(node, dict) or p not in node:
+            return False
+        node = node[p]
+    return True
+
+
+def _keys(identity: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in identity.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out += _keys(v, f"{prefix}{k}.")
+    return out
+
+
+def check_axis(runs: Sequence[RunData], axis: str) -> None:
+    idents = [r.identity for r in runs if isinstance(r.identity, dict)]
+    if idents and not any(_has(i, axis) for i in idents):
+        known = sorted({k for i in idents for k in _keys(i)})
+        raise ConfigError(
+            f"--group-by {axis!r} is not an identity key of these runs; known keys: "
+            + ", ".join(known[:40])
+        )
+
+
 def _without(identity: dict, dotted: str) -> dict:
     out = copy.deepcopy(identity)
     node = out
@@ -138,7 +168,9 @@ def group_runs(
     runs: Sequence[RunData], axis: str, base: RunData | None, specs: Sequence[MetricSpec]
 ) -> tuple[list[GroupRow], list[GroupDelta]]:
     """Groups of >= 2 runs equal in identity except `axis`, and each group against
-    the baseline's group."""
+    the baseline's group. An axis that no run's identity has is refused, with the keys there
+    are (a typo would otherwise silently compare nothing)."""
+    check_axis(runs, axis)
     buckets: dict[str, dict[str, RunData]] = {}
     for r in runs:  # one run per axis value: a re-run of the same identity is not another seed
         if r.identity is not None:

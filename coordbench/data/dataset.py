@@ -71,14 +71,33 @@ FRAMES = ("pixel", "norm1000", "coord_tokens")
 # --------------------------------------------------------------------------- reading lines
 
 
+_UTF16_32 = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
 def _read_data_file(path: Path) -> bytes:
-    """The bytes of a data file; a missing or unreadable file is a DataError."""
+    """The bytes of a data file; a missing or unreadable file is a DataError, and so is a
+    UTF-16/32 file (JSONL is UTF-8: its lines would read as garbage), named with the fix."""
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except OSError as e:
         raise DataError(f"cannot read data file {path}: {e}") from None
+    head = data[:4]
+    enc = next((name for bom, name in _UTF16_32 if head.startswith(bom)), None)
+    if enc is None and len(data) >= 4 and data[1:4:2] == b"\x00\x00" and data[0:1] == b"{":
+        enc = "UTF-16"  # little-endian without a byte-order mark
+    if enc is not None:
+        raise DataError(
+            f"{path} is {enc}-encoded; JSONL must be UTF-8: convert it, e.g. "
+            f"`iconv -f {enc} -t UTF-8 {path.name} > {path.stem}.utf8.jsonl`"
+        )
+    return data
 
 
 def read_dataset_lines(
@@ -172,6 +191,11 @@ def _image_rel(rec: dict, where: _Where, image_root: str | Path | None = None) -
     ):
         raise where.error(f"`images` must be a list of exactly one path string, got {images!r}")
     rel = images[0]
+    if "://" in rel or rel.startswith(("data:", "s3:", "gs:")):
+        raise where.error(
+            f"image {rel!r} is a URL: coordbench reads local files only (no network at run "
+            "time); download the images and write their paths relative to the JSONL"
+        )
     problem = unsafe_image_path(rel, allowed_roots(where.path, image_root))
     if problem:
         raise where.error(f"{problem}, got {rel!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from coordbench.metrics.result import EvalResult
 from coordbench.rundir import files as A
-from coordbench.rundir.csvcells import safe_cell
+from coordbench.rundir.csvcells import class_label, safe_cell
 from coordbench.rundir.layout import (
     COCO_GT,
     COCO_PREDS,
@@ -35,7 +35,7 @@ def per_class_csv(rows: list[tuple[str, float]]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["category", "AP"])
     for name, ap in rows:
-        w.writerow([safe_cell(name), repr(float(ap))])
+        w.writerow([safe_cell(class_label(name)), repr(float(ap))])
     return buf.getvalue().rstrip("\n")
 
 

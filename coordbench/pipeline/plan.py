@@ -85,6 +85,14 @@ def checkpoint_fingerprint(ckpt: str, adapter: str | None = None) -> str:
 def preflight_checkpoint(cfg: RunConfig) -> None:
     """Refuse an unsafe or incomplete checkpoint, or a device this machine lacks, before the
     run dir is touched."""
+    if cfg.backend.startswith("replay:"):
+        src = Path(cfg.backend.split(":", 1)[1])
+        trace = src / "pred_token_trace.jsonl" if src.is_dir() else src
+        if not trace.is_file():
+            raise ConfigError(
+                f"--backend {cfg.backend}: no replay source there (a run dir holding "
+                f"pred_token_trace.jsonl, or such a trace file): {trace} not found"
+            )
     if cfg.backend not in ("hf", "vllm"):
         return
     if cfg.backend == "hf" and cfg.device.startswith("cuda") and not cuda_available():

@@ -26,7 +26,7 @@ from coordbench.report.page import esc, fmt, img_tag, kv_table, page, table
 from coordbench.report.plots import calibration_figure, calibration_label, pr_figure
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
-from coordbench.rundir.csvcells import dict_rows, restore_cell
+from coordbench.rundir.csvcells import class_label, dict_rows, restore_cell
 from coordbench.rundir.layout import RunDir
 from coordbench.tasks import Task, task_of
 
@@ -261,7 +261,7 @@ def _per_class_section(rows: list[tuple[str, float]], n_gt: dict[str, int]) -> s
     if not rows:
         return '<h2>Per-class AP</h2><p class="muted">eval/per_class.csv not available</p>'
 
-    body = [(cat, ap, n_gt.get(cat, "-")) for cat, ap in rows]
+    body = [(class_label(cat), ap, n_gt.get(cat, "-")) for cat, ap in rows]
     return "<h2>Per-class AP</h2>" + table(["category", "AP (COCO, IoU .50:.95)", "GT boxes"], body)
 
 

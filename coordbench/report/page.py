@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from coordbench.rundir.csvcells import visible_controls
+
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 CSS = """
@@ -46,7 +48,7 @@ def esc(value: Any) -> str:
     and a grep for `http://` can prove it self-contained even when model text quotes one.
     Text longer than MAX_TEXT (a 50 MB class name) is cut, saying how long it was.
     """
-    text = "" if value is None else str(value)
+    text = "" if value is None else visible_controls(str(value))
     if len(text) > MAX_TEXT:
         text = f"{text[:MAX_TEXT]}... [truncated, {len(text):,} characters]"
     return html.escape(text, quote=True).replace("://", ":&#47;&#47;")

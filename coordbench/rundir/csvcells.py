@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,23 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+EMPTY_NAME = "(empty)"
+
+
+def visible_controls(text: str) -> str:
+    """Control characters written as visible `\\xNN` escapes (a class name from a model
+    answer may hold a bell or an escape sequence that would corrupt a terminal or a page)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def class_label(name: Any) -> str:
+    """A class name as the eval files and the report print it: control characters visible,
+    an empty name as `(empty)`."""
+    text = visible_controls(str(name))
+    return text if text.strip() else EMPTY_NAME
 
 
 def safe_cell(value: Any) -> Any:
