@@ -257,3 +257,63 @@ def test_a_checkpoint_missing_a_weight_is_refused_with_the_key_named(tmp_path):
     assert p.returncode == 2, p.stderr
     assert "missing (would be randomly initialised)" in p.stderr
     assert name.split(".")[-3] in p.stderr  # the layer's key is named
+
+
+def test_urls_and_utf16_data_get_messages_with_the_fix(tmp_path):
+    from coordbench.data.dataset import load_samples
+    from coordbench.errors import DataError
+
+    url = tmp_path / "url.jsonl"
+    url.write_text('{"images": ["http://x.org/a.jpg"], "width": 64, "height": 64, "objects": []}\n')
+    with pytest.raises(DataError, match="is a URL: coordbench reads local files only"):
+        load_samples(url)
+    u16 = tmp_path / "u16.jsonl"
+    u16.write_bytes(url.read_text().encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16-encoded; JSONL must be UTF-8"):
+        load_samples(u16)
+
+
+def test_replay_backend_with_no_trace_is_refused_before_any_run_dir(tmp_path):
+    p = run_cli(
+        [
+            "run",
+            "--backend",
+            f"replay:{tmp_path / 'none'}",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "runs"),
+            "--no-progress",
+        ]
+    )
+    assert p.returncode == 2 and "no replay source there" in p.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_class_names_are_written_visibly():
+    from coordbench.metrics.eval_files import per_class_csv
+    from coordbench.report.page import esc
+
+    text = per_class_csv([("", 0.5), ("a\x1b[31mred", 0.25)])
+    assert text.splitlines()[1:] == ["(empty),0.5", "a\\x1b[31mred,0.25"]
+    assert "\x1b" not in esc("a\x1b[31m") and "\\x1b" in esc("a\x1b[31m")
+
+
+def test_latex_escapes_a_backslash_once():
+    from coordbench.compare.format import tex
+
+    assert tex("a\\b_c") == r"a\textbackslash{}b\_c"
+
+
+def test_compare_and_log_refuse_bad_arguments(finished_run, tmp_path):
+    p = run_cli(["compare", str(finished_run), str(finished_run), "--no-log", "--group-by", "sed"])
+    assert p.returncode == 2 and "not an identity key" in p.stderr and "seed" in p.stderr
+    p = run_cli(["compare", str(finished_run), "--no-log", "--top-changes", "-1"])
+    assert p.returncode == 2
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"kind": 5, "timestamp": 7, "metrics": "x", "gates": "y"}\n[1]\n')
+    for fmt in ("md", "csv", "json"):
+        p = run_cli(["log", "--path", str(log), "--format", fmt])
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    p = run_cli(["log", "--path", str(log), "--last", "-1"])
+    assert p.returncode == 2

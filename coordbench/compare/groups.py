@@ -119,7 +119,7 @@ def _keys(identity: dict, prefix: str = "") -> list[str]:
 def check_axis(runs: Sequence[RunData], axis: str) -> None:
     idents = [r.identity for r in runs if isinstance(r.identity, dict)]
     if idents and not any(_has(i, axis) for i in idents):
-        known = sorted({k for i in idents for k in _keys(i)})
+        known = sorted({k for i in idents for k in _keys(i)}, key=lambda k: (k.count("."), k))
         raise ConfigError(
             f"--group-by {axis!r} is not an identity key of these runs; known keys: "
             + ", ".join(known[:40])
