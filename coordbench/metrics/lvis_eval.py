@@ -29,7 +29,7 @@ from coordbench.errors import DataError
 from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.coco_accumulate import accumulate_area, stream_order, summarize
 from coordbench.metrics.coco_match import AREA_RANGES, AreaEval, _greedy, _positions
-from coordbench.metrics.ragged import ragged
+from coordbench.metrics.ragged import PAIR_CHUNK, ragged
 
 MAX_DETS = 300  # lvis-api Params.max_dets (per image)
 FREQUENCIES = ("r", "c", "f")  # lvis-api Params.img_count_lbl
@@ -171,7 +171,7 @@ class LvisTables:
         n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
         det, off = ragged(n_pair)
         gt = g_start[det] + off
-        ious = iou_pairs_xywh(self.d_box[det], g_box[gt])
+        ious = _pair_ious(self.d_box, g_box, det, gt)
         thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None]
         no_crowd = np.zeros(len(g_key), bool)
         match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, no_crowd, thr, len(g_key))
@@ -193,6 +193,16 @@ class LvisTables:
             has // self.n_img,
             npig[has],
         )
+
+
+def _pair_ious(d_box: np.ndarray, g_box: np.ndarray, det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """IoU of every (detection, GT) candidate pair, gathered in bounded chunks: at LVIS scale
+    there are tens of millions of pairs, and gathering all their boxes at once costs GBs."""
+    out = np.empty(len(det), np.float64)
+    for lo in range(0, len(det), PAIR_CHUNK):
+        hi = lo + PAIR_CHUNK
+        out[lo:hi] = iou_pairs_xywh(d_box[det[lo:hi]], g_box[gt[lo:hi]])
+    return out
 
 
 def _freq_groups(cats: list[dict[str, Any]]) -> list[np.ndarray]:
