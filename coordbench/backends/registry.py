@@ -13,6 +13,7 @@ BACKENDS = {
     "hf": "coordbench.backends.hf:HFBackend",
     "vllm": "coordbench.backends.vllm:VLLMBackend",
     "replay": "coordbench.backends.replay:ReplayBackend",  # named `replay:RUN_DIR` on the CLI
+    "openai": "coordbench.backends.served:ServedBackend",  # named `openai:URL` on the CLI
 }
 # `hf` checkpoints that need another class than the decoder-only one, by config.json model_type
 HF_BY_MODEL_TYPE = {
@@ -28,11 +29,12 @@ def _load(target: str) -> Any:
 def backend_class(name: str) -> Any:
     """The class registered under `name` (`replay:RUN_DIR` resolves to `replay`); for `hf`, a
     factory that picks the class by the checkpoint's model type (`hf_backend`)."""
-    key = "replay" if name.startswith("replay:") else name
+    key = name.split(":", 1)[0] if name.startswith(("replay:", "openai:")) else name
     target = BACKENDS.get(key)
     if target is None:
         raise ConfigError(
-            f"expected `backend` to be one of ('hf', 'vllm', 'replay:RUN_DIR') but got {name!r}"
+            "expected `backend` to be one of ('hf', 'vllm', 'replay:RUN_DIR', 'openai:URL') "
+            f"but got {name!r}"
         )
     return hf_backend if key == "hf" else _load(target)
 

@@ -102,7 +102,22 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     "SLURM_ARRAY_TASK_ID/MIN/MAX (--array=0-7 or 1-8). Then `coordbench merge`.",
 )
 @click.option(
-    "--backend", default=DEFAULTS.backend, show_default=True, help="hf | vllm | replay:RUN_DIR"
+    "--backend",
+    default=DEFAULTS.backend,
+    show_default=True,
+    help="hf | vllm | replay:RUN_DIR | openai:URL (an OpenAI-compatible server, e.g. vLLM).",
+)
+@click.option(
+    "--served-model",
+    help="openai:URL: the model name the server serves (default: its only one). "
+    "Key: $COORDBENCH_API_KEY or $OPENAI_API_KEY.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULTS.concurrency,
+    show_default=True,
+    help="openai:URL: requests in flight at once (at most --batch-size).",
 )
 @click.option(
     "--device",

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -142,7 +143,9 @@ class RunConfig:
     seed: int = _GEN.seed
     out: str = "output/runs"
     name: str | None = None
-    backend: str = "hf"
+    backend: str = "hf"  # hf | vllm | replay:RUN_DIR | openai:URL (an OpenAI-compatible server)
+    served_model: str | None = None  # openai: the model name the server serves
+    concurrency: int = 8  # openai: requests in flight at once (at most --batch-size)
     device: str = "auto"
     dtype: str = "auto"
     threads: int | None = None  # torch CPU threads; None = 1 for small models on CPU (provenance)
@@ -193,6 +196,9 @@ class RunConfig:
                 f"{os.cpu_count()} CPU cores), got {self.threads}"
             )
         check_device(self.device)
+        check_backend(self.backend)
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
         self.generation_params().check(ConfigError)
         check_run_name(self.name, "--name")
         self.confidence_options()  # each option type validates itself on construction
@@ -223,7 +229,10 @@ class RunConfig:
         return EvalOptions(scorer=self.scorer, semantic_threshold=self.semantic_threshold)
 
     def default_name(self) -> str:
-        ck = Path(self.ckpt or EMBEDDED_CKPT).name
+        if self.backend.startswith("openai:"):
+            ck = re.sub(r"[^A-Za-z0-9._-]+", "-", self.served_model or "served").strip("-.")
+        else:
+            ck = Path(self.ckpt or EMBEDDED_CKPT).name
         t = "greedy" if self.temperature == 0 else f"t{self.temperature:g}"
         return f"{ck}_{self.preset}_{self.prompt}_{t}_s{self.seed}"
 
@@ -235,6 +244,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["shard"] = str(self.shard)
+        d["backend"] = redact_backend(self.backend)  # never a URL's credentials in run.json
         return d
 
 
@@ -265,6 +275,26 @@ def checkpoint_prompt(ckpt: str | Path | None, task: str = "detection") -> str |
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError(f"{path}: `prompt` must be a prompt preset name, got {prompt!r}")
     return prompt
+
+
+def redact_backend(backend: str) -> str:
+    """`openai:URL` without user:password@ or a query string (tokens live there); others as is."""
+    if not backend.startswith("openai:"):
+        return backend
+    parts = urlsplit(backend.split(":", 1)[1])
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return "openai:" + urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_backend(backend: str) -> None:
+    if backend in ("hf", "vllm") or backend.startswith("replay:"):
+        return
+    if backend.startswith("openai:") and urlsplit(backend[7:]).scheme in ("http", "https"):
+        return
+    raise ConfigError(
+        f"--backend {redact_backend(backend)!r}: expected hf, vllm, replay:RUN_DIR or "
+        "openai:http(s)://HOST:PORT/v1"
+    )
 
 
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))  # more only fails deep in torch/tokenizers

@@ -53,7 +53,12 @@ def build_summary(
             "type": ident["backend"],
             "model_checkpoint": cfg.get("ckpt"),
             "adapter_checkpoint": cfg.get("adapter"),
-            "checkpoint_sha256": ident["checkpoint"]["sha256"],
+            "checkpoint_sha256": ident["checkpoint"].get("sha256"),
+            **(
+                {"served_model": ident["checkpoint"]["served_model"]}
+                if "served_model" in ident["checkpoint"]
+                else {}
+            ),
         },
         "generation": {**ident["decode"], "seed": ident["seed"]},
         "infer": {

@@ -97,6 +97,9 @@ def make_backend(cfg: RunConfig, dist: Dist) -> Any:
         )
     if cfg.backend == "vllm":
         return cls(cfg.ckpt, trust_remote_code=cfg.trust_remote_code)
+    if cfg.backend.startswith("openai:"):
+        url = cfg.backend.split(":", 1)[1]
+        return cls(url, served_model=cfg.served_model, concurrency=cfg.concurrency)
     return cls(cfg.backend.split(":", 1)[1])
 
 

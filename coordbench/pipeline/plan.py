@@ -9,6 +9,7 @@ from typing import Any
 
 from coordbench.backends.hf_checkpoint import inspect_adapter, inspect_checkpoint
 from coordbench.backends.registry import cuda_available
+from coordbench.backends.served import server_info
 from coordbench.config.options import GenerationParams
 from coordbench.config.presets import load_prompt_preset, load_rescale_preset
 from coordbench.config.prompts import PromptPreset, prompt_template_hash
@@ -188,11 +189,7 @@ def plan_run(config: RunConfig) -> Plan:
     params = cfg.generation_params()
     identity = {
         "package_version": package_version(),
-        "checkpoint": {
-            "path_name": Path(cfg.ckpt).name,
-            "sha256": checkpoint_fingerprint(cfg.ckpt, cfg.adapter),
-            "adapter": Path(cfg.adapter).name if cfg.adapter else None,
-        },
+        "checkpoint": checkpoint_identity(cfg),
         "dataset": {
             "path_name": Path(cfg.data).name,
             "sha256": dataset_fingerprint(cfg.data, samples),
@@ -208,7 +205,9 @@ def plan_run(config: RunConfig) -> Plan:
         },
         "decode": params.identity(),
         "seed": params.seed,
-        "backend": cfg.backend,
+        "backend": cfg.backend.split(":", 1)[0]
+        if cfg.backend.startswith("openai:")
+        else cfg.backend,
         "options": option_identity(cfg, prompt),
         **task_identity(task),
     }
@@ -224,6 +223,24 @@ def plan_run(config: RunConfig) -> Plan:
         task,
         vocabulary,
     )
+
+
+def checkpoint_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What the numbers come from: the checkpoint's files, or, for a served model, the name it
+    is served under, the id the server reports and the engine's version (never the URL: where a
+    server runs does not change its answers, and a URL may carry credentials)."""
+    if cfg.backend.startswith("openai:"):
+        info = server_info(cfg.backend.split(":", 1)[1], cfg.served_model)
+        return {
+            "served_model": info["served_model"],
+            "server_model_id": info["served_model"],
+            "engine_version": info["engine_version"],
+        }
+    return {
+        "path_name": Path(cfg.ckpt).name,
+        "sha256": checkpoint_fingerprint(cfg.ckpt, cfg.adapter),
+        "adapter": Path(cfg.adapter).name if cfg.adapter else None,
+    }
 
 
 def option_identity(cfg: RunConfig, prompt: PromptPreset) -> dict[str, Any]:
