@@ -243,7 +243,8 @@ def refcoco_cmd(
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Folder for the member presets (default public_data/odinw/rescale_F_B; run's --odinw-root).",
+    help="Folder for the member presets (default public_data/odinw/rescale_F_B): run's "
+    "--odinw-root.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @friendly_errors

@@ -94,8 +94,14 @@ def compare_groups(
             d = np.where((va[stat] == -1) | (vb[stat] == -1), np.nan, vb[stat] - va[stat])
             reps[label].append(d[1:])
             lo, hi, verdict = _ci(d[1:], ci)
-            row[label] = {"a": pa, "b": pb, "delta": pb - pa, "ci_low": lo, "ci_high": hi,
-                          "verdict": verdict}
+            row[label] = {
+                "a": pa,
+                "b": pb,
+                "delta": pb - pa,
+                "ci_low": lo,
+                "ci_high": hi,
+                "verdict": verdict,
+            }
         rows.append(row)
     if missing:
         caveats.append(f"members not finished in both groups: {', '.join(missing)} (no mean)")
@@ -106,8 +112,14 @@ def compare_groups(
             pa = float(np.mean([r[label]["a"] for r in rows]))
             pb = float(np.mean([r[label]["b"] for r in rows]))
             lo, hi, verdict = _ci(np.mean(np.vstack(reps[label]), axis=0), ci)
-            mean[label] = {"a": pa, "b": pb, "delta": pb - pa, "ci_low": lo, "ci_high": hi,
-                           "verdict": verdict}
+            mean[label] = {
+                "a": pa,
+                "b": pb,
+                "delta": pb - pa,
+                "ci_low": lo,
+                "ci_high": hi,
+                "verdict": verdict,
+            }
     return {
         "a": str(ra),
         "b": str(rb),
@@ -132,14 +144,20 @@ def _cell(d: dict[str, Any]) -> str:
 
 
 def to_markdown(res: dict[str, Any]) -> str:
-    lines = [f"# {res['task']}: {res['a']} -> {res['b']}", "", "| member | mAP | AP50 |",
-             "|---|---|---|"]
+    lines = [
+        f"# {res['task']}: {res['a']} -> {res['b']}",
+        "",
+        "| member | mAP | AP50 |",
+        "|---|---|---|",
+    ]
     for r in res["members"]:
         lines.append(f"| {r['member']} | {_cell(r['mAP'])} | {_cell(r['AP50'])} |")
     if res["mean"]:
         m = res["mean"]
         lines.append(f"| **mean (unweighted)** | {_cell(m['mAP'])} | {_cell(m['AP50'])} |")
-    lines += ["", f"CIs: {res['ci']:.0%} percentile, {res['n_resamples']} resamples; "
-              f"{res['ci_basis']}."]
+    lines += [
+        "",
+        f"CIs: {res['ci']:.0%} percentile, {res['n_resamples']} resamples; {res['ci_basis']}.",
+    ]
     lines += [f"- caveat: {c}" for c in res["caveats"]]
     return "\n".join(lines) + "\n"

@@ -45,7 +45,9 @@ MEMBERS: tuple[Member, ...] = (
     Member("CottontailRabbits", "CottontailRabbits", "test"),
     Member("EgoHands_generic", "EgoHands/generic", "test"),
     Member(
-        "NorthAmericaMushrooms", "NorthAmericaMushrooms/North American Mushrooms.v1-416x416.coco", "test"
+        "NorthAmericaMushrooms",
+        "NorthAmericaMushrooms/North American Mushrooms.v1-416x416.coco",
+        "test",
     ),
     Member("Packages", "Packages/Raw", "test"),
     Member("PascalVOC", "PascalVOC", "valid"),
@@ -151,7 +153,14 @@ def convert_member(
         "limit": limit,
     }
     spec = PresetSpec(
-        root / member.folder, member.images, out_dir, SPLIT_STEM, factor, budget, min_pixels, algorithm
+        root / member.folder,
+        member.images,
+        out_dir,
+        SPLIT_STEM,
+        factor,
+        budget,
+        min_pixels,
+        algorithm,
     )
     names = {c["id"]: str(c["name"]) for c in doc["categories"] if isinstance(c, dict)}
     return build_preset(

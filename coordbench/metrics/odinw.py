@@ -1,10 +1,12 @@
 """ODinW protocol scoring: per-class answers merged per image, constant box scores, and COCO
 bbox AP/AR at the protocol's COCOeval `maxDets` (the official config has [100, 300, 1000]).
 
-pycocotools' `summarize` reads AP at `maxDets[-1]`... only by position (`maxDets[2]`), and
-faster-coco-eval's summary has its own layout, so the stats are computed here from the
-evaluation's `precision` / `recall` arrays exactly as `COCOeval._summarize` averages them
-(entries > -1, area range, the last maxDets), on either scorer. [ARCH-GROUPS]
+pycocotools' `summarize` reads the headline AP at the maxDets entry equal to 100 (its
+`_summarize` default) and AP50/AP75/APs/m/l at `maxDets[2]`, so with [100, 300, 1000] the mAP
+is at 100 boxes and AP50 at 1000; mmdetection's CocoMetric (the official ODinW config) reports
+those stats. faster-coco-eval's summary has its own layout, so the stats are computed here from
+the evaluation's `precision` / `recall` arrays at pycocotools' positions, on either scorer.
+[ARCH-GROUPS]
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.prompt_mode not in PROMPT_MODES:
-            raise ConfigError(f"--prompt-mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}")
+            raise ConfigError(
+                f"--prompt-mode must be one of {PROMPT_MODES}, got {self.prompt_mode!r}"
+            )
         if self.box_score not in BOX_SCORES:
             raise ConfigError(f"--box-score must be one of {BOX_SCORES}, got {self.box_score!r}")
         md = self.max_dets
@@ -46,7 +50,8 @@ class Protocol:
             and list(md) == sorted(md)
         ):
             raise ConfigError(
-                f"--max-dets must be three increasing positive integers like 100,300,1000, got {md!r}"
+                "--max-dets must be three increasing positive integers like 100,300,1000, "
+                f"got {md!r}"
             )
 
     def identity(self) -> dict[str, Any]:
@@ -113,18 +118,21 @@ def _mean(a: np.ndarray) -> float:
 
 
 def stats_at(ev: Any, max_dets: tuple[int, ...]) -> dict[str, float]:
-    """AP/AP50/AP75/APs/m/l at maxDets[-1] and AR at each maxDets, from a COCOeval's arrays
-    (`COCOeval._summarize`'s averaging: entries > -1; -1 when none)."""
+    """pycocotools' 12 `summarize` stats for these maxDets, by its own positions: AP at the
+    maxDets entry equal to 100 (-1 when the list has none: `_summarize`'s default), AP50/AP75/
+    APs/m/l and ARs/m/l at maxDets[2], AR at each maxDets; averages over entries > -1."""
     p, r = np.asarray(ev.eval["precision"]), np.asarray(ev.eval["recall"])
     thrs = np.asarray(ev.params.iouThrs)
-    m = len(max_dets) - 1
-    out = {"odinw_mAP": _mean(p[:, :, :, 0, m])}
+    at100 = [i for i, m in enumerate(max_dets) if m == 100]
+    out = {"odinw_mAP": _mean(p[:, :, :, 0, at100]) if at100 else -1.0}
     for name, t in (("odinw_AP50", 0.5), ("odinw_AP75", 0.75)):
-        out[name] = _mean(p[np.where(np.isclose(thrs, t))[0], :, :, 0, m])
+        out[name] = _mean(p[np.where(np.isclose(thrs, t))[0], :, :, 0, 2])
     for a, name in enumerate(AREAS[1:], start=1):
-        out[f"odinw_AP{name[0]}"] = _mean(p[:, :, :, a, m])
-    for i, _ in enumerate(max_dets):
-        out[f"odinw_AR{('_lo', '_mid', '_max')[i]}"] = _mean(r[:, :, 0, i])
+        out[f"odinw_AP{name[0]}"] = _mean(p[:, :, :, a, 2])
+    for i, suffix in enumerate(("_lo", "_mid", "_max")):
+        out[f"odinw_AR{suffix}"] = _mean(r[:, :, 0, i])
+    for a, name in enumerate(AREAS[1:], start=1):
+        out[f"odinw_AR{name[0]}"] = _mean(r[:, :, a, 2])
     return out
 
 
@@ -141,7 +149,10 @@ def per_class_at(ev: Any, coco_gt: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def coco_at_max_dets(
-    coco_gt: dict[str, Any], coco_preds: list[dict[str, Any]], scorer: str, max_dets: tuple[int, ...]
+    coco_gt: dict[str, Any],
+    coco_preds: list[dict[str, Any]],
+    scorer: str,
+    max_dets: tuple[int, ...],
 ) -> tuple[dict[str, float], list[tuple[str, float]] | None]:
     """The protocol's stats (and per-class AP) on the same COCO dicts the detection scorer
     built; all 0.0 when there is no detection (upstream's rule)."""
@@ -166,6 +177,9 @@ def stats_at_keys() -> tuple[str, ...]:
         "odinw_AR_lo",
         "odinw_AR_mid",
         "odinw_AR_max",
+        "odinw_ARs",
+        "odinw_ARm",
+        "odinw_ARl",
     )
 
 

@@ -96,11 +96,14 @@ def check_group_dir(root: Path, task: str, protocol: dict[str, Any] | None) -> N
     if not (root.is_dir() and any(root.iterdir())):
         return
     if not is_group_dir(root):
-        raise ConfigError(f"{root} holds files but no {GROUP_JSON}: not a group dir; pick another --name/--out")
+        raise ConfigError(
+            f"{root} holds files but no {GROUP_JSON}: not a group dir; pick another --name/--out"
+        )
     head = A.read_json(root / GROUP_JSON)
     if not isinstance(head, dict) or head.get("task") != task or head.get("protocol") != protocol:
         raise ConfigError(
-            f"{root} is a group of task {head.get('task')!r} with protocol {head.get('protocol')!r}, "
+            f"{root} is a group of task {head.get('task')!r} with protocol "
+            f"{head.get('protocol')!r}, "
             f"not {task!r} with {protocol!r}; pick another --name"
         )
 
@@ -195,7 +198,8 @@ def _plan_members(
             problems.append(f"{m}: {e}")
     if problems:
         raise DataError(
-            f"{len(problems)} member(s) cannot run: " + "; ".join(problems)
+            f"{len(problems)} member(s) cannot run: "
+            + "; ".join(problems)
             + " (build them with `coordbench data odinw`)"
         )
     return out
@@ -214,7 +218,8 @@ def run_group(
     mine = my_members(members, cfg.shard)
     planned = _plan_members(cfg, root, mine, odinw_root)
     root.mkdir(parents=True, exist_ok=True)
-    entries = [{"name": m, "run_dir": m, "identity_hash": h} for m, _, h in planned]
+    hashes = {m: h for m, _, h in planned}  # other shards' members are listed, unplanned here
+    entries = [{"name": m, "run_dir": m, "identity_hash": hashes.get(m)} for m in members]
     write_group_json(root, cfg, protocol, entries)
     results: dict[str, Any] = {}
     shared: SharedBackend | None = None

@@ -29,7 +29,16 @@ TASKS: dict[str, Task] = {
     ODINW.name: ODINW,
 }
 
-__all__ = ["DEFAULT_TASK", "TASKS", "Metric", "Task", "get_task", "task_of", "task_identity", "with_protocol"]
+__all__ = [
+    "DEFAULT_TASK",
+    "TASKS",
+    "Metric",
+    "Task",
+    "get_task",
+    "task_of",
+    "task_identity",
+    "with_protocol",
+]
 
 
 def get_task(name: str | None) -> Task:
