@@ -307,7 +307,8 @@ def _random_set(rng: np.random.Generator, n_img: int = 4, n_det: int = 280):
 @pytest.mark.parametrize("scorer", ["pycocotools", "faster"])
 def test_stats_at_max_dets_equal_pycocotools(tmp_path, scorer):
     """~140 detections per (image, class): all 12 stats equal pycocotools' `summarize` at
-    each maxDets (its positions: AP at the entry 100, AP50.. at maxDets[2]), and the cap changes AP50."""
+    each maxDets (its positions: AP at the entry 100, AP50.. at maxDets[2]); the cap
+    changes AP50."""
     gt, preds = _random_set(np.random.default_rng(3))
     (tmp_path / "coco_gt.json").write_text(json.dumps(gt))
     (tmp_path / "coco_preds.json").write_text(json.dumps(preds))

@@ -18,6 +18,7 @@ import numpy as np
 from coordbench.errors import ArtifactError
 from coordbench.metrics.bootstrap import BootstrapData, resample_counts, resample_metrics
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 
 GROUP_JSON = "group.json"
 METRICS = (("mAP", "odinw_mAP", "bbox_AP"), ("AP50", "odinw_AP50", "bbox_AP50"))
@@ -35,9 +36,9 @@ def _group(path: Path) -> dict[str, Any]:
 
 
 def _member(root: Path, name: str) -> tuple[dict[str, Any], BootstrapData] | None:
-    ev = root / name / "eval"
+    ev = root / name / L.EVAL_DIR
     try:
-        metrics = A.read_json(ev / "metrics.json")["metrics"]
+        metrics = A.read_json(ev / L.METRICS)["metrics"]
         return metrics, BootstrapData.from_eval_dir(ev)
     except (OSError, ArtifactError, KeyError, TypeError):
         return None

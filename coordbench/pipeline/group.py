@@ -22,6 +22,7 @@ from coordbench.pipeline.plan import plan_run, preflight_checkpoint
 from coordbench.pipeline.run import finished_samples, run
 from coordbench.pipeline.suite import SharedBackend
 from coordbench.rundir import files as A
+from coordbench.rundir import layout as L
 from coordbench.tasks import get_task
 
 log = logging.getLogger("coordbench")
@@ -127,7 +128,7 @@ def write_group_json(root: Path, cfg: RunConfig, protocol: Any, members: list[di
 
 def _member_metrics(run_dir: Path) -> dict[str, Any] | None:
     try:
-        doc = A.read_json(run_dir / "eval" / "metrics.json")
+        doc = A.read_json(run_dir / L.EVAL_DIR / L.METRICS)
         head = A.read_json(run_dir / A.RUN_JSON)
     except (CoordbenchError, OSError):
         return None
