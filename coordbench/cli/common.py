@@ -49,3 +49,19 @@ def print_run(run_dir: Path, summary: dict) -> None:
         counts=task.count_keys(),
     )
     click.echo(text)
+
+
+def print_group(cfg, odinw_root: str | None, rescore: bool) -> None:  # noqa: ANN001
+    """Run a benchmark group (odinw13) and print its per-member table and mean; a member that
+    failed makes the command fail after the others ran."""
+    from coordbench.pipeline.group import format_group_summary, run_group
+
+    out = run_group(cfg, odinw_root, rescore=rescore)
+    click.echo(format_group_summary(out["summary"], Path(out["group_dir"])))
+    failed = {m: r for m, r in out["results"].items() if isinstance(r, str)}
+    if failed:
+        raise CoordbenchError(
+            f"{len(failed)} member(s) failed: "
+            + "; ".join(f"{m}: {r}" for m, r in failed.items())
+            + " (re-run the same command to resume them)"
+        )

@@ -114,6 +114,8 @@ def compare_cmd(
         )
         for r in runs:
             refuse_inside_run_dir(Path(out), Path(r) if Path(r).is_dir() else Path(r).parent)
+    if len(runs) == 2 and all((Path(r) / "group.json").is_file() for r in runs):
+        return _compare_groups(runs, fmt, out, n_boot, seed)  # benchmark groups (odinw13)
     if rows or cols:
         from coordbench.cli.pivot import pivot_cmd
 
@@ -156,3 +158,17 @@ def compare_cmd(
         )
     if failed:
         sys.exit(1)
+
+
+def _compare_groups(runs: tuple[str, ...], fmt: str, out: str | None, n_boot: int, seed: int):
+    """Two group dirs: per-member deltas and the unweighted mean's delta with CIs."""
+    import json
+
+    from coordbench.compare.group_compare import compare_groups, to_markdown
+
+    res = compare_groups(runs[0], runs[1], n_boot=n_boot, seed=seed)
+    text = json.dumps(res, indent=2) + "\n" if fmt == "json" else to_markdown(res)
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)

@@ -227,6 +227,69 @@ def refcoco_cmd(
     )
 
 
+@data_group.command("odinw", context_settings=CONTEXT)
+@click.option(
+    "--odinw-root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="GLIP/mmdetection odinw folder (AerialMaritimeDrone/, Aquarium/, ... as downloaded).",
+)
+@click.option(
+    "--members",
+    help="Comma-separated members to build (default: all 13; names as in docs/odinw.md).",
+)
+@click.option("--preset", default="768", show_default=True, help="Rescale preset.")
+@click.option("--limit", type=int, help="Only the first N images of each member.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for the member presets (default public_data/odinw/rescale_F_B): run's "
+    "--odinw-root.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@friendly_errors
+def odinw_cmd(
+    odinw_root: str,
+    members: str | None,
+    preset: str,
+    limit: int | None,
+    out: str | None,
+    no_progress: bool,
+) -> None:
+    """Build the ODinW-13 member presets: one COCO-format preset folder per data set.
+
+    \b
+    Examples:
+      coordbench data odinw --odinw-root /data/odinw --preset 768
+      coordbench data odinw --odinw-root /data/odinw --members Aquarium,pothole --limit 50
+    """
+    from coordbench.config.presets import load_rescale_preset
+    from coordbench.data.odinw import convert_odinw
+
+    rp = load_rescale_preset(preset)
+    name = f"rescale_{rp.factor}_{rp.budget}"
+    out_dir = Path(out) if out else user_data_root() / "public_data" / "odinw" / name
+    picked = [m.strip() for m in members.split(",") if m.strip()] if members else None
+    stats = convert_odinw(
+        odinw_root,
+        out_root=out_dir,
+        members=picked,
+        budget=rp.budget,
+        factor=rp.factor,
+        limit=limit,
+        progress=not no_progress,
+        algorithm=rp.algorithm,
+        min_pixels=rp.min_pixels,
+    )
+    for member, st in stats.items():
+        click.echo(f"{member}: {st.images_written} images, {st.objects_written} boxes")
+    click.echo(f"wrote {len(stats)} member presets to {out_dir}")
+    click.echo(
+        f"run it: coordbench run --task odinw13 --ckpt CKPT --preset {preset} "
+        f"--odinw-root {out_dir}"
+    )
+
+
 @data_group.command("jsonl", context_settings=CONTEXT)
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option(

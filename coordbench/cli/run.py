@@ -167,6 +167,22 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     help="Re-score a finished run (logged as `rescore`); without it a finished run is left as is.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. in batch-job logs).")
+@click.option(
+    "--odinw-root",
+    type=click.Path(file_okay=False),
+    help="A group task (odinw13): the folder `coordbench data odinw` wrote (one per member).",
+)
+@click.option(
+    "--prompt-mode",
+    type=click.Choice(["all_classes", "per_class"]),
+    help="Protocol (odinw13): one prompt naming all classes, or one prompt per class.",
+)
+@click.option(
+    "--box-score",
+    type=click.Choice(["model", "constant"]),
+    help="Protocol (odinw13): the model's confidence, or 1.0 for every box (official scripts).",
+)
+@click.option("--max-dets", help="Protocol (odinw13): COCOeval maxDets, e.g. 100,300,1000.")
 @friendly_errors
 def run(**kw) -> None:
     """Generate, parse and score one run; resumes if the run dir already holds this run.
@@ -184,8 +200,14 @@ def run(**kw) -> None:
 
     progress = not kw.pop("no_progress")
     rescore = kw.pop("rescore")
+    odinw_root = kw.pop("odinw_root")
     shard = Shard.parse(kw.pop("shard"), os.environ)
     cfg = RunConfig(**kw, shard=shard, progress=progress)
+    if cfg.task_preset().members:  # a benchmark group: one run dir per member
+        from coordbench.cli.common import print_group
+
+        print_group(cfg, odinw_root, rescore)
+        return
     summary = run_fn(cfg, rescore=rescore)
     if not summary:
         return

@@ -66,6 +66,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, bool]]] = {
         "data_hint": (str, False),  # how to build the default data; {preset} likewise
         "default_preset": (str, False),  # the rescale preset used when --preset is not given
         "embedded": (bool, False),  # no --ckpt, no --data: the embedded shapes model and data
+        "members": (list, False),  # a benchmark group's member data sets ({member} in `data`)
+        "protocol": (dict, False),  # protocol options and their defaults (in the identity)
     },
     "decode": {
         "name": (str, False),
@@ -140,6 +142,11 @@ class TaskPreset:
     data_hint: str | None = None
     default_preset: str | None = None
     embedded: bool = False
+    # a benchmark group (ODinW-13): the member data sets, each run as its own run dir; `data`
+    # then names a member's file with `{member}` (and `{preset}`) [ARCH-GROUPS]
+    members: list[str] | None = None
+    # the protocol options a run of this task records in its identity, with their defaults
+    protocol: dict[str, Any] | None = None
 
 
 def load_task_preset(name: str) -> TaskPreset:

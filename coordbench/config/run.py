@@ -159,6 +159,12 @@ class RunConfig:
     shard: Shard = field(default_factory=Shard)
     progress: bool = True
     task: str = "detection"  # a task preset, configs/task/NAME.toml (the benchmark)
+    # protocol options of a task that declares them (ODinW: prompt mode, box score, COCOeval
+    # maxDets as "100,300,1000"); None = the task preset's default. In the identity only for
+    # such a task, so a detection identity is unchanged
+    prompt_mode: str | None = None
+    box_score: str | None = None
+    max_dets: str | None = None
 
     def task_preset(self) -> TaskPreset:
         return load_task_preset(self.task)

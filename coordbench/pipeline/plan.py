@@ -28,7 +28,7 @@ from coordbench.data.dataset import (
     load_samples,
 )
 from coordbench.errors import CheckpointError, ConfigError, CoordbenchError, DataError
-from coordbench.tasks import Task, get_task, task_identity
+from coordbench.tasks import Task, get_task, task_identity, with_protocol
 from coordbench.types import Sample
 
 log = logging.getLogger("coordbench")
@@ -184,6 +184,10 @@ def plan_run(config: RunConfig) -> Plan:
             f"{', '.join(task.scorers)}"
         )
     vocabulary = dataset_vocabulary(cfg.data)
+    protocol = task.resolve_protocol(cfg, task.options) if task.resolve_protocol else None
+    task = with_protocol(task, protocol)
+    if task.expand_samples is not None:  # ODinW per_class: one sample per (image, category)
+        samples = task.expand_samples(samples, protocol, vocabulary)
     context = task.prompt_context(samples[0], vocabulary)  # the template: the data set's classes
     image_bytes = image_sizes(samples)
     params = cfg.generation_params()
@@ -209,7 +213,7 @@ def plan_run(config: RunConfig) -> Plan:
         if cfg.backend.startswith("openai:")
         else cfg.backend,
         "options": option_identity(cfg, prompt),
-        **task_identity(task),
+        **task_identity(task, protocol),
     }
     return Plan(
         cfg,

@@ -9,6 +9,7 @@ hash and every derived file are unchanged. [ARCH-TASKS]
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from coordbench.config.presets import list_presets, load_task_preset
@@ -17,6 +18,7 @@ from coordbench.tasks.base import Metric, Task
 from coordbench.tasks.detection import DETECTION
 from coordbench.tasks.grounding import GROUNDING
 from coordbench.tasks.lvis import LVIS
+from coordbench.tasks.odinw import ODINW
 
 DEFAULT_TASK = "detection"
 
@@ -24,9 +26,19 @@ TASKS: dict[str, Task] = {
     DETECTION.name: DETECTION,
     GROUNDING.name: GROUNDING,
     LVIS.name: LVIS,
+    ODINW.name: ODINW,
 }
 
-__all__ = ["DEFAULT_TASK", "TASKS", "Metric", "Task", "get_task", "task_of", "task_identity"]
+__all__ = [
+    "DEFAULT_TASK",
+    "TASKS",
+    "Metric",
+    "Task",
+    "get_task",
+    "task_of",
+    "task_identity",
+    "with_protocol",
+]
 
 
 def get_task(name: str | None) -> Task:
@@ -46,7 +58,15 @@ def get_task(name: str | None) -> Task:
         name=preset.name,
         description=preset.description or impl.description,
         default_prompt=preset.prompt or impl.default_prompt,
+        options=dict(preset.protocol or impl.options),
     )
+
+
+def with_protocol(task: Task, protocol: dict[str, Any] | None) -> Task:
+    """The task with a run's protocol bound into its scorer (a task that declares one)."""
+    if task.resolve_protocol is None or protocol is None:
+        return task
+    return replace(task, options=dict(protocol), score=partial(task.score, protocol=protocol))
 
 
 def task_names() -> list[str]:
@@ -56,10 +76,15 @@ def task_names() -> list[str]:
 def task_of(identity: Any) -> Task:
     """The task a run was made with, from its identity; none recorded means detection."""
     name = identity.get("task") if isinstance(identity, dict) else None
-    return get_task(name if isinstance(name, str) else None)
+    task = get_task(name if isinstance(name, str) else None)
+    protocol = identity.get("protocol") if isinstance(identity, dict) else None
+    return with_protocol(task, protocol if isinstance(protocol, dict) else None)
 
 
-def task_identity(task: Task) -> dict[str, Any]:
+def task_identity(task: Task, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
     """The identity entries of a task: none for detection (so its hash is what it always was),
-    `{"task": name}` for every other task."""
-    return {} if task.name == DEFAULT_TASK else {"task": task.name}
+    `{"task": name}` for every other task, and `protocol` for a task that declares one."""
+    out: dict[str, Any] = {} if task.name == DEFAULT_TASK else {"task": task.name}
+    if protocol is not None:
+        out["protocol"] = protocol
+    return out

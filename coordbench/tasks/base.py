@@ -84,6 +84,11 @@ class Task:
     # None: the COCO pair path (detection)
     score_pair: Callable[[Path, Path, Path | None], str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # a task with protocol options (ODinW): (run config, the preset's defaults) -> the
+    # protocol's identity entries; the scorer then takes them as `protocol=` [ARCH-GROUPS]
+    resolve_protocol: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+    # (samples, protocol, vocabulary) -> the samples a run generates (per_class: one per class)
+    expand_samples: Callable[..., list[Sample]] | None = None
 
     def headline_keys(self) -> tuple[tuple[str, str], ...]:
         """(label, key) pairs, the shape summary and report tables take."""
