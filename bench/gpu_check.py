@@ -1,5 +1,6 @@
 """One script that settles the GPU questions: throughput and batch invariance of the HF backend
-(and of vLLM when installed) on a real-size random-weight Qwen2.5-VL-3B in bf16.
+(and of vLLM when installed, in-process and behind `vllm serve` through `--backend openai:`) on a
+real-size random-weight Qwen2.5-VL-3B in bf16.
 
     python bench/gpu_check.py --minutes 8     # on a GPU node
     python bench/gpu_check.py --tiny          # anywhere: tiny model, fp32 CPU, seconds
@@ -152,6 +153,79 @@ def vllm_stage(ckpt: Path, reqs, args, budget: Budget, result: dict) -> None:
     be.close()
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def served_stage(ckpt: Path, reqs, args, budget: Budget, result: dict) -> None:
+    """`vllm serve` on this node (loopback only), then `--backend openai:` against it at
+    concurrency 1 / 8 / 32: samples/s, and greedy agreement of the served texts with the
+    in-process vLLM backend's (same engine) and the HF backend's tokens decoded."""
+    import subprocess
+    import urllib.request
+
+    if importlib.util.find_spec("vllm") is None:
+        print("vllm serve: vLLM not installed, skipped")
+        return
+    if not budget.ok("vllm serve"):
+        return
+    from coordbench.backends.served import ServedBackend
+
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(ckpt),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        "bench",
+        "--max-model-len",
+        "8192",
+        "--disable-log-requests",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    print("vllm serve: the server exited at start, skipped")
+                    return
+                time.sleep(2)
+        else:
+            print("vllm serve: not up after 600 s, skipped")
+            return
+        greedy = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
+        texts = None
+        for c in (1, 8, 32):
+            if not budget.ok(f"vllm serve concurrency {c}"):
+                continue
+            be = ServedBackend(url, served_model="bench", concurrency=c)
+            t0 = time.perf_counter()
+            gens = be.generate(reqs, greedy)
+            dt = time.perf_counter() - t0
+            texts = texts or [g.text for g in gens]
+            same = 100.0 * sum(g.text == t for g, t in zip(gens, texts, strict=True)) / len(gens)
+            result["served"][c] = {"samples_per_s": len(reqs) / dt, "agree_with_c1_pct": same}
+            print(f"{'served':>8} c={c:<3} {len(reqs) / dt:>10.2f} samples/s, {same:.1f}% = c1")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=8.0, help="time budget for all stages")
@@ -169,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     budget = Budget(args.minutes)
-    result: dict = {"device": device, "tiny": args.tiny, "hf": {}, "vllm": {}}
+    result: dict = {"device": device, "tiny": args.tiny, "hf": {}, "vllm": {}, "served": {}}
     if device.startswith("cuda"):
         result["gpu"] = torch.cuda.get_device_name(device)
     reqs = requests(args.n_images, TINY_SIZES if args.tiny else REAL_SIZES)
@@ -188,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         hf_stages(be, reqs, args, budget, result)
         be.close()
         vllm_stage(ckpt, reqs, args, budget, result)
+        served_stage(ckpt, reqs, args, budget, result)
     result.pop("hf_greedy_tokens_bs1", None)
     for key in ("greedy_agreement_bs1_bs8", "sampled_agreement_bs1_bs8"):
         if key in result:
