@@ -70,6 +70,25 @@ class _Job:
 # --------------------------------------------------------------------------- instances -> raw
 
 
+COCO_LISTS = ("images", "annotations", "categories")
+
+
+def read_json_object(path: Path, need: tuple[str, ...] = (), what: str = "a JSON object") -> dict:
+    """A JSON object file whose keys `need` hold lists; every failure a DataError naming it."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    except orjson.JSONDecodeError as e:
+        raise DataError(f"invalid JSON in {path}: {e}") from None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in need):
+        lists = f" with {', '.join(need)} lists" if need else ""
+        raise DataError(f"{path}: not {what}{lists}")
+    return doc
+
+
 def load_instances(coco_root: Path, split: str) -> dict[str, Any]:
     path = coco_root / "annotations" / f"instances_{split}.json"
     if not path.is_file():

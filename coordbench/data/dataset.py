@@ -471,15 +471,5 @@ def dataset_vocabulary(data: str | Path | None) -> list[str] | None:
     """The data set's declared vocabulary: `categories.json` next to its JSONL, names in id
     order (what `coordbench data coco` writes), else None (the GT descs are the vocabulary).
     Detection scores against it and native prompts name it."""
-    if not data:
-        return None
-    path = Path(data).parent / CATEGORIES_JSON
-    if not path.is_file():
-        return None
-    try:
-        cats = json.loads(path.read_bytes())
-        return [str(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise DataError(
-            f"{path}: expected a JSON list of {{id, name}} categories ({type(e).__name__}: {e})"
-        ) from None
+    docs = dataset_category_docs(data)
+    return None if docs is None else [str(c["name"]) for c in docs]

@@ -17,14 +17,14 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import orjson
-
 from coordbench.data.coco import (
+    COCO_LISTS,
     ConversionStats,
     PresetSpec,
     build_preset,
     check_out_dir,
     keep_ann,
+    read_json_object,
 )
 from coordbench.data.resize import MIN_PIXELS
 from coordbench.errors import DataError
@@ -46,16 +46,7 @@ def find_annotations(lvis_root: Path, annotations: Path | None) -> Path:
 
 
 def load_lvis(path: Path) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
-        raise DataError(f"invalid JSON in {path}: {e}") from None
-    if not isinstance(doc, dict) or not all(
-        isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
-    ):
-        raise DataError(f"{path}: not an LVIS file (needs images, annotations, categories)")
+    doc = read_json_object(path, COCO_LISTS, "an LVIS file")
     for im in doc["images"][:1]:
         if "neg_category_ids" not in im or "not_exhaustive_category_ids" not in im:
             raise DataError(

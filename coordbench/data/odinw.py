@@ -17,9 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from coordbench.data.coco import ConversionStats, PresetSpec, build_preset, check_out_dir, keep_ann
+from coordbench.data.coco import (
+    COCO_LISTS,
+    ConversionStats,
+    PresetSpec,
+    build_preset,
+    check_out_dir,
+    keep_ann,
+    read_json_object,
+)
 from coordbench.data.resize import MIN_PIXELS
 from coordbench.errors import DataError
 
@@ -75,17 +81,7 @@ def pick_members(names: list[str] | None) -> list[Member]:
 def load_member(path: Path, member: str) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"ODinW member {member}: annotation file not found: {path}")
-    try:
-        doc = orjson.loads(path.read_bytes())
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
-        raise DataError(f"invalid JSON in {path}: {e}") from None
-    if not isinstance(doc, dict) or not all(
-        isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
-    ):
-        raise DataError(f"{path}: not a COCO file (needs images, annotations, categories lists)")
-    return doc
+    return read_json_object(path, COCO_LISTS, "a COCO file")
 
 
 def member_raw_records(

@@ -22,9 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from coordbench.data.coco import EPS, ConversionStats, PresetSpec, build_preset, check_out_dir
+from coordbench.data.coco import (
+    EPS,
+    ConversionStats,
+    PresetSpec,
+    build_preset,
+    check_out_dir,
+    read_json_object,
+)
 from coordbench.data.resize import MIN_PIXELS
 from coordbench.errors import DataError
 
@@ -62,15 +67,7 @@ def load_refs_pickle(path: Path) -> list[dict[str, Any]]:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(Path(path).read_bytes())
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
-        raise DataError(f"invalid JSON in {path}: {e}") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return doc
+    return read_json_object(path)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from coordbench.data.dataset import (
     load_samples,
 )
 from coordbench.errors import CheckpointError, ConfigError, CoordbenchError, DataError
+from coordbench.rundir.layout import TRACE
 from coordbench.tasks import Task, get_task, task_identity, with_protocol
 from coordbench.types import Sample
 
@@ -88,11 +89,11 @@ def preflight_checkpoint(cfg: RunConfig) -> None:
     run dir is touched."""
     if cfg.backend.startswith("replay:"):
         src = Path(cfg.backend.split(":", 1)[1])
-        trace = src / "pred_token_trace.jsonl" if src.is_dir() else src
+        trace = src / TRACE if src.is_dir() else src
         if not trace.is_file():
             raise ConfigError(
                 f"--backend {cfg.backend}: no replay source there (a run dir holding "
-                f"pred_token_trace.jsonl, or such a trace file): {trace} not found"
+                f"{TRACE}, or such a trace file): {trace} not found"
             )
     if cfg.backend not in ("hf", "vllm"):
         return
