@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.errors import DataError
+from coordbench.errors import ConfigError, DataError
 from coordbench.metrics.bootstrap import resample_counts
 from coordbench.metrics.coco import STAT_NAMES, coco_stats_eval
 from coordbench.metrics.coco_images import per_image_eval
@@ -25,6 +25,7 @@ from coordbench.metrics.coco_match import CocoDets
 from coordbench.metrics.eval_files import per_class_csv
 from coordbench.metrics.resample import CocoResampler
 from coordbench.rundir import files as A
+from coordbench.rundir.jsonl import read_json_document
 from coordbench.rundir.layout import METRICS, PER_CLASS
 
 
@@ -33,15 +34,93 @@ def _number(v: Any) -> bool:
 
 
 def load_gt(path: Path) -> dict[str, Any]:
-    doc = A.read_json(path)
+    """A COCO-format annotation file, checked: what pycocotools would crash on or silently
+    misread (duplicate ids, annotations of an unlisted image or category) is refused, naming
+    the entry."""
+    doc = read_json_document(path)
     if not isinstance(doc, dict) or not all(
         isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise DataError(
             f"{path}: expected a COCO instances object with images/annotations/categories"
         )
+    images = _unique_ids(path, doc["images"], "image")
+    cats = _unique_ids(path, doc["categories"], "category")
     _check_annotations(path, doc)
+    _check_references(path, doc["annotations"], images, cats)
     return doc
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, int | str | float | bool)
+
+
+def _member(v: Any, ids: set[Any]) -> bool:
+    return _hashable(v) and v in ids
+
+
+def _is_subset(values: list[Any], ids: set[Any]) -> bool:
+    try:
+        return ids.issuperset(values)
+    except TypeError:  # an unhashable value (a list): not an id
+        return False
+
+
+def _crowd_flag(v: Any) -> bool:
+    """0 or 1 (False/True and 0.0/1.0 too: pycocotools reads `int(iscrowd)`)."""
+    return type(v) in (int, bool, float) and v in (0, 1)
+
+
+def _unique_ids(path: Path, entries: list[Any], what: str) -> set[Any]:
+    """The ids of `entries` (images, categories or annotations). A repeated id is refused:
+    pycocotools indexes by id, so the later entry replaces the earlier one in its index while
+    both stay in its lists (a repeated annotation id puts the later box on the image twice and
+    the earlier one nowhere), a number that describes neither file."""
+    if set(map(type, entries)) - {dict}:
+        i = next(i for i, e in enumerate(entries) if not isinstance(e, dict))
+        raise DataError(f"{path}: {what} {i} is not an object")
+    plural = "categories" if what == "category" else f"{what}s"
+    ids = list(map(dict.get, entries, repeat("id")))
+    if None in ids:
+        raise DataError(f"{path}: {what} {ids.index(None)} has no `id`")
+    if not all(map(_hashable, ids)):
+        i = next(i for i, k in enumerate(ids) if not _hashable(k))
+        raise DataError(f"{path}: {what} {i} has a bad id {ids[i]!r}")
+    seen = set(ids)
+    if len(seen) != len(ids):
+        first: dict[Any, int] = {}
+        for i, k in enumerate(ids):
+            if k in first:
+                raise DataError(
+                    f"{path}: {what} id {k!r} appears twice ({plural} {first[k]} and {i}); "
+                    f"pycocotools would keep only the later one's entry: give each {what} "
+                    "its own id"
+                )
+            first[k] = i
+    return seen
+
+
+def _check_references(
+    path: Path, anns: list[dict[str, Any]], images: set[Any], cats: set[Any]
+) -> None:
+    """Every annotation on a listed image, of a listed category, with a 0/1 `iscrowd` if any;
+    pycocotools drops the others without a word (fewer GT, a higher AP)."""
+    _unique_ids(path, anns, "annotation")
+    for known, ids, what in (("image_id", images, "images"), ("category_id", cats, "categories")):
+        refs = list(map(dict.get, anns, repeat(known)))
+        if not _is_subset(refs, ids):
+            i = next(i for i, r in enumerate(refs) if not _member(r, ids))
+            raise DataError(
+                f"{path}: annotation {i} (id {anns[i]['id']!r}) has {known} {refs[i]!r}, "
+                f"not an id of the file's {what}"
+            )
+    crowd = list(map(dict.get, anns, repeat("iscrowd", 0)))  # absent: 0, as the matcher reads it
+    if set(map(type, crowd)) - {int, bool, float} or not _is_subset(crowd, {0, 1}):
+        i = next(i for i, c in enumerate(crowd) if not _crowd_flag(c))
+        raise DataError(
+            f"{path}: annotation {i} (id {anns[i]['id']!r}) has iscrowd "
+            f"{anns[i]['iscrowd']!r}; expected 0 or 1"
+        )
 
 
 def load_coco_gt(path: Path) -> dict[str, Any]:
@@ -53,6 +132,10 @@ def load_coco_gt(path: Path) -> dict[str, Any]:
             f"{path} is an LVIS annotation file (images carry neg_category_ids): COCO rules would "
             "count every unlisted category as absent; score it with --lvis-gt/--lvis-dt"
         )
+    anns = doc["annotations"]
+    if not all(map(dict.__contains__, anns, repeat("iscrowd"))):
+        for a in anns:  # pycocotools reads a["iscrowd"] (KeyError without it); missing is 0
+            a.setdefault("iscrowd", 0)
     return doc
 
 
@@ -102,17 +185,35 @@ def first_bad_result(path: Path, doc: list[Any], images: set[Any], offset: int =
             )
 
 
-def load_results(path: Path, gt: dict[str, Any]) -> CocoDets:
-    """Bbox results as COCOeval uses them; results of categories the GT lacks are dropped."""
-    doc = A.read_json(path)
+def load_results(path: Path, gt: dict[str, Any]) -> tuple[CocoDets, int]:
+    """Bbox results as COCOeval uses them, and how many were dropped: results of categories the
+    GT lacks (COCOeval never looks at them)."""
+    doc = read_json_document(path)
     if not isinstance(doc, list):
-        raise DataError(f"{path}: expected a JSON list of detection results")
+        got = f"a JSON {type(doc).__name__}" if not isinstance(doc, dict) else "one JSON object"
+        raise DataError(
+            f"{path}: expected a JSON list of detection results, got {got} (one result per "
+            "line, JSON Lines, is not read: write the results as one list [{...}, ...])"
+        )
     images = {im["id"] for im in gt["images"]}
     if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
         first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
     cats = {c["id"] for c in gt["categories"]}
-    known = map(cats.__contains__, map(dict.get, doc, repeat("category_id")))
-    return CocoDets.from_dicts([r for r, k in zip(doc, known, strict=True) if k])
+    known = list(map(cats.__contains__, map(dict.get, doc, repeat("category_id"))))
+    kept = [r for r, k in zip(doc, known, strict=True) if k]
+    return CocoDets.from_dicts(kept), len(doc) - len(kept)
+
+
+def unknown_category_note(path: Path, doc_len: int, dropped: int, gt: dict[str, Any]) -> str:
+    """The warning for results whose category_id the GT does not list (left out, as COCOeval
+    leaves them out): a mapping mistake (0-based ids, another label map) reads as a low AP."""
+    ids = [str(c["id"]) for c in gt["categories"][:8]]
+    every = "all " if dropped == doc_len else ""
+    return (
+        f"{every}{dropped} of {doc_len} results in {path.name} have a category_id that is not "
+        f"in the GT's categories (ids {', '.join(ids) or 'none'}{'...' if len(ids) == 8 else ''}"
+        "): left out, as pycocotools leaves them out"
+    )
 
 
 def bootstrap_ap(
@@ -147,6 +248,20 @@ def bootstrap_ap(
     }
 
 
+MIN_BOOTSTRAP = 40  # a 95 % percentile interval needs >= 1 resample beyond each 2.5 % tail
+
+
+def check_bootstrap(n: int, ci: float = 0.95) -> None:
+    """Refuse a resample count too small for a `ci` percentile interval: with fewer than
+    2 / (1 - ci) resamples a tail holds no resample, and the "interval" is the min and max of a
+    handful of values (one resample gives a point)."""
+    if 0 < n < MIN_BOOTSTRAP:
+        raise ConfigError(
+            f"--bootstrap {n}: a {ci:.0%} CI needs at least {MIN_BOOTSTRAP} resamples "
+            "(1000 or more for a paper); 0 turns it off"
+        )
+
+
 def score_coco_pair(
     gt_path: Path,
     dt_path: Path,
@@ -156,9 +271,12 @@ def score_coco_pair(
     bootstrap: int = 0,
 ) -> str:
     """Score the pair, write metrics.json + per_class.csv under `out`, return the summary."""
+    check_bootstrap(bootstrap)
     gt = load_coco_gt(gt_path)
-    dets = load_results(dt_path, gt)
-    stats, per_class, _ = coco_stats_eval(gt, dets, scorer)
+    dets, dropped = load_results(dt_path, gt)
+    # no detection left: COCOeval's numbers (0 where GT exists, -1 where none), not upstream's
+    # all-zero rule for run dirs; pycocotools itself cannot load an empty results list
+    stats, per_class, _ = coco_stats_eval(gt, dets, scorer, no_detections="cocoeval")
     doc: dict[str, Any] = {
         "metrics": {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)},
         "per_class_ap": {n: (None if math.isnan(v) else v) for n, v in per_class},
@@ -166,11 +284,20 @@ def score_coco_pair(
         "n_detections": len(dets),
         "scorer": scorer,
     }
-    if bootstrap:
+    warnings = []
+    if dropped:
+        warnings.append(unknown_category_note(dt_path, len(dets) + dropped, dropped, gt))
+        doc["n_results_unknown_category"] = dropped
+    if bootstrap and len(dets):
         doc["bootstrap_AP"] = bootstrap_ap(gt, dets, bootstrap, stats[0])
-    lines = [f"scored {len(dets)} detections on {len(gt['images'])} images ({gt_path.name})"]
+    elif bootstrap:
+        warnings.append("no detection to score: the bootstrap CI of AP is skipped")
+    if warnings:
+        doc["warnings"] = warnings
+    lines = [f"warning: {w}" for w in warnings]
+    lines.append(f"scored {len(dets)} detections on {len(gt['images'])} images ({gt_path.name})")
     lines += [f"  {n:<6} {s:.4f}" for n, s in zip(STAT_NAMES, stats, strict=True)]
-    if bootstrap:
+    if "bootstrap_AP" in doc:
         b = doc["bootstrap_AP"]
         lines.append(
             f"  AP {b['ci']:.0%} bootstrap CI [{b['lo']:.4f}, {b['hi']:.4f}] ({bootstrap})"

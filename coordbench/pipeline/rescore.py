@@ -13,7 +13,12 @@ from coordbench.errors import ArtifactError
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
-from coordbench.pipeline.score_file import eval_file_path, eval_overrides
+from coordbench.pipeline.score_file import (
+    add_warnings,
+    eval_file_path,
+    eval_overrides,
+    size_warnings,
+)
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 from coordbench.tasks import task_of
@@ -70,6 +75,40 @@ def _warn_short(run_dir: Path, recs: list[dict], good: int) -> None:
         )
 
 
+def _expected_samples(head: Any) -> int | None:
+    ident = head.get("identity") if isinstance(head, dict) else None
+    dataset = ident.get("dataset") if isinstance(ident, dict) else None
+    n = dataset.get("num_samples") if isinstance(dataset, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def check_run_rows(path: Path, recs: list[dict], expected: int | None) -> None:
+    """Each of the run's samples at most once, and no sample from outside the run: a run
+    writes sample `index` 0 .. num_samples-1 once each, so a repeated row (a pasted or doubled
+    batch) or an index past num_samples (rows of a longer run, e.g. past --limit) would be
+    scored as if the run had produced it."""
+    seen: dict[Any, int] = {}
+    for line, r in enumerate(recs, 1):
+        idx, sid = r.get("index"), r.get("sample_id")
+        key = ("index", idx) if isinstance(idx, int) else ("sample_id", sid)
+        if key[1] is None:
+            continue  # neither: nothing to check it by (scored as before)
+        if isinstance(idx, int) and expected is not None and not 0 <= idx < expected:
+            raise ArtifactError(
+                f"{path}:{line}: sample {sid!r} has index {idx}, outside this run's "
+                f"{expected} samples (0..{expected - 1}): a row of another run (e.g. past "
+                "--limit); remove it or evaluate the run it came from"
+            )
+        if not isinstance(key[1], int | str):
+            continue
+        if key in seen:
+            raise ArtifactError(
+                f"{path}:{line}: sample {sid!r} (index {idx}) repeats line {seen[key]}: a run "
+                "writes each sample once; remove the duplicate rows"
+            )
+        seen[key] = line
+
+
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
     overrides = dict(overrides)
     vocabulary = overrides.pop("categories", None)  # an EvalOptions field, not a RunConfig one
@@ -80,6 +119,9 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     recs, good = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
+    head = A.read_json(run_dir / A.RUN_JSON)
+    check_run_rows(run_dir / A.GT_VS_PRED, recs, _expected_samples(head))
+    warnings = size_warnings(recs, str(run_dir / A.GT_VS_PRED))
     _warn_short(run_dir, recs, good)
     traces_rows, trace_good = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     _warn_torn(run_dir / A.TRACE, len(traces_rows), trace_good)
@@ -88,14 +130,17 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
         eval_dir = Path(out) / L.EVAL_DIR
-    head = A.read_json(run_dir / A.RUN_JSON)
     task = task_of(head.get("identity") if isinstance(head, dict) else None)
     result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary, task=task)
+    add_warnings(eval_dir / L.METRICS, warnings)
     summary = build_summary(head, recs, result, headline=task.headline_keys())
+    if warnings:
+        summary["warnings"] = warnings
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
-    return format_summary(
+    text = format_summary(
         summary, None, str(eval_dir.parent), headline=task.headline_keys(), counts=task.count_keys()
     )
+    return "\n".join([*(f"warning: {w}" for w in warnings), text])
 
 
 def eval_path(
