@@ -114,7 +114,9 @@ def _check_references(
                 f"{path}: annotation {i} (id {anns[i]['id']!r}) has {known} {refs[i]!r}, "
                 f"not an id of the file's {what}"
             )
-    crowd = list(map(dict.get, anns, repeat("iscrowd", 0)))  # absent: 0, as the matcher reads it
+    crowd = list(
+        map(dict.get, anns, repeat("iscrowd"), repeat(0))
+    )  # absent: 0, as the matcher reads it
     if set(map(type, crowd)) - {int, bool, float} or not _is_subset(crowd, {0, 1}):
         i = next(i for i, c in enumerate(crowd) if not _crowd_flag(c))
         raise DataError(

@@ -10,6 +10,7 @@ from typing import Any
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
 from coordbench.errors import ArtifactError
+from coordbench.metrics.ingest import records_without_size
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
@@ -31,8 +32,9 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
     prompt = load_prompt_preset(cfg.prompt)
     popts = cfg.parse_options(prompt.field_order)
     out = []
-    for r in recs:
-        if "raw_text" not in r:
+    sizeless = set(records_without_size(recs))  # the scorer drops them; nothing to re-parse
+    for i, r in enumerate(recs):
+        if "raw_text" not in r or i in sizeless:
             out.append(r)
             continue
         p = parse_for_preset(
