@@ -64,7 +64,10 @@ RUN_FILES = (
     "--coco-dt", type=click.Path(exists=True, dir_okay=False), help="COCO bbox results json."
 )
 @click.option(
-    "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Bootstrap CI of AP with N >= 40 resamples (--coco-gt/--coco-dt).",
 )
 @click.option(
     "--lvis-gt",
@@ -106,7 +109,7 @@ def eval_cmd(
     """
     from coordbench.metrics.gcpause import gc_paused
 
-    if bootstrap and not (coco_gt or coco_dt) or (bootstrap and task is not None):
+    if bootstrap and (not (coco_gt or coco_dt) or task not in (None, "detection")):
         raise click.UsageError("--bootstrap gives a CI of AP for --coco-gt/--coco-dt only")
     inputs = [Path(p) for p in (path, annotations, coco_gt, coco_dt, lvis_gt, lvis_dt) if p]
     if out is not None:

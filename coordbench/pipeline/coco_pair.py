@@ -3,9 +3,13 @@
 pycocotools semantics [ARCH-COCO-PAIR]: GT `area` as given (it decides APs/m/l), `iscrowd`
 regions matched last and ignored, the official category ids, float xywh boxes, `score` as given,
 maxDets 1/10/100, every GT image evaluated (images without detections too). Results whose
-category is not in the GT are left out, as COCOeval never looks at them. The `faster` scorer is
-the numpy matcher (crowd rules included; also what the bootstrap resamples), held to pycocotools
-at 1e-12 by tests.
+category is not in the GT are left out, as COCOeval never looks at them, and counted in a
+warning (terminal and metrics.json). What pycocotools misreads or crashes on is refused naming
+the entry: repeated image/category/annotation ids, annotations of an unlisted image or category,
+an `iscrowd` other than 0/1 (a missing one is 0, for both scorers). With no detection left the
+stats are COCOeval's (0 where GT exists, -1 where none), not upstream's run-dir all-zero rule.
+The `faster` scorer is the numpy matcher (crowd rules included; also what the bootstrap
+resamples), held to pycocotools at 1e-12 by tests.
 """
 
 from __future__ import annotations
