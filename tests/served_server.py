@@ -4,6 +4,7 @@ sampled, with the request's seed), token log-probs and token ids in each answer,
 queue (429 with Retry-After, 500, a stall past the client's timeout, a dropped connection, a
 malformed body) consumed one request at a time. Bounded: it serves until the test stops it."""
 
+import asyncio
 import base64
 import io
 import socket
@@ -86,7 +87,7 @@ class FakeServer:
             if fault == "500":
                 return JSONResponse({"error": "boom"}, 500)
             if fault == "timeout":
-                time.sleep(1.5)
+                await asyncio.sleep(20)  # past the client's timeout: it gives up and retries
             if fault == "drop":
                 raise ConnectionResetError("dropped")  # uvicorn closes the connection
             if fault == "malformed":

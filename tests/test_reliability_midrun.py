@@ -211,9 +211,11 @@ def test_real_write_limit_mid_run_keeps_finished_batches_and_resumes(tmp_path_fa
     a = assets(tmp_path_factory)
     ref = reference_run(tmp_path_factory, "greedy")
     lines = (ref / A.TRACE).read_bytes().splitlines(keepends=True)
-    limit = (
-        len(lines[0]) + len(lines[1]) + len(lines[2]) // 2
-    )  # batch 2's trace append fails mid-line
+    # a trace append fails mid-line at batch k + 1, with k the first whole number of samples
+    # whose trace is past run.json's size (run.json, rewritten per batch, must stay under it)
+    head_size = (ref / A.RUN_JSON).stat().st_size + 4096
+    k = next(k for k in range(2, len(lines)) if sum(map(len, lines[:k])) > head_size)
+    limit = sum(map(len, lines[:k])) + len(lines[k]) // 2
 
     def limited():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death by SIGXFSZ
@@ -223,8 +225,8 @@ def test_real_write_limit_mid_run_keeps_finished_batches_and_resumes(tmp_path_fa
     p = run_cli(args, preexec_fn=limited)
     rd = tmp_path / "r"
     assert_clean_error(p, str(rd / A.TRACE), "File too large", only_line=False)
-    assert line_count(rd / A.GT_VS_PRED) == 2 and (rd / A.TRACE).stat().st_size == limit
+    assert line_count(rd / A.GT_VS_PRED) == k and (rd / A.TRACE).stat().st_size == limit
     p = run_cli(args)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert sessions(rd)[-1]["resumed_from"] == 2
+    assert sessions(rd)[-1]["resumed_from"] == k
     assert_same_artifacts(ref, rd)

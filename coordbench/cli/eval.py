@@ -11,7 +11,18 @@ from pathlib import Path
 import click
 
 from coordbench.cli.common import CONTEXT, friendly_errors
+from coordbench.rundir import layout as L
 from coordbench.rundir.layout import EVAL_ORIGINAL_DIR, RUN_JSON
+
+# what each eval form writes under --out: (sub folder, names); matches*.jsonl go with EVAL_FILES
+EVAL_FILES = (L.METRICS, L.PER_CLASS, L.PER_IMAGE, L.COCO_GT, L.COCO_PREDS, L.SEMANTIC_REPORT)
+PAIR_FILES = (("", (L.METRICS, L.PER_CLASS)),)
+FILE_FILES = (("", EVAL_FILES),)
+RUN_FILES = (
+    ("", (L.SCORED, L.CONFIDENCE, L.POSTOP_SUMMARY, L.SUMMARY)),
+    (L.EVAL_DIR, EVAL_FILES),
+    (EVAL_ORIGINAL_DIR, EVAL_FILES),
+)
 
 
 @click.command("eval", context_settings=CONTEXT)
@@ -53,7 +64,10 @@ from coordbench.rundir.layout import EVAL_ORIGINAL_DIR, RUN_JSON
     "--coco-dt", type=click.Path(exists=True, dir_okay=False), help="COCO bbox results json."
 )
 @click.option(
-    "--bootstrap", type=click.IntRange(min=0), default=0, help="Bootstrap CI of AP (--coco-gt)."
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Bootstrap CI of AP with N >= 40 resamples (--coco-gt/--coco-dt).",
 )
 @click.option(
     "--lvis-gt",
@@ -95,7 +109,11 @@ def eval_cmd(
     """
     from coordbench.metrics.gcpause import gc_paused
 
-    _check_out(out, bootstrap)
+    if bootstrap and (not (coco_gt or coco_dt) or task not in (None, "detection")):
+        raise click.UsageError("--bootstrap gives a CI of AP for --coco-gt/--coco-dt only")
+    inputs = [Path(p) for p in (path, annotations, coco_gt, coco_dt, lvis_gt, lvis_dt) if p]
+    if out is not None:
+        check_eval_out(Path(out), inputs, _form(path, coco_gt, coco_dt, lvis_gt, lvis_dt))
     with gc_paused():  # reading + scoring build millions of acyclic objects [ARCH-EVAL-SPEED]
         if lvis_gt or lvis_dt:
             if not (lvis_gt and lvis_dt) or path or coco_gt or coco_dt:
@@ -139,24 +157,6 @@ def eval_cmd(
             click.echo(f"  {k:<12} {v:.4f}")
 
 
-MIN_BOOTSTRAP = 40  # below this a percentile 95 % interval has no tail samples to read
-
-
-def _check_out(out: str | None, bootstrap: int) -> None:
-    """--out is a folder (eval writes several files): an existing file, /dev/null or a
-    device is refused before any work; so is a bootstrap too small for a 95 % interval."""
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise click.UsageError(
-            f"--out {out} exists and is not a folder: eval writes an eval dir of several files "
-            "(metrics.json, per_class.csv, ...); give a folder path"
-        )
-    if 0 < bootstrap < MIN_BOOTSTRAP:
-        raise click.UsageError(
-            f"--bootstrap {bootstrap} is too few resamples for a 95 % interval; use at least "
-            f"{MIN_BOOTSTRAP} (200 or more for paper numbers), or 0 for none"
-        )
-
-
 def _score_pair(
     path: str | None,
     coco_gt: str | None,
@@ -186,3 +186,55 @@ def _score_pair(
             bootstrap=bootstrap,
         )
     )
+
+
+def _form(path: str | None, *pairs: str | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """What this eval form writes under --out."""
+    if any(pairs):
+        return PAIR_FILES
+    if path and Path(path).is_dir() and (Path(path) / RUN_JSON).exists():
+        return RUN_FILES
+    return FILE_FILES
+
+
+def _writes(folder: Path, name: str, names: tuple[str, ...]) -> bool:
+    matches = name.startswith(L.MATCHES.split(".")[0]) and name.endswith(".jsonl")
+    return name in names or (names is EVAL_FILES and matches)
+
+
+def check_eval_out(
+    out: Path, inputs: list[Path], writes: tuple[tuple[str, tuple[str, ...]], ...]
+) -> None:
+    """--out is a folder (new or existing, never a file such as /dev/null), none of the files
+    eval writes there is one of its inputs, and a run dir's eval never lands in another run dir
+    (its summary and scored records would then describe this run)."""
+    import os
+
+    from coordbench.errors import ArtifactError
+
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise ArtifactError(
+                    f"--out {out}: {p} is not a folder; "
+                    "eval writes a folder of files (metrics.json, per_class.csv, ...): give a "
+                    "new or existing folder"
+                )
+            if not os.access(p, os.W_OK):
+                raise ArtifactError(f"--out {out}: cannot write into {p} (permission denied)")
+            break
+    real = {os.path.realpath(out / sub): names for sub, names in writes}
+    for src in inputs:
+        names = real.get(os.path.realpath(src.parent))
+        if src.is_file() and names is not None and _writes(out, src.name, names):
+            raise ArtifactError(
+                f"--out {out} would write over {src}, an input of this command: choose "
+                "another folder"
+            )
+    run_dir = inputs[0] if writes is RUN_FILES else None
+    if run_dir is not None and (out / RUN_JSON).exists():
+        if os.path.realpath(out) != os.path.realpath(run_dir):
+            raise ArtifactError(
+                f"--out {out} is another run dir (it has its own {RUN_JSON}): this run's "
+                "scored records and summary would replace its own; choose another folder"
+            )

@@ -230,22 +230,22 @@ def coco_stats_eval(
     coco_gt: dict[str, Any],
     coco_preds: list[dict[str, Any]] | CocoDets,
     scorer: str,
-    empty_is_zero: bool = True,
+    *,
+    no_detections: str = "upstream",
 ) -> tuple[list[float], list[tuple[str, float]], PerImageEval | None]:
     """`coco_stats` plus the per-image evaluation when the numpy path computed it.
 
     `faster` takes the numpy path for sets without crowd regions and faster-coco-eval's own
-    evaluation for sets with them; `pycocotools` is the reference. Without any detection a run
-    scores 0.0 everywhere (upstream's rule, `empty_is_zero`); the COCO pair path asks for
-    COCOeval's numbers instead (-1 where no GT is in range, 0.0 elsewhere).
+    evaluation for sets with them; `pycocotools` is the reference. Without any detection,
+    `no_detections="upstream"` gives upstream's all-0.0 (run dirs, [UP-COCO-EVAL]) and
+    `"cocoeval"` what COCOeval gives for results that match nothing: 0.0 where the GT has
+    instances, -1 where it has none (an area range, or no category at all); pycocotools
+    itself cannot load an empty results list, so the numpy path computes it for both scorers.
     """
     names = [c["name"] for c in coco_gt["categories"]]
-    if not coco_preds and empty_is_zero:
+    if not coco_preds and no_detections == "upstream":
         return [0.0] * len(STAT_NAMES), [(n, 0.0) for n in names], None
-    if not coco_preds:
-        stats, prec, pie = numpy_stats(coco_gt, coco_preds)
-        return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
-    if scorer == "faster":
+    if scorer == "faster" or not coco_preds:
         stats, prec, pie = numpy_stats(coco_gt, coco_preds)
         return stats, _in_category_order(prec[:, :, :, None, None], coco_gt), pie
     if isinstance(coco_preds, CocoDets):

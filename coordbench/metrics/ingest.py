@@ -345,6 +345,26 @@ def _size(rec: dict[str, Any]) -> tuple[int, int] | None:
     return (w, h) if w > 0 and h > 0 else None
 
 
+def records_without_size(records: list[Any]) -> list[int]:
+    """Positions of the records (objects) that have no usable width/height: the scorer drops
+    them (counted `missing_size`, upstream); entry points say so, or refuse when it is all."""
+    return [i for i, r in enumerate(records) if isinstance(r, dict) and _size(r) is None]
+
+
+def dropped_size_note(records: list[Any], missing: list[int], where: str) -> str:
+    """ "dropped 1 of 8 records without a usable width/height: image_id 3 (record 3)"."""
+    named = []
+    for i in missing[:5]:
+        rec = records[i]
+        key = next((k for k in ("image_id", "sample_id", "image") if k in rec), None)
+        named.append(f"{key} {rec[key]!r} (record {i})" if key else f"record {i}")
+    more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    return (
+        f"dropped {len(missing)} of {len(records)} records of {where} without a usable "
+        f"width/height (positive integers): {', '.join(named)}{more}"
+    )
+
+
 def _file_name(rec: dict[str, Any], idx: int) -> str:
     if isinstance(rec.get("image"), str):
         return rec["image"]

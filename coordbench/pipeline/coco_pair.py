@@ -3,9 +3,13 @@
 pycocotools semantics [ARCH-COCO-PAIR]: GT `area` as given (it decides APs/m/l), `iscrowd`
 regions matched last and ignored, the official category ids, float xywh boxes, `score` as given,
 maxDets 1/10/100, every GT image evaluated (images without detections too). Results whose
-category is not in the GT are left out, as COCOeval never looks at them. The `faster` scorer is
-the numpy matcher (crowd rules included; also what the bootstrap resamples), held to pycocotools
-at 1e-12 by tests.
+category is not in the GT are left out, as COCOeval never looks at them, and counted in a
+warning (terminal and metrics.json). What pycocotools misreads or crashes on is refused naming
+the entry: repeated image/category/annotation ids, annotations of an unlisted image or category,
+an `iscrowd` other than 0/1 (a missing one is 0, for both scorers). With no detection left the
+stats are COCOeval's (0 where GT exists, -1 where none), not upstream's run-dir all-zero rule.
+The `faster` scorer is the numpy matcher (crowd rules included; also what the bootstrap
+resamples), held to pycocotools at 1e-12 by tests.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.errors import DataError
+from coordbench.errors import ConfigError, DataError
 from coordbench.metrics.bootstrap import resample_counts
 from coordbench.metrics.coco import STAT_NAMES, coco_stats_eval
 from coordbench.metrics.coco_images import per_image_eval
@@ -26,6 +30,7 @@ from coordbench.metrics.coco_match import CocoDets
 from coordbench.metrics.eval_files import per_class_csv
 from coordbench.metrics.resample import CocoResampler
 from coordbench.rundir import files as A
+from coordbench.rundir.jsonl import read_json_document
 from coordbench.rundir.layout import METRICS, PER_CLASS
 
 log = logging.getLogger("coordbench")
@@ -36,15 +41,95 @@ def _number(v: Any) -> bool:
 
 
 def load_gt(path: Path) -> dict[str, Any]:
-    doc = A.read_json(path)
+    """A COCO-format annotation file, checked: what pycocotools would crash on or silently
+    misread (duplicate ids, annotations of an unlisted image or category) is refused, naming
+    the entry."""
+    doc = read_json_document(path)
     if not isinstance(doc, dict) or not all(
         isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise DataError(
             f"{path}: expected a COCO instances object with images/annotations/categories"
         )
+    images = _unique_ids(path, doc["images"], "image")
+    cats = _unique_ids(path, doc["categories"], "category")
     _check_annotations(path, doc)
+    _check_references(path, doc["annotations"], images, cats)
     return doc
+
+
+def _hashable(v: Any) -> bool:
+    return isinstance(v, int | str | float | bool)
+
+
+def _member(v: Any, ids: set[Any]) -> bool:
+    return _hashable(v) and v in ids
+
+
+def _is_subset(values: list[Any], ids: set[Any]) -> bool:
+    try:
+        return ids.issuperset(values)
+    except TypeError:  # an unhashable value (a list): not an id
+        return False
+
+
+def _crowd_flag(v: Any) -> bool:
+    """0 or 1 (False/True and 0.0/1.0 too: pycocotools reads `int(iscrowd)`)."""
+    return type(v) in (int, bool, float) and v in (0, 1)
+
+
+def _unique_ids(path: Path, entries: list[Any], what: str) -> set[Any]:
+    """The ids of `entries` (images, categories or annotations). A repeated id is refused:
+    pycocotools indexes by id, so the later entry replaces the earlier one in its index while
+    both stay in its lists (a repeated annotation id puts the later box on the image twice and
+    the earlier one nowhere), a number that describes neither file."""
+    if set(map(type, entries)) - {dict}:
+        i = next(i for i, e in enumerate(entries) if not isinstance(e, dict))
+        raise DataError(f"{path}: {what} {i} is not an object")
+    plural = "categories" if what == "category" else f"{what}s"
+    ids = list(map(dict.get, entries, repeat("id")))
+    if None in ids:
+        raise DataError(f"{path}: {what} {ids.index(None)} has no `id`")
+    if not all(map(_hashable, ids)):
+        i = next(i for i, k in enumerate(ids) if not _hashable(k))
+        raise DataError(f"{path}: {what} {i} has a bad id {ids[i]!r}")
+    seen = set(ids)
+    if len(seen) != len(ids):
+        first: dict[Any, int] = {}
+        for i, k in enumerate(ids):
+            if k in first:
+                raise DataError(
+                    f"{path}: {what} id {k!r} appears twice ({plural} {first[k]} and {i}); "
+                    f"pycocotools would keep only the later one's entry: give each {what} "
+                    "its own id"
+                )
+            first[k] = i
+    return seen
+
+
+def _check_references(
+    path: Path, anns: list[dict[str, Any]], images: set[Any], cats: set[Any]
+) -> None:
+    """Every annotation on a listed image, of a listed category, with a 0/1 `iscrowd` if any;
+    pycocotools drops the others without a word (fewer GT, a higher AP)."""
+    _unique_ids(path, anns, "annotation")
+    for known, ids, what in (("image_id", images, "images"), ("category_id", cats, "categories")):
+        refs = list(map(dict.get, anns, repeat(known)))
+        if not _is_subset(refs, ids):
+            i = next(i for i, r in enumerate(refs) if not _member(r, ids))
+            raise DataError(
+                f"{path}: annotation {i} (id {anns[i]['id']!r}) has {known} {refs[i]!r}, "
+                f"not an id of the file's {what}"
+            )
+    crowd = list(
+        map(dict.get, anns, repeat("iscrowd"), repeat(0))
+    )  # absent: 0, as the matcher reads it
+    if set(map(type, crowd)) - {int, bool, float} or not _is_subset(crowd, {0, 1}):
+        i = next(i for i, c in enumerate(crowd) if not _crowd_flag(c))
+        raise DataError(
+            f"{path}: annotation {i} (id {anns[i]['id']!r}) has iscrowd "
+            f"{anns[i]['iscrowd']!r}; expected 0 or 1"
+        )
 
 
 def load_coco_gt(path: Path) -> dict[str, Any]:
@@ -56,47 +141,15 @@ def load_coco_gt(path: Path) -> dict[str, Any]:
             f"{path} is an LVIS annotation file (images carry neg_category_ids): COCO rules would "
             "count every unlisted category as absent; score it with --lvis-gt/--lvis-dt"
         )
+    anns = doc["annotations"]
+    if not all(map(dict.__contains__, anns, repeat("iscrowd"))):
+        for a in anns:  # pycocotools reads a["iscrowd"] (KeyError without it); missing is 0
+            a.setdefault("iscrowd", 0)
     return doc
 
 
-def _check_ids(path: Path, doc: dict[str, Any]) -> tuple[set[Any], set[Any]]:
-    """Image and category ids, each unique (COCO indexes them by id: a duplicate silently
-    replaces an entry and moves every number)."""
-    out = []
-    for key in ("images", "categories"):
-        seen: set[Any] = set()
-        for i, x in enumerate(doc[key]):
-            xid = x.get("id") if isinstance(x, dict) else None
-            if xid is None:
-                raise DataError(f"{path}: {key} entry {i} has no `id`")
-            if xid in seen:
-                what = "image" if key == "images" else "category"
-                raise DataError(f"{path}: duplicate {what} id {xid!r} ({key} entry {i})")
-            seen.add(xid)
-        out.append(seen)
-    return out[0], out[1]
-
-
 def _check_annotations(path: Path, doc: dict[str, Any]) -> None:
-    images, cats = _check_ids(path, doc)
-    ann_ids: set[Any] = set()
     for i, a in enumerate(doc["annotations"]):
-        if isinstance(a, dict) and "id" in a:
-            if a["id"] in ann_ids:
-                raise DataError(
-                    f"{path}: duplicate annotation id {a['id']!r} (annotation {i}): pycocotools "
-                    "indexes annotations by id, so the duplicate would replace the first and "
-                    "change AP without a word; give every annotation its own id"
-                )
-            ann_ids.add(a["id"])
-        if isinstance(a, dict) and a.get("category_id") not in cats and "category_id" in a:
-            raise DataError(
-                f"{path}: annotation {i} has category_id {a['category_id']!r}, not in categories"
-            )
-        if isinstance(a, dict) and "image_id" in a and a["image_id"] not in images:
-            raise DataError(
-                f"{path}: annotation {i} is on image_id {a['image_id']!r}, not in images"
-            )
         if not isinstance(a, dict) or not all(k in a for k in ("image_id", "category_id", "bbox")):
             raise DataError(f"{path}: annotation {i} needs image_id, category_id and bbox")
         box = a["bbox"]
@@ -141,31 +194,35 @@ def first_bad_result(path: Path, doc: list[Any], images: set[Any], offset: int =
             )
 
 
-def load_results(path: Path, gt: dict[str, Any]) -> CocoDets:
-    """Bbox results as COCOeval uses them; results of categories the GT lacks are dropped."""
-    doc = A.read_json(path)
+def load_results(path: Path, gt: dict[str, Any]) -> tuple[CocoDets, int]:
+    """Bbox results as COCOeval uses them, and how many were dropped: results of categories the
+    GT lacks (COCOeval never looks at them)."""
+    doc = read_json_document(path)
     if not isinstance(doc, list):
-        raise DataError(f"{path}: expected a JSON list of detection results")
+        got = f"a JSON {type(doc).__name__}" if not isinstance(doc, dict) else "one JSON object"
+        raise DataError(
+            f"{path}: expected a JSON list of detection results, got {got} (one result per "
+            "line, JSON Lines, is not read: write the results as one list [{...}, ...])"
+        )
     images = {im["id"] for im in gt["images"]}
     if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
         first_bad_result(path, doc, images)  # the fast checks said no: name the culprit
     cats = {c["id"] for c in gt["categories"]}
     known = list(map(cats.__contains__, map(dict.get, doc, repeat("category_id"))))
     kept = [r for r, k in zip(doc, known, strict=True) if k]
-    if len(kept) < len(doc):
-        unknown = sorted(
-            {r.get("category_id") for r, k in zip(doc, known, strict=True) if not k}, key=str
-        )
-        log.warning(
-            "%s: %d of %d results have categories not in the GT (%s%s) and are left out, as "
-            "COCOeval never looks at them",
-            path,
-            len(doc) - len(kept),
-            len(doc),
-            ", ".join(map(str, unknown[:5])),
-            ", ..." if len(unknown) > 5 else "",
-        )
-    return CocoDets.from_dicts(kept)
+    return CocoDets.from_dicts(kept), len(doc) - len(kept)
+
+
+def unknown_category_note(path: Path, doc_len: int, dropped: int, gt: dict[str, Any]) -> str:
+    """The warning for results whose category_id the GT does not list (left out, as COCOeval
+    leaves them out): a mapping mistake (0-based ids, another label map) reads as a low AP."""
+    ids = [str(c["id"]) for c in gt["categories"][:8]]
+    every = "all " if dropped == doc_len else ""
+    return (
+        f"{every}{dropped} of {doc_len} results in {path.name} have a category_id that is not "
+        f"in the GT's categories (ids {', '.join(ids) or 'none'}{'...' if len(ids) == 8 else ''}"
+        "): left out, as pycocotools leaves them out"
+    )
 
 
 def bootstrap_ap(
@@ -200,6 +257,20 @@ def bootstrap_ap(
     }
 
 
+MIN_BOOTSTRAP = 40  # a 95 % percentile interval needs >= 1 resample beyond each 2.5 % tail
+
+
+def check_bootstrap(n: int, ci: float = 0.95) -> None:
+    """Refuse a resample count too small for a `ci` percentile interval: with fewer than
+    2 / (1 - ci) resamples a tail holds no resample, and the "interval" is the min and max of a
+    handful of values (one resample gives a point)."""
+    if 0 < n < MIN_BOOTSTRAP:
+        raise ConfigError(
+            f"--bootstrap {n}: a {ci:.0%} CI needs at least {MIN_BOOTSTRAP} resamples "
+            "(1000 or more for a paper); 0 turns it off"
+        )
+
+
 def score_coco_pair(
     gt_path: Path,
     dt_path: Path,
@@ -209,9 +280,12 @@ def score_coco_pair(
     bootstrap: int = 0,
 ) -> str:
     """Score the pair, write metrics.json + per_class.csv under `out`, return the summary."""
+    check_bootstrap(bootstrap)
     gt = load_coco_gt(gt_path)
-    dets = load_results(dt_path, gt)
-    stats, per_class, _ = coco_stats_eval(gt, dets, scorer, empty_is_zero=False)
+    dets, dropped = load_results(dt_path, gt)
+    # no detection left: COCOeval's numbers (0 where GT exists, -1 where none), not upstream's
+    # all-zero rule for run dirs; pycocotools itself cannot load an empty results list
+    stats, per_class, _ = coco_stats_eval(gt, dets, scorer, no_detections="cocoeval")
     doc: dict[str, Any] = {
         "metrics": {f"bbox_{n}": s for n, s in zip(STAT_NAMES, stats, strict=True)},
         "per_class_ap": {n: (None if math.isnan(v) else v) for n, v in per_class},
@@ -219,11 +293,20 @@ def score_coco_pair(
         "n_detections": len(dets),
         "scorer": scorer,
     }
-    if bootstrap:
+    warnings = []
+    if dropped:
+        warnings.append(unknown_category_note(dt_path, len(dets) + dropped, dropped, gt))
+        doc["n_results_unknown_category"] = dropped
+    if bootstrap and len(dets):
         doc["bootstrap_AP"] = bootstrap_ap(gt, dets, bootstrap, stats[0])
-    lines = [f"scored {len(dets)} detections on {len(gt['images'])} images ({gt_path.name})"]
+    elif bootstrap:
+        warnings.append("no detection to score: the bootstrap CI of AP is skipped")
+    if warnings:
+        doc["warnings"] = warnings
+    lines = [f"warning: {w}" for w in warnings]
+    lines.append(f"scored {len(dets)} detections on {len(gt['images'])} images ({gt_path.name})")
     lines += [f"  {n:<6} {s:.4f}" for n, s in zip(STAT_NAMES, stats, strict=True)]
-    if bootstrap:
+    if "bootstrap_AP" in doc:
         b = doc["bootstrap_AP"]
         lines.append(
             f"  AP {b['ci']:.0%} bootstrap CI [{b['lo']:.4f}, {b['hi']:.4f}] ({bootstrap})"

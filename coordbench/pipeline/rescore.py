@@ -10,10 +10,16 @@ from typing import Any
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
 from coordbench.errors import ArtifactError
+from coordbench.metrics.ingest import records_without_size
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
 from coordbench.pipeline.finalize import score_run_records
-from coordbench.pipeline.score_file import eval_file_path, eval_overrides
+from coordbench.pipeline.score_file import (
+    add_warnings,
+    eval_file_path,
+    eval_overrides,
+    size_warnings,
+)
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
 from coordbench.tasks import task_of
@@ -26,8 +32,9 @@ def reparse_records(recs: list[dict], cfg: RunConfig) -> list[dict]:
     prompt = load_prompt_preset(cfg.prompt)
     popts = cfg.parse_options(prompt.field_order)
     out = []
-    for r in recs:
-        if "raw_text" not in r:
+    sizeless = set(records_without_size(recs))  # the scorer drops them; nothing to re-parse
+    for i, r in enumerate(recs):
+        if "raw_text" not in r or i in sizeless:
             out.append(r)
             continue
         p = parse_for_preset(
@@ -70,33 +77,38 @@ def _warn_short(run_dir: Path, recs: list[dict], good: int) -> None:
         )
 
 
-def check_run_records(path: Path, recs: list[dict], expected: int | None) -> None:
-    """A run's records are its samples, each once: duplicated rows, rows past the run's sample
-    count (pasted from another run) and records without a usable size are refused by position,
-    never scored (they would move every number, or drop images without a word)."""
+def _expected_samples(head: Any) -> int | None:
+    ident = head.get("identity") if isinstance(head, dict) else None
+    dataset = ident.get("dataset") if isinstance(ident, dict) else None
+    n = dataset.get("num_samples") if isinstance(dataset, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def check_run_rows(path: Path, recs: list[dict], expected: int | None) -> None:
+    """Each of the run's samples at most once, and no sample from outside the run: a run
+    writes sample `index` 0 .. num_samples-1 once each, so a repeated row (a pasted or doubled
+    batch) or an index past num_samples (rows of a longer run, e.g. past --limit) would be
+    scored as if the run had produced it."""
     seen: dict[Any, int] = {}
     for line, r in enumerate(recs, 1):
-        sid = r.get("sample_id")
-        if sid in seen:
-            raise ArtifactError(
-                f"{path}: sample {sid!r} appears twice (lines {seen[sid]} and {line}); a run "
-                "holds each sample once: remove the duplicated rows"
-            )
-        seen[sid] = line
-        idx = r.get("index")
-        if isinstance(expected, int) and isinstance(idx, int) and not 0 <= idx < expected:
+        idx, sid = r.get("index"), r.get("sample_id")
+        key = ("index", idx) if isinstance(idx, int) else ("sample_id", sid)
+        if key[1] is None:
+            continue  # neither: nothing to check it by (scored as before)
+        if isinstance(idx, int) and expected is not None and not 0 <= idx < expected:
             raise ArtifactError(
                 f"{path}:{line}: sample {sid!r} has index {idx}, outside this run's "
-                f"{expected} samples (a row of another run?)"
+                f"{expected} samples (0..{expected - 1}): a row of another run (e.g. past "
+                "--limit); remove it or evaluate the run it came from"
             )
-        w, h = r.get("width"), r.get("height")
-        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+        if not isinstance(key[1], int | str):
+            continue
+        if key in seen:
             raise ArtifactError(
-                f"{path}:{line}: sample {sid!r} has no positive integer width/height "
-                f"(width={w!r}, height={h!r}): its boxes cannot be scored"
+                f"{path}:{line}: sample {sid!r} (index {idx}) repeats line {seen[key]}: a run "
+                "writes each sample once; remove the duplicate rows"
             )
-    if isinstance(expected, int) and len(recs) > expected:
-        raise ArtifactError(f"{path}: {len(recs)} records for a run of {expected} samples")
+        seen[key] = line
 
 
 def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
@@ -109,11 +121,9 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     recs, good = A.read_jsonl(run_dir / A.GT_VS_PRED)
     if not recs:
         raise ArtifactError(f"{run_dir / A.GT_VS_PRED} has no records")
-    head0 = A.read_json(run_dir / A.RUN_JSON)
-    dataset = (
-        ((head0.get("identity") or {}).get("dataset") or {}) if isinstance(head0, dict) else {}
-    )
-    check_run_records(run_dir / A.GT_VS_PRED, recs, dataset.get("num_samples"))
+    head = A.read_json(run_dir / A.RUN_JSON)
+    check_run_rows(run_dir / A.GT_VS_PRED, recs, _expected_samples(head))
+    warnings = size_warnings(recs, str(run_dir / A.GT_VS_PRED))
     _warn_short(run_dir, recs, good)
     traces_rows, trace_good = A.read_jsonl(run_dir / A.TRACE, require=("sample_id",))
     _warn_torn(run_dir / A.TRACE, len(traces_rows), trace_good)
@@ -122,14 +132,17 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
     eval_dir = out or run_dir / L.EVAL_DIR
     if out is not None:  # keep the run's own derived files untouched; write everything under out
         eval_dir = Path(out) / L.EVAL_DIR
-    head = A.read_json(run_dir / A.RUN_JSON)
     task = task_of(head.get("identity") if isinstance(head, dict) else None)
     result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary, task=task)
+    add_warnings(eval_dir / L.METRICS, warnings)
     summary = build_summary(head, recs, result, headline=task.headline_keys())
+    if warnings:
+        summary["warnings"] = warnings
     A.write_json(eval_dir.parent / A.SUMMARY, summary)
-    return format_summary(
+    text = format_summary(
         summary, None, str(eval_dir.parent), headline=task.headline_keys(), counts=task.count_keys()
     )
+    return "\n".join([*(f"warning: {w}" for w in warnings), text])
 
 
 def eval_path(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.errors import ArtifactError, DataError
+from coordbench.metrics.ingest import dropped_size_note, records_without_size
 from coordbench.metrics.scoring import EvalOptions, read_records
 from coordbench.metrics.summary import metric_lines
 from coordbench.rundir import files as A
@@ -35,6 +36,26 @@ def _check_scored_file(path: Path, recs: list[dict]) -> None:
     raise DataError(f"{path} is not a scored-records file ({what}): {EXPECTED_INPUT}{hint}")
 
 
+def size_warnings(recs: list[dict], where: str) -> list[str]:
+    """The records the scorer would drop for want of a width/height, as a warning; none of them
+    usable is an error (mAP 0 from 0 evaluable images is not a result)."""
+    missing = records_without_size(recs)
+    if recs and len(missing) == len(recs):
+        raise DataError(
+            f"{where}: none of its {len(recs)} records has a usable width/height (positive "
+            f"integers), so no image can be evaluated ({dropped_size_note(recs, missing, where)})"
+        )
+    return [dropped_size_note(recs, missing, where)] if missing else []
+
+
+def add_warnings(metrics_path: Path, warnings: list[str]) -> None:
+    """Record `warnings` in a written metrics.json (valid input has none: the file is then
+    left as the scorer wrote it)."""
+    if warnings:
+        doc = A.read_json(metrics_path)
+        A.write_json(metrics_path, {**doc, "warnings": warnings})
+
+
 def eval_scored_file(
     path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
 ) -> str:
@@ -43,6 +64,7 @@ def eval_scored_file(
     except DataError as e:
         raise DataError(f"{e} ({EXPECTED_INPUT})") from None
     _check_scored_file(path, recs)
+    warnings = size_warnings(recs, str(path))
     opts = EvalOptions(**{k: v for k, v in overrides.items() if v is not None})
     task = get_task(None)  # a scored-records file is detection's upstream format
     no_size = [
@@ -58,6 +80,7 @@ def eval_scored_file(
     result = task.score(recs, opts, None, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR
     task.write_eval(result, eval_dir)
+    add_warnings(eval_dir / L.METRICS, warnings)
     n_cats = len(result.coco_gt["categories"])
     head = f"scored {len(recs)} records from {path} -> {eval_dir}" + (
         f" ({skipped} malformed lines skipped)" if skipped else ""
@@ -76,7 +99,7 @@ def eval_scored_file(
     ]
     # the metric table first, in the same names and order as `eval RUN_DIR`, then the notes
     lines = metric_lines(result.metrics, task.headline_keys(), task.count_keys())
-    return "\n".join([head, "", *lines, "", *notes])
+    return "\n".join([*(f"warning: {w}" for w in warnings), head, "", *lines, "", *notes])
 
 
 def eval_overrides(

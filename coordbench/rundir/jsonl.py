@@ -51,6 +51,58 @@ def _loads(raw: bytes):
     return scrub_surrogates(value)[0]
 
 
+_NON_FINITE = ("-Infinity", "Infinity", "NaN", "-nan", "nan", "inf", "-inf")
+
+
+def binary_problem(data: bytes) -> str | None:
+    """What a file that is not UTF-8 JSON text is, from its first bytes (None: it may be JSON)."""
+    if data[:2] == b"\x1f\x8b":
+        return "is gzip-compressed, not JSON text: decompress it first (gunzip -k FILE)"
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(data) > 1 and b"\x00" in data[:2]):
+        return "is UTF-16 text, not UTF-8: save it as UTF-8"
+    return None
+
+
+def decode_problem(raw: bytes, error: Exception) -> str:
+    """The decoder's message, with the cause named where it is a common one: a NaN/Infinity
+    literal (Python's json.dumps writes them for non-finite floats; JSON has none) or a second
+    document after the first (JSON Lines where one JSON document was expected)."""
+    msg = str(error)
+    pos = getattr(error, "pos", None)
+    if not isinstance(pos, int):
+        return msg
+    text = raw.decode("utf-8", "replace")
+    near = text[max(0, pos - 1) : pos + 10]
+    for lit in _NON_FINITE:
+        if near.startswith(lit) or near[1:].startswith(lit):
+            return (
+                f"{msg}; `{lit}` is not a JSON number (Python's json.dumps writes it for a "
+                "non-finite float): write finite numbers"
+            )
+    if getattr(error, "msg", "") == "unexpected content after document":
+        return (
+            f"{msg}; it holds more than one JSON document (JSON Lines / NDJSON?), where one "
+            "JSON document was expected"
+        )
+    return msg
+
+
+def read_json_document(path: Path) -> object:
+    """One JSON document (an input the user gives, e.g. COCO GT or results); any problem is a
+    DataError that names the file and the cause (gzip, UTF-16, NaN, JSON Lines)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    problem = binary_problem(data)
+    if problem is not None:
+        raise DataError(f"{path} {problem}")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON ({decode_problem(data, e)})") from None
+
+
 def iter_lines(data: bytes) -> Iterator[Line]:
     """Every line of JSONL bytes (the empty piece after a final newline is not a line)."""
     pieces = data.split(b"\n")
@@ -63,7 +115,7 @@ def iter_lines(data: bytes) -> Iterator[Line]:
         try:
             value = _loads(raw)
         except (orjson.JSONDecodeError, ValueError, RecursionError) as e:
-            error = str(e)
+            error = decode_problem(raw, e)
         else:
             if isinstance(value, dict):
                 row = value
@@ -127,6 +179,8 @@ def read_records(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict
         data = p.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read {p}: {e.strerror or e}") from None
+    if (problem := binary_problem(data)) is not None:
+        raise DataError(f"{p} {problem}")
     recs: list[dict] = []
     skipped = 0
     for ln in iter_lines(data):
