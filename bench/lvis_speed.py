@@ -28,6 +28,24 @@ import numpy as np
 import orjson
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300")
+STATS += ("ARs@300", "ARm@300", "ARl@300")
+LVIS_API_KEYS = {k: k for k in STATS}
+# faster-coco-eval's stats_as_dict names (lvis_style) -> lvis-api's
+FASTER_KEYS = {
+    "AP_all": "AP",
+    "AP_50": "AP50",
+    "AP_75": "AP75",
+    "AP_small": "APs",
+    "AP_medium": "APm",
+    "AP_large": "APl",
+    "APr": "APr",
+    "APc": "APc",
+    "APf": "APf",
+    "AR_all": "AR@300",
+    "AR_small": "ARs@300",
+    "AR_medium": "ARm@300",
+    "AR_large": "ARl@300",
+}
 
 LVIS_API = r"""
 import json, sys
@@ -67,7 +85,9 @@ def make_set(n_img: int, n_cat: int, scale: int, seed: int, root: Path) -> tuple
     ]
     images, anns = [], []
     per_img = max(1, min(300, scale // n_img))
-    results = []
+    gt_path, dt_path = root / f"lvis_gt_{scale}.json", root / f"results_{scale}.json"
+    out = dt_path.open("wb")  # written image by image: 5 M result dicts never exist at once
+    out.write(b"[")
     aid = 1
     for i in range(n_img):
         w, h = int(rng.integers(320, 641)), int(rng.integers(320, 641))
@@ -114,13 +134,14 @@ def make_set(n_img: int, n_cat: int, scale: int, seed: int, root: Path) -> tuple
             ),
         )
         scores = np.round(rng.random(per_img), 4)
-        results += [
+        results = [
             {"image_id": i + 1, "category_id": int(c), "bbox": b, "score": float(s)}
             for c, b, s in zip(dcat.tolist(), boxes.tolist(), scores.tolist(), strict=True)
         ]
-    gt_path, dt_path = root / "lvis_gt.json", root / f"results_{scale}.json"
+        out.write((b"," if i else b"") + orjson.dumps(results)[1:-1])
+    out.write(b"]")
+    out.close()
     gt_path.write_bytes(orjson.dumps({"images": images, "annotations": anns, "categories": cats}))
-    dt_path.write_bytes(orjson.dumps(results))
     return gt_path, dt_path
 
 
@@ -129,17 +150,32 @@ def max_rss_cmd(cmd: list[str]) -> list[str]:
     return ["/usr/bin/time", "-f", "MAXRSS %M", *cmd] if Path("/usr/bin/time").exists() else cmd
 
 
-def run(cmd: list[str], timeout: float) -> tuple[float, float, str]:
+def run(cmd: list[str], timeout: float, tolerate: bool = False) -> tuple[float, float, str | None]:
+    """(seconds, peak RSS in MB, stdout) of one whole process; stdout is None when a peer
+    (`tolerate`) fails or runs past `timeout`, so one peer's failure still prints the row."""
     t0 = time.perf_counter()
-    p = subprocess.run(max_rss_cmd(cmd), capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run(max_rss_cmd(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if not tolerate:
+            raise
+        return time.perf_counter() - t0, float("nan"), None
     secs = time.perf_counter() - t0
-    if p.returncode:
+    if p.returncode and not tolerate:
         raise SystemExit(f"{cmd[:4]} failed:\n{p.stderr[-3000:]}")
     rss = next(
         (int(x.split()[1]) / 1024 for x in p.stderr.splitlines() if x.startswith("MAXRSS")),
         float("nan"),
     )
-    return secs, rss, p.stdout
+    return secs, rss, (None if p.returncode else p.stdout)
+
+
+def max_diff(ours: dict[str, float], ref: dict[str, float], names: dict[str, str]) -> float:
+    """The largest |ours - peer| over every stat (peer key -> our key); a stat the peer does not
+    print counts as infinitely different."""
+    return max(
+        abs(ours[f"lvis_{k}"] - ref[p]) if p in ref else float("inf") for p, k in names.items()
+    )
 
 
 def main() -> int:
@@ -156,9 +192,12 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     peer = {int(s) for s in args.peer_scales.split(",") if s}
     env_py = sys.executable
-    print(f"{'detections':>11} | {'coordbench':>18} | {'faster-coco-eval':>24} | {'lvis-api':>24}")
+    print("each peer: whole-process seconds (its time / coordbench's), peak RSS, max |stat diff|")
+    print(f"{'detections':>11} | {'coordbench':>18} | {'faster-coco-eval':>32} | {'lvis-api':>32}")
     for scale in (int(s) for s in args.scales.split(",")):
-        gt, dt = make_set(args.images, args.cats, scale, 0, root)
+        gt, dt = root / f"lvis_gt_{scale}.json", root / f"results_{scale}.json"
+        if not (args.keep and gt.exists() and dt.exists()):  # --keep DIR reuses its sets
+            gt, dt = make_set(args.images, args.cats, scale, 0, root)
         ours_s, ours_rss, _ = run(
             [
                 env_py,
@@ -178,18 +217,18 @@ def main() -> int:
         row = f"{scale:>11,} | {ours_s:7.1f} s {ours_rss:6.0f} MB |"
         if not args.no_faster:
             f_s, f_rss, out = run([env_py, "-c", FASTER, str(gt), str(dt)], args.timeout, True)
-            state = "" if out is not None else " FAILED"
-            row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB{state} |"
+            if out is None:
+                row += f" {f_s:6.1f} s FAILED or timed out {f_rss:5.0f} MB |"
+            else:
+                diff = max_diff(ours, json.loads(out.strip().splitlines()[-1]), FASTER_KEYS)
+                row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB {diff:.0e} |"
         if scale in peer:
             l_s, l_rss, out = run([env_py, "-c", LVIS_API, str(gt), str(dt)], args.timeout, True)
             if out is None:
                 row += f" {l_s:6.1f} s FAILED or timed out, {l_rss:5.0f} MB"
             else:
-                ref = json.loads(out.strip().splitlines()[-1])
-                diff = max(abs(ours[f"lvis_{k}"] - ref[k]) for k in STATS)
-                row += (
-                    f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB, max |diff| {diff:.1e}"
-                )
+                diff = max_diff(ours, json.loads(out.strip().splitlines()[-1]), LVIS_API_KEYS)
+                row += f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB {diff:.0e}"
         print(row, flush=True)
     print(f"files in {root}" if args.keep else "")
     return 0
