@@ -30,6 +30,38 @@ def test_every_stat_equals_lvis_api_on_random_federated_sets(seed):
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_iou_ties_between_gt_of_both_ignore_classes_equal_lvis_api(seed):
+    """Exact duplicates of GT boxes with other areas (so a duplicate is ignored in one range and
+    not in another), some flagged `ignore`, and detections on exactly those boxes: a detection
+    must take the non-ignored duplicate before an ignored one, in every area range (the random
+    sets above never tie, so they pass even when that preference is dropped; these fail)."""
+    gt, results = random_lvis(seed, n_img=20)
+    rng = np.random.default_rng(100 + seed)
+    extra, next_id = [], max(a["id"] for a in gt["annotations"]) + 1
+    for a in gt["annotations"]:
+        for _ in range(int(rng.integers(0, 3))):
+            area = float(rng.choice([200.0, 5000.0, 20000.0]))
+            flag = {"ignore": 1} if rng.random() < 0.15 else {}
+            extra.append({**a, "id": next_id, "area": area, **flag})
+            next_id += 1
+            results.append(
+                {
+                    **results[0],
+                    "image_id": a["image_id"],
+                    "category_id": a["category_id"],
+                    "bbox": list(a["bbox"]),
+                    "score": round(float(rng.random()), 1),
+                }
+            )
+    gt["annotations"] += extra
+    rng.shuffle(gt["annotations"])
+    ref = lvis_api_stats(gt, results)
+    ours = lvis_evaluate(gt, _dets(results)).stats
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
 def _gt(neg=(), nel=(), freq="f"):
     return {
         "images": [
@@ -103,6 +135,26 @@ def test_bad_input_names_the_culprit():
     gt["categories"][0].pop("frequency")
     with pytest.raises(DataError, match="frequency"):
         lvis_evaluate(gt, _dets([HIT]))
+
+
+def test_an_iou_tie_goes_to_the_last_gt_in_file_order():
+    """det 1 overlaps G1 and G2 with exactly the same IoU (360 / 440); det 2 (lower score)
+    overlaps only G1. lvis-api takes the last GT of equal IoU, so with G1 filed first det 1
+    takes G2 and det 2 takes G1 (AP 1); with G2 first det 1 takes G1 and det 2 is a false
+    positive (precision 1 up to recall 1/2: AP 51/101)."""
+    g1 = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 10, 20, 20], "area": 400}
+    g2 = {**g1, "id": 2, "bbox": [12, 10, 20, 20]}
+    d1 = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}
+    d2 = {**d1, "bbox": [4, 10, 20, 20], "score": 0.8}
+    gt = _gt()
+    gt["annotations"] = [g1, g2]
+    assert _run(gt, [d1, d2]).stats["AP50"] == pytest.approx(1.0)
+    gt["annotations"] = [g2, g1]
+    assert _run(gt, [d1, d2]).stats["AP50"] == pytest.approx(51 / 101)
+    # G1 ignored: det 1 takes the non-ignored G2 whatever the order, det 2 then G1 (ignored)
+    gt["annotations"] = [g2, {**g1, "ignore": 1}]
+    out = _run(gt, [d1, d2])
+    assert out.stats["AP50"] == pytest.approx(1.0) and out.counters["dets_evaluated"] == 2
 
 
 def _write(tmp_path, gt, results):
