@@ -11,7 +11,7 @@ reading both files, evaluating), and peak RSS is the child's `ru_maxrss`. lvis-a
 faster-coco-eval gets the same per-image top-300 results (it caps per image and category).
 
     .venv/bin/python bench/lvis_speed.py [--scales 1000000,5000000] [--images 19809]
-        [--peer-scales 1000000] [--keep DIR]
+        [--peer-scales 1000000] [--faster-scales 1000000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -146,28 +147,42 @@ def make_set(n_img: int, n_cat: int, scale: int, seed: int, root: Path) -> tuple
 
 
 def max_rss_cmd(cmd: list[str]) -> list[str]:
-    """Each child's own peak RSS: /usr/bin/time -v when present, else the process group max."""
-    return ["/usr/bin/time", "-f", "MAXRSS %M", *cmd] if Path("/usr/bin/time").exists() else cmd
+    """Each child's own peak RSS and CPU seconds through /usr/bin/time (when present)."""
+    fmt = "MAXRSS %M %U %S"
+    return ["/usr/bin/time", "-f", fmt, *cmd] if Path("/usr/bin/time").exists() else cmd
 
 
-def run(cmd: list[str], timeout: float, tolerate: bool = False) -> tuple[float, float, str | None]:
-    """(seconds, peak RSS in MB, stdout) of one whole process; stdout is None when a peer
-    (`tolerate`) fails or runs past `timeout`, so one peer's failure still prints the row."""
+@dataclass
+class Timed:
+    secs: float  # wall seconds of the whole process
+    cpu: float  # its user + system seconds (the wall time on a shared machine waits for cores)
+    rss: float  # peak RSS, MB
+    out: str | None  # stdout; None when a tolerated peer failed or timed out
+
+
+def run(cmd: list[str], timeout: float, tolerate: bool = False) -> Timed:
+    """One whole process, timed; a peer (`tolerate`) that fails or runs past `timeout` comes
+    back with `out` None (its last stderr line printed), so its row still prints."""
     t0 = time.perf_counter()
     try:
         p = subprocess.run(max_rss_cmd(cmd), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         if not tolerate:
             raise
-        return time.perf_counter() - t0, float("nan"), None
+        return Timed(time.perf_counter() - t0, float("nan"), float("nan"), None)
     secs = time.perf_counter() - t0
     if p.returncode and not tolerate:
         raise SystemExit(f"{cmd[:4]} failed:\n{p.stderr[-3000:]}")
-    rss = next(
-        (int(x.split()[1]) / 1024 for x in p.stderr.splitlines() if x.startswith("MAXRSS")),
-        float("nan"),
-    )
-    return secs, rss, (None if p.returncode else p.stdout)
+    lines = p.stderr.splitlines()
+    if p.returncode:  # a peer's failure: its last words, so the row's FAILED has a reason
+        tail = [x for x in lines if x.strip() and not x.startswith("MAXRSS")]
+        print(f"  (exit {p.returncode}: {tail[-1][:200] if tail else '?'})", file=sys.stderr)
+    rss = cpu = float("nan")
+    for x in lines:
+        if x.startswith("MAXRSS"):
+            _, kb, user, system = x.split()
+            rss, cpu = int(kb) / 1024, float(user) + float(system)
+    return Timed(secs, cpu, rss, None if p.returncode else p.stdout)
 
 
 def max_diff(ours: dict[str, float], ref: dict[str, float], names: dict[str, str]) -> float:
@@ -178,58 +193,58 @@ def max_diff(ours: dict[str, float], ref: dict[str, float], names: dict[str, str
     )
 
 
+def peer_cell(code: str, gt: Path, dt: Path, ours: dict, mine: Timed, keys: dict, t: float) -> str:
+    """`wall s (x ours) cpu s, RSS, max |diff|` of one peer on the pair, or why it failed."""
+    r = run([sys.executable, "-c", code, str(gt), str(dt)], t, True)
+    if r.out is None:
+        return f" {r.secs:6.1f} s FAILED or timed out, {r.rss:5.0f} MB"
+    diff = max_diff(ours, json.loads(r.out.strip().splitlines()[-1]), keys)
+    return (
+        f" {r.secs:6.1f} s ({r.secs / mine.secs:4.1f}x) cpu {r.cpu:6.1f} s "
+        f"({r.cpu / mine.cpu:4.1f}x) {r.rss:5.0f} MB {diff:.0e}"
+    )
+
+
+def scales(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scales", default="1000000,5000000")
     ap.add_argument("--images", type=int, default=19809)
     ap.add_argument("--cats", type=int, default=1203)
     ap.add_argument("--peer-scales", default="", help="scales at which lvis-api runs too")
-    ap.add_argument("--no-faster", action="store_true")
+    ap.add_argument("--faster-scales", help="scales at which faster-coco-eval runs (all)")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--keep")
     args = ap.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lvis_bench_"))
     root.mkdir(parents=True, exist_ok=True)
-    peer = {int(s) for s in args.peer_scales.split(",") if s}
-    env_py = sys.executable
-    print("each peer: whole-process seconds (its time / coordbench's), peak RSS, max |stat diff|")
-    print(f"{'detections':>11} | {'coordbench':>18} | {'faster-coco-eval':>32} | {'lvis-api':>32}")
-    for scale in (int(s) for s in args.scales.split(",")):
+    lvis_at = set(scales(args.peer_scales))
+    faster_at = set(scales(args.faster_scales if args.faster_scales is not None else args.scales))
+    print("coordbench: wall s, cpu (user + sys) s, peak RSS; each peer: the same with its time")
+    print("over coordbench's, and the largest |stat difference| from coordbench's 13 stats")
+    print(f"{args.images} images, {args.cats} categories")
+    for scale in scales(args.scales):
         gt, dt = root / f"lvis_gt_{scale}.json", root / f"results_{scale}.json"
         if not (args.keep and gt.exists() and dt.exists()):  # --keep DIR reuses its sets
             gt, dt = make_set(args.images, args.cats, scale, 0, root)
-        ours_s, ours_rss, _ = run(
-            [
-                env_py,
-                "-m",
-                "coordbench",
-                "eval",
-                "--lvis-gt",
-                str(gt),
-                "--lvis-dt",
-                str(dt),
-                "--out",
-                str(root / f"ev_{scale}"),
-            ],
-            args.timeout,
+        ev = root / f"ev_{scale}"
+        cmd = ["-m", "coordbench", "eval", "--lvis-gt", str(gt), "--lvis-dt", str(dt)]
+        mine = run([sys.executable, *cmd, "--out", str(ev)], args.timeout)
+        ours = json.loads((ev / "metrics.json").read_text())["metrics"]
+        print(
+            f"{scale:>11,} detections  coordbench {mine.secs:6.1f} s cpu {mine.cpu:6.1f} s "
+            f"{mine.rss:5.0f} MB",
+            flush=True,
         )
-        ours = json.loads((root / f"ev_{scale}" / "metrics.json").read_text())["metrics"]
-        row = f"{scale:>11,} | {ours_s:7.1f} s {ours_rss:6.0f} MB |"
-        if not args.no_faster:
-            f_s, f_rss, out = run([env_py, "-c", FASTER, str(gt), str(dt)], args.timeout, True)
-            if out is None:
-                row += f" {f_s:6.1f} s FAILED or timed out {f_rss:5.0f} MB |"
-            else:
-                diff = max_diff(ours, json.loads(out.strip().splitlines()[-1]), FASTER_KEYS)
-                row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB {diff:.0e} |"
-        if scale in peer:
-            l_s, l_rss, out = run([env_py, "-c", LVIS_API, str(gt), str(dt)], args.timeout, True)
-            if out is None:
-                row += f" {l_s:6.1f} s FAILED or timed out, {l_rss:5.0f} MB"
-            else:
-                diff = max_diff(ours, json.loads(out.strip().splitlines()[-1]), LVIS_API_KEYS)
-                row += f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB {diff:.0e}"
-        print(row, flush=True)
+        if scale in faster_at:
+            cell = peer_cell(FASTER, gt, dt, ours, mine, FASTER_KEYS, args.timeout)
+            print(f"{'':>24}faster-coco-eval{cell}", flush=True)
+        if scale in lvis_at:
+            cell = peer_cell(LVIS_API, gt, dt, ours, mine, LVIS_API_KEYS, args.timeout)
+            print(f"{'':>24}lvis-api        {cell}", flush=True)
     print(f"files in {root}" if args.keep else "")
     return 0
 

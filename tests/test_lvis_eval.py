@@ -190,6 +190,9 @@ def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
         (lambda gt, r: r.append({**r[0], "image_id": 424242}), "image_id 424242, not in GT"),
         (lambda gt, r: r.append({**r[0], "category_id": 999}), "category_id 999, not an LVIS"),
         (lambda gt, r: r.append({**r[0], "score": "high"}), "non-numeric score"),
+        (lambda gt, r: r.append({**r[0], "score": True}), "result 20 has a non-numeric score"),
+        (lambda gt, r: r.append({**r[0], "bbox": [1, 2, 3]}), "result 20 has a bad bbox"),
+        (lambda gt, r: r.append({**r[0], "image_id": "100"}), "image_id '100', not in GT"),
         (lambda gt, r: [im.pop("neg_category_ids") for im in gt["images"]], "not an LVIS file"),
     ],
 )

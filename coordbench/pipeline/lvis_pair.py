@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +48,56 @@ def load_lvis_gt(path: Path) -> dict[str, Any]:
     return gt
 
 
+NUMBER = {int, float}  # exact types: a bool is refused, as `first_bad_result` does
+
+
+def _fast_columns(doc: list[Any]) -> LvisDets | None:
+    """The piece's columns when every result is a dict with int ids, a 4-number bbox and a
+    finite number score, each key read once in C-level passes (5 M results: ~3 s instead of
+    ~8 s); None when any check says no, for the per-result path to name the culprit."""
+    get = dict.get
+    if set(map(type, doc)) - {dict}:
+        return None
+    boxes = list(map(get, doc, repeat("bbox")))
+    scores = list(map(get, doc, repeat("score")))
+    img = list(map(get, doc, repeat("image_id")))
+    cat = list(map(get, doc, repeat("category_id")))
+    if set(map(type, boxes)) != {list} or set(map(len, boxes)) != {4}:
+        return None
+    if set(map(type, chain.from_iterable(boxes))) - NUMBER or set(map(type, scores)) - NUMBER:
+        return None
+    if set(map(type, img)) != {int} or set(map(type, cat)) != {int}:
+        return None
+    n = len(doc)
+    box = np.fromiter(chain.from_iterable(boxes), np.float64, 4 * n).reshape(n, 4)
+    score = np.fromiter(scores, np.float64, n)
+    if not (np.isfinite(box).all() and np.isfinite(score).all()):
+        return None
+    return LvisDets(np.array(img, np.int64), np.array(cat, np.int64), box, score)
+
+
+def _all_in(values: np.ndarray, known: np.ndarray) -> bool:
+    """Every value in the sorted int array `known`."""
+    if not len(known):
+        return not len(values)
+    pos = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    return bool((known[pos] == values).all())
+
+
 def load_lvis_results(path: Path, gt: dict[str, Any]) -> LvisDets:
     """The results file as columns, read in chunks (never all 5 M dicts at once), checked."""
     images = {im["id"] for im in gt["images"]}
     cats = {c["id"] for c in gt["categories"]}
+    int_ids = all(type(i) is int for i in chain(images, cats))
+    image_arr = np.array(sorted(images), np.int64) if int_ids else None
+    cat_arr = np.array(sorted(cats), np.int64) if int_ids else None
 
     def columns(doc: list[Any], offset: int) -> LvisDets:
-        if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
-            first_bad_result(path, doc, images, offset)
-        cat_ids = list(map(dict.get, doc, repeat("category_id")))
-        if not cats.issuperset(cat_ids):
-            i = next(i for i, c in enumerate(cat_ids) if c not in cats)
-            raise DataError(
-                f"{path}: result {offset + i} has category_id {cat_ids[i]!r}, not an LVIS "
-                "category of the GT"
-            )
-        n = len(doc)
-        return LvisDets(
-            np.fromiter(map(dict.get, doc, repeat("image_id")), np.int64, n),
-            np.asarray(cat_ids, np.int64),
-            np.array(list(map(dict.get, doc, repeat("bbox"))), np.float64).reshape(n, 4),
-            np.fromiter(map(dict.get, doc, repeat("score")), np.float64, n),
-        )
+        if doc and image_arr is not None and cat_arr is not None:
+            fast = _fast_columns(doc)
+            if fast and _all_in(fast.image_id, image_arr) and _all_in(fast.category_id, cat_arr):
+                return fast
+        return _checked_columns(path, doc, offset, images, cats)
 
     parts = json_list_columns(path, columns)
     if not isinstance(parts, list):
@@ -81,6 +109,28 @@ def load_lvis_results(path: Path, gt: dict[str, Any]) -> LvisDets:
         np.concatenate([p.category_id for p in parts]),
         np.concatenate([p.bbox for p in parts]),
         np.concatenate([p.score for p in parts]),
+    )
+
+
+def _checked_columns(
+    path: Path, doc: list[Any], offset: int, images: set[Any], cats: set[Any]
+) -> LvisDets:
+    """The general path: every result checked against the GT, the first bad one named."""
+    if not (valid_columns(doc) and images.issuperset(map(dict.get, doc, repeat("image_id")))):
+        first_bad_result(path, doc, images, offset)
+    cat_ids = list(map(dict.get, doc, repeat("category_id")))
+    if not cats.issuperset(cat_ids):
+        i = next(i for i, c in enumerate(cat_ids) if c not in cats)
+        raise DataError(
+            f"{path}: result {offset + i} has category_id {cat_ids[i]!r}, not an LVIS "
+            "category of the GT"
+        )
+    n = len(doc)
+    return LvisDets(
+        np.fromiter(map(dict.get, doc, repeat("image_id")), np.int64, n),
+        np.asarray(cat_ids, np.int64),
+        np.array(list(map(dict.get, doc, repeat("bbox"))), np.float64).reshape(n, 4),
+        np.fromiter(map(dict.get, doc, repeat("score")), np.float64, n),
     )
 
 
