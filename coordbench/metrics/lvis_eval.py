@@ -81,12 +81,24 @@ def top_per_image(image_pos: np.ndarray, score: np.ndarray, max_dets: int) -> np
     file order."""
     if max_dets < 0 or not len(score):
         return np.arange(len(score))
+    over = np.bincount(image_pos) > max_dets
+    if not over.any():  # the usual results file: already capped, nothing to sort
+        return np.arange(len(score))
+    capped = np.flatnonzero(over[image_pos])
+    keep = np.ones(len(score), bool)
+    keep[capped[~_top_rows(image_pos[capped], score[capped], max_dets)]] = False
+    return np.flatnonzero(keep)
+
+
+def _top_rows(image_pos: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray:
+    """Mask of the rows among an image's top `max_dets` by score (stable)."""
     order = np.lexsort((-score, image_pos))  # by image, score desc, file order on ties
     img = image_pos[order]
     first = np.r_[True, img[1:] != img[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(len(img)), 0))
-    keep = order[(np.arange(len(img)) - start) < max_dets]
-    return np.sort(keep)
+    mask = np.zeros(len(score), bool)
+    mask[order[(np.arange(len(img)) - start) < max_dets]] = True
+    return mask
 
 
 def _id_lists(images: list[dict], key: str, cat_pos: dict[int, int]) -> tuple[np.ndarray, ...]:
@@ -158,6 +170,7 @@ class LvisTables:
         self.d_key, self.d_score = d_key, score[rows]
         self.d_box = np.asarray(dets.bbox, np.float64).reshape(-1, 4)[rows]
         self.d_area = self.d_box[:, 2] * self.d_box[:, 3]  # LVISResults: area = w * h
+        self.d_cat, self.d_img = d_key // self.n_img, d_key % self.n_img
         self.d_nel = np.isin(d_key, nel)
         self.d_neg = np.isin(d_key, neg)
 
@@ -201,18 +214,17 @@ class LvisTables:
         self.matched = matched
         out_of_range = (self.d_area < lo) | (self.d_area > hi) | self.d_nel
         det_ign |= ~matched & out_of_range[None, :]
-        npig = np.bincount(self.g_key[~g_ign], minlength=self.n_cats * self.n_img)
-        has = np.flatnonzero(npig)
+        has, npig = np.unique(self.g_key[~g_ign], return_counts=True)  # (cat, img) keys with GT
         return AreaEval(
-            self.d_key // self.n_img,
-            self.d_key % self.n_img,
+            self.d_cat,
+            self.d_img,
             self.d_rank,
             self.d_score,
             matched & ~det_ign,
             det_ign,
             has % self.n_img,
             has // self.n_img,
-            npig[has],
+            npig,
         )
 
 
