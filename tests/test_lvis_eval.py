@@ -62,6 +62,17 @@ def test_iou_ties_between_gt_of_both_ignore_classes_equal_lvis_api(seed):
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
 
 
+@pytest.mark.parametrize("max_dets", [1, 7, 1000])
+def test_another_per_image_cap_equals_lvis_api(max_dets):
+    gt, results = random_lvis(5)
+    ref = lvis_api_stats(gt, results, max_dets=max_dets)
+    ours = lvis_evaluate(gt, _dets(results), max_dets).stats
+    assert set(ours) == set(ref)  # lvis-api keeps the AR@300 names whatever the cap
+    assert ours != lvis_evaluate(gt, _dets(results)).stats or max_dets >= 320
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
 def _gt(neg=(), nel=(), freq="f"):
     return {
         "images": [
@@ -182,6 +193,14 @@ def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
     assert {"lvis_diag_dets_total", "lvis_diag_dets_not_evaluated"} <= set(doc["counters"])
     head = (tmp_path / "ev" / "per_class.csv").read_text().splitlines()[0]
     assert head == "category,frequency,AP,n_gt"
+    args = ["eval", "--lvis-gt", str(g), "--lvis-dt", str(d), "--lvis-max-dets", "10"]
+    p = run_cli([*args, "--out", str(tmp_path / "ev10")])
+    assert p.returncode == 0 and "past the 10 per image" in p.stdout, p.stderr
+    doc = json.loads((tmp_path / "ev10" / "metrics.json").read_text())
+    assert doc["max_dets"] == 10
+    ref = lvis_api_stats(gt, results, max_dets=10)
+    for k, v in ref.items():
+        assert doc["metrics"][f"lvis_{k}"] == pytest.approx(v, abs=1e-12), k
 
 
 @pytest.mark.parametrize(

@@ -285,7 +285,9 @@ def _upstream_diag(tables: LvisTables, ev: AreaEval) -> None:
 
 
 def lvis_evaluate(gt: dict[str, Any], dets: LvisDets, max_dets: int = MAX_DETS) -> LvisOutput:
-    """The 13 LVIS stats (lvis-api's names), precision of area all, counters."""
+    """The 13 LVIS stats (lvis-api's names), precision of area all, counters. `max_dets` is
+    `LVISResults`' per-image cap (upstream's `lvis_max_dets`); the AR keys keep lvis-api's
+    names (`AR@300`: its `Params.max_dets` label, whatever the cap)."""
     tables = LvisTables(gt, dets, max_dets)
     prec: dict[str, np.ndarray] = {}
     rec: dict[str, np.ndarray] = {}

@@ -21,7 +21,7 @@ import numpy as np
 
 from coordbench.errors import DataError
 from coordbench.metrics.coco import per_class_ap
-from coordbench.metrics.lvis_eval import LvisDets, lvis_evaluate
+from coordbench.metrics.lvis_eval import MAX_DETS, LvisDets, lvis_evaluate
 from coordbench.pipeline.coco_pair import first_bad_result, load_gt, valid_columns
 from coordbench.rundir import files as A
 from coordbench.rundir.csvcells import safe_cell
@@ -144,7 +144,9 @@ def lvis_per_class_csv(rows: list[tuple[str, float]], cats: list[dict], n_gt: di
     return buf.getvalue().rstrip("\n")
 
 
-def lvis_documents(gt: dict[str, Any], out_stats: Any) -> tuple[dict[str, Any], str]:
+def lvis_documents(
+    gt: dict[str, Any], out_stats: Any, max_dets: int = MAX_DETS
+) -> tuple[dict[str, Any], str]:
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     names = [str(c.get("name", c["id"])) for c in cats]
     per_class = per_class_ap(out_stats.precision[..., None, None], names)
@@ -157,20 +159,24 @@ def lvis_documents(gt: dict[str, Any], out_stats: Any) -> tuple[dict[str, Any], 
         "counters": {f"lvis_diag_{k}": v for k, v in out_stats.counters.items()},
         "per_class_ap": {n: (None if math.isnan(v) else v) for n, v in per_class},
         "n_images": len(gt["images"]),
+        "max_dets": max_dets,  # detections kept per image (the AR keys keep lvis-api's @300)
     }
     return doc, lvis_per_class_csv(per_class, cats, n_gt)
 
 
-def score_lvis_pair(gt_path: Path, dt_path: Path, *, out: Path | None = None) -> str:
-    """Score the pair, write metrics.json + per_class.csv under `out`, return the summary."""
+def score_lvis_pair(
+    gt_path: Path, dt_path: Path, *, out: Path | None = None, max_dets: int = MAX_DETS
+) -> str:
+    """Score the pair, write metrics.json + per_class.csv under `out`, return the summary.
+    `max_dets`: detections kept per image (lvis-api's default 300; upstream's `lvis_max_dets`)."""
     gt = load_lvis_gt(gt_path)
     dets = load_lvis_results(dt_path, gt)
-    res = lvis_evaluate(gt, dets)
-    doc, csv_text = lvis_documents(gt, res)
+    res = lvis_evaluate(gt, dets, max_dets)
+    doc, csv_text = lvis_documents(gt, res, max_dets)
     c = res.counters
     lines = [
         f"scored {c['dets_evaluated']} of {c['dets_total']} detections on {len(gt['images'])} "
-        f"images ({gt_path.name}): {c['dets_over_max_dets']} past the 300 per image, "
+        f"images ({gt_path.name}): {c['dets_over_max_dets']} past the {max_dets} per image, "
         f"{c['dets_not_evaluated']} of categories neither in the image's GT nor its negatives"
     ]
     lines += [f"  {k:<8} {v:.4f}" for k, v in res.stats.items()]
