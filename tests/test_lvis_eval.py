@@ -213,6 +213,19 @@ def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
         (lambda gt, r: r.append({**r[0], "bbox": [1, 2, 3]}), "result 20 has a bad bbox"),
         (lambda gt, r: r.append({**r[0], "image_id": "100"}), "image_id '100', not in GT"),
         (lambda gt, r: [im.pop("neg_category_ids") for im in gt["images"]], "not an LVIS file"),
+        (
+            lambda gt, r: gt["annotations"][1].update(category_id=999),
+            "GT annotation 1 (id 2) has category_id 999, not a category of the file",
+        ),
+        (
+            lambda gt, r: gt["annotations"][1].update(image_id=999),
+            "GT annotation 1 (id 2) has image_id 999, not an image of the file",
+        ),
+        (lambda gt, r: gt["annotations"][1].pop("id"), "GT annotation 1 has id None"),
+        (
+            lambda gt, r: gt["images"][1].update(neg_category_ids=[999]),
+            "neg_category_ids names unknown category 999",
+        ),
     ],
 )
 def test_eval_lvis_pair_bad_input_names_the_culprit(tmp_path, edit, match):

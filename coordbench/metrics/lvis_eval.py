@@ -21,6 +21,8 @@ Pure numpy; the stats equal lvis-api's to 1e-12 on random federated sets (tests/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -121,6 +123,34 @@ def _id_lists(images: list[dict], key: str, cat_pos: dict[int, int]) -> tuple[np
     return np.asarray(ii, np.int64), np.asarray(kk, np.int64)
 
 
+def _known_positions(anns: list[dict], key: str, known: dict[Any, int], what: str) -> np.ndarray:
+    """Each annotation's position of `key` in `known`; the first unknown one is named."""
+    ids = list(map(dict.get, anns, repeat(key)))
+    try:
+        return _positions(np.array(ids) if ids else np.zeros(0, np.int64), known)
+    except (KeyError, TypeError):
+        i = next(i for i, v in enumerate(ids) if isinstance(v, bool) or v not in known)
+        raise DataError(
+            f"GT annotation {i} (id {anns[i].get('id')!r}) has {key} {ids[i]!r}, not {what} "
+            "of the file"
+        ) from None
+
+
+def _ann_ids(anns: list[dict]) -> np.ndarray:
+    ids = list(map(dict.get, anns, repeat("id")))
+    if set(map(type, ids)) - {int}:
+        i = next(i for i, v in enumerate(ids) if type(v) is not int)
+        raise DataError(f"GT annotation {i} has id {ids[i]!r}: LVIS annotation ids are integers")
+    return np.array(ids, np.int64)
+
+
+def _det_positions(ids: np.ndarray, known: dict[Any, int], key: str) -> np.ndarray:
+    try:
+        return _positions(ids, known)
+    except KeyError as e:
+        raise DataError(f"a detection has {key} {e.args[0]!r}, not in the GT") from None
+
+
 class LvisTables:
     """GT and the evaluated detections keyed by (category position, image position)."""
 
@@ -133,13 +163,13 @@ class LvisTables:
         self.n_img, self.n_cats = len(images), len(cats)
         self.freq_groups = _freq_groups(cats)
         anns = gt["annotations"]
-        g_img = np.array([img_pos[a["image_id"]] for a in anns], np.int64)
-        g_cat = np.array([cat_pos[a["category_id"]] for a in anns], np.int64)
+        g_img = _known_positions(anns, "image_id", img_pos, "an image")
+        g_cat = _known_positions(anns, "category_id", cat_pos, "a category")
         self.g_key = g_cat * self.n_img + g_img
-        self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
-        self.g_area = np.array([a["area"] for a in anns], np.float64)
+        self.g_box = np.array(list(map(itemgetter("bbox"), anns)), np.float64).reshape(-1, 4)
+        self.g_area = np.fromiter(map(itemgetter("area"), anns), np.float64, len(anns))
         self.g_flag = np.array([bool(a.get("ignore", 0)) for a in anns], bool)
-        self.g_id = np.array([a["id"] for a in anns], np.int64)
+        self.g_id = _ann_ids(anns)
         # the federated lists as (category, image) keys
         neg_i, neg_k = _id_lists(images, "neg_category_ids", cat_pos)
         nel_i, nel_k = _id_lists(images, "not_exhaustive_category_ids", cat_pos)
@@ -147,8 +177,8 @@ class LvisTables:
         nel = np.unique(nel_k * self.n_img + nel_i)
         neg = np.unique(neg_k * self.n_img + neg_i)
         # detections: the top 300 of each image, then only the evaluated (image, category) pairs
-        d_img = _positions(np.asarray(dets.image_id), img_pos)
-        d_cat = _positions(np.asarray(dets.category_id), cat_pos)
+        d_img = _det_positions(np.asarray(dets.image_id), img_pos, "image_id")
+        d_cat = _det_positions(np.asarray(dets.category_id), cat_pos, "category_id")
         score = np.asarray(dets.score, np.float64)
         kept = top_per_image(d_img, score, max_dets)
         key = d_cat[kept] * self.n_img + d_img[kept]
