@@ -11,7 +11,7 @@ reading both files, evaluating), and peak RSS is the child's `ru_maxrss`. lvis-a
 faster-coco-eval gets the same per-image top-300 results (it caps per image and category).
 
     .venv/bin/python bench/lvis_speed.py [--scales 1000000,5000000] [--images 19809]
-        [--peer-scales 1000000] [--keep DIR]
+        [--peer-scales 1000000] [--faster-scales 1000000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -22,12 +22,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import orjson
 
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR@300")
+STATS += ("ARs@300", "ARm@300", "ARl@300")
+LVIS_API_KEYS = {k: k for k in STATS}
+# faster-coco-eval's stats_as_dict names (lvis_style) -> lvis-api's
+FASTER_KEYS = {
+    "AP_all": "AP",
+    "AP_50": "AP50",
+    "AP_75": "AP75",
+    "AP_small": "APs",
+    "AP_medium": "APm",
+    "AP_large": "APl",
+    "APr": "APr",
+    "APc": "APc",
+    "APf": "APf",
+    "AR_all": "AR@300",
+    "AR_small": "ARs@300",
+    "AR_medium": "ARm@300",
+    "AR_large": "ARl@300",
+}
 
 LVIS_API = r"""
 import json, sys
@@ -67,7 +86,9 @@ def make_set(n_img: int, n_cat: int, scale: int, seed: int, root: Path) -> tuple
     ]
     images, anns = [], []
     per_img = max(1, min(300, scale // n_img))
-    results = []
+    gt_path, dt_path = root / f"lvis_gt_{scale}.json", root / f"results_{scale}.json"
+    out = dt_path.open("wb")  # written image by image: 5 M result dicts never exist at once
+    out.write(b"[")
     aid = 1
     for i in range(n_img):
         w, h = int(rng.integers(320, 641)), int(rng.integers(320, 641))
@@ -114,32 +135,78 @@ def make_set(n_img: int, n_cat: int, scale: int, seed: int, root: Path) -> tuple
             ),
         )
         scores = np.round(rng.random(per_img), 4)
-        results += [
+        results = [
             {"image_id": i + 1, "category_id": int(c), "bbox": b, "score": float(s)}
             for c, b, s in zip(dcat.tolist(), boxes.tolist(), scores.tolist(), strict=True)
         ]
-    gt_path, dt_path = root / "lvis_gt.json", root / f"results_{scale}.json"
+        out.write((b"," if i else b"") + orjson.dumps(results)[1:-1])
+    out.write(b"]")
+    out.close()
     gt_path.write_bytes(orjson.dumps({"images": images, "annotations": anns, "categories": cats}))
-    dt_path.write_bytes(orjson.dumps(results))
     return gt_path, dt_path
 
 
 def max_rss_cmd(cmd: list[str]) -> list[str]:
-    """Each child's own peak RSS: /usr/bin/time -v when present, else the process group max."""
-    return ["/usr/bin/time", "-f", "MAXRSS %M", *cmd] if Path("/usr/bin/time").exists() else cmd
+    """Each child's own peak RSS and CPU seconds through /usr/bin/time (when present)."""
+    fmt = "MAXRSS %M %U %S"
+    return ["/usr/bin/time", "-f", fmt, *cmd] if Path("/usr/bin/time").exists() else cmd
 
 
-def run(cmd: list[str], timeout: float) -> tuple[float, float, str]:
+@dataclass
+class Timed:
+    secs: float  # wall seconds of the whole process
+    cpu: float  # its user + system seconds (the wall time on a shared machine waits for cores)
+    rss: float  # peak RSS, MB
+    out: str | None  # stdout; None when a tolerated peer failed or timed out
+
+
+def run(cmd: list[str], timeout: float, tolerate: bool = False) -> Timed:
+    """One whole process, timed; a peer (`tolerate`) that fails or runs past `timeout` comes
+    back with `out` None (its last stderr line printed), so its row still prints."""
     t0 = time.perf_counter()
-    p = subprocess.run(max_rss_cmd(cmd), capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run(max_rss_cmd(cmd), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if not tolerate:
+            raise
+        return Timed(time.perf_counter() - t0, float("nan"), float("nan"), None)
     secs = time.perf_counter() - t0
-    if p.returncode:
+    if p.returncode and not tolerate:
         raise SystemExit(f"{cmd[:4]} failed:\n{p.stderr[-3000:]}")
-    rss = next(
-        (int(x.split()[1]) / 1024 for x in p.stderr.splitlines() if x.startswith("MAXRSS")),
-        float("nan"),
+    lines = p.stderr.splitlines()
+    if p.returncode:  # a peer's failure: its last words, so the row's FAILED has a reason
+        tail = [x for x in lines if x.strip() and not x.startswith("MAXRSS")]
+        print(f"  (exit {p.returncode}: {tail[-1][:200] if tail else '?'})", file=sys.stderr)
+    rss = cpu = float("nan")
+    for x in lines:
+        if x.startswith("MAXRSS"):
+            _, kb, user, system = x.split()
+            rss, cpu = int(kb) / 1024, float(user) + float(system)
+    return Timed(secs, cpu, rss, None if p.returncode else p.stdout)
+
+
+def max_diff(ours: dict[str, float], ref: dict[str, float], names: dict[str, str]) -> float:
+    """The largest |ours - peer| over every stat (peer key -> our key); a stat the peer does not
+    print counts as infinitely different."""
+    return max(
+        abs(ours[f"lvis_{k}"] - ref[p]) if p in ref else float("inf") for p, k in names.items()
     )
-    return secs, rss, p.stdout
+
+
+def peer_cell(code: str, gt: Path, dt: Path, ours: dict, mine: Timed, keys: dict, t: float) -> str:
+    """`wall s (x ours) cpu s, RSS, max |diff|` of one peer on the pair, or why it failed."""
+    r = run([sys.executable, "-c", code, str(gt), str(dt)], t, True)
+    if r.out is None:
+        return f" {r.secs:6.1f} s FAILED or timed out, {r.rss:5.0f} MB"
+    diff = max_diff(ours, json.loads(r.out.strip().splitlines()[-1]), keys)
+    return (
+        f" {r.secs:6.1f} s ({r.secs / mine.secs:4.1f}x) cpu {r.cpu:6.1f} s "
+        f"({r.cpu / mine.cpu:4.1f}x) {r.rss:5.0f} MB {diff:.0e}"
+    )
+
+
+def scales(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s]
 
 
 def main() -> int:
@@ -148,49 +215,36 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=19809)
     ap.add_argument("--cats", type=int, default=1203)
     ap.add_argument("--peer-scales", default="", help="scales at which lvis-api runs too")
-    ap.add_argument("--no-faster", action="store_true")
+    ap.add_argument("--faster-scales", help="scales at which faster-coco-eval runs (all)")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--keep")
     args = ap.parse_args()
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lvis_bench_"))
     root.mkdir(parents=True, exist_ok=True)
-    peer = {int(s) for s in args.peer_scales.split(",") if s}
-    env_py = sys.executable
-    print(f"{'detections':>11} | {'coordbench':>18} | {'faster-coco-eval':>24} | {'lvis-api':>24}")
-    for scale in (int(s) for s in args.scales.split(",")):
-        gt, dt = make_set(args.images, args.cats, scale, 0, root)
-        ours_s, ours_rss, _ = run(
-            [
-                env_py,
-                "-m",
-                "coordbench",
-                "eval",
-                "--lvis-gt",
-                str(gt),
-                "--lvis-dt",
-                str(dt),
-                "--out",
-                str(root / f"ev_{scale}"),
-            ],
-            args.timeout,
+    lvis_at = set(scales(args.peer_scales))
+    faster_at = set(scales(args.faster_scales if args.faster_scales is not None else args.scales))
+    print("coordbench: wall s, cpu (user + sys) s, peak RSS; each peer: the same with its time")
+    print("over coordbench's, and the largest |stat difference| from coordbench's 13 stats")
+    print(f"{args.images} images, {args.cats} categories")
+    for scale in scales(args.scales):
+        gt, dt = root / f"lvis_gt_{scale}.json", root / f"results_{scale}.json"
+        if not (args.keep and gt.exists() and dt.exists()):  # --keep DIR reuses its sets
+            gt, dt = make_set(args.images, args.cats, scale, 0, root)
+        ev = root / f"ev_{scale}"
+        cmd = ["-m", "coordbench", "eval", "--lvis-gt", str(gt), "--lvis-dt", str(dt)]
+        mine = run([sys.executable, *cmd, "--out", str(ev)], args.timeout)
+        ours = json.loads((ev / "metrics.json").read_text())["metrics"]
+        print(
+            f"{scale:>11,} detections  coordbench {mine.secs:6.1f} s cpu {mine.cpu:6.1f} s "
+            f"{mine.rss:5.0f} MB",
+            flush=True,
         )
-        ours = json.loads((root / f"ev_{scale}" / "metrics.json").read_text())["metrics"]
-        row = f"{scale:>11,} | {ours_s:7.1f} s {ours_rss:6.0f} MB |"
-        if not args.no_faster:
-            f_s, f_rss, out = run([env_py, "-c", FASTER, str(gt), str(dt)], args.timeout, True)
-            state = "" if out is not None else " FAILED"
-            row += f" {f_s:6.1f} s ({f_s / ours_s:4.1f}x) {f_rss:5.0f} MB{state} |"
-        if scale in peer:
-            l_s, l_rss, out = run([env_py, "-c", LVIS_API, str(gt), str(dt)], args.timeout, True)
-            if out is None:
-                row += f" {l_s:6.1f} s FAILED or timed out, {l_rss:5.0f} MB"
-            else:
-                ref = json.loads(out.strip().splitlines()[-1])
-                diff = max(abs(ours[f"lvis_{k}"] - ref[k]) for k in STATS)
-                row += (
-                    f" {l_s:6.1f} s ({l_s / ours_s:4.1f}x) {l_rss:5.0f} MB, max |diff| {diff:.1e}"
-                )
-        print(row, flush=True)
+        if scale in faster_at:
+            cell = peer_cell(FASTER, gt, dt, ours, mine, FASTER_KEYS, args.timeout)
+            print(f"{'':>24}faster-coco-eval{cell}", flush=True)
+        if scale in lvis_at:
+            cell = peer_cell(LVIS_API, gt, dt, ours, mine, LVIS_API_KEYS, args.timeout)
+            print(f"{'':>24}lvis-api        {cell}", flush=True)
     print(f"files in {root}" if args.keep else "")
     return 0
 

@@ -30,6 +30,49 @@ def test_every_stat_equals_lvis_api_on_random_federated_sets(seed):
         assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_iou_ties_between_gt_of_both_ignore_classes_equal_lvis_api(seed):
+    """Exact duplicates of GT boxes with other areas (so a duplicate is ignored in one range and
+    not in another), some flagged `ignore`, and detections on exactly those boxes: a detection
+    must take the non-ignored duplicate before an ignored one, in every area range (the random
+    sets above never tie, so they pass even when that preference is dropped; these fail)."""
+    gt, results = random_lvis(seed, n_img=20)
+    rng = np.random.default_rng(100 + seed)
+    extra, next_id = [], max(a["id"] for a in gt["annotations"]) + 1
+    for a in gt["annotations"]:
+        for _ in range(int(rng.integers(0, 3))):
+            area = float(rng.choice([200.0, 5000.0, 20000.0]))
+            flag = {"ignore": 1} if rng.random() < 0.15 else {}
+            extra.append({**a, "id": next_id, "area": area, **flag})
+            next_id += 1
+            results.append(
+                {
+                    **results[0],
+                    "image_id": a["image_id"],
+                    "category_id": a["category_id"],
+                    "bbox": list(a["bbox"]),
+                    "score": round(float(rng.random()), 1),
+                }
+            )
+    gt["annotations"] += extra
+    rng.shuffle(gt["annotations"])
+    ref = lvis_api_stats(gt, results)
+    ours = lvis_evaluate(gt, _dets(results)).stats
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+@pytest.mark.parametrize("max_dets", [1, 7, 1000])
+def test_another_per_image_cap_equals_lvis_api(max_dets):
+    gt, results = random_lvis(5)
+    ref = lvis_api_stats(gt, results, max_dets=max_dets)
+    ours = lvis_evaluate(gt, _dets(results), max_dets).stats
+    assert set(ours) == set(ref)  # lvis-api keeps the AR@300 names whatever the cap
+    assert ours != lvis_evaluate(gt, _dets(results)).stats or max_dets >= 320
+    for k in ref:
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
 def _gt(neg=(), nel=(), freq="f"):
     return {
         "images": [
@@ -105,6 +148,26 @@ def test_bad_input_names_the_culprit():
         lvis_evaluate(gt, _dets([HIT]))
 
 
+def test_an_iou_tie_goes_to_the_last_gt_in_file_order():
+    """det 1 overlaps G1 and G2 with exactly the same IoU (360 / 440); det 2 (lower score)
+    overlaps only G1. lvis-api takes the last GT of equal IoU, so with G1 filed first det 1
+    takes G2 and det 2 takes G1 (AP 1); with G2 first det 1 takes G1 and det 2 is a false
+    positive (precision 1 up to recall 1/2: AP 51/101)."""
+    g1 = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 10, 20, 20], "area": 400}
+    g2 = {**g1, "id": 2, "bbox": [12, 10, 20, 20]}
+    d1 = {"image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "score": 0.9}
+    d2 = {**d1, "bbox": [4, 10, 20, 20], "score": 0.8}
+    gt = _gt()
+    gt["annotations"] = [g1, g2]
+    assert _run(gt, [d1, d2]).stats["AP50"] == pytest.approx(1.0)
+    gt["annotations"] = [g2, g1]
+    assert _run(gt, [d1, d2]).stats["AP50"] == pytest.approx(51 / 101)
+    # G1 ignored: det 1 takes the non-ignored G2 whatever the order, det 2 then G1 (ignored)
+    gt["annotations"] = [g2, {**g1, "ignore": 1}]
+    out = _run(gt, [d1, d2])
+    assert out.stats["AP50"] == pytest.approx(1.0) and out.counters["dets_evaluated"] == 2
+
+
 def _write(tmp_path, gt, results):
     import json
 
@@ -130,6 +193,14 @@ def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
     assert {"lvis_diag_dets_total", "lvis_diag_dets_not_evaluated"} <= set(doc["counters"])
     head = (tmp_path / "ev" / "per_class.csv").read_text().splitlines()[0]
     assert head == "category,frequency,AP,n_gt"
+    args = ["eval", "--lvis-gt", str(g), "--lvis-dt", str(d), "--lvis-max-dets", "10"]
+    p = run_cli([*args, "--out", str(tmp_path / "ev10")])
+    assert p.returncode == 0 and "past the 10 per image" in p.stdout, p.stderr
+    doc = json.loads((tmp_path / "ev10" / "metrics.json").read_text())
+    assert doc["max_dets"] == 10
+    ref = lvis_api_stats(gt, results, max_dets=10)
+    for k, v in ref.items():
+        assert doc["metrics"][f"lvis_{k}"] == pytest.approx(v, abs=1e-12), k
 
 
 @pytest.mark.parametrize(
@@ -138,7 +209,23 @@ def test_eval_lvis_pair_cli_equals_lvis_api_and_writes_the_files(tmp_path):
         (lambda gt, r: r.append({**r[0], "image_id": 424242}), "image_id 424242, not in GT"),
         (lambda gt, r: r.append({**r[0], "category_id": 999}), "category_id 999, not an LVIS"),
         (lambda gt, r: r.append({**r[0], "score": "high"}), "non-numeric score"),
+        (lambda gt, r: r.append({**r[0], "score": True}), "result 20 has a non-numeric score"),
+        (lambda gt, r: r.append({**r[0], "bbox": [1, 2, 3]}), "result 20 has a bad bbox"),
+        (lambda gt, r: r.append({**r[0], "image_id": "100"}), "image_id '100', not in GT"),
         (lambda gt, r: [im.pop("neg_category_ids") for im in gt["images"]], "not an LVIS file"),
+        (
+            lambda gt, r: gt["annotations"][1].update(category_id=999),
+            "annotation 1 (id 2) has category_id 999",
+        ),
+        (
+            lambda gt, r: gt["annotations"][1].update(image_id=999),
+            "annotation 1 (id 2) has image_id 999",
+        ),
+        (lambda gt, r: gt["annotations"][1].pop("id"), "annotation 1 has no `id`"),
+        (
+            lambda gt, r: gt["images"][1].update(neg_category_ids=[999]),
+            "neg_category_ids names unknown category 999",
+        ),
     ],
 )
 def test_eval_lvis_pair_bad_input_names_the_culprit(tmp_path, edit, match):

@@ -91,6 +91,24 @@ def test_a_coco_file_is_refused_by_data_lvis(tmp_path):
         convert_lvis(tmp_path, out_dir=tmp_path / "o", progress=False)
 
 
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda im: im.pop("not_exhaustive_category_ids"), "image 3 has no `not_exhaustive_"),
+        (lambda im: im.update(neg_category_ids=None), "image 3 has no `neg_category_ids` list"),
+        (lambda im: im.update(neg_category_ids=[1, 99]), "image 3: neg_category_ids names unk"),
+    ],
+)
+def test_data_lvis_names_an_image_with_bad_federated_lists(tmp_path, edit, match):
+    root = make_lvis_root(tmp_path / "root", n=4)
+    doc = json.loads((root / "lvis_v1_val.json").read_text())
+    edit(doc["images"][2])  # not the first image, which loading checks
+    (root / "lvis_v1_val.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=match):
+        convert_lvis(root, out_dir=tmp_path / "o", budget=64, progress=False)
+    assert not (tmp_path / "o" / "val.jsonl").exists()
+
+
 def _cfg(out, tmp_path, **kw):
     ckpt = tmp_path / "fake-ckpt"
     ckpt.mkdir(exist_ok=True)

@@ -78,6 +78,13 @@ RUN_FILES = (
     "--lvis-dt", type=click.Path(exists=True, dir_okay=False), help="LVIS bbox results json."
 )
 @click.option(
+    "--lvis-max-dets",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="With --lvis-gt: detections kept per image, by score (lvis-api's max_dets).",
+)
+@click.option(
     "--task",
     default=None,
     help="With --coco-gt/--coco-dt: `refcoco` scores grounding (MDETR-style GT, Acc@0.5).",
@@ -96,6 +103,7 @@ def eval_cmd(
     bootstrap: int,
     lvis_gt: str | None,
     lvis_dt: str | None,
+    lvis_max_dets: int,
     task: str | None,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
@@ -120,8 +128,9 @@ def eval_cmd(
                 raise click.UsageError("--lvis-gt and --lvis-dt go together, alone")
             from coordbench.pipeline.lvis_pair import score_lvis_pair
 
+            outdir = Path(out) if out else None
             click.echo(
-                score_lvis_pair(Path(lvis_gt), Path(lvis_dt), out=Path(out) if out else None)
+                score_lvis_pair(Path(lvis_gt), Path(lvis_dt), out=outdir, max_dets=lvis_max_dets)
             )
             return
         if coco_gt or coco_dt:

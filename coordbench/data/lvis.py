@@ -70,6 +70,24 @@ def _source(img: dict[str, Any]) -> tuple[str, str]:
     return folder, name
 
 
+FEDERATED_LISTS = ("neg_category_ids", "not_exhaustive_category_ids")
+
+
+def _id_list(img: dict[str, Any], key: str, cats: dict[Any, str]) -> list[int]:
+    """An image's federated list, checked: a list of the file's category ids. (Only the first
+    image is checked on loading; a later one without the list is named here, not a KeyError.)"""
+    ids = img.get(key)
+    if not isinstance(ids, list):
+        raise DataError(
+            f"image {img.get('id')!r} has no `{key}` list: every LVIS image needs "
+            f"{' and '.join(FEDERATED_LISTS)}"
+        )
+    unknown = [c for c in ids if isinstance(c, bool) or c not in cats]
+    if unknown:
+        raise DataError(f"image {img.get('id')!r}: {key} names unknown category {unknown[0]!r}")
+    return list(ids)
+
+
 def lvis_raw_records(doc: dict[str, Any], stats: ConversionStats) -> list[dict[str, Any]]:
     cats = {c["id"]: str(c["name"]) for c in doc["categories"]}
     by_image: dict[Any, list[dict]] = {}
@@ -96,8 +114,7 @@ def lvis_raw_records(doc: dict[str, Any], stats: ConversionStats) -> list[dict[s
                 "image_id": img["id"],
                 "file_name": rel,
                 "metadata": {"source": "lvis_v1", "split": "val", "dataset_policy": DATASET_POLICY},
-                "neg_category_ids": list(img["neg_category_ids"]),
-                "not_exhaustive_category_ids": list(img["not_exhaustive_category_ids"]),
+                **{key: _id_list(img, key, cats) for key in FEDERATED_LISTS},
             }
         )
     return out

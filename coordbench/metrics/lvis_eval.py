@@ -21,6 +21,8 @@ Pure numpy; the stats equal lvis-api's to 1e-12 on random federated sets (tests/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -28,8 +30,8 @@ import numpy as np
 from coordbench.errors import DataError
 from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.coco_accumulate import accumulate_area, stream_order, summarize
-from coordbench.metrics.coco_match import AREA_RANGES, AreaEval, _greedy, _positions
-from coordbench.metrics.ragged import PAIR_CHUNK, ragged
+from coordbench.metrics.coco_match import AREA_RANGES, AreaEval, _pick, _positions
+from coordbench.metrics.ragged import ragged_chunks
 
 MAX_DETS = 300  # lvis-api Params.max_dets (per image)
 FREQUENCIES = ("r", "c", "f")  # lvis-api Params.img_count_lbl
@@ -81,12 +83,24 @@ def top_per_image(image_pos: np.ndarray, score: np.ndarray, max_dets: int) -> np
     file order."""
     if max_dets < 0 or not len(score):
         return np.arange(len(score))
+    over = np.bincount(image_pos) > max_dets
+    if not over.any():  # the usual results file: already capped, nothing to sort
+        return np.arange(len(score))
+    capped = np.flatnonzero(over[image_pos])
+    keep = np.ones(len(score), bool)
+    keep[capped[~_top_rows(image_pos[capped], score[capped], max_dets)]] = False
+    return np.flatnonzero(keep)
+
+
+def _top_rows(image_pos: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray:
+    """Mask of the rows among an image's top `max_dets` by score (stable)."""
     order = np.lexsort((-score, image_pos))  # by image, score desc, file order on ties
     img = image_pos[order]
     first = np.r_[True, img[1:] != img[:-1]]
     start = np.maximum.accumulate(np.where(first, np.arange(len(img)), 0))
-    keep = order[(np.arange(len(img)) - start) < max_dets]
-    return np.sort(keep)
+    mask = np.zeros(len(score), bool)
+    mask[order[(np.arange(len(img)) - start) < max_dets]] = True
+    return mask
 
 
 def _id_lists(images: list[dict], key: str, cat_pos: dict[int, int]) -> tuple[np.ndarray, ...]:
@@ -109,6 +123,34 @@ def _id_lists(images: list[dict], key: str, cat_pos: dict[int, int]) -> tuple[np
     return np.asarray(ii, np.int64), np.asarray(kk, np.int64)
 
 
+def _known_positions(anns: list[dict], key: str, known: dict[Any, int], what: str) -> np.ndarray:
+    """Each annotation's position of `key` in `known`; the first unknown one is named."""
+    ids = list(map(dict.get, anns, repeat(key)))
+    try:
+        return _positions(np.array(ids) if ids else np.zeros(0, np.int64), known)
+    except (KeyError, TypeError):
+        i = next(i for i, v in enumerate(ids) if isinstance(v, bool) or v not in known)
+        raise DataError(
+            f"GT annotation {i} (id {anns[i].get('id')!r}) has {key} {ids[i]!r}, not {what} "
+            "of the file"
+        ) from None
+
+
+def _ann_ids(anns: list[dict]) -> np.ndarray:
+    ids = list(map(dict.get, anns, repeat("id")))
+    if set(map(type, ids)) - {int}:
+        i = next(i for i, v in enumerate(ids) if type(v) is not int)
+        raise DataError(f"GT annotation {i} has id {ids[i]!r}: LVIS annotation ids are integers")
+    return np.array(ids, np.int64)
+
+
+def _det_positions(ids: np.ndarray, known: dict[Any, int], key: str) -> np.ndarray:
+    try:
+        return _positions(ids, known)
+    except KeyError as e:
+        raise DataError(f"a detection has {key} {e.args[0]!r}, not in the GT") from None
+
+
 class LvisTables:
     """GT and the evaluated detections keyed by (category position, image position)."""
 
@@ -121,13 +163,13 @@ class LvisTables:
         self.n_img, self.n_cats = len(images), len(cats)
         self.freq_groups = _freq_groups(cats)
         anns = gt["annotations"]
-        g_img = np.array([img_pos[a["image_id"]] for a in anns], np.int64)
-        g_cat = np.array([cat_pos[a["category_id"]] for a in anns], np.int64)
+        g_img = _known_positions(anns, "image_id", img_pos, "an image")
+        g_cat = _known_positions(anns, "category_id", cat_pos, "a category")
         self.g_key = g_cat * self.n_img + g_img
-        self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
-        self.g_area = np.array([a["area"] for a in anns], np.float64)
+        self.g_box = np.array(list(map(itemgetter("bbox"), anns)), np.float64).reshape(-1, 4)
+        self.g_area = np.fromiter(map(itemgetter("area"), anns), np.float64, len(anns))
         self.g_flag = np.array([bool(a.get("ignore", 0)) for a in anns], bool)
-        self.g_id = np.array([a["id"] for a in anns], np.int64)
+        self.g_id = _ann_ids(anns)
         # the federated lists as (category, image) keys
         neg_i, neg_k = _id_lists(images, "neg_category_ids", cat_pos)
         nel_i, nel_k = _id_lists(images, "not_exhaustive_category_ids", cat_pos)
@@ -135,8 +177,8 @@ class LvisTables:
         nel = np.unique(nel_k * self.n_img + nel_i)
         neg = np.unique(neg_k * self.n_img + neg_i)
         # detections: the top 300 of each image, then only the evaluated (image, category) pairs
-        d_img = _positions(np.asarray(dets.image_id), img_pos)
-        d_cat = _positions(np.asarray(dets.category_id), cat_pos)
+        d_img = _det_positions(np.asarray(dets.image_id), img_pos, "image_id")
+        d_cat = _det_positions(np.asarray(dets.category_id), cat_pos, "category_id")
         score = np.asarray(dets.score, np.float64)
         kept = top_per_image(d_img, score, max_dets)
         key = d_cat[kept] * self.n_img + d_img[kept]
@@ -158,51 +200,92 @@ class LvisTables:
         self.d_key, self.d_score = d_key, score[rows]
         self.d_box = np.asarray(dets.bbox, np.float64).reshape(-1, 4)[rows]
         self.d_area = self.d_box[:, 2] * self.d_box[:, 3]  # LVISResults: area = w * h
+        self.d_cat, self.d_img = d_key // self.n_img, d_key % self.n_img
         self.d_nel = np.isin(d_key, nel)
         self.d_neg = np.isin(d_key, neg)
+
+        self._pairs()
+
+    def _pairs(self) -> None:
+        """The (detection, GT) candidate pairs of every evaluated detection, IoU once for all
+        area ranges. GT sorted by (category, image) key in file order: within a detection its
+        pairs follow the GT's file order, which is lvis-api's order inside each ignore class (it
+        sorts GT by ignore flag, stably), so a per-class pick stays exact for every range. A
+        pair under the lowest threshold can never match, so it is dropped here."""
+        g_order = np.lexsort((np.arange(len(self.g_key)), self.g_key))
+        self.g_key, self.g_box = self.g_key[g_order], self.g_box[g_order]
+        self.g_area, self.g_flag = self.g_area[g_order], self.g_flag[g_order]
+        self.g_id = self.g_id[g_order]
+        g_start = np.searchsorted(self.g_key, self.d_key, "left")
+        n_pair = np.searchsorted(self.g_key, self.d_key, "right") - g_start
+        lowest = min(IOU_THRS.min(), 1 - 1e-10)
+        dets, gts, ious = [], [], []
+        for det, off in ragged_chunks(n_pair):
+            gt = g_start[det] + off
+            iou = iou_pairs_xywh(self.d_box[det], self.g_box[gt])
+            keep = iou >= lowest
+            dets.append(det[keep].astype(np.int32))
+            gts.append(gt[keep].astype(np.int32))
+            ious.append(iou[keep])
+        det = np.concatenate(dets) if dets else np.zeros(0, np.int32)
+        by_rank = np.argsort(self.d_rank[det], kind="stable")  # rank by rank, det order kept
+        self.p_det, self.p_iou = det[by_rank], np.concatenate(ious or [np.zeros(0)])[by_rank]
+        self.p_gt = np.concatenate(gts or [np.zeros(0, np.int32)])[by_rank]
+        self.p_bounds = np.searchsorted(
+            self.d_rank[self.p_det], np.arange(int(self.d_rank.max(initial=-1)) + 2)
+        )
 
     def area_eval(self, area: str) -> AreaEval:
         lo, hi = AREA_RANGES[area]
         g_ign = self.g_flag | (self.g_area < lo) | (self.g_area > hi)
-        g_order = np.lexsort((np.arange(len(self.g_key)), g_ign, self.g_key))  # ignored last
-        g_key, g_box, g_ign = self.g_key[g_order], self.g_box[g_order], g_ign[g_order]
-        g_id = self.g_id[g_order]
-        g_start = np.searchsorted(g_key, self.d_key, "left")
-        n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
-        det, off = ragged(n_pair)
-        gt = g_start[det] + off
-        ious = _pair_ious(self.d_box, g_box, det, gt)
-        thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None]
-        no_crowd = np.zeros(len(g_key), bool)
-        match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, no_crowd, thr, len(g_key))
+        match, det_ign = _greedy_by_rank(self, g_ign)
         # lvis-api tests the matched GT *id* for truth: a match to id 0 reads as no match
-        matched = (match >= 0) & (g_id[np.maximum(match, 0)] != 0)
+        matched = (match >= 0) & (self.g_id[np.maximum(match, 0)] != 0)
         self.matched = matched
         out_of_range = (self.d_area < lo) | (self.d_area > hi) | self.d_nel
         det_ign |= ~matched & out_of_range[None, :]
-        npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
-        has = np.flatnonzero(npig)
+        has, npig = np.unique(self.g_key[~g_ign], return_counts=True)  # (cat, img) keys with GT
         return AreaEval(
-            self.d_key // self.n_img,
-            self.d_key % self.n_img,
+            self.d_cat,
+            self.d_img,
             self.d_rank,
             self.d_score,
             matched & ~det_ign,
             det_ign,
             has % self.n_img,
             has // self.n_img,
-            npig[has],
+            npig,
         )
 
 
-def _pair_ious(d_box: np.ndarray, g_box: np.ndarray, det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of every (detection, GT) candidate pair, gathered in bounded chunks: at LVIS scale
-    there are tens of millions of pairs, and gathering all their boxes at once costs GBs."""
-    out = np.empty(len(det), np.float64)
-    for lo in range(0, len(det), PAIR_CHUNK):
-        hi = lo + PAIR_CHUNK
-        out[lo:hi] = iou_pairs_xywh(d_box[det[lo:hi]], g_box[gt[lo:hi]])
-    return out
+def _greedy_by_rank(t: LvisTables, g_ign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, D) matched GT row (-1: none) and ignore flag per detection: lvis-api's greedy, the
+    detections of one rank of every (image, category) at once, ranks in order. Each takes the
+    free GT of highest IoU >= the threshold (the last in GT order on ties), a non-ignored GT
+    before an ignored one."""
+    n_det = len(t.d_key)
+    match = np.full((len(IOU_THRS), n_det), -1, np.int32)
+    det_ign = np.zeros((len(IOU_THRS), n_det), bool)
+    taken = np.zeros((len(IOU_THRS), len(t.g_key)), bool)
+    thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None]
+    for r in range(len(t.p_bounds) - 1):
+        a, b = t.p_bounds[r], t.p_bounds[r + 1]
+        if a == b:
+            continue
+        d, g, iou = t.p_det[a:b], t.p_gt[a:b], t.p_iou[a:b]
+        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
+        ok = (iou[None, :] >= thr) & ~taken[:, g]
+        ign = g_ign[g][None, :]
+        pidx = np.broadcast_to(np.arange(b - a), ok.shape)
+        pick_n = _pick(np.where(ok & ~ign, iou, -1.0), pidx, starts, len(starts))
+        pick_i = _pick(np.where(ok & ign, iou, -1.0), pidx, starts, len(starts))
+        pick = np.where(pick_n >= 0, pick_n, pick_i)
+        t_idx, s_idx = np.nonzero(pick >= 0)
+        chosen = pick[t_idx, s_idx]
+        match[t_idx, d[chosen]] = g[chosen]
+        det_ign[t_idx, d[chosen]] = g_ign[g[chosen]]
+        taken[t_idx, g[chosen]] = True
+    return match, det_ign
 
 
 def _freq_groups(cats: list[dict[str, Any]]) -> list[np.ndarray]:
@@ -232,7 +315,9 @@ def _upstream_diag(tables: LvisTables, ev: AreaEval) -> None:
 
 
 def lvis_evaluate(gt: dict[str, Any], dets: LvisDets, max_dets: int = MAX_DETS) -> LvisOutput:
-    """The 13 LVIS stats (lvis-api's names), precision of area all, counters."""
+    """The 13 LVIS stats (lvis-api's names), precision of area all, counters. `max_dets` is
+    `LVISResults`' per-image cap (upstream's `lvis_max_dets`); the AR keys keep lvis-api's
+    names (`AR@300`: its `Params.max_dets` label, whatever the cap)."""
     tables = LvisTables(gt, dets, max_dets)
     prec: dict[str, np.ndarray] = {}
     rec: dict[str, np.ndarray] = {}
