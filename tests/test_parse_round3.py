@@ -271,3 +271,46 @@ def test_more_refusals_are_empty(text):
 )
 def test_negations_that_are_not_refusals_stay_malformed(text):
     assert _p(text, "qwen25_pixel").status.value == "malformed"
+
+
+def test_every_backend_stop_token_is_a_control_token_of_the_parser():
+    # the parser must know every token a backend may leave in the text: each family's stop
+    # tokens (backends) and Florence-2's BART specials, alone, are an empty answer everywhere
+    from coordbench.backends.hf_family import FAMILIES
+    from coordbench.backends.vllm import STOP_TOKENS
+    from coordbench.embedded.tiny_florence import BART_SPECIALS
+
+    tokens = {t for fam in FAMILIES.values() for t in fam.stop_tokens}
+    tokens |= set(STOP_TOKENS) | set(BART_SPECIALS) | {"<bos>", "<start_of_turn>"}
+    assert {"</s>", "<eos>", "<end_of_turn>", "<|im_end|>"} <= tokens
+    for preset in ("coco80_norm1000", "qwen25_pixel", "internvl_box", "florence2_od"):
+        for tok in sorted(tokens):
+            assert _p(tok + "\n" + tok, preset).status.value == "empty", (preset, tok)
+
+
+FENCE_VARIANTS = [
+    BOXES + "\n```",  # a pre-filled ```json turn: only the closing fence is generated
+    BOXES + "```",
+    BOXES + "\n```\nHope this helps!",
+    "Here you go:\n" + BOXES + "\n```",
+    "Sure.\n```\n" + BOXES + "\n```",
+    "```JSON\n" + BOXES + "\n```\nDone.",
+    BOXES + "\n```\n\nNote: the {dog} is at the left.",
+    "```json\n```",
+    "```\n```",
+]
+
+
+@pytest.mark.parametrize("text", FENCE_VARIANTS)
+def test_fences_agree_with_supervision(text):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vlm = pytest.importorskip("supervision.detection.vlm")
+    xyxy, _, names = vlm.from_qwen_2_5_vl(text, input_wh=(644, 480), resolution_wh=(644, 480))
+    out = _p(text, "qwen25_pixel")
+    assert [o.label for o in out.objects] == [str(n) for n in names]
+    for o, ref in zip(out.objects, xyxy, strict=True):
+        assert all(abs(a - b) <= 1 for a, b in zip(o.xyxy(), ref, strict=True))
+    assert out.status.value == ("ok" if len(names) else "empty")
