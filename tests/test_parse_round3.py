@@ -248,6 +248,11 @@ def test_an_empty_fenced_block_is_empty(text, preset):
         "图片中不包含任何猫。",
         "未看到任何汽车",
         "图像中并未发现狗。",
+        "I see no cars.",
+        "No objects were found in the image.",
+        "无。",
+        "圖中沒有貓",  # traditional characters
+        "未檢測到任何物體",
     ],
 )
 def test_more_refusals_are_empty(text):
@@ -267,6 +272,9 @@ def test_more_refusals_are_empty(text):
         "没有猫，但是有一只狗。",
         "抱歉，我看不到图片。",
         "我无法查看图片",
+        "There are no cars, only trucks.",
+        "沒有貓，但是有一隻狗",
+        "我看不到圖片",
     ],
 )
 def test_negations_that_are_not_refusals_stay_malformed(text):

@@ -7,15 +7,18 @@ tokens are blank, it
 3. says that nothing is there:
    - English: the whole answer is "none", "nothing", "no", "no <one to three words>" ("No
      cars.") or "none/nothing found"; or it holds "there is/are/was/were no", "there's no",
-     "there is/are zero", "there isn't/aren't any", "no <thing> found/detected/visible/present/
-     in the image", "nothing <...> found/detected/visible/present/here", "don't / can't /
-     cannot / couldn't / unable to see/find/detect/locate/identify/spot", "not (be) found /
-     detected / visible / present / seen", "does not contain", "contains no";
-   - Chinese: 没有, 未检测到, 未发现, 未找到, 未看到, 没看到, 没发现, 未识别, 不存在, 找不到,
-     看不到, 并无, 并未, 不包含, 不含, 无任何;
+     "there is/are zero/nothing", "see/find/detect no", "there isn't/aren't any", "no <thing>
+     found/detected/visible/present/in the image", "nothing <...> found/detected/visible/
+     present/here", "don't / can't / cannot / couldn't / unable to see/find/detect/locate/
+     identify/spot", "not (be) found / detected / visible / present / seen", "does not
+     contain", "contains no";
+   - Chinese (simplified or traditional): the whole answer is 无; or it holds 没有, 未检测到,
+     未发现, 未找到, 未看到, 没看到, 没发现, 未识别, 不存在, 找不到, 看不到, 并无, 并未, 不包含,
+     不含, 无任何;
 4. and does not also say something else, which makes it a failure to answer in the format:
    - that something *is* there: a contrast ("but", "however", "although", "though", "except",
-     "yet"; 但, 不过, 然而, 却) or "there is a/an/one/some...", "I (can) see a/an/some...";
+     "yet", "only", "just", "instead"; 但, 不过, 然而, 却, 只有) or "there is a/an/one/some...",
+     "I (can) see a/an/some...";
    - that the model could not look at all: "can't see / view / access / open / load / process
      the image", "no image"; 看不到图片, 无法查看图片, 没有图片 (the image never reached it).
 Anything else without boxes stays `malformed`: a baseline answering in the wrong format must
@@ -32,7 +35,8 @@ _VERB = r"(?:see|find|detect|locate|identify|spot)"
 _EN = re.compile(
     r"^\W*(?:none|nothing|no)(?:\s+(?:found|detected|visible|present))?\W*$"
     r"|^\W*no(?:[\s-]+[a-z]+){1,3}\W*$"
-    r"|\bthere\s*(?:is|are|was|were|'s)\s+(?:no|zero)\b"
+    r"|\bthere\s*(?:is|are|was|were|'s)\s+(?:no|zero|nothing)\b"
+    r"|\b(?:see|find|found|detect|detected)\s+no\b"
     r"|\bthere\s+(?:isn'?t|aren'?t|wasn'?t|weren'?t|is\s+not|are\s+not)\s+any\b"
     r"|\bno\s+(?:\w+\s+){0,3}(?:found|detected|visible|present|in\s+(?:the|this)\s+(?:image|picture|photo))"
     r"|\bnothing\s+(?:\w+\s+){0,2}(?:found|detected|visible|present|here)\b"
@@ -43,11 +47,13 @@ _EN = re.compile(
     re.IGNORECASE,
 )
 _ZH = re.compile(
-    r"没有|未检测到|未发现|未找到|未看到|没看到|没发现|未识别|不存在|找不到|看不到|并无|并未|不包含|不含|无任何"
+    r"^\W*[无無]\W*$"
+    r"|[没沒]有|未[检檢]测到|未[检檢]測到|未[发發]现|未[发發]現|未找到|未看到|[没沒]看到|[没沒][发發][现現]"
+    r"|未识别|未識別|不存在|找不到|看不到|[并並][无無]|[并並]未|不包含|不含|[无無]任何"
 )
 # it says more than "nothing is there": something is there, or the image never reached it
 _EN_BUT = re.compile(
-    r"\b(?:but|however|although|though|except|yet)\b"
+    r"\b(?:but|however|although|though|except|yet|only|just|instead)\b"
     r"|\bthere\s*(?:is|are|'s)\s+(?:a|an|one|two|three|some|several|many|multiple)\b"
     r"|\bI\s+(?:can\s+)?see\s+(?:a|an|one|two|three|some|several|many|multiple)\b"
     r"|\b(?:see|view|access|open|load|process|analy[sz]e|read)\s+(?:the\s+|this\s+|that\s+|an?\s+|any\s+)?"
@@ -56,9 +62,10 @@ _EN_BUT = re.compile(
     re.IGNORECASE,
 )
 _ZH_BUT = re.compile(
-    r"但|不过|然而|却"
-    r"|(?:看不到|看不见|无法查看|无法看到|无法打开|无法读取|无法处理|没有看到|没有提供|没有|未提供)"
-    r"(?:这张|该|任何)?(?:图片|图像|照片|图)(?![中里内上])"
+    r"但|不[过過]|然而|却|卻|只有"
+    r"|(?:看不到|看不[见見]|[无無]法[查察]看|[无無]法看到|[无無]法打[开開]|[无無]法[读讀]取|[无無]法[处處]理"
+    r"|[没沒]有看到|[没沒]有提供|[没沒]有|未提供)"
+    r"(?:[这這]张|[这這]張|[该該]|任何)?(?:[图圖]片|[图圖][像象]|照片|[图圖])(?![中里裡内內上])"
 )
 
 
