@@ -288,7 +288,11 @@ def test_large_values_read_the_same_on_repair_and_valid_json_paths(surface, valu
     rec += '{"desc": "b", "bbox_2d": [1, 2, 30, 40]}'
     valid = parse_output('{"objects": [' + rec + "]}", surface=surface, width=W, height=H)
     repair = parse_output('{"objects": [' + rec + ",]}", surface=surface, width=W, height=H)
-    assert valid.status is ParseStatus.OK
+    # pixel 1100 lies past the image: clamped as upstream, and said (round 3); rel1000 1000 is
+    # the right edge
+    past = surface == "pixel"
+    assert valid.status is (ParseStatus.SALVAGED if past else ParseStatus.OK)
+    assert valid.issues == (("out_of_frame",) if past else ())
     assert boxes(repair) == boxes(valid) and len(valid.objects) == 2
 
 

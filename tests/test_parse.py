@@ -174,7 +174,9 @@ def test_reversed_box_in_pred_not_in_objects() -> None:
     p = parse_output(text, surface="pixel", width=640, height=480)
     assert [o["points"] for o in p.pred] == [[500, 479, 100, 100], [1, 1, 9, 9]]  # y clamps to H-1
     assert [(b.label, b.xyxy()) for b in p.objects] == [("b", [1.0, 1.0, 9.0, 9.0])]
-    assert p.status is ParseStatus.SALVAGED and p.issues == ("reversed_box",) and p.errors == []
+    # y 500 > H clamps to H-1 as upstream, and is said (out_of_frame, round 3)
+    assert p.status is ParseStatus.SALVAGED and p.errors == []
+    assert p.issues == ("out_of_frame", "reversed_box")
 
 
 def test_truncated_numeric_option() -> None:
@@ -262,7 +264,8 @@ def test_values_upstream_crashes_on_are_dropped() -> None:
         ' {"desc": "s", "bbox_2d": ["12", 3, "40", 50]}]}'
     )
     p = parse_output(text, surface="pixel", width=640, height=480)
-    assert p.issues == ("nonfinite", "nonfinite", "coord_parse", "reversed_box")  # "big": y0 > y1
+    # "big": clamped from +-1e308 (out_of_frame), then y0 > y1 (reversed_box)
+    assert p.issues == ("nonfinite", "nonfinite", "coord_parse", "out_of_frame", "reversed_box")
     assert p.pred == [
         {"type": "bbox_2d", "points": [0, 479, 639, 5], "desc": "big"},
         {"type": "bbox_2d", "points": [12, 3, 40, 50], "desc": "s"},

@@ -173,3 +173,152 @@ def test_summary_counts_out_of_frame_and_reversed_box():
     ]
     s = build_summary(head, recs, R(), headline=())
     assert s["parse"]["issues"] == {"out_of_frame": 2, "reversed_box": 1}
+
+
+# ---------------------------------------------------------------- round three, second pass
+# cases past the issue's own examples, each checked against the family's parser
+
+
+def test_paligemma_whitespace_around_the_segment_run_keeps_the_label():
+    # big_vision's extract_objs allows whitespace between the four locs, the 16 segs and the
+    # label (`\s*` on both sides of the optional segment run): both read as "cat"
+    seg = "".join(f"<seg{i:03d}>" for i in range(16))
+    for text in (
+        f"<loc0100><loc0200><loc0500><loc0600> {seg} cat",
+        f"<loc0100><loc0200><loc0500><loc0600>{seg}  cat ; "
+        "<loc0000><loc0000><loc0100><loc0100> dog",
+    ):
+        out = _p(text, "paligemma_loc", 1024, 1024)
+        assert [o.label for o in out.objects] == ["cat", "dog"][: len(out.objects)]
+        assert out.objects[0].label == "cat" and out.objects[0].xyxy() == [200, 100, 600, 500]
+
+
+def test_florence2_bin_1000_is_out_of_frame_bin_999_is_not():
+    # Florence-2's quantizer writes bins 0..999; its dequantizer maps k to (k + 0.5) * W / 1000,
+    # so bin 1000 lies past the right edge (1000.5 / 1000 * 644 = 644.3) and is clamped to 643
+    past = _p("dog<loc_10><loc_20><loc_300><loc_1000>", "florence2_od")
+    assert past.status.value == "salvaged" and "out_of_frame" in past.issues
+    assert past.objects[0].xyxy() == [7.0, 10.0, 194.0, 479.0]
+    edge = _p("dog<loc_10><loc_20><loc_300><loc_999>", "florence2_od")
+    assert edge.status.value == "ok" and edge.issues == ()
+
+
+@pytest.mark.parametrize("text", ["</s>", "<eos>", "<end_of_turn>", "</s><s></s>", "<pad><eos>\n"])
+@pytest.mark.parametrize("preset", ["coco80_norm1000", "default_desc_first"])
+def test_coordjson_stop_tokens_of_any_family_are_empty(text, preset):
+    out = _p(text, preset)
+    assert out.status.value == "empty" and not out.objects
+
+
+def test_coordjson_a_trailing_stop_token_is_not_junk_and_a_refusal_before_one_is_empty():
+    body = '{"objects": [{"desc": "dog", "bbox_2d": [10, 20, 300, 400]}]}'
+    for stop in ("<|im_end|>", "</s>", "<eos>", "<end_of_turn>"):
+        out = _p(body + stop, "coco80_norm1000")
+        assert out.status.value == "ok" and out.issues == (), stop
+    assert _p("There are no dogs.<eos>", "coco80_norm1000").status.value == "empty"
+    assert _p("There are no dogs.</s>", "qwen25_pixel").status.value == "empty"
+
+
+def test_coordjson_text_values_past_the_frame_are_clamped_as_upstream_and_said():
+    # norm1000 is 0..999 upstream: 1500 clamps to the last column exactly as before (pred is
+    # upstream's), but the answer is salvaged with out_of_frame instead of a silent ok
+    out = _p('{"objects": [{"desc": "dog", "bbox_2d": [10, 20, 1500, 400]}]}', "coco80_norm1000")
+    assert out.pred[0]["points"] == [6, 10, 643, 192]
+    assert out.status.value == "salvaged" and out.issues == ("out_of_frame",)
+    inside = _p('{"objects": [{"desc": "dog", "bbox_2d": [0, 0, 999, 999]}]}', "coco80_norm1000")
+    assert inside.status.value == "ok" and inside.issues == ()
+
+
+@pytest.mark.parametrize("text", ["```json\n```", "```\n```", "```json\n\n```<|im_end|>"])
+@pytest.mark.parametrize("preset", ["qwen25_pixel", "gemma3_box2d", "coco80_norm1000"])
+def test_an_empty_fenced_block_is_empty(text, preset):
+    # nothing inside the fence: nothing there (supervision reads no box and no error)
+    assert _p(text, preset).status.value == "empty"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No cars.",
+        "no car",
+        "Nothing was detected.",
+        "There are zero cars in the image.",
+        "The car could not be found.",
+        "The image contains no dogs.",
+        "图片中不包含任何猫。",
+        "未看到任何汽车",
+        "图像中并未发现狗。",
+        "I see no cars.",
+        "No objects were found in the image.",
+        "无。",
+        "圖中沒有貓",  # traditional characters
+        "未檢測到任何物體",
+    ],
+)
+def test_more_refusals_are_empty(text):
+    assert _p(text, "qwen25_pixel").status.value == "empty"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # it says something *is* there: a format failure, not "nothing found"
+        "I cannot see well but there is a car.",
+        "There is no car, but there is a dog at the left.",
+        "No cars, however I can see a truck.",
+        # it says nothing about the objects: the image did not reach the model
+        "I'm sorry, I can't see the image.",
+        "I cannot view images.",
+        "没有猫，但是有一只狗。",
+        "抱歉，我看不到图片。",
+        "我无法查看图片",
+        "There are no cars, only trucks.",
+        "沒有貓，但是有一隻狗",
+        "我看不到圖片",
+    ],
+)
+def test_negations_that_are_not_refusals_stay_malformed(text):
+    assert _p(text, "qwen25_pixel").status.value == "malformed"
+
+
+def test_every_backend_stop_token_is_a_control_token_of_the_parser():
+    # the parser must know every token a backend may leave in the text: each family's stop
+    # tokens (backends) and Florence-2's BART specials, alone, are an empty answer everywhere
+    from coordbench.backends.hf_family import FAMILIES
+    from coordbench.backends.vllm import STOP_TOKENS
+    from coordbench.embedded.tiny_florence import BART_SPECIALS
+
+    tokens = {t for fam in FAMILIES.values() for t in fam.stop_tokens}
+    tokens |= set(STOP_TOKENS) | set(BART_SPECIALS) | {"<bos>", "<start_of_turn>"}
+    assert {"</s>", "<eos>", "<end_of_turn>", "<|im_end|>"} <= tokens
+    for preset in ("coco80_norm1000", "qwen25_pixel", "internvl_box", "florence2_od"):
+        for tok in sorted(tokens):
+            assert _p(tok + "\n" + tok, preset).status.value == "empty", (preset, tok)
+
+
+FENCE_VARIANTS = [
+    BOXES + "\n```",  # a pre-filled ```json turn: only the closing fence is generated
+    BOXES + "```",
+    BOXES + "\n```\nHope this helps!",
+    "Here you go:\n" + BOXES + "\n```",
+    "Sure.\n```\n" + BOXES + "\n```",
+    "```JSON\n" + BOXES + "\n```\nDone.",
+    BOXES + "\n```\n\nNote: the {dog} is at the left.",
+    "```json\n```",
+    "```\n```",
+]
+
+
+@pytest.mark.parametrize("text", FENCE_VARIANTS)
+def test_fences_agree_with_supervision(text):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vlm = pytest.importorskip("supervision.detection.vlm")
+    xyxy, _, names = vlm.from_qwen_2_5_vl(text, input_wh=(644, 480), resolution_wh=(644, 480))
+    out = _p(text, "qwen25_pixel")
+    assert [o.label for o in out.objects] == [str(n) for n in names]
+    for o, ref in zip(out.objects, xyxy, strict=True):
+        assert all(abs(a - b) <= 1 for a, b in zip(o.xyxy(), ref, strict=True))
+    assert out.status.value == ("ok" if len(names) else "empty")

@@ -16,7 +16,7 @@ from coordbench.config.prompts import PromptPreset
 from coordbench.parse.dialects import COORDJSON, DIALECTS, Dialect
 from coordbench.parse.output import ParsedOutput, _size, parse_output, parsed_output
 from coordbench.parse.refusal import is_refusal
-from coordbench.parse.scan import blank_stop_tokens, strip_control_tokens
+from coordbench.parse.scan import blank_stop_tokens, is_blank
 from coordbench.parse.think import split_thinking
 from coordbench.types import Box, ParseStatus
 
@@ -41,11 +41,11 @@ def parse_native(
     """Read one answer (already without thinking) in a native dialect; never raises on text.
 
     Status (docs/dialects.md): TRUNCATED (finished is False, or the text ends inside a box) >
-    EMPTY (blank once the family's stop/BOS tokens are removed, or a refusal: no box syntax, no
-    JSON, and the text says nothing is there) > MALFORMED (no box kept, and box syntax that
-    could not be read or none at all) > SALVAGED (boxes kept while something was dropped,
-    reordered or clamped: a bad box beside good ones, reversed corners, an out-of-frame value,
-    a zero-area box) > EMPTY (no boxes) > OK.
+    EMPTY (blank once the family's stop/BOS tokens and bare ``` fences are removed, or a
+    refusal: no box syntax, no JSON, and the text says nothing is there) > MALFORMED (no box
+    kept, and box syntax that could not be read or none at all) > SALVAGED (boxes kept while
+    something was dropped, reordered or clamped: a bad box beside good ones, reversed corners,
+    an out-of-frame value, a zero-area box) > EMPTY (no boxes) > OK.
     `offset` shifts the recorded text spans (the answer's start in the full text).
     """
     width, height = _size("width", width), _size("height", height)
@@ -78,7 +78,7 @@ def _native_status(
 ) -> ParseStatus:
     if finished is False or reading.truncated:
         return ParseStatus.TRUNCATED
-    if not strip_control_tokens(text).strip():
+    if is_blank(text):  # control tokens, whitespace, a bare ``` fence
         return ParseStatus.EMPTY
     if not objects and not reading.found and is_refusal(text):
         return ParseStatus.EMPTY

@@ -28,7 +28,7 @@ from coordbench.config.options import ParseOptions
 from coordbench.errors import ConfigError, DataError
 from coordbench.parse import salvage as S
 from coordbench.parse.refusal import is_refusal
-from coordbench.parse.scan import first_json_block, special_tokens, strip_control_tokens
+from coordbench.parse.scan import answer_text, first_json_block, is_blank, special_tokens
 from coordbench.parse.standardize import (
     GEOMETRY_KEYS,
     UPSTREAM_MODES,
@@ -36,7 +36,7 @@ from coordbench.parse.standardize import (
     entry_dict,
     payload_objects,
     prediction_entries,
-    standardize,
+    standardize_framed,
 )
 from coordbench.rundir.text import scrub_surrogates
 from coordbench.types import SURFACES, Box, ParseStatus
@@ -262,7 +262,7 @@ def parsed_output(
 def _junk(text: str, span: tuple[int, int] | None) -> bool:
     if span is None:
         return False
-    return bool(strip_control_tokens(text[: span[0]]) or strip_control_tokens(text[span[1] :]))
+    return bool(answer_text(text[: span[0]]) or answer_text(text[span[1] :]))
 
 
 def _box(obj: dict) -> Box | None:
@@ -285,16 +285,34 @@ def _status(
 ) -> ParseStatus:
     if finished is False or loaded.truncated:
         return ParseStatus.TRUNCATED
-    if not strip_control_tokens(text):
+    if is_blank(text):  # control tokens of any family, whitespace, a bare ``` fence
         return ParseStatus.EMPTY
     if loaded.payload is None and not objects:
         # no JSON at all: a refusal ("there are no cars") is empty, anything else malformed
-        return (
-            ParseStatus.EMPTY if is_refusal(strip_control_tokens(text)) else ParseStatus.MALFORMED
-        )
+        return ParseStatus.EMPTY if is_refusal(answer_text(text)) else ParseStatus.MALFORMED
     if issues:
         return ParseStatus.SALVAGED
     return ParseStatus.OK if objects else ParseStatus.EMPTY
+
+
+def _standardized(
+    entries: list, frame: tuple[str, str, int, int], issues: list[str], codes: list[str]
+) -> list[dict]:
+    """Upstream's standardized `pred` of the entries; each dropped object's code goes to
+    `issues` (and to upstream's `codes`), each clamped one adds `out_of_frame` to `issues`."""
+    pred: list[dict] = []
+    for entry in entries:
+        try:
+            obj, outside = standardize_framed(entry_dict(entry), *frame)
+        except ObjectError as e:
+            issues.append(e.code)
+            if e.code != "nonfinite":  # upstream crashes there instead of logging a code
+                codes.append(e.code)
+            continue
+        pred.append(obj)
+        if outside:  # clamped as upstream, but said: never a silent `ok`
+            issues.append("out_of_frame")
+    return pred
 
 
 def parse_output(
@@ -310,11 +328,12 @@ def parse_output(
 
     `finished`: False when the backend stopped at max_new_tokens (None: unknown).
     Status precedence: TRUNCATED (finished is False, or the text ends inside the objects
-    container) > EMPTY (nothing but chat-control tokens/blanks, or a refusal: no JSON and the text
-    says nothing is there, `parse.refusal`) > MALFORMED (no container or JSON object found,
-    nothing usable) > SALVAGED (any issue: a dropped record or object, junk
-    around the JSON, a non-canonical container, a reversed box, an empty desc, the other field
-    order) > EMPTY (a clean `{"objects": []}`) > OK. So OK means every record became a kept box,
+    container) > EMPTY (nothing but control tokens of any family, blanks and bare ``` fences, or
+    a refusal: no JSON and the text says nothing is there, `parse.refusal`) > MALFORMED (no
+    container or JSON object found, nothing usable) > SALVAGED (any issue: a dropped record or
+    object, junk around the JSON, a non-canonical container, a reversed box, a value outside its
+    frame clamped as upstream (`out_of_frame`), an empty desc, the other field order) > EMPTY
+    (a clean `{"objects": []}`) > OK. So OK means every record became a kept box, as written,
     and MALFORMED/EMPTY mean no objects.
     """
     mode, pred_mode = upstream_modes(surface)
@@ -331,14 +350,7 @@ def parse_output(
     issues = list(loaded.issues)
     entries = _entries(loaded, issues)
     codes: list[str] = [] if entries else ["empty_pred"]
-    pred: list[dict] = []
-    for entry in entries:
-        try:
-            pred.append(standardize(entry_dict(entry), mode, pred_mode, width, height))
-        except ObjectError as e:
-            issues.append(e.code)
-            if e.code != "nonfinite":  # upstream crashes there instead of logging a code
-                codes.append(e.code)
+    pred = _standardized(entries, (mode, pred_mode, width, height), issues, codes)
     if not pred and "empty_pred" not in codes:
         codes.append("empty_pred")
     # a `\\ud800` escape decodes to a lone surrogate: not UTF-8, so no artifact could hold it

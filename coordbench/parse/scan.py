@@ -57,6 +57,23 @@ def strip_control_tokens(text: str) -> str:
     return _NON_COORD_SPECIAL.sub("", text).strip()
 
 
+# a markdown fence marker on its own: ``` with an optional language tag
+_BARE_FENCE = re.compile(r"```[ \t]*(?:json|JSON|python)?")
+
+
+def answer_text(text: str) -> str:
+    """What the model said once every family's control tokens are gone (`<|...|>` specials
+    other than coord tokens, `</s>`, `<eos>`, `<end_of_turn>`, ...), without outer whitespace:
+    the text the status rules (empty, refusal, junk) look at."""
+    return strip_control_tokens(blank_stop_tokens(text))
+
+
+def is_blank(text: str) -> bool:
+    """Whether the answer holds nothing: only control tokens, whitespace and markdown fence
+    markers (an empty ```json block says nothing is there)."""
+    return not _BARE_FENCE.sub("", answer_text(text)).strip()
+
+
 def _merge(a: list[int] | None, b: list[int] | None) -> list[int] | None:
     """Two pending-start stacks that now scan identically: top-aligned elementwise min."""
     if not b:

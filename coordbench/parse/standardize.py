@@ -15,6 +15,7 @@ from typing import Any
 
 from coordbench.geometry import COORD_MAX as MAX_BIN  # upstream's name for the top bin
 from coordbench.geometry import (
+    REL1000_MAX,
     is_coord_token,
     norm1000_to_px_float,
     parse_coord_token,
@@ -211,12 +212,9 @@ def _clamp(v: float, hi: int) -> int:
     return round_clamp_px(v, hi)
 
 
-def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> list[int]:
-    """Frame -> clamped pixel ints.
-
-    norm1000: round(round(v)/999*(W-1)); rel1000: round(v/1000*W).
-    """
-    out: list[int] = []
+def _pixel_floats(points: Sequence[float], frame: str, width: int, height: int) -> list[float]:
+    """Frame -> unrounded pixels (norm1000: round(v)/999*(W-1); rel1000: v/1000*W)."""
+    out: list[float] = []
     for i, v in enumerate(points):
         size = width if i % 2 == 0 else height
         if frame == "norm1000":
@@ -225,8 +223,32 @@ def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> l
             v = norm1000_to_px_float(v, size)
         elif frame == "rel1000":
             v = rel1000_to_px_float(v, size)  # Qwen3-VL: 0..1000 relative to the full side
-        out.append(_clamp(float(v), size))
+        out.append(float(v))
     return out
+
+
+def to_pixels(points: Sequence[float], frame: str, width: int, height: int) -> list[int]:
+    """Frame -> clamped pixel ints.
+
+    norm1000: round(round(v)/999*(W-1)); rel1000: round(v/1000*W).
+    """
+    px = _pixel_floats(points, frame, width, height)
+    return [_clamp(v, width if i % 2 == 0 else height) for i, v in enumerate(px)]
+
+
+def _outside(points: Sequence[float], frame: str, width: int, height: int) -> bool:
+    """Whether a value lies outside its frame, so that the clamp moved it: norm1000 past
+    0..999 (after upstream's rounding), rel1000 past 0..1000, a pixel past 0..W / 0..H."""
+    for i, v in enumerate(points):
+        if frame == "norm1000":
+            v, hi = round(v), MAX_BIN
+        elif frame == "rel1000":
+            hi = REL1000_MAX
+        else:
+            hi = width if i % 2 == 0 else height
+        if not 0 <= v <= hi:
+            return True
+    return False
 
 
 def standardize(obj: dict, mode: str, pred_mode: str, width: int, height: int) -> dict:
@@ -234,6 +256,14 @@ def standardize(obj: dict, mode: str, pred_mode: str, width: int, height: int) -
 
     `obj` is either a parsed entry (`type`/`points`/`_had_tokens`) or a raw_output_json object.
     """
+    return standardize_framed(obj, mode, pred_mode, width, height)[0]
+
+
+def standardize_framed(
+    obj: dict, mode: str, pred_mode: str, width: int, height: int
+) -> tuple[dict, bool]:
+    """`standardize`, and whether a value lay outside its frame and was clamped (upstream
+    clamps text values silently; coordbench reports them as `out_of_frame`)."""
     gtype, pts = geometry(obj)
     points, had_tokens = coerce_points(pts)
     if points is None:
@@ -244,7 +274,8 @@ def standardize(obj: dict, mode: str, pred_mode: str, width: int, height: int) -
     xs, ys = px[0::2], px[1::2]
     if max(xs) - min(xs) <= 0 or max(ys) - min(ys) <= 0:
         raise ObjectError("degenerate")
-    return {"type": gtype, "points": px, "desc": str(obj.get("desc", "")).strip()}
+    desc = str(obj.get("desc", "")).strip()
+    return {"type": gtype, "points": px, "desc": desc}, _outside(points, frame, width, height)
 
 
 def entry_dict(entry: Entry) -> dict:

@@ -15,9 +15,10 @@ others are small pure readers (`jsonlist`, `tags`) plus a frame per dialect:
 
 Every pixel value is then `clamp(round(v), 0, W-1)`, as for CoordJSON's text surfaces, so
 boxes are always inside the image. A value outside the dialect's own frame (a pixel beyond the
-image, a 0-1000 value above 1000 or below 0) is clamped the same way but reported: the parser
-adds the issue `out_of_frame` and the answer is `salvaged`, never silently `ok` (it is also the
-clearest sign of a dialect mismatch, e.g. Qwen3 0-1000 answers under the Qwen2.5 pixel preset).
+image, a 0-1000 value above 1000 or below 0, a bin past the grid) is clamped the same way but
+reported: the parser adds the issue `out_of_frame` and the answer is `salvaged`, never silently
+`ok` (it is also the clearest sign of a dialect mismatch, e.g. Qwen3 0-1000 answers under the
+Qwen2.5 pixel preset).
 """
 
 from __future__ import annotations
@@ -44,24 +45,26 @@ class Dialect:
     yx: bool = False  # (y1, x1, y2, x2) order
     offset: float = 0.0
 
-    def out_of_frame(self, obj: RawObject, width: int, height: int) -> bool:
-        """Whether any value lies outside the frame: [0, W] / [0, H] pixels, or [0, scale]."""
-        a, b, c, d = obj.values
-        x1, y1, x2, y2 = (b, a, d, c) if self.yx else (a, b, c, d)
-        for v, size in ((x1, width), (y1, height), (x2, width), (y2, height)):
-            hi = size if self.scale is None else self.scale
-            if v < 0 or v > hi:
-                return True
-        return False
-
-    def to_pixels(self, obj: RawObject, width: int, height: int) -> list[int]:
+    def _pixel_floats(self, obj: RawObject, width: int, height: int) -> list[float]:
+        """x1, y1, x2, y2 in unrounded preset-image pixels."""
         a, b, c, d = obj.values
         x1, y1, x2, y2 = (b, a, d, c) if self.yx else (a, b, c, d)
         out = []
         for v, size in ((x1, width), (y1, height), (x2, width), (y2, height)):
-            px = v if self.scale is None else (v + self.offset) / self.scale * size
-            out.append(round_clamp_px(px, size))
+            out.append(v if self.scale is None else (v + self.offset) / self.scale * size)
         return out
+
+    def out_of_frame(self, obj: RawObject, width: int, height: int) -> bool:
+        """Whether a value maps outside the image, [0, W] x [0, H], before the clamp: a pixel
+        past the image, a 0-1000 value past 0..1000, a bin past the grid (PaliGemma's 1024,
+        Florence-2's 1000 bins 0..999, whose centres (k + 0.5) / 1000 * W reach past W)."""
+        px = self._pixel_floats(obj, width, height)
+        return any(not 0 <= v <= size for v, size in zip(px, (width, height) * 2, strict=True))
+
+    def to_pixels(self, obj: RawObject, width: int, height: int) -> list[int]:
+        """x1, y1, x2, y2 as clamped pixel ints (corners as written: maybe reversed)."""
+        px = self._pixel_floats(obj, width, height)
+        return [round_clamp_px(v, size) for v, size in zip(px, (width, height) * 2, strict=True)]
 
 
 DIALECTS: dict[str, Dialect] = {

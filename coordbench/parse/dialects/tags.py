@@ -81,9 +81,9 @@ def read_internvl(text: str) -> Reading:
 
 
 # PaliGemma `detect`: `<loc0123><loc0456><loc0789><loc1000> label ; ...` (ymin xmin ymax xmax)
-# an optional run of 16 `<segNNN>` mask tokens may sit between the box and its label, as
-# big_vision's `extract_objs` reads segmentation answers
-_PG_RUN = re.compile(r"((?:<loc\d{4}>)+)(?:<seg\d{3}>)*([^<;]*)")
+# an optional run of 16 `<segNNN>` mask tokens may sit between the box and its label, with
+# whitespace on either side of it, as big_vision's `extract_objs` reads segmentation answers
+_PG_RUN = re.compile(r"((?:<loc\d{4}>)+)(?:\s*(?:<seg\d{3}>)+)?([^<;]*)")
 _PG_LOC = re.compile(r"<loc(\d{4})>")
 
 
