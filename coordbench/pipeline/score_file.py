@@ -11,7 +11,8 @@ from typing import Any
 
 from coordbench.errors import ArtifactError, DataError
 from coordbench.metrics.ingest import dropped_size_note, records_without_size
-from coordbench.metrics.scoring import EvalOptions, read_records
+from coordbench.metrics.scored_read import read_scored
+from coordbench.metrics.scoring import EvalOptions
 from coordbench.metrics.summary import metric_lines
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
@@ -60,7 +61,7 @@ def eval_scored_file(
     path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
 ) -> str:
     try:
-        recs, skipped = read_records(path, tolerant=tolerant)
+        recs, skipped = read_scored(path, tolerant=tolerant)
     except DataError as e:
         raise DataError(f"{e} ({EXPECTED_INPUT})") from None
     _check_scored_file(path, recs)
