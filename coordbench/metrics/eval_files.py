@@ -64,6 +64,16 @@ def metrics_document(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def drop_matches(out_dir: str | Path) -> list[Path]:
+    """Remove the matches*.jsonl of an eval dir (`eval --no-matches`: a file left from an
+    earlier evaluation would describe other predictions); the paths removed."""
+    gone = []
+    for path in sorted(Path(out_dir).glob("matches*.jsonl")):
+        path.unlink()
+        gone.append(path)
+    return gone
+
+
 def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
     """Write every eval file atomically (a reader never sees half a file)."""
     out = Path(out_dir)
