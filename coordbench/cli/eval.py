@@ -50,6 +50,12 @@ RUN_FILES = (
     "--tolerant", is_flag=True, help="Skip malformed JSONL lines (counted) instead of failing."
 )
 @click.option(
+    "--no-matches",
+    is_flag=True,
+    help="Write no matches*.jsonl (one row per image and F1 threshold listing every match, "
+    "about 20 bytes per detection each): the F1 numbers stay in metrics.json.",
+)
+@click.option(
     "--original-scale",
     "annotations",
     type=click.Path(exists=True, dir_okay=False),
@@ -97,6 +103,7 @@ def eval_cmd(
     semantic_threshold: float | None,
     categories: str | None,
     tolerant: bool,
+    no_matches: bool,
     annotations: str | None,
     coco_gt: str | None,
     coco_dt: str | None,
@@ -107,6 +114,15 @@ def eval_cmd(
     task: str | None,
 ) -> None:
     """Re-parse and re-score a run dir, or score an upstream gt_vs_pred_scored.jsonl.
+
+    \b
+    What the eval dir costs on disk, per 1 M detections (100 per image, 7 GT per image):
+      coco_preds.json   ~85 MB  every detection COCO scores (for pycocotools / compare)
+      matches*.jsonl    ~20 MB  each, per F1 threshold (--no-matches: none)
+      coco_gt.json      ~15 MB  the GT as COCO (~210 bytes per GT box)
+      per_image.json     ~8 MB  ~800 bytes per image
+      metrics.json, per_class.csv: a few kB
+    Memory grows with the detections (about 100-250 bytes each), not with the file size.
 
     \b
     Examples:
@@ -150,6 +166,7 @@ def eval_cmd(
             semantic_threshold=semantic_threshold,
             tolerant=tolerant,
             categories=categories,
+            matches=not no_matches,
         )
     click.echo(text)
     if annotations:

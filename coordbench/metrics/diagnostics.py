@@ -18,7 +18,7 @@ import numpy as np
 from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.detection import score_images
 from coordbench.metrics.f1 import object_iou_matrix
-from coordbench.metrics.ingest import EvalImage, new_counters, prepare_images
+from coordbench.metrics.ingest import ColumnPreds, EvalImage, new_counters, prepare_images
 from coordbench.metrics.pred_table import PredTable, pred_table
 from coordbench.metrics.ragged import PAIR_CHUNK, ragged_chunks
 from coordbench.metrics.result import EvalOptions
@@ -167,15 +167,29 @@ def class_shares(images: list[EvalImage], table: PredTable | None = None) -> dic
     }
 
 
+def _raw_scores(records: list[dict[str, Any]]) -> list[Any]:
+    """`score` of every dict prediction (None where absent), in record order; answers the
+    reader kept as columns give theirs without building dicts."""
+    parts = []
+    for r in records:
+        pred = r.get("pred") or []
+        if isinstance(pred, ColumnPreds):
+            parts.append(pred.raw_scores())
+        elif type(pred) is list and set(map(type, pred)) == {dict}:
+            parts.append(list(map(dict.get, pred, repeat("score"))))
+        else:
+            parts.append([p.get("score") for p in pred if isinstance(p, dict)])
+    return list(chain.from_iterable(parts))
+
+
 def score_ties(records: list[dict[str, Any]]) -> float | None:
-    objs = list(chain.from_iterable(r.get("pred") or [] for r in records))
-    if set(map(type, objs)) == {dict}:
-        raw = list(map(dict.get, objs, repeat("score")))
-        if None not in raw and len(set(raw)) == len(raw):  # log-prob scores: rarely any tie
-            return 1 / len(raw) if raw else None
-        scores = Counter(raw)
-    else:
-        scores = Counter(p.get("score") for p in objs if isinstance(p, dict))
+    """The largest share of the scored predictions that have one same score (None: none)."""
+    raw = _raw_scores(records)
+    if raw and set(map(type, raw)) == {float}:  # the common case, in numpy (no Counter)
+        s = np.sort(np.array(raw, np.float64))
+        cuts = np.flatnonzero(np.r_[True, s[1:] != s[:-1], True])
+        return int(np.diff(cuts).max()) / len(s)
+    scores = Counter(raw)
     scores.pop(None, None)
     total = sum(scores.values())
     return scores.most_common(1)[0][1] / total if total else None

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from coordbench.metrics.coco_match import CocoResults
 from coordbench.metrics.result import EvalResult
 from coordbench.rundir import files as A
 from coordbench.rundir.csvcells import class_label, safe_cell
@@ -62,6 +64,16 @@ def metrics_document(result: EvalResult) -> dict[str, Any]:
     }
 
 
+def drop_matches(out_dir: str | Path) -> list[Path]:
+    """Remove the matches*.jsonl of an eval dir (`eval --no-matches`: a file left from an
+    earlier evaluation would describe other predictions); the paths removed."""
+    gone = []
+    for path in sorted(Path(out_dir).glob("matches*.jsonl")):
+        path.unlink()
+        gone.append(path)
+    return gone
+
+
 def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
     """Write every eval file atomically (a reader never sees half a file)."""
     out = Path(out_dir)
@@ -69,7 +81,11 @@ def write_eval_dir(result: EvalResult, out_dir: str | Path) -> None:
     A.write_bytes_atomic(out / PER_CLASS, A.utf8(per_class_csv(result.per_class)))
     A.write_bytes_atomic(out / PER_IMAGE, A.dumps_json(result.per_image))
     A.write_json(out / COCO_GT, result.coco_gt)
-    A.write_bytes_atomic(out / COCO_PREDS, A.dumps_line(result.coco_preds))
+    preds = result.coco_preds
+    if isinstance(preds, CocoResults):  # written chunk by chunk, no dict per detection held
+        A.write_bytes_atomic(out / COCO_PREDS, chain(preds.json_chunks(), [b"\n"]))
+    else:
+        A.write_bytes_atomic(out / COCO_PREDS, A.dumps_line(preds))
     for key, rows in result.matches.items():
         if key == result.primary_key or len(result.matches) > 1:
             A.write_jsonl(out / matches_name(key, result.primary_key), rows)

@@ -10,6 +10,7 @@ Every record with a size becomes an image, including records with no GT (deviati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -136,6 +137,47 @@ class PredColumns:
                 pred["score"] = score
             out.append(pred)
         return out
+
+
+class ColumnPreds(Sequence):
+    """A record's `pred` list read straight into columns (`metrics.scored_read`) [ARCH-EVAL-MEMORY].
+
+    Only answers whose every object is exactly `{"type": "bbox_2d", "points": [4 ints], "desc":
+    str, "score"?}` (desc already stripped, no box degenerate in its image) are kept this way,
+    so the columns are all the scorer reads; a caller that indexes or iterates gets dicts equal
+    to the objects of the file (built on demand, one by one)."""
+
+    __slots__ = ("box", "desc", "score", "has_score")
+
+    def __init__(
+        self, box: np.ndarray, desc: list[str], score: list[Any], has_score: list[bool] | None
+    ):
+        self.box = box  # (n, 4) int64 points as given (not clamped)
+        self.desc = desc
+        self.score = score  # raw values, MISSING where absent
+        self.has_score = has_score  # None: every object has a `score` key
+
+    def __len__(self) -> int:
+        return len(self.desc)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        obj = {"type": "bbox_2d", "points": self.box[i].tolist(), "desc": self.desc[i]}
+        if self.has_score is None or self.has_score[i]:
+            obj["score"] = self.score[i]
+        return obj
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ColumnPreds | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def raw_scores(self) -> list[Any]:
+        """`obj.get("score")` of every object (None where absent), without building dicts."""
+        return self.score
 
 
 def new_counters() -> dict[str, int]:
@@ -313,6 +355,25 @@ def _columns(
     return out
 
 
+def _read_columns(
+    answers: list[ColumnPreds], heads: list[tuple[EvalImage, Any]]
+) -> list[PredColumns]:
+    """`PredColumns` of answers the reader kept as columns: clamped to their image in one numpy
+    pass (the reader only kept answers with no degenerate box)."""
+    if not answers:
+        return []
+    box = np.concatenate([a.box for a in answers])
+    counts = np.fromiter(map(len, answers), np.int64, len(answers))
+    sizes = np.array([(img.width, img.height) for img, _ in heads], np.int64)
+    lim = np.repeat(sizes - 1, counts, axis=0)
+    np.clip(box, 0, lim[:, [0, 1, 0, 1]], out=box)
+    bounds = [0, *np.cumsum(counts).tolist()]
+    return [
+        PredColumns(box[lo:hi], a.desc, a.score, a.has_score)
+        for a, lo, hi in zip(answers, bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
 def _prepare_pred(
     obj: Any, w: int, h: int, norm1000: bool, counters: dict[str, int]
 ) -> dict[str, Any] | str:
@@ -377,7 +438,7 @@ def _file_name(rec: dict[str, Any], idx: int) -> str:
 def _list(rec: dict[str, Any], key: str, legacy: str) -> list[Any]:
     """rec[key], or rec[legacy] when that is missing or empty (upstream's fallbacks); else []."""
     value = rec.get(key) or rec.get(legacy)
-    return value if isinstance(value, list) else []
+    return value if isinstance(value, list | ColumnPreds) else []
 
 
 def _image_head(
@@ -431,7 +492,15 @@ def prepare_images(
         head = _image_head(rec, first_index + i, counters)
         if head is not None:
             heads.append(head)
-    fast = [(img, preds) for img, preds, norm1000 in heads if preds and not norm1000]
+    read = [(img, p) for img, p, _ in heads if isinstance(p, ColumnPreds)]
+    cols = _read_columns([p for _, p in read], read)
+    for (img, _), c in zip(read, cols, strict=True):
+        img.cols = c
+    fast = [
+        (img, preds)
+        for img, preds, norm1000 in heads
+        if preds and not norm1000 and not isinstance(preds, ColumnPreds)
+    ]
     sizes = [(img.width, img.height) for img, _ in fast]
     cols = _columns([p for _, p in fast], sizes)
     if cols is None:  # some object needs the general path: find which answers, one by one

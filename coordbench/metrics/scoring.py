@@ -12,7 +12,7 @@ from typing import Any
 from coordbench.metrics.beside import beside
 from coordbench.metrics.calibration import calibration
 from coordbench.metrics.coco import coco_output, coco_stats_eval
-from coordbench.metrics.coco_match import CocoDets
+from coordbench.metrics.coco_match import CocoDets, CocoResults
 from coordbench.metrics.detection import assemble, coco_inputs_for, ingest, score_detections
 from coordbench.metrics.diagnostics import diagnostics
 from coordbench.metrics.eval_files import write_eval_dir
@@ -76,7 +76,7 @@ def _evaluate(
     with beside(_coco_side, *side, rows=len(inputs.dets)) as job:
         thr = options.semantic_threshold
         f1 = evaluate_f1(images, options.f1_iou_thrs, options.pred_scope, semantic, thr, table)
-        coco_preds = inputs.dets.dicts()
+        coco_preds = CocoResults(inputs.dets)  # dicts built only when read [ARCH-EVAL-MEMORY]
         diag = diagnostics(records, options, images=images, semantic=semantic, table=table)
         stats, per_class, calib = job.result()
     coco = coco_output(inputs, stats, per_class, coco_preds)

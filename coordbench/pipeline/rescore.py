@@ -10,6 +10,7 @@ from typing import Any
 from coordbench.config.presets import load_prompt_preset
 from coordbench.config.run import RunConfig, config_from_run_json
 from coordbench.errors import ArtifactError
+from coordbench.metrics.eval_files import drop_matches
 from coordbench.metrics.ingest import records_without_size
 from coordbench.metrics.summary import build_summary, format_summary
 from coordbench.parse.answer import parse_for_preset
@@ -111,7 +112,9 @@ def check_run_rows(path: Path, recs: list[dict], expected: int | None) -> None:
         seen[key] = line
 
 
-def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> str:
+def eval_run_dir(
+    run_dir: Path, out: Path | None, overrides: dict[str, Any], matches: bool = True
+) -> str:
     overrides = dict(overrides)
     vocabulary = overrides.pop("categories", None)  # an EvalOptions field, not a RunConfig one
     cfg = replace(
@@ -134,6 +137,8 @@ def eval_run_dir(run_dir: Path, out: Path | None, overrides: dict[str, Any]) -> 
         eval_dir = Path(out) / L.EVAL_DIR
     task = task_of(head.get("identity") if isinstance(head, dict) else None)
     result = score_run_records(recs, traces, cfg, eval_dir, vocabulary=vocabulary, task=task)
+    if not matches:  # --no-matches: written by the shared finalize step, removed here
+        drop_matches(eval_dir)
     add_warnings(eval_dir / L.METRICS, warnings)
     summary = build_summary(head, recs, result, headline=task.headline_keys())
     if warnings:
@@ -153,11 +158,13 @@ def eval_path(
     semantic_threshold: float | None,
     tolerant: bool = False,
     categories: str | None = None,
+    matches: bool = True,
 ) -> str:
-    """A run dir (re-parsed and re-scored) or a scored-records file (`score_file`)."""
+    """A run dir (re-parsed and re-scored) or a scored-records file (`score_file`);
+    `matches=False` leaves no matches*.jsonl in the eval dir (`eval --no-matches`)."""
     if path.is_dir() and (path / A.RUN_JSON).exists():
         overrides = eval_overrides(scorer, semantic_threshold, categories)
-        return eval_run_dir(path, Path(out) if out else None, overrides)
+        return eval_run_dir(path, Path(out) if out else None, overrides, matches)
     return eval_file_path(
         path,
         out=out,
@@ -165,4 +172,5 @@ def eval_path(
         semantic_threshold=semantic_threshold,
         tolerant=tolerant,
         categories=categories,
+        matches=matches,
     )

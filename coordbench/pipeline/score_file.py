@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from coordbench.errors import ArtifactError, DataError
+from coordbench.metrics.eval_files import drop_matches
 from coordbench.metrics.ingest import dropped_size_note, records_without_size
-from coordbench.metrics.scoring import EvalOptions, read_records
+from coordbench.metrics.scored_read import read_scored
+from coordbench.metrics.scoring import EvalOptions
 from coordbench.metrics.summary import metric_lines
 from coordbench.rundir import files as A
 from coordbench.rundir import layout as L
@@ -57,10 +59,14 @@ def add_warnings(metrics_path: Path, warnings: list[str]) -> None:
 
 
 def eval_scored_file(
-    path: Path, out: Path | None, overrides: dict[str, Any], tolerant: bool
+    path: Path,
+    out: Path | None,
+    overrides: dict[str, Any],
+    tolerant: bool,
+    matches: bool = True,
 ) -> str:
     try:
-        recs, skipped = read_records(path, tolerant=tolerant)
+        recs, skipped = read_scored(path, tolerant=tolerant)
     except DataError as e:
         raise DataError(f"{e} ({EXPECTED_INPUT})") from None
     _check_scored_file(path, recs)
@@ -79,6 +85,9 @@ def eval_scored_file(
         )
     result = task.score(recs, opts, None, invalid_json=skipped)
     eval_dir = out or path.parent / L.EVAL_DIR
+    if not matches:  # --no-matches: the F1 numbers stay, the per-match rows are not written
+        result.matches = {}
+        drop_matches(eval_dir)
     task.write_eval(result, eval_dir)
     add_warnings(eval_dir / L.METRICS, warnings)
     n_cats = len(result.coco_gt["categories"])
@@ -120,12 +129,14 @@ def eval_file_path(
     semantic_threshold: float | None,
     tolerant: bool = False,
     categories: str | None = None,
+    matches: bool = True,
 ) -> str:
-    """A scored-records file, or a folder without run.json that holds one."""
+    """A scored-records file, or a folder without run.json that holds one; `matches=False`
+    writes no matches*.jsonl (`eval --no-matches`)."""
     overrides = eval_overrides(scorer, semantic_threshold, categories)
     if path.is_dir():
         scored = path / A.SCORED
         if not scored.exists():
             raise ArtifactError(f"{path} is not a run dir (no {A.RUN_JSON}) and has no {A.SCORED}")
         path = scored
-    return eval_scored_file(path, Path(out) if out else None, overrides, tolerant)
+    return eval_scored_file(path, Path(out) if out else None, overrides, tolerant, matches)

@@ -83,13 +83,15 @@ def dumps_json(obj: Any) -> bytes:
     return _dumps(obj, orjson.OPT_INDENT_2) + b"\n"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers never see half a file.
+    `data` may be an iterable of pieces (a large file written without joining them first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for piece in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
