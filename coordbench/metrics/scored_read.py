@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import logging
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import numpy as np
+import orjson
 
 from coordbench.errors import DataError
 from coordbench.metrics.ingest import ColumnPreds
@@ -33,6 +35,14 @@ log = logging.getLogger("coordbench")
 
 BLOCK = 1 << 22  # bytes read at once (whole lines are decoded per block)
 _ABSENT = object()
+_POINTS, _DESC, _SCORE = attrgetter("points"), attrgetter("desc"), attrgetter("score")
+_SCALARS = {float, int, bool, type(None), type(msgspec.UNSET)}
+
+
+def _orjson_int(v: Any) -> bool:
+    """orjson keeps an int within 64 bits (signed or unsigned) and reads a bigger one as a
+    float; msgspec keeps it a Python int."""
+    return type(v) is not int or -(2**63) <= v < 2**64
 
 
 def _size(rec: dict[str, Any]) -> tuple[int, int] | None:
@@ -72,6 +82,85 @@ def _batch(objs: list[Any]) -> tuple[np.ndarray, list[str], list[Any]] | None:
     return box, desc, score
 
 
+class _Pred(msgspec.Struct, forbid_unknown_fields=True):
+    """A clean prediction as msgspec decodes it: exactly these keys, strict types (an int is
+    never a bool or a float), anything else fails the decode."""
+
+    type: Literal["bbox_2d"]
+    points: tuple[int, int, int, int]
+    desc: str
+    score: Any = msgspec.UNSET
+
+
+_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])  # top-level keys, values left as bytes
+_PREDS = msgspec.json.Decoder(list[_Pred])
+
+
+def _record(raw: bytes) -> tuple[dict[str, Any], list[_Pred] | None, bytes] | None:
+    """(record, typed predictions or None, their bytes) of one line; None when the line needs
+    the general reader (anything unusual: an escape, invalid JSON, a value orjson refuses).
+    Only `pred` is decoded by msgspec, and only for a record whose answer may be clean; the
+    other values, and `pred` otherwise, are orjson's, as in `read_records`."""
+    if b"\\u" in raw:
+        return None  # escapes (lone surrogates are repaired by the general reader)
+    try:
+        top = _TOP.decode(raw)
+        rec = {k: orjson.loads(bytes(v)) if k != "pred" else v for k, v in top.items()}
+    except (msgspec.DecodeError, orjson.JSONDecodeError):
+        return None
+    pred = top.get("pred")
+    if pred is None:
+        return rec, None, b""
+    data = bytes(pred)
+    typed = None
+    if data != b"[]" and rec.get("coord_mode") != "norm1000" and _size(rec) is not None:
+        try:
+            typed = _PREDS.decode(data)
+        except msgspec.DecodeError:
+            typed = None
+    if not typed:  # not clean, or an empty answer written with blanks: orjson's list
+        try:
+            rec["pred"] = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        return rec, None, data
+    return rec, typed, data
+
+
+def _struct_columns(typed: list[_Pred]) -> tuple[np.ndarray, list[str], list[Any]] | None:
+    pts = list(map(_POINTS, typed))
+    try:
+        box = np.fromiter(chain.from_iterable(pts), np.int64, 4 * len(pts)).reshape(-1, 4)
+    except OverflowError:  # an int beyond int64: the general path clamps it as a Python int
+        return None
+    desc = list(map(_DESC, typed))
+    if list(map(str.strip, desc)) != desc:
+        return None
+    score = list(map(_SCORE, typed))
+    kinds = set(map(type, score))
+    if not kinds <= _SCALARS or (int in kinds and not all(map(_orjson_int, score))):
+        return None  # a nested or huge-int score: orjson's reading (a float) is the reference
+    if msgspec.UNSET in score:
+        score = [_ABSENT if v is msgspec.UNSET else v for v in score]
+    return box, desc, score
+
+
+def _typed_answers(todo: list[tuple[dict[str, Any], list[_Pred], bytes]]) -> None:
+    """Columns of the typed answers of a block, or their dicts (orjson) where not clean."""
+    if not todo:
+        return
+    got = _struct_columns(list(chain.from_iterable(t for _, t, _ in todo)))
+    if got is not None:
+        items = [(rec, typed, _size(rec)) for rec, typed, _ in todo]
+        for k in _replace(items, *got):
+            todo[k][0]["pred"] = orjson.loads(todo[k][2])
+        return
+    for rec, typed, data in todo:  # some answer is not clean: find which, one by one
+        one = _struct_columns(typed)
+        if one is None or _replace([(rec, typed, _size(rec))], *one):
+            rec["pred"] = orjson.loads(data)
+
+
 def _clean_answers(rows: list[dict[str, Any]]) -> None:
     """Replace the `pred` list of each clean answer of `rows` by its columns, in place."""
     todo = []
@@ -94,8 +183,10 @@ def _clean_answers(rows: list[dict[str, Any]]) -> None:
 
 
 def _replace(
-    todo: list[tuple[dict, list, tuple[int, int]]], box: np.ndarray, desc: list, score: list
-) -> None:
+    todo: list[tuple[dict, Any, tuple[int, int]]], box: np.ndarray, desc: list, score: list
+) -> list[int]:
+    """Put each answer's columns in its record; the positions of the answers left alone (a
+    box degenerate in its image: ingest's general path counts it)."""
     counts = np.fromiter((len(p) for _, p, _ in todo), np.int64, len(todo))
     lim = np.repeat(np.array([s for _, _, s in todo], np.int64) - 1, counts, axis=0)
     clamped = np.clip(box, 0, lim[:, [0, 1, 0, 1]])
@@ -106,13 +197,16 @@ def _replace(
     if _ABSENT in score:
         has = [v is not _ABSENT for v in score]
         score = [v if k else None for v, k in zip(score, has, strict=True)]
+    left = []
     for k, (rec, _, _) in enumerate(todo):
         if bad_answer[k]:
-            continue  # a degenerate box: ingest's general path counts it
+            left.append(k)
+            continue
         lo, hi = bounds[k], bounds[k + 1]
         rec["pred"] = ColumnPreds(
             box[lo:hi].copy(), desc[lo:hi], score[lo:hi], has[lo:hi] if has is not None else None
         )
+    return left
 
 
 def _blocks(path: Path) -> Any:
@@ -143,6 +237,11 @@ def _blocks(path: Path) -> Any:
                 number += data.count(b"\n", 0, cut)
 
 
+def _general_line(raw: bytes, torn: bool) -> Any:
+    """The `iter_lines` view of one line (its decoder, messages and surrogate repair)."""
+    return next(iter_lines(raw if torn else raw + b"\n"))
+
+
 def read_scored(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict], int]:
     """`rundir.jsonl.read_records` (same records, messages, warnings and skipped count), read
     in blocks with each clean answer's predictions kept as columns."""
@@ -150,12 +249,24 @@ def read_scored(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict]
     recs: list[dict] = []
     skipped = 0
     for start, data in _blocks(p):
-        rows = []
-        for ln in iter_lines(data):
-            number = start + ln.number - 1
+        pieces = data.split(b"\n")
+        torn_at = -1 if pieces[-1] else None  # a last piece without newline: the file's end
+        if not pieces[-1]:
+            pieces.pop()
+        rows, general, typed = [], [], []
+        for i, raw in enumerate(pieces):
+            got = _record(raw) if raw else None
+            if got is not None:
+                rows.append(got[0])
+                if got[1] is not None:
+                    typed.append(got)
+                continue
+            ln = _general_line(raw, torn_at is not None and i == len(pieces) - 1)
             if ln.row is not None:
                 rows.append(ln.row)
+                general.append(ln.row)
             elif not ln.blank:
+                number = start + i
                 if not (tolerant or ln.torn):
                     raise DataError(
                         f"{p}:{number}: malformed JSONL line ({ln.error}); "
@@ -164,6 +275,7 @@ def read_scored(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict]
                 if ln.torn:
                     log.warning("%s:%d: torn last line skipped (no trailing newline)", p, number)
                 skipped += 1
-        _clean_answers(rows)
+        _typed_answers(typed)
+        _clean_answers(general)
         recs += rows
     return recs, skipped
