@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from coordbench.geometry import iou_pairs_xywh
-from coordbench.metrics.ragged import ragged
+from coordbench.metrics.greedy import RankedPairs, greedy_by_rank, ranked_pairs
 
 AREA_RANGES = {
     "all": (0.0, 1e5**2),
@@ -168,6 +167,11 @@ class CocoTables:
         self.g_box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
         self.g_area = np.array([a["area"] for a in anns], np.float64)
         self.g_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
+        # GT by key, file order within a key: the order of each ignore class (greedy.py)
+        g_order = np.argsort(self.g_key, kind="stable")
+        self.g_key, self.g_box = self.g_key[g_order], self.g_box[g_order]
+        self.g_area, self.g_crowd = self.g_area[g_order], self.g_crowd[g_order]
+        self._pairs: tuple[float, RankedPairs] | None = None
         if isinstance(coco_preds, CocoResults):
             coco_preds = coco_preds.dets
         dets = coco_preds if isinstance(coco_preds, CocoDets) else CocoDets.from_dicts(coco_preds)
@@ -186,22 +190,25 @@ class CocoTables:
         self.d_rank = rank[rank < MAX_DETS]
         self.d_area = self.d_box[:, 2] * self.d_box[:, 3]  # loadRes: area = w * h
 
+    def _ranked_pairs(self, lowest: float) -> RankedPairs:
+        """The candidate pairs of IoU >= `lowest`, built once for every area range."""
+        if self._pairs is None or self._pairs[0] > lowest:
+            pairs = ranked_pairs(
+                self.d_key, self.d_box, self.d_rank, self.g_key, self.g_box, self.g_crowd, lowest
+            )
+            self._pairs = (lowest, pairs)
+        return self._pairs[1]
+
     def area_eval(self, area: str, iou_thrs: np.ndarray) -> AreaEval:
         lo, hi = AREA_RANGES[area]
         g_ign = (self.g_area < lo) | (self.g_area > hi) | self.g_crowd
-        g_order = np.lexsort((np.arange(len(self.g_key)), g_ign, self.g_key))  # ignored GT last
-        g_key, g_box, g_ign = self.g_key[g_order], self.g_box[g_order], g_ign[g_order]
-        g_crowd = self.g_crowd[g_order]
-        g_start = np.searchsorted(g_key, self.d_key, "left")
-        n_pair = np.searchsorted(g_key, self.d_key, "right") - g_start
-        det, off = ragged(n_pair)
-        gt = g_start[det] + off
-        ious = iou_pairs_xywh(self.d_box[det], g_box[gt], g_crowd[gt])
-        thr = np.minimum(iou_thrs, 1 - 1e-10)[:, None]  # pycocotools caps the threshold
-        match, det_ign = _greedy(self.d_rank, det, gt, ious, g_ign, g_crowd, thr, len(g_key))
+        thr = np.minimum(iou_thrs, 1 - 1e-10)  # pycocotools caps the threshold
+        pairs = self._ranked_pairs(float(thr.min()))
+        crowd = self.g_crowd if self.g_crowd.any() else None
+        match, det_ign = greedy_by_rank(pairs, len(self.d_key), len(self.g_key), g_ign, thr, crowd)
         out_of_range = (self.d_area < lo) | (self.d_area > hi)
         det_ign |= (match < 0) & out_of_range[None, :]
-        npig = np.bincount(g_key[~g_ign], minlength=self.n_cats * self.n_img)
+        npig = np.bincount(self.g_key[~g_ign], minlength=self.n_cats * self.n_img)
         has = np.flatnonzero(npig)
         return AreaEval(
             self.d_key // self.n_img,
@@ -214,50 +221,3 @@ class CocoTables:
             has // self.n_img,
             npig[has],
         )
-
-
-def _pick(score: np.ndarray, pair_idx: np.ndarray, starts: np.ndarray, n_det: int) -> np.ndarray:
-    """(T, n_det) pair index of the best candidate per detection (last on ties), or -1."""
-    if not len(starts):
-        return np.full((score.shape[0], n_det), -1)
-    best = np.maximum.reduceat(score, starts, axis=1)
-    seg = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, score.shape[1])))
-    at_best = (score == best[:, seg]) & (score >= 0)
-    return np.maximum.reduceat(np.where(at_best, pair_idx, -1), starts, axis=1)
-
-
-def _greedy(
-    rank: np.ndarray,
-    det: np.ndarray,
-    gt: np.ndarray,
-    ious: np.ndarray,
-    g_ign: np.ndarray,
-    g_crowd: np.ndarray,
-    thr: np.ndarray,
-    n_gt: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(T, D) matched GT row (-1 none) and ignore flag per detection, ranks matched in order."""
-    n_thr, n_det = thr.shape[0], len(rank)
-    match = np.full((n_thr, n_det), -1, np.int32)  # GT rows; int32 halves the traffic
-    det_ign = np.zeros((n_thr, n_det), bool)
-    taken = np.zeros((n_thr, n_gt), bool)
-    pair_rank = rank[det]
-    for r in range(int(rank.max(initial=-1)) + 1):
-        p = np.flatnonzero(pair_rank == r)  # pairs of rank-r detections, grouped by detection
-        if not len(p):
-            continue
-        d = det[p]
-        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-        ok = (ious[p][None, :] >= thr) & ~taken[:, gt[p]]
-        ign = g_ign[gt[p]][None, :]
-        pidx = np.broadcast_to(np.arange(len(p)), ok.shape)
-        pick_n = _pick(np.where(ok & ~ign, ious[p], -1.0), pidx, starts, len(starts))
-        pick_i = _pick(np.where(ok & ign, ious[p], -1.0), pidx, starts, len(starts))
-        pick = np.where(pick_n >= 0, pick_n, pick_i)
-        t_idx, s_idx = np.nonzero(pick >= 0)
-        chosen = p[pick[t_idx, s_idx]]
-        match[t_idx, det[chosen]] = gt[chosen]
-        det_ign[t_idx, det[chosen]] = g_ign[gt[chosen]]
-        keep = ~g_crowd[gt[chosen]]  # a crowd region stays free for later detections
-        taken[t_idx[keep], gt[chosen][keep]] = True
-    return match, det_ign

@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from coordbench.errors import DataError
-from coordbench.geometry import iou_pairs_xywh
 from coordbench.metrics.coco_accumulate import accumulate_area, stream_order, summarize
-from coordbench.metrics.coco_match import AREA_RANGES, AreaEval, _pick, _positions
-from coordbench.metrics.ragged import ragged_chunks
+from coordbench.metrics.coco_match import AREA_RANGES, AreaEval, _positions
+from coordbench.metrics.greedy import greedy_by_rank, ranked_pairs
 
 MAX_DETS = 300  # lvis-api Params.max_dets (per image)
 FREQUENCIES = ("r", "c", "f")  # lvis-api Params.img_count_lbl
@@ -207,38 +206,22 @@ class LvisTables:
         self._pairs()
 
     def _pairs(self) -> None:
-        """The (detection, GT) candidate pairs of every evaluated detection, IoU once for all
-        area ranges. GT sorted by (category, image) key in file order: within a detection its
-        pairs follow the GT's file order, which is lvis-api's order inside each ignore class (it
-        sorts GT by ignore flag, stably), so a per-class pick stays exact for every range. A
-        pair under the lowest threshold can never match, so it is dropped here."""
-        g_order = np.lexsort((np.arange(len(self.g_key)), self.g_key))
+        """The candidate pairs, IoU once for all area ranges (`greedy.ranked_pairs`: GT by
+        (category, image) key in file order, lvis-api's order inside each ignore class)."""
+        g_order = np.argsort(self.g_key, kind="stable")
         self.g_key, self.g_box = self.g_key[g_order], self.g_box[g_order]
         self.g_area, self.g_flag = self.g_area[g_order], self.g_flag[g_order]
         self.g_id = self.g_id[g_order]
-        g_start = np.searchsorted(self.g_key, self.d_key, "left")
-        n_pair = np.searchsorted(self.g_key, self.d_key, "right") - g_start
         lowest = min(IOU_THRS.min(), 1 - 1e-10)
-        dets, gts, ious = [], [], []
-        for det, off in ragged_chunks(n_pair):
-            gt = g_start[det] + off
-            iou = iou_pairs_xywh(self.d_box[det], self.g_box[gt])
-            keep = iou >= lowest
-            dets.append(det[keep].astype(np.int32))
-            gts.append(gt[keep].astype(np.int32))
-            ious.append(iou[keep])
-        det = np.concatenate(dets) if dets else np.zeros(0, np.int32)
-        by_rank = np.argsort(self.d_rank[det], kind="stable")  # rank by rank, det order kept
-        self.p_det, self.p_iou = det[by_rank], np.concatenate(ious or [np.zeros(0)])[by_rank]
-        self.p_gt = np.concatenate(gts or [np.zeros(0, np.int32)])[by_rank]
-        self.p_bounds = np.searchsorted(
-            self.d_rank[self.p_det], np.arange(int(self.d_rank.max(initial=-1)) + 2)
+        self.pairs = ranked_pairs(
+            self.d_key, self.d_box, self.d_rank, self.g_key, self.g_box, None, lowest
         )
 
     def area_eval(self, area: str) -> AreaEval:
         lo, hi = AREA_RANGES[area]
         g_ign = self.g_flag | (self.g_area < lo) | (self.g_area > hi)
-        match, det_ign = _greedy_by_rank(self, g_ign)
+        thr = np.minimum(IOU_THRS, 1 - 1e-10)
+        match, det_ign = greedy_by_rank(self.pairs, len(self.d_key), len(self.g_key), g_ign, thr)
         # lvis-api tests the matched GT *id* for truth: a match to id 0 reads as no match
         matched = (match >= 0) & (self.g_id[np.maximum(match, 0)] != 0)
         self.matched = matched
@@ -256,36 +239,6 @@ class LvisTables:
             has // self.n_img,
             npig,
         )
-
-
-def _greedy_by_rank(t: LvisTables, g_ign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T, D) matched GT row (-1: none) and ignore flag per detection: lvis-api's greedy, the
-    detections of one rank of every (image, category) at once, ranks in order. Each takes the
-    free GT of highest IoU >= the threshold (the last in GT order on ties), a non-ignored GT
-    before an ignored one."""
-    n_det = len(t.d_key)
-    match = np.full((len(IOU_THRS), n_det), -1, np.int32)
-    det_ign = np.zeros((len(IOU_THRS), n_det), bool)
-    taken = np.zeros((len(IOU_THRS), len(t.g_key)), bool)
-    thr = np.minimum(IOU_THRS, 1 - 1e-10)[:, None]
-    for r in range(len(t.p_bounds) - 1):
-        a, b = t.p_bounds[r], t.p_bounds[r + 1]
-        if a == b:
-            continue
-        d, g, iou = t.p_det[a:b], t.p_gt[a:b], t.p_iou[a:b]
-        starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-        ok = (iou[None, :] >= thr) & ~taken[:, g]
-        ign = g_ign[g][None, :]
-        pidx = np.broadcast_to(np.arange(b - a), ok.shape)
-        pick_n = _pick(np.where(ok & ~ign, iou, -1.0), pidx, starts, len(starts))
-        pick_i = _pick(np.where(ok & ign, iou, -1.0), pidx, starts, len(starts))
-        pick = np.where(pick_n >= 0, pick_n, pick_i)
-        t_idx, s_idx = np.nonzero(pick >= 0)
-        chosen = pick[t_idx, s_idx]
-        match[t_idx, d[chosen]] = g[chosen]
-        det_ign[t_idx, d[chosen]] = g_ign[g[chosen]]
-        taken[t_idx, g[chosen]] = True
-    return match, det_ign
 
 
 def _freq_groups(cats: list[dict[str, Any]]) -> list[np.ndarray]:
