@@ -14,6 +14,8 @@ the confidence scores, `gt_vs_pred_scored.jsonl` and `metrics.json`. The per-sam
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,7 +34,9 @@ embedded = [  # seven embedded runs of 16 samples: ~45 s on 2 shared cores
 ]
 FAMILIES = ("qwen2_5_vl", "qwen3_vl", "internvl", "gemma3", "paligemma", "florence2")
 # sampled through top-p with a repetition penalty: every processor the processed log-prob reads
-PARAMS = GenerationParams(temperature=0.8, top_p=0.9, repetition_penalty=1.2, max_new_tokens=16)
+PARAMS = GenerationParams(
+    temperature=0.8, top_p=0.9, repetition_penalty=1.2, max_new_tokens=16, logprobs="per-sample"
+)
 
 FILES = [
     "gt_vs_pred.jsonl",
@@ -86,13 +90,13 @@ def _request(family: str, i: int) -> GenerationRequest:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_logprobs_are_equal_alone_and_batched_and_match_the_decode(tiny, family, monkeypatch):
+def test_logprobs_are_equal_alone_and_batched_and_match_the_decode(tiny, family):
     be = tiny(family)
     reqs = [_request(family, i) for i in range(3)]  # three prompt lengths: real padding
     together = be.generate(reqs, PARAMS)
     alone = [be.generate([r], PARAMS)[0] for r in reqs]
-    monkeypatch.setattr(be, "rescore", False)
-    decoded = [be.generate([r], PARAMS)[0] for r in reqs]  # as the decode loop read them
+    batched = replace(PARAMS, logprobs="batched")
+    decoded = [be.generate([r], batched)[0] for r in reqs]  # as the decode loop read them
     for a, b, d in zip(alone, together, decoded, strict=True):
         assert a.token_ids == b.token_ids == d.token_ids
         assert (a.logprobs_raw, a.logprobs_processed) == (b.logprobs_raw, b.logprobs_processed)
@@ -139,7 +143,7 @@ def _run(backend, out, name, **kw):
         top_p=0.9,
         seed=3,
         progress=False,
-        **kw,
+        **{"logprobs": "per-sample", **kw},
     )
     run(cfg, backend=Shared(backend) if not isinstance(backend, Shared) else backend)
     return out / name
@@ -177,10 +181,21 @@ def test_scored_outputs_are_byte_identical(runs, other):
 
 @embedded[0]
 @embedded[1]
-def test_without_the_pass_batch_size_moves_the_scores(backend, tmp_path, monkeypatch):
-    monkeypatch.setattr(backend, "rescore", False)
-    a = _run(backend, tmp_path, "a", batch_size=8)
-    b = _run(backend, tmp_path, "b", batch_size=1)
+def test_without_the_pass_batch_size_moves_the_scores(backend, tmp_path):
+    a = _run(backend, tmp_path, "a", batch_size=8, logprobs="batched")
+    b = _run(backend, tmp_path, "b", batch_size=1, logprobs="batched")
     differing = _differing(a, b)
     assert "gt_vs_pred.jsonl" not in differing  # the tokens are equal either way
     assert "pred_token_trace.jsonl" in differing and "gt_vs_pred_scored.jsonl" in differing
+
+
+def test_per_sample_logprobs_are_in_the_identity_and_need_the_hf_backend():
+    from coordbench.errors import ConfigError
+
+    batched, per_sample = GenerationParams(), GenerationParams(logprobs="per-sample")
+    assert "logprobs" not in batched.identity()  # batched runs keep the identity they had
+    assert per_sample.identity()["logprobs"] == "per-sample"  # no resume/merge across the two
+    with pytest.raises(ConfigError, match="--logprobs per-sample needs --backend hf"):
+        RunConfig(logprobs="per-sample", backend="vllm").resolved()
+    with pytest.raises(ConfigError, match="--logprobs"):
+        GenerationParams(logprobs="exact").check()

@@ -12,7 +12,6 @@ import dataclasses
 import gc
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from coordbench.backends.hf_loading import (
     resolve_device_dtype,
     versions,
 )
-from coordbench.backends.hf_rescore import LOGPROB_PASS_ENV, LOGPROBS, token_logprobs
+from coordbench.backends.hf_rescore import token_logprobs
 from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
 from coordbench.types import Generation, GenerationRequest
@@ -76,12 +75,7 @@ class HFBackend:
         attn_implementation: str = "sdpa",
         check_resize: bool = True,
         threads: int | None = None,
-        rescore: bool = True,
     ):
-        """`rescore`: re-score each sample's tokens on its own after its batch (`hf_rescore`),
-        so its log-probs and scores do not depend on batch size, shards or resume; off with
-        `rescore=False` or COORDBENCH_LOGPROB_PASS=batched (what the cost bench compares)."""
-        self.rescore = rescore and os.environ.get(LOGPROB_PASS_ENV, "per-sample") != "batched"
         files = inspect_checkpoint(
             ckpt, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
         )
@@ -174,7 +168,6 @@ class HFBackend:
             "stop_ids": sorted(self.stop_ids),
             "check_resize": self.check_resize and self.family.resize_guard,
             "torch_threads": self.threads,
-            "logprobs": LOGPROBS if self.rescore else "batched",  # how they were read (hf_rescore)
         }
         if not self.family.resize_guard:  # Qwen runs record neither key (run.json unchanged)
             provenance["family"] = self.family.name
@@ -242,7 +235,7 @@ class HFBackend:
         with torch.inference_mode():
             inputs = self._inputs(requests)
             rows = self._decoder(self.stats).run(inputs, [r.seed for r in requests], params)
-            if self.rescore:
+            if params.logprobs == "per-sample":  # batch-invariant log-probs (hf_rescore)
                 self._rescore(requests, rows, params)
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         return [

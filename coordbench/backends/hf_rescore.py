@@ -1,13 +1,15 @@
-"""Batch-invariant log-probs of decoded tokens: one scoring pass per sample [ARCH-DETERMINISM].
+"""Batch-invariant log-probs of decoded tokens: one scoring pass per sample (`--logprobs
+per-sample`; README "Throughput and determinism").
 
 The decode loop (`hf_decode`) makes a sample's tokens independent of its batch, but not the
 log-probs it reads on the way: a batched matmul rounds differently by batch shape and padding
-(up to ~1e-5 on CPU), and confidence scores, hence AP, are built from those log-probs. So after a
-batch is decoded, each sample's kept tokens are scored again on its own (batch of one, no
-padding): its prompt's prefill, then one forward over its generated tokens. Those logits are a
-function of the sample alone, so `gt_vs_pred_scored.jsonl` and the metrics are byte-identical at
-every batch size, shard count and resume point (given the same tokens, device, dtype and thread
-count).
+(up to ~1e-5 on CPU), and confidence scores, hence AP, are built from those log-probs. With
+`--logprobs per-sample`, after a batch is decoded each sample's kept tokens are scored again on
+their own (batch of one, no padding): the prompt's prefill, then one forward over the generated
+tokens. Those logits are a function of the sample alone, so `gt_vs_pred_scored.jsonl` and the
+metrics are byte-identical at every batch size, shard count and resume point (given the same
+tokens, device, dtype and thread count). The price is a second prefill of every prompt (about
++37 % wall on the embedded run, `bench/logprob_pass_cost.py`), hence an option.
 
 The processed log-prob (upstream's) is read from the same logits through the same processors as
 in decoding (`hf_decode.scaled_scores` / `filter_scores`), over the tokens top-k / top-p keep
@@ -25,10 +27,6 @@ from coordbench.backends.hf_decode import filter_scores, scaled_scores
 from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError
 
-# Version of the log-prob computation, recorded in run.json's provenance (`logprobs`).
-LOGPROBS = "per-sample-rescore/1"
-# "batched" skips the pass (log-probs as the batched decode read them): for the cost bench
-LOGPROB_PASS_ENV = "COORDBENCH_LOGPROB_PASS"
 CHUNK = 64  # rows processed at once: bounds the (rows x vocab) seen-mask and sort buffers
 
 
