@@ -63,3 +63,12 @@ def test_eval_e2e_bench_runs_and_prints_the_ratio_last():
     assert "--coco-gt/--coco-dt" in out and "12 stats equal: True" in out
     assert lines[-1].startswith("ratio pycocotools / coordbench eval: ")
     float(lines[-1].rsplit(":", 1)[1])
+
+
+@pytest.mark.slow  # two embedded runs as processes
+def test_logprob_pass_bench_runs_and_prints_the_ratio_last():
+    out = _run(["bench/logprob_pass_cost.py", "--repeats", "1", "--", "--limit", "4"])
+    lines = out.strip().splitlines()
+    assert "the pass itself (run.json rescore_seconds): median" in out
+    assert lines[-1].startswith("ratio per-sample / batched: ")
+    assert float(lines[-1].rsplit(":", 1)[1]) > 0

@@ -22,6 +22,48 @@ def test_bad_run_options_are_one_line_errors(tmp_path, args, match):
     assert not any(tmp_path.iterdir())  # refused before any run dir
 
 
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="this machine has a CUDA device")
+def test_device_cuda_on_a_cpu_only_machine_is_a_one_line_error(tmp_path):
+    p = run_cli(
+        ["run", "--device", "cuda", "--limit", "2", "--out", str(tmp_path), "--no-progress"]
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert "--device cuda: this machine has no CUDA device" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_tied_head_loads_and_an_unexpected_weight_is_refused_by_name(tmp_path):
+    """The embedded checkpoint stores no lm_head (tied to embed_tokens): it must load. A tensor
+    the architecture does not have is refused, naming it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from coordbench.backends.hf import HFBackend
+    from coordbench.config.run import EMBEDDED_CKPT
+    from coordbench.errors import CheckpointError
+
+    tensors = load_file(str(EMBEDDED_CKPT / "model.safetensors"))
+    assert not any(k.startswith("lm_head") for k in tensors)  # the tied case, on disk
+    HFBackend(EMBEDDED_CKPT, device="cpu").close()
+    bad = tmp_path / "ck"
+    shutil.copytree(EMBEDDED_CKPT, bad)
+    tensors["model.language_model.extra_proj.weight"] = tensors["model.embed_tokens.weight"][
+        :2
+    ].clone()
+    save_file(tensors, str(bad / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="unexpected: .*extra_proj"):
+        HFBackend(bad, device="cpu")
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from coordbench.config.run import RunConfig

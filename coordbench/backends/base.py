@@ -34,6 +34,7 @@ class GenerationStats:
     decode_tokens: int = 0
     decode_seconds: float = 0.0
     oom_retries: int = 0
+    rescore_seconds: float = 0.0  # hf: the per-sample log-prob pass after each batch
 
 
 class Backend(Protocol):

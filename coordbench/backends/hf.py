@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from coordbench.backends.hf_loading import (
     resolve_device_dtype,
     versions,
 )
+from coordbench.backends.hf_rescore import token_logprobs
 from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
 from coordbench.types import Generation, GenerationRequest
@@ -228,26 +230,54 @@ class HFBackend:
     def _run_batch(
         self, requests: Sequence[GenerationRequest], params: GenerationParams
     ) -> list[Generation]:
-        """One left-padded batch through prefill + decode (the step the OOM back-off retries)."""
+        """One left-padded batch through prefill + decode, then the per-sample re-scoring (the
+        step the OOM back-off retries)."""
         with torch.inference_mode():
-            inputs = hf_inputs.build_inputs(
-                self.processor,
-                self.template,
-                requests,
-                self.device,
-                self.dtype,
-                check_resize=self.check_resize,
-                family=self.family,
-            )
-            decoder = Decoder(
-                self.model, self.stop_ids, self.stats, position_offset=self.family.position_offset
-            )
-            rows = decoder.run(inputs, [r.seed for r in requests], params)
+            inputs = self._inputs(requests)
+            rows = self._decoder(self.stats).run(inputs, [r.seed for r in requests], params)
+            if params.logprobs == "per-sample":  # batch-invariant log-probs (hf_rescore)
+                self._rescore(requests, rows, params)
         n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
         return [
             self._generation(r, row, int(n))
             for r, row, n in zip(requests, rows, n_prompt, strict=True)
         ]
+
+    def _inputs(self, requests: Sequence[GenerationRequest]) -> dict:
+        """Left-padded model inputs on the device (after the resize guard)."""
+        return hf_inputs.build_inputs(
+            self.processor,
+            self.template,
+            requests,
+            self.device,
+            self.dtype,
+            check_resize=self.check_resize,
+            family=self.family,
+        )
+
+    def _decoder(self, stats: GenerationStats) -> Decoder:
+        return Decoder(
+            self.model, self.stop_ids, stats, position_offset=self.family.position_offset
+        )
+
+    def _penalised_prompt(self, inputs: dict) -> list[int]:
+        """The tokens the repetition penalty sees before the first generated one (one row)."""
+        return inputs["input_ids"][0].tolist()
+
+    def _rescore(
+        self, requests: Sequence[GenerationRequest], rows: list[RowTrace], params: GenerationParams
+    ) -> None:
+        """Replace each row's log-probs with those of a batch-of-one pass over its tokens."""
+        t0 = time.perf_counter()
+        for req, row in zip(requests, rows, strict=True):
+            inputs = self._inputs([req])
+            logits = self._decoder(GenerationStats()).score(inputs, row.ids)
+            row.logprobs_raw, row.logprobs_processed = token_logprobs(
+                logits, row.ids, self._penalised_prompt(inputs), params
+            )
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        self.stats.rescore_seconds += time.perf_counter() - t0
 
     def _generation(self, req: GenerationRequest, row: RowTrace, n_prompt: int) -> Generation:
         tok = self.tokenizer

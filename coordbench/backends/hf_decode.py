@@ -55,16 +55,31 @@ def top_p_filter(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     return scores.masked_fill(remove, float("-inf"))
 
 
-def process_logits(
+def scaled_scores(
     logits: torch.Tensor, seen: torch.Tensor | None, params: GenerationParams
 ) -> torch.Tensor:
-    """Processed scores in HF order; greedy applies only the repetition penalty (as HF does)."""
+    """The repetition penalty, then the temperature (not under greedy, as HF): every logits
+    processor that rescales scores; `logits` itself when none applies."""
     scores = logits
     if params.repetition_penalty != 1.0 and seen is not None:
         scores = repetition_penalty(scores, seen, params.repetition_penalty)
     if params.greedy:
         return scores
-    scores = scores / params.temperature
+    return scores / params.temperature
+
+
+def process_logits(
+    logits: torch.Tensor, seen: torch.Tensor | None, params: GenerationParams
+) -> torch.Tensor:
+    """Processed scores in HF order; greedy applies only the repetition penalty (as HF does)."""
+    scores = scaled_scores(logits, seen, params)
+    if params.greedy:
+        return scores
+    return filter_scores(scores, params)
+
+
+def filter_scores(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """Top-k, then top-p (the processors that mask tokens out), on scaled scores."""
     if params.top_k > 0:
         scores = top_k_filter(scores, params.top_k)
     if params.top_p < 1.0:
@@ -153,9 +168,7 @@ class Decoder:
         rows = [RowTrace() for _ in range(n_rows)]
         gens = None if params.greedy else [torch.Generator().manual_seed(s) for s in seeds]
         attn = inputs["attention_mask"]
-        if "image_grid_thw" not in inputs:  # no mRoPE grid: per-row positions skip left pads
-            pos = (attn.cumsum(-1) - 1).clamp(min=0) + self.offset
-            inputs = {**inputs, "position_ids": pos}
+        inputs = self._positions(inputs)
         logits, cache, deltas = self._prefill(inputs)
         seen = None
         if params.repetition_penalty != 1.0:  # HF penalises the prompt too; pads are not the prompt
@@ -172,6 +185,43 @@ class Decoder:
 
         self._loop(rows, logits, seen, gens, params, advance)
         return rows
+
+    def _positions(self, inputs: dict) -> dict:
+        if "image_grid_thw" in inputs:  # mRoPE: the model derives positions from the grid
+            return inputs
+        pos = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0) + self.offset
+        return {**inputs, "position_ids": pos}  # per-row positions skip left pads
+
+    def score(self, inputs: dict, ids: list[int]) -> torch.Tensor:
+        """The float32 logits that predicted each of `ids` (len(ids) x vocab) for one unpadded
+        row: the prompt's prefill, then one causal forward over ids[:-1] against its KV cache.
+        They depend on that row alone, never on the batch it was decoded in (`hf_rescore`)."""
+        inputs = self._positions(inputs)
+        first, cache, deltas = self._prefill(inputs)
+        if len(ids) == 1:
+            return first
+        rest = self._extend(cache, ids[:-1], inputs["attention_mask"], deltas)
+        return torch.cat([first, rest])
+
+    def _extend(self, cache, tokens: list[int], attn, deltas) -> torch.Tensor:
+        """Logits of every position of `tokens` appended to a one-row prompt's cache."""
+        n = len(tokens)
+        steps = torch.arange(n, device=attn.device)[None]
+        pos = attn.sum(dim=1, keepdim=True) + self.offset + steps
+        if deltas is not None:  # multimodal RoPE, as in `_step`
+            pos = (pos + deltas.to(pos.device)).unsqueeze(0).expand(3, -1, -1)
+        return self._forward_all(
+            input_ids=torch.tensor([tokens], device=attn.device),
+            attention_mask=torch.cat([attn, attn.new_ones(1, n)], dim=1),
+            position_ids=pos,
+            **{self.cache_kwarg: cache},
+        )
+
+    def _forward_all(self, **kwargs) -> torch.Tensor:
+        """One row's logits at every input position (float32, positions x vocab)."""
+        if self.keep_logits:
+            kwargs["logits_to_keep"] = 0  # 0 keeps them all
+        return self.model(use_cache=True, return_dict=True, **kwargs).logits[0].float()
 
     def _loop(self, rows, logits, seen, gens, params: GenerationParams, advance) -> None:
         """Select, record and advance until every row stopped or the token budget is spent;

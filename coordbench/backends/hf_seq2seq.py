@@ -20,14 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from coordbench.backends import hf_inputs
+from coordbench.backends.base import GenerationStats
 from coordbench.backends.hf import HFBackend
 from coordbench.backends.hf_seq2seq_decode import Seq2SeqDecoder
-from coordbench.config.options import GenerationParams
 from coordbench.errors import BackendError, CheckpointError
-from coordbench.types import Generation, GenerationRequest
+from coordbench.types import GenerationRequest
 
 
 class Seq2SeqBackend(HFBackend):
@@ -96,16 +94,12 @@ class Seq2SeqBackend(HFBackend):
         out["pixel_values"] = out["pixel_values"].to(self.dtype)
         return out
 
-    def _run_batch(
-        self, requests: Sequence[GenerationRequest], params: GenerationParams
-    ) -> list[Generation]:
-        """One batch: encoder once, then seeded decoding (the step the OOM back-off retries)."""
-        with torch.inference_mode():
-            inputs = self._build_inputs(requests)
-            decoder = Seq2SeqDecoder(self.model, self.decoder_prefix, self.stop_ids, self.stats)
-            rows = decoder.run(inputs, [r.seed for r in requests], params)
-        n_prompt = inputs["attention_mask"].sum(dim=1).tolist()
-        return [
-            self._generation(r, row, int(n))
-            for r, row, n in zip(requests, rows, n_prompt, strict=True)
-        ]
+    def _inputs(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
+        return self._build_inputs(requests)
+
+    def _decoder(self, stats: GenerationStats) -> Seq2SeqDecoder:
+        """Encoder once per batch, then seeded decoding (`HFBackend._run_batch` drives it)."""
+        return Seq2SeqDecoder(self.model, self.decoder_prefix, self.stop_ids, stats)
+
+    def _penalised_prompt(self, inputs: dict) -> list[int]:
+        return list(self.decoder_prefix)  # HF penalises the decoder's own inputs, not the encoder's

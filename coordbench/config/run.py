@@ -141,6 +141,7 @@ class RunConfig:
     repetition_penalty: float = _GEN.repetition_penalty
     max_new_tokens: int = _GEN.max_new_tokens
     seed: int = _GEN.seed
+    logprobs: str = _GEN.logprobs  # batched | per-sample (hf backend only)
     out: str = "output/runs"
     name: str | None = None
     backend: str = "hf"  # hf | vllm | replay:RUN_DIR | openai:URL (an OpenAI-compatible server)
@@ -206,6 +207,8 @@ class RunConfig:
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
         self.generation_params().check(ConfigError)
+        if self.logprobs != "batched" and self.backend != "hf":
+            raise ConfigError(f"--logprobs {self.logprobs} needs --backend hf")
         check_run_name(self.name, "--name")
         self.confidence_options()  # each option type validates itself on construction
         self.eval_options()
@@ -219,6 +222,7 @@ class RunConfig:
             repetition_penalty=self.repetition_penalty,
             max_new_tokens=self.max_new_tokens,
             seed=self.seed,
+            logprobs=self.logprobs,
         )
 
     def parse_options(self, field_order: str) -> ParseOptions:

@@ -199,6 +199,7 @@ def _stats_dict(stats: Any) -> dict[str, Any]:
             "decode_tokens",
             "decode_seconds",
             "oom_retries",
+            "rescore_seconds",
         )
     }
     if stats.prefill_seconds:
