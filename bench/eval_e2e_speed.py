@@ -60,11 +60,13 @@ print(json.dumps([float(s) for s in ev.stats[:12]]))
 """
 
 
-def run_child(cmd: list[str]) -> tuple[float, float, str]:
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB, stdout) of one child process (`os.wait4` on its pid);
     a failure stops the bench."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     out_chunks, err_chunks = [], []
     # read both pipes to the end, then reap with wait4 to get this child's rusage
     import selectors
@@ -122,7 +124,9 @@ def one_scale(n: int, work: Path, args: argparse.Namespace, ref_fit: list) -> di
     py = sys.executable
     cmd = [py, "-m", "coordbench", "eval", str(src), "--out", str(d / "eval")]
     row: dict = {"n": n_det, "images": n_images}
-    row["ours"] = run_child(cmd + (["--no-matches"] if args.no_matches else []))[:2]
+    flags = ["--no-matches"] if args.no_matches else []
+    row["ours"] = run_child(cmd + flags)[:2]
+    row["one_core"] = run_child(cmd + flags, {"COORDBENCH_FORK": "0"})[:2]  # no forked child
     ours = stats_of(d / "eval" / "metrics.json")
     gt, dt = d / "eval" / "coco_gt.json", d / "eval" / "coco_preds.json"
     pair_cmd = [py, "-m", "coordbench", "eval", "--coco-gt", str(gt), "--coco-dt", str(dt)]
@@ -147,6 +151,7 @@ def one_scale(n: int, work: Path, args: argparse.Namespace, ref_fit: list) -> di
     print(
         f"  pycocotools {r['ref'][0]:.2f} s | faster-coco-eval {r['fce'][0]:.2f} s | "
         f"eval scored.jsonl {r['ours'][0]:.2f} s {r['ours'][1]:.0f} MB | "
+        f"one core {r['one_core'][0]:.2f} s {r['one_core'][1]:.0f} MB | "
         f"pair {r['pair'][0]:.2f} s {r['pair'][1]:.0f} MB",
         flush=True,
     )
@@ -162,7 +167,8 @@ def cell(t: float, rss: float | None, ref: float, approx: bool = False) -> str:
 def table(rows: list[dict]) -> str:
     head = (
         "| detections | pycocotools | faster-coco-eval | `coordbench eval scored.jsonl` "
-        "| `coordbench eval --coco-gt/--coco-dt` |\n|---:|---:|---:|---:|---:|"
+        "| same, one core (`COORDBENCH_FORK=0`) | `coordbench eval --coco-gt/--coco-dt` |\n"
+        "|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
@@ -170,7 +176,8 @@ def table(rows: list[dict]) -> str:
         approx = r.get("extrapolated", False)
         lines.append(
             f"| {r['n'] / 1000:.0f} k | {cell(ref_t, ref_rss, ref_t, approx)} "
-            f"| {cell(*r['fce'], ref_t)} | {cell(*r['ours'], ref_t)} | {cell(*r['pair'], ref_t)} |"
+            f"| {cell(*r['fce'], ref_t)} | {cell(*r['ours'], ref_t)} "
+            f"| {cell(*r['one_core'], ref_t)} | {cell(*r['pair'], ref_t)} |"
         )
     return "\n".join(lines)
 
@@ -198,13 +205,21 @@ def main() -> int:
         for r in rows:
             note = " (pycocotools extrapolated; stats checked against faster-coco-eval)"
             ratio = r["ref"][0] / r["ours"][0]
+            one = r["one_core"][0]
             print(
                 f"{r['n']:>9} detections: eval scored.jsonl {ratio:.1f}× pycocotools, "
                 f"{r['fce'][0] / r['ours'][0]:.1f}× faster-coco-eval, peak RSS "
-                f"{r['ours'][1]:.0f} MB{note if r.get('extrapolated') else ''}"
+                f"{r['ours'][1]:.0f} MB; one core {r['ref'][0] / one:.1f}× / "
+                f"{r['fce'][0] / one:.1f}×, {r['one_core'][1]:.0f} MB"
+                f"{note if r.get('extrapolated') else ''}"
             )
         ok = all(all(r["ok"].values()) for r in rows)
         print(f"all 12 stats equal (1e-12) at every scale: {ok}")
+        big = rows[-1]
+        print(
+            f"ratio pycocotools / coordbench eval at {big['n']} detections: "
+            f"{big['ref'][0] / big['ours'][0]:.2f}"
+        )
         return 0 if ok else 1
 
 

@@ -57,11 +57,11 @@ def test_decode_speed_quick_prints_the_ratio_last():
 
 
 def test_eval_e2e_bench_runs_and_prints_the_ratio_last():
-    out = _run(["bench/eval_e2e_speed.py", "--images", "40", "--dets", "20"])
+    out = _run(["bench/eval_e2e_speed.py", "--scales", "2000,4000"])
     lines = out.strip().splitlines()
-    assert "all 12 stats equal (1e-12): True" in out
-    assert "--coco-gt/--coco-dt" in out and "12 stats equal: True" in out
-    assert lines[-1].startswith("ratio pycocotools / coordbench eval: ")
+    assert "all 12 stats equal (1e-12) at every scale: True" in out
+    assert "--coco-gt/--coco-dt" in out and "one core" in out and "| 4 k |" in out
+    assert lines[-1].startswith("ratio pycocotools / coordbench eval at 4000 detections: ")
     float(lines[-1].rsplit(":", 1)[1])
 
 
