@@ -13,7 +13,6 @@ buckets (APs/m/l) use bbox areas in preset-image pixels, not COCO's mask areas a
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,10 +106,14 @@ def map_descs(
     semantic: Semantic,
     threshold: float,
     table: PredTable | None = None,
+    desc_codes: tuple[list[str], np.ndarray] | None = None,
 ) -> tuple[dict[str, int | None], dict[str, Any] | None]:
-    """Category id (or None = drop) for every non-category pred desc, plus upstream's report."""
+    """Category id (or None = drop) for every non-category pred desc, plus upstream's report
+    (`desc_codes`: `codes(table.desc)` when the caller has them)."""
     table = table if table is not None else pred_table(images)
-    counts = {d: n for d, n in Counter(table.desc).items() if d and d not in categories}
+    uniq, code = desc_codes if desc_codes is not None else codes(table.desc)
+    per_desc = np.bincount(code, minlength=len(uniq)).tolist()  # Counter's, in uniq order
+    counts = {d: n for d, n in zip(uniq, per_desc, strict=True) if d and d not in categories}
     names = [n for n in categories if n]
     if not counts or not names:
         return dict.fromkeys(counts), None
@@ -142,7 +145,10 @@ def map_descs(
 def _kept_scores(images: list[EvalImage], table: PredTable, rows: np.ndarray) -> np.ndarray:
     """Validated scores of the detections COCO keeps (float64); the first bad one, in record
     order, is a DataError naming its record and prediction."""
-    vals = list(map(table.score.__getitem__, rows.tolist()))  # C-level gather
+    if len(rows) == len(table.score):  # every row kept: rows is 0..n-1
+        vals = table.score
+    else:
+        vals = list(map(table.score.__getitem__, rows.tolist()))  # C-level gather
     if set(map(type, vals)) <= {float}:
         arr = np.array(vals, np.float64)
         if np.all((arr >= 0.0) & (arr <= 1.0)):  # NaN fails the compare
@@ -161,10 +167,11 @@ def coco_dets(
     mapping: dict[str, int | None],
     counters: dict[str, int],
     table: PredTable | None = None,
+    desc_codes: tuple[list[str], np.ndarray] | None = None,
 ) -> CocoDets:
     """COCO results in record order then pred order; unmapped descs dropped and counted."""
     table = table if table is not None else pred_table(images)
-    uniq, code = codes(table.desc)
+    uniq, code = desc_codes if desc_codes is not None else codes(table.desc)
     known = np.array([d in categories for d in uniq], bool)
     cid = np.array(
         [categories[d] if d in categories else (mapping.get(d) or 0) for d in uniq], np.int64
@@ -286,8 +293,9 @@ def coco_inputs(
     categories = categories if categories is not None else build_categories(images)
     table = table if table is not None else pred_table(images)
     coco_gt = to_coco_gt(images, categories)
-    mapping, report = map_descs(images, categories, semantic, threshold, table)
-    dets = coco_dets(images, categories, mapping, counters, table)
+    desc_codes = codes(table.desc)  # one pass over the descs for the mapping and the ids
+    mapping, report = map_descs(images, categories, semantic, threshold, table, desc_codes)
+    dets = coco_dets(images, categories, mapping, counters, table, desc_codes)
     return CocoInputs(categories, coco_gt, dets, report)
 
 
