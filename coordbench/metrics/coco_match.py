@@ -172,6 +172,7 @@ class CocoTables:
         self.g_key, self.g_box = self.g_key[g_order], self.g_box[g_order]
         self.g_area, self.g_crowd = self.g_area[g_order], self.g_crowd[g_order]
         self._pairs: tuple[float, RankedPairs] | None = None
+        self._cat_img: tuple[np.ndarray, np.ndarray] | None = None
         if isinstance(coco_preds, CocoResults):
             coco_preds = coco_preds.dets
         dets = coco_preds if isinstance(coco_preds, CocoDets) else CocoDets.from_dicts(coco_preds)
@@ -210,9 +211,10 @@ class CocoTables:
         det_ign |= (match < 0) & out_of_range[None, :]
         npig = np.bincount(self.g_key[~g_ign], minlength=self.n_cats * self.n_img)
         has = np.flatnonzero(npig)
+        if self._cat_img is None:  # one pair of arrays shared by every range's AreaEval
+            self._cat_img = (self.d_key // self.n_img, self.d_key % self.n_img)
         return AreaEval(
-            self.d_key // self.n_img,
-            self.d_key % self.n_img,
+            *self._cat_img,
             self.d_rank,
             self.d_score,
             (match >= 0) & ~det_ign,
