@@ -11,7 +11,7 @@ from coordbench.metrics.coco_accumulate import (
     by_group_then_score,
     stream_order,
 )
-from coordbench.metrics.coco_match import AreaEval
+from coordbench.metrics.coco_match import AreaEval, by_key_then_score
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 1000, 50_000])
@@ -20,6 +20,16 @@ def test_two_stable_sorts_equal_lexsort(n: int) -> None:
     group = rng.integers(0, 80, n)
     for score in (rng.random(n), rng.choice([0.0, -0.0, 0.25, 0.5, 1.0], n)):  # ties, -0.0
         assert np.array_equal(by_group_then_score(group, score), np.lexsort((-score, group)))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 50_000])
+def test_composite_key_sort_equals_lexsort(n: int) -> None:
+    rng = np.random.default_rng(n)
+    key = rng.integers(0, 800_000, n)
+    for score in (rng.random(n), rng.choice([0.0, -0.0, 0.25, 0.5, 1.0], n)):
+        assert np.array_equal(by_key_then_score(key, score), np.lexsort((-score, key)))
+    big = rng.integers(0, 1 << 62, n)  # key * n would overflow: lexsort itself
+    assert np.array_equal(by_key_then_score(big, score), np.lexsort((-score, big)))
 
 
 def test_groups_past_16_bits_take_lexsort() -> None:
@@ -107,3 +117,7 @@ def test_accumulate_at_tps_equals_the_per_category_loop(seed: int) -> None:
         want = _loop_accumulate(ev, int(ev.cat.max(initial=0)) + 3, rec_thrs, max_det)
         got = accumulate_area(ev, int(ev.cat.max(initial=0)) + 3, rec_thrs, max_det)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        recall_only = accumulate_area(
+            ev, int(ev.cat.max(initial=0)) + 3, rec_thrs, max_det, precision=False
+        )  # AR1 / AR10: TP counts, no order
+        assert recall_only[0] is None and np.array_equal(recall_only[1], want[1])

@@ -83,8 +83,9 @@ def accumulate_area(
     npig = np.bincount(ev.npig_cat, weights=ev.npig, minlength=n_cats).astype(np.int64)
     if not precision:  # TP counts need no order
         keep = ev.rank < max_det
-        cats, tps = ev.cat[keep], ev.tp[:, keep]
-        tp = np.stack([np.bincount(cats, weights=tps[t], minlength=n_cats) for t in range(n_thr)])
+        tp = np.stack(
+            [np.bincount(ev.cat[keep & ev.tp[t]], minlength=n_cats) for t in range(n_thr)]
+        )  # integer counts: the same float64 quotients below
         rec = np.where(npig > 0, tp / np.maximum(npig, 1), -1.0)
         return None, rec
     order = stream_order(ev) if order is None else order
