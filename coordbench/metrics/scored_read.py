@@ -127,13 +127,18 @@ def _record(raw: bytes) -> tuple[dict[str, Any], list[_Pred] | None, bytes] | No
     return rec, typed, data
 
 
-def _struct_columns(typed: list[_Pred]) -> tuple[np.ndarray, list[str], list[Any]] | None:
+def _struct_columns(
+    typed: list[_Pred], names: dict[str, str]
+) -> tuple[np.ndarray, list[str], list[Any]] | None:
+    """Columns of typed answers; `names` holds one str object per distinct desc (msgspec makes
+    one per box: 50 MB of copies of a few class names at 1 M boxes)."""
     pts = list(map(_POINTS, typed))
     try:
         box = np.fromiter(chain.from_iterable(pts), np.int64, 4 * len(pts)).reshape(-1, 4)
     except OverflowError:  # an int beyond int64: the general path clamps it as a Python int
         return None
-    desc = list(map(_DESC, typed))
+    raw = list(map(_DESC, typed))
+    desc = list(map(names.setdefault, raw, raw))
     if list(map(str.strip, desc)) != desc:
         return None
     score = list(map(_SCORE, typed))
@@ -145,18 +150,20 @@ def _struct_columns(typed: list[_Pred]) -> tuple[np.ndarray, list[str], list[Any
     return box, desc, score
 
 
-def _typed_answers(todo: list[tuple[dict[str, Any], list[_Pred], bytes]]) -> None:
+def _typed_answers(
+    todo: list[tuple[dict[str, Any], list[_Pred], bytes]], names: dict[str, str]
+) -> None:
     """Columns of the typed answers of a block, or their dicts (orjson) where not clean."""
     if not todo:
         return
-    got = _struct_columns(list(chain.from_iterable(t for _, t, _ in todo)))
+    got = _struct_columns(list(chain.from_iterable(t for _, t, _ in todo)), names)
     if got is not None:
         items = [(rec, typed, _size(rec)) for rec, typed, _ in todo]
         for k in _replace(items, *got):
             todo[k][0]["pred"] = orjson.loads(todo[k][2])
         return
     for rec, typed, data in todo:  # some answer is not clean: find which, one by one
-        one = _struct_columns(typed)
+        one = _struct_columns(typed, names)
         if one is None or _replace([(rec, typed, _size(rec))], *one):
             rec["pred"] = orjson.loads(data)
 
@@ -248,6 +255,7 @@ def read_scored(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict]
     p = Path(path)
     recs: list[dict] = []
     skipped = 0
+    names: dict[str, str] = {}  # one str per distinct desc, for this file
     for start, data in _blocks(p):
         pieces = data.split(b"\n")
         torn_at = -1 if pieces[-1] else None  # a last piece without newline: the file's end
@@ -275,7 +283,7 @@ def read_scored(path: str | Path, *, tolerant: bool = False) -> tuple[list[dict]
                 if ln.torn:
                     log.warning("%s:%d: torn last line skipped (no trailing newline)", p, number)
                 skipped += 1
-        _typed_answers(typed)
+        _typed_answers(typed, names)
         _clean_answers(general)
         recs += rows
     return recs, skipped
