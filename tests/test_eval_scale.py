@@ -122,3 +122,64 @@ def test_accumulate_at_tps_equals_the_per_category_loop(seed: int) -> None:
         )  # AR1 / AR10: TP counts, no order
         if max_det < 100:  # the maxDets it serves (these random lists run past 100)
             assert recall_only[0] is None and np.array_equal(recall_only[1], want[1])
+
+
+def _baseline_by_scoring(images, options, semantic):
+    """The oracle: the real scorer on the images with their predictions removed."""
+    import dataclasses
+
+    from coordbench.metrics.detection import score_images
+    from coordbench.metrics.diagnostics import BASELINE_KEYS
+    from coordbench.metrics.ingest import EvalImage, new_counters
+
+    empty = [EvalImage(i.index, i.file_name, i.width, i.height, gts=i.gts) for i in images]
+    thrs = [t for t in options.f1_iou_thrs if abs(t - 0.5) < 1e-9]
+    opts = dataclasses.replace(options, f1_iou_thrs=tuple(thrs or options.f1_iou_thrs))
+    m = score_images(empty, new_counters(), opts, semantic).metrics
+    return {k: m[k] for k in BASELINE_KEYS if k in m}
+
+
+def _images(rng, n: int, gt_per_image: tuple[int, int]):
+    from coordbench.metrics.ingest import new_counters, prepare_images
+
+    def box() -> dict:
+        x, y = int(rng.integers(0, 80)), int(rng.integers(0, 60))
+        w, h = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        return {
+            "type": "bbox_2d",
+            "points": [x, y, x + w, y + h],
+            "desc": str(rng.choice(["a", "b"])),
+        }
+
+    recs = [
+        {
+            "image": f"{i}.jpg",
+            "width": 128,
+            "height": 96,
+            "gt": [box() for _ in range(int(rng.integers(*gt_per_image)))],
+            "pred": [{**box(), "score": 0.5}] if i % 3 else [],
+        }
+        for i in range(n)
+    ]
+    return prepare_images(recs, new_counters())
+
+
+@pytest.mark.parametrize(
+    "thrs", [(0.5, 0.3), (0.3,), (0.504, 0.7), (0.5,), (0.5000000001, 0.5)]
+)
+@pytest.mark.parametrize(
+    "shape", [(0, (0, 1)), (1, (0, 1)), (9, (0, 3)), (40, (1, 5)), (25, (0, 1))]
+)
+def test_predict_nothing_baseline_equals_the_scorer(thrs, shape) -> None:
+    from coordbench.metrics.diagnostics import baseline_nothing
+    from coordbench.metrics.result import EvalOptions
+    from coordbench.metrics.semantic import Semantic
+
+    n, gts = shape
+    images = _images(np.random.default_rng(n + len(thrs)), n, gts)
+    options = EvalOptions(f1_iou_thrs=thrs)
+    semantic = Semantic(options.semantic_model, None)
+    want = _baseline_by_scoring(images, options, semantic)
+    got = baseline_nothing(images, options, semantic)
+    assert got == want and list(got) == list(want)
+    assert all(type(v) is float for v in got.values())
