@@ -155,6 +155,9 @@ class ImageMatches:
     ignored_idx: list[int]
     matches: dict[str, list[Match]]
     gt_norm: list[str]  # normalised GT descs
+    # per threshold key: (unmatched eval pred indices, unmatched GT indices), from the
+    # vectorised matcher; None for an image of the per-image (polygon) path
+    unmatched: dict[str, tuple[list[int], list[int]]] | None = None
 
 
 def _gt_columns(images: list[EvalImage]) -> tuple[np.ndarray, np.ndarray]:
@@ -207,10 +210,13 @@ def match_images(
     )
     pair_img = table.img[p]
     norm, code = table.norm_codes()
-    per_key = {}
+    per_key, unmatched = {}, {}
+    g_img = np.repeat(np.arange(len(images)), np.diff(gt_bounds))
+    g_local = np.arange(len(gt_box)) - gt_bounds[g_img]
     for t in thrs:
         sel = np.flatnonzero(v >= t)
         m = sel[greedy_pairs(pair_img[sel], p[sel], g[sel], v[sel])]
+        unmatched[thr_key(t)] = _unmatched(keep, p[m], g[m], table, local, g_img, g_local)
         rows_m = p[m].tolist()
         per_key[thr_key(t)] = _split_by_image(
             len(images),
@@ -227,10 +233,36 @@ def match_images(
     for i, im in enumerate(images):
         if poly[i]:
             matches = _poly_matches(im, eval_idx[i], thrs)
+            left = None
         else:
             matches = {key: per_key[key][i] for key in per_key}
-        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm[i]))
+            left = {key: (up[i], ug[i]) for key, (up, ug) in unmatched.items()}
+        out.append(ImageMatches(im, eval_idx[i], ignored[i], matches, gt_norm[i], left))
     return out
+
+
+def _unmatched(
+    keep: np.ndarray,
+    p: np.ndarray,
+    g: np.ndarray,
+    table: PredTable,
+    local: np.ndarray,
+    g_img: np.ndarray,
+    g_local: np.ndarray,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Per image, the eval predictions and the GT no match took (image order, as the
+    per-image lists), from the matched pred and GT rows of one threshold."""
+    n_img = len(table.bounds) - 1
+    free = keep.copy()
+    free[p] = False
+    rows = np.flatnonzero(free)
+    g_free = np.ones(len(g_img), bool)
+    g_free[g] = False
+    g_rows = np.flatnonzero(g_free)
+    return (
+        _split_by_image(n_img, table.img[rows], local[rows].tolist()),
+        _split_by_image(n_img, g_img[g_rows], g_local[g_rows].tolist()),
+    )
 
 
 def _match_rows(
@@ -282,7 +314,7 @@ def image_outcome(
         "fp_full": fp + bad,
         "fn_full": fn + bad,
     }
-    used_p, used_g = {m[0] for m in matches}, {m[1] for m in matches}
+    free_p, free_g = _free_indices(im, key)
     row = {
         "image_id": img.index,
         "file_name": img.file_name,
@@ -298,11 +330,23 @@ def image_outcome(
         "fp_loc": fp,
         "fn_loc": fn,
         "matches": rows,
-        "unmatched_pred_indices": [i for i in im.eval_idx if i not in used_p],
+        "unmatched_pred_indices": free_p,
         "ignored_pred_indices": list(im.ignored_idx),
-        "unmatched_gt_indices": [j for j in range(len(img.gts)) if j not in used_g],
+        "unmatched_gt_indices": free_g,
     }
     return counts, row
+
+
+def _free_indices(im: ImageMatches, key: str) -> tuple[list[int], list[int]]:
+    """The eval predictions and GT of the image that no match of `key` took."""
+    if im.unmatched is not None:
+        return im.unmatched[key]
+    matches = im.matches[key]
+    used_p, used_g = {m[0] for m in matches}, {m[1] for m in matches}
+    return (
+        [i for i in im.eval_idx if i not in used_p],
+        [j for j in range(len(im.img.gts)) if j not in used_g],
+    )
 
 
 def aggregate(key: str, counts: list[dict[str, Any]], pred_total: int) -> dict[str, float]:
