@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -53,8 +54,8 @@ def tp_flags(
     area_eval: AreaEval | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scores, TP flags) of the detections COCOeval evaluates, matched as COCOeval at IoU 0.5."""
-    det = matched_detections(coco_gt, coco_preds, area_eval)
-    return det.scores, det.tp
+    ev = area_eval or CocoTables(coco_gt, coco_preds).area_eval("all", np.array([IOU_THRESHOLD]))
+    return ev.score, ev.tp[0]  # no category name per detection: the statistics do not read it
 
 
 def rankdata(x: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
@@ -80,10 +81,17 @@ def spearman(
     if len(scores) < 2 or np.all(scores == scores[0]) or np.all(correct == correct[0]):
         return None
     a = rankdata(scores) if ranks is None else ranks
-    b = rankdata(correct.astype(float))
+    b = _bool_ranks(correct)
     a, b = a - a.mean(), b - b.mean()
     rho = float((a @ b) / math.sqrt((a @ a) * (b @ b)))
     return rho if math.isfinite(rho) else None
+
+
+def _bool_ranks(correct: np.ndarray) -> np.ndarray:
+    """`rankdata(correct.astype(float))` without a sort: every FP shares the first midrank, every
+    TP the second (the same expressions rankdata evaluates)."""
+    n, n_false = len(correct), len(correct) - int(np.count_nonzero(correct))
+    return np.where(correct, (n_false + 1 + n) / 2.0, (0 + 1 + n_false) / 2.0)
 
 
 def auroc(scores: np.ndarray, correct: np.ndarray, ranks: np.ndarray | None = None) -> float | None:
@@ -97,22 +105,26 @@ def auroc(scores: np.ndarray, correct: np.ndarray, ranks: np.ndarray | None = No
 
 
 def reliability_bins(scores: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict[str, Any]]:
-    """Equal-width bins [k/n, (k+1)/n), the last one closed at 1.0."""
+    """Equal-width bins [k/n, (k+1)/n), the last one closed at 1.0 (a score below 0 is in none).
+    One stable sort by bin instead of a mask per bin: each bin's scores stay in input order,
+    so its mean is summed exactly as `scores[bin == k].mean()` sums it."""
     idx = np.minimum((scores * n_bins).astype(int), n_bins - 1)
-    rows = []
-    for k in range(n_bins):
-        m = idx == k
-        n = int(m.sum())
-        rows.append(
-            {
-                "lo": k / n_bins,
-                "hi": (k + 1) / n_bins,
-                "count": n,
-                "mean_score": float(scores[m].mean()) if n else None,
-                "tp_rate": float(correct[m].mean()) if n else None,
-            }
-        )
-    return rows
+    key = np.maximum(idx, -1).astype(np.int16 if n_bins < 2**15 else np.int64)
+    order = np.argsort(key, kind="stable")  # a radix sort for int16
+    bounds = np.searchsorted(key[order], np.arange(n_bins + 1)).tolist()
+    s, c = scores[order], correct[order]
+    return [_bin_row(k, n_bins, s[lo:hi], c[lo:hi]) for k, (lo, hi) in enumerate(pairwise(bounds))]
+
+
+def _bin_row(k: int, n_bins: int, s: np.ndarray, c: np.ndarray) -> dict[str, Any]:
+    n = len(s)
+    return {
+        "lo": k / n_bins,
+        "hi": (k + 1) / n_bins,
+        "count": n,
+        "mean_score": float(s.mean()) if n else None,
+        "tp_rate": float(c.mean()) if n else None,
+    }
 
 
 def ece(bins: list[dict[str, Any]], total: int) -> float | None:
@@ -165,10 +177,20 @@ def precision_at_score(
     order = np.argsort(-scores, kind="stable") if order is None else order
     s = scores[order]
     tp = np.cumsum(correct[order])
-    last = np.searchsorted(-s, -s, side="right") - 1  # the last detection of each tie group
+    ends = np.flatnonzero(
+        np.r_[s[1:] != s[:-1], len(s) > 0]
+    )  # the last detection of each tie group
+    last = np.repeat(ends, np.diff(ends, prepend=-1))
     out = np.empty(len(scores))
     out[order] = tp[last] / (last + 1)
     return out
+
+
+def _sort_kind(scores: np.ndarray) -> str:
+    """Ranks, quantile bins and mapped precision do not depend on the order within ties, so any
+    sort will do (quicksort: faster); a -0.0 tied with a 0.0 could print as a bin's bound, so
+    then the stable order decides, as it always did."""
+    return "stable" if np.any((scores == 0) & np.signbit(scores)) else "quicksort"
 
 
 def calibration(
@@ -182,7 +204,7 @@ def calibration(
     scores, correct = tp_flags(coco_gt, coco_preds, area_eval)
     bins = reliability_bins(scores, correct, n_bins)
     n = len(scores)
-    asc = np.argsort(scores, kind="stable")  # one sort for ranks, quantiles and precision
+    asc = np.argsort(scores, kind=_sort_kind(scores))  # for ranks, quantiles and precision
     ranks = rankdata(scores, asc)
     mapped = precision_at_score(scores, correct, asc[::-1])
     return {
