@@ -223,7 +223,10 @@ def test_gc_paused_restores_the_previous_state():
     assert gc.isenabled()
 
 
-def test_candidate_pairs_window_finds_every_overlapping_pair():
+@pytest.mark.parametrize("thr", [0.05, 0.3, 0.5, 0.75])
+def test_candidate_pairs_window_finds_every_overlapping_pair(thr):
+    """Every pair at IoU >= thr, including pairs where the x-overlap bound is tight (equal
+    heights: IoU == x overlap / max width exactly, at the threshold itself)."""
     from coordbench.geometry import iou_matrix
     from coordbench.metrics.f1_match import candidate_pairs
 
@@ -236,10 +239,15 @@ def test_candidate_pairs_window_finds_every_overlapping_pair():
 
     pred = boxes(n_img * per_p)
     gt = boxes(n_img * per_g - 40)  # images with different GT counts, one without GT
+    # image 0: GT of the same height inside a prediction's x range, IoU = w_gt / w_pred
+    # exactly (0.05, 0.3, 0.5, 0.75 of a width of 20), plus a copy and a zero-width box
+    tight = [[0, 0, 1, 10], [0, 0, 6, 10], [0, 0, 10, 10], [0, 0, 15, 10], [0, 0, 20, 10]]
+    pred[:3] = [[0, 0, 20, 10], [0, 0, 20, 10], [7, 0, 7, 10]]
+    gt[:5] = tight
     gt_bounds = np.array([0, 40, 80, 80, 120, 160])
     row_img = np.repeat(np.arange(n_img), per_p)
     rows = np.arange(len(pred))
-    p, g, v = candidate_pairs(rows, row_img, pred, gt, gt_bounds, 0.05)
+    p, g, v = candidate_pairs(rows, row_img, pred, gt, gt_bounds, thr)
     got = sorted(zip(p.tolist(), g.tolist(), v.tolist(), strict=True))
     want = []
     for i in range(n_img):
@@ -247,6 +255,9 @@ def test_candidate_pairs_window_finds_every_overlapping_pair():
         ious = iou_matrix(pred[ps], gt[gs])
         want += [
             (int(ps[a]), int(gs[b]), float(ious[a, b]))
-            for a, b in zip(*np.nonzero(ious >= 0.05), strict=True)
+            for a, b in zip(*np.nonzero(ious >= thr), strict=True)
         ]
-    assert got == sorted(want) and len(got) > 100
+    assert got == sorted(want) and len(got) >= 5
+    assert {(0, k) for k in range(5) if (1, 3, 6, 10, 15)[k] / 20 >= thr} <= {
+        (a, b) for a, b, _ in got
+    }

@@ -60,10 +60,21 @@ def candidate_pairs(
     boxes = np.asarray(pred_box[rows], np.float64)
     gts = np.asarray(gt_box, np.float64)
     g_order, start, end = _x_windows(row_img, boxes, gts, gt_bounds)
+    # IoU <= x overlap / max(widths) (inter <= ix * min(h), union >= max(area)): the x columns
+    # alone drop most window pairs (~90 % at 100 boxes per image) before the full IoU
+    px1, px2 = boxes[:, 0], boxes[:, 2]
+    gx1, gx2 = gts[g_order, 0], gts[g_order, 2]
+    pw, gw = px2 - px1, gx2 - gx1
+    bound = min_iou * (1 - 1e-9)  # rounding slack: the exact IoU below decides
     out_p, out_g, out_v = [empty[0]], [empty[1]], [empty[2]]
     for owner, off in ragged_chunks(end - start):
+        pos = start[owner] + off
+        if bound > 0:
+            ix = np.minimum(px2[owner], gx2[pos]) - np.maximum(px1[owner], gx1[pos])
+            near = (ix > 0) & (ix >= bound * np.maximum(pw[owner], gw[pos]))
+            owner, pos = owner[near], pos[near]
         p = rows[owner]
-        g = g_order[start[owner] + off]
+        g = g_order[pos]
         iou = iou_pairs_xyxy(pred_box[p], gt_box[g])
         hit = iou >= min_iou
         out_p.append(p[hit])
