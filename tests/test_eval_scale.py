@@ -164,9 +164,7 @@ def _images(rng, n: int, gt_per_image: tuple[int, int]):
     return prepare_images(recs, new_counters())
 
 
-@pytest.mark.parametrize(
-    "thrs", [(0.5, 0.3), (0.3,), (0.504, 0.7), (0.5,), (0.5000000001, 0.5)]
-)
+@pytest.mark.parametrize("thrs", [(0.5, 0.3), (0.3,), (0.504, 0.7), (0.5,), (0.5000000001, 0.5)])
 @pytest.mark.parametrize(
     "shape", [(0, (0, 1)), (1, (0, 1)), (9, (0, 3)), (40, (1, 5)), (25, (0, 1))]
 )
