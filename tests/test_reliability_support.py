@@ -28,6 +28,9 @@ SAMPLED = ("--temperature", "0.7", "--top-p", "0.9")
 
 FAULT_RUNNER = r"""
 import os, signal, sys, time
+# a command started in the background (`make test &`, nohup) inherits SIGINT ignored, and then
+# Python installs no KeyboardInterrupt handler: the Ctrl-C tests would wait for nothing
+signal.signal(signal.SIGINT, signal.default_int_handler)
 name, n, mode = os.environ["CB_FAULT"].split(":")
 n, calls, real_fsync = int(n), [0], os.fsync
 
@@ -43,10 +46,7 @@ def fsync(fd):
                 os.ftruncate(fd, start + (len(data) - start) // 2)
             if mode == "pause":
                 open(os.environ["CB_PAUSED"], "w").close()
-                # short sleeps: a SIGINT that lands before one long sleep starts is only acted
-                # on when it ends (seen once: a 60 s timeout under a full test run)
-                for _ in range(6000):
-                    time.sleep(0.1)
+                time.sleep(600)
             os.kill(os.getpid(), signal.SIGKILL)
     return real_fsync(fd)
 
