@@ -71,7 +71,7 @@ def candidate_pairs(
         pos = start[owner] + off
         if bound > 0:
             ix = np.minimum(px2[owner], gx2[pos]) - np.maximum(px1[owner], gx1[pos])
-            near = (ix > 0) & (ix >= bound * np.maximum(pw[owner], gw[pos]))
+            near = ix >= bound * np.maximum(pw[owner], gw[pos])
             owner, pos = owner[near], pos[near]
         p = rows[owner]
         g = g_order[pos]
